@@ -1,0 +1,271 @@
+//! The ruleset document: ports, conntrack settings, helpers and the two rule stages.
+//!
+//! These types are both what serde_yaml reads (unknown keys are errors) and what
+//! `import-iptables` writes. [`crate::validate`] checks what a type cannot (cross-field rules,
+//! port names) and reports positions through [`crate::source_map`].
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::matches::{
+    Cidr, CtDir, CtState, Icmp4Type, Icmp6Type, Match, PortName, PortRange, Proto,
+    TcpFlagsMatch,
+};
+use crate::settings::ConntrackSettings;
+
+/// A whole configuration file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ruleset {
+    /// Gateway ports by name. Absent: two ports `lan` and `wan` (interfaces of the same
+    /// names), forwarded to each other.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ports: Option<BTreeMap<String, PortSpec>>,
+    /// Port pairs that forward to each other (bump-in-the-wire). Absent with exactly two
+    /// ports: those two.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pairs: Option<Vec<[String; 2]>>,
+    #[serde(default, skip_serializing_if = "ConntrackSettings::is_default")]
+    pub conntrack: ConntrackSettings,
+    #[serde(default, skip_serializing_if = "Helpers::is_empty")]
+    pub helpers: Helpers,
+    #[serde(default, skip_serializing_if = "Stage::is_empty")]
+    pub raw: Stage,
+    #[serde(default)]
+    pub forward: Stage,
+}
+
+/// One gateway port: `lan: veth-lan` or `lan: {interface: veth-lan, xdp_mode: skb}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum PortSpec {
+    Interface(String),
+    Detailed(PortDetail),
+}
+
+impl PortSpec {
+    pub fn interface(&self) -> &str {
+        match self {
+            PortSpec::Interface(i) => i,
+            PortSpec::Detailed(d) => &d.interface,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortDetail {
+    pub interface: String,
+    /// XDP attach mode: `auto` (native where the driver has it, else generic), `native`, `skb`.
+    #[serde(default)]
+    pub xdp_mode: XdpMode,
+    /// AF_XDP zero-copy: `auto` (where the driver offers it), `on` (fail without), `off`.
+    #[serde(default)]
+    pub zero_copy: ZeroCopy,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum XdpMode {
+    #[default]
+    Auto,
+    Native,
+    Skb,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ZeroCopy {
+    #[default]
+    Auto,
+    On,
+    Off,
+}
+
+/// Connection-tracking helpers (`-j CT --helper NAME` in the kernel's raw table).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Helpers {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ftp: Option<FtpHelper>,
+}
+
+impl Helpers {
+    pub fn is_empty(&self) -> bool {
+        self.ftp.is_none()
+    }
+}
+
+/// The FTP helper, watching control connections to these TCP ports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FtpHelper {
+    #[serde(default = "FtpHelper::default_ports")]
+    pub ports: Vec<u16>,
+}
+
+impl FtpHelper {
+    /// The kernel's nf_conntrack_ftp default (`ports=21`).
+    pub fn default_ports() -> Vec<u16> {
+        vec![21]
+    }
+}
+
+impl Default for FtpHelper {
+    fn default() -> Self {
+        FtpHelper {
+            ports: Self::default_ports(),
+        }
+    }
+}
+
+/// An ordered rule list with a policy for packets no rule matches.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stage {
+    #[serde(default)]
+    pub policy: Policy,
+    #[serde(default)]
+    pub rules: Vec<Rule>,
+}
+
+impl Stage {
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty() && self.policy == Policy::Accept
+    }
+}
+
+/// What happens to a packet no rule matches. The kernel's default chain policy is ACCEPT.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Policy {
+    #[default]
+    Accept,
+    Drop,
+}
+
+/// A rule's action. `raw` allows `notrack` and `accept`; `forward` allows `accept`, `drop`
+/// and `reject`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Accept,
+    Drop,
+    Reject,
+    Notrack,
+}
+
+impl Action {
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Accept => "accept",
+            Action::Drop => "drop",
+            Action::Reject => "reject",
+            Action::Notrack => "notrack",
+        }
+    }
+}
+
+/// What `reject` answers with (`--reject-with`). Default: ICMP port unreachable, as iptables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RejectWith {
+    IcmpPortUnreachable,
+    IcmpHostUnreachable,
+    IcmpNetUnreachable,
+    IcmpProtoUnreachable,
+    IcmpAdminProhibited,
+    TcpReset,
+}
+
+/// IP family a rule applies to (`iptables` rules are ipv4, `ip6tables` rules ipv6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    Ipv4,
+    Ipv6,
+}
+
+/// One rule. Every match present must hold (logical AND); a list matches when any of its
+/// values does (`{not: ...}` when none does).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    /// Restrict to one family; implied by addresses and ICMP matches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family: Option<Family>,
+    /// Port the packet arrived on (iptables `-i`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_port: Option<Match<PortName>>,
+    /// Port the packet would leave on (iptables `-o`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub out_port: Option<Match<PortName>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub src: Option<Match<Cidr>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dst: Option<Match<Cidr>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proto: Option<Match<Proto>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sport: Option<Match<PortRange>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dport: Option<Match<PortRange>>,
+    /// Source or destination port (multiport `--ports`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ports: Option<Match<PortRange>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub icmp_type: Option<Match<Icmp4Type>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub icmpv6_type: Option<Match<Icmp6Type>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp_flags: Option<TcpFlagsMatch>,
+    /// `syn: true` is iptables' `--syn` (SYN set, RST/ACK/FIN clear); `false` is `! --syn`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub syn: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ctstate: Option<Match<CtState>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ctdir: Option<CtDir>,
+    pub action: Action,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reject_with: Option<RejectWith>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+}
+
+impl Rule {
+    /// A rule with no matches and the given action.
+    pub fn new(action: Action) -> Self {
+        Rule {
+            family: None,
+            in_port: None,
+            out_port: None,
+            src: None,
+            dst: None,
+            proto: None,
+            sport: None,
+            dport: None,
+            ports: None,
+            icmp_type: None,
+            icmpv6_type: None,
+            tcp_flags: None,
+            syn: None,
+            ctstate: None,
+            ctdir: None,
+            action,
+            reject_with: None,
+            comment: None,
+        }
+    }
+
+    /// `(mask, comp, negated)` of the TCP flag test, folding `syn` into `tcp_flags`.
+    pub fn tcp_flag_test(&self) -> Option<(u8, u8, bool)> {
+        if let Some(f) = &self.tcp_flags {
+            let (m, c) = f.bits();
+            return Some((m, c, f.not));
+        }
+        // --syn is `--tcp-flags SYN,RST,ACK,FIN SYN`.
+        self.syn.map(|s| (0x17, 0x02, !s))
+    }
+}

@@ -1,0 +1,1 @@
+//! Statewall engine.
