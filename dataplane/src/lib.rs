@@ -1,1 +1,12 @@
-//! Statewall engine.
+//! Statewall's engine and runtime.
+//!
+//! The engine is sans-IO: bytes and a clock in, verdicts out ([`pipeline::Pipeline`]).
+//! `wire` parses frames into [`packet::PacketMeta`]; `flow` keys them; `conntrack` tracks
+//! them in shards; `classifier` matches the compiled ruleset; `replay` runs captures through
+//! the pipeline offline.
+
+pub mod classifier;
+pub mod packet;
+pub mod reason;
+pub mod replay;
+pub mod wire;

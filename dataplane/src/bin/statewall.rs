@@ -1,1 +1,169 @@
-fn main() {}
+//! `statewall`: the gateway binary. Subcommands per DESIGN.md §6.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "statewall", version, about = "Userspace stateful firewall dataplane")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Validate and lint a ruleset; exit 1 on errors, 0 otherwise (warnings included).
+    Check {
+        /// The YAML ruleset.
+        file: String,
+    },
+    /// Translate iptables-save / ip6tables-save text or `iptables -A ...` lines to YAML.
+    #[command(name = "import-iptables")]
+    ImportIptables {
+        /// sysctl.conf lines (`net.netfilter.nf_conntrack_udp_timeout = 2`).
+        #[arg(long)]
+        sysctl: Option<String>,
+        /// Helper assignments, one `NAME PROTO PORT` a line (`ftp tcp 21`).
+        #[arg(long)]
+        helpers: Option<String>,
+        /// The rules file; standard input when absent.
+        rules: Option<String>,
+    },
+    /// Run a capture through the engine offline and print one JSON verdict per packet.
+    Replay {
+        /// The YAML ruleset.
+        #[arg(long)]
+        config: String,
+        /// Input capture, pcap or pcapng.
+        #[arg(long)]
+        pcap: PathBuf,
+        /// Port every packet of a classic pcap arrived on (pcapng names it per interface).
+        #[arg(long)]
+        ingress: Option<String>,
+        /// Write the accepted packets to this pcap file.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// After the capture, print the connection table in /proc/net/nf_conntrack format.
+        #[arg(long)]
+        conntrack: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.cmd {
+        Cmd::Check { file } => check(&file),
+        Cmd::ImportIptables {
+            sysctl,
+            helpers,
+            rules,
+        } => import(sysctl.as_deref(), helpers.as_deref(), rules.as_deref()),
+        Cmd::Replay {
+            config,
+            pcap,
+            ingress,
+            out,
+            conntrack,
+        } => replay(&config, &pcap, ingress.as_deref(), out.as_deref(), conntrack),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("statewall: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn check(file: &str) -> anyhow::Result<ExitCode> {
+    match config::load_file(file) {
+        Ok(loaded) => {
+            for w in &loaded.warnings {
+                eprintln!("{w}");
+            }
+            let r = &loaded.ruleset;
+            println!(
+                "{file}: ok: {} raw rules, {} forward rules, {} warning(s)",
+                r.raw.rules.len(),
+                r.forward.rules.len(),
+                loaded.warnings.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("{e}");
+            }
+            eprintln!("{file}: {} error(s)", errors.len());
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+fn read_named(path: &str) -> anyhow::Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("cannot read {path}"))
+}
+
+fn import(sysctl: Option<&str>, helpers: Option<&str>, rules: Option<&str>) -> anyhow::Result<ExitCode> {
+    let (name, text) = match rules {
+        Some(p) => (p.to_string(), read_named(p)?),
+        None => {
+            let mut s = String::new();
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .context("cannot read standard input")?;
+            ("<stdin>".to_string(), s)
+        }
+    };
+    let sysctl = sysctl.map(|p| read_named(p).map(|t| (p.to_string(), t))).transpose()?;
+    let helpers = helpers.map(|p| read_named(p).map(|t| (p.to_string(), t))).transpose()?;
+    let input = config::iptables::ImportInput {
+        rules: (&name, &text),
+        sysctl: sysctl.as_ref().map(|(n, t)| (n.as_str(), t.as_str())),
+        helpers: helpers.as_ref().map(|(n, t)| (n.as_str(), t.as_str())),
+    };
+    match config::iptables::import(&input) {
+        Ok(ruleset) => {
+            print!("{}", config::iptables::to_yaml(&ruleset));
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("{e}");
+            }
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+fn replay(
+    config_path: &str,
+    pcap: &std::path::Path,
+    ingress: Option<&str>,
+    out: Option<&std::path::Path>,
+    conntrack: bool,
+) -> anyhow::Result<ExitCode> {
+    let loaded = match config::load_file(config_path) {
+        Ok(l) => l,
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("{e}");
+            }
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let opts = dataplane::replay::ReplayOptions {
+        pcap: pcap.to_path_buf(),
+        ingress: ingress.map(str::to_string),
+        out: out.map(std::path::Path::to_path_buf),
+        conntrack,
+    };
+    let stdout = std::io::stdout();
+    let mut w = std::io::BufWriter::new(stdout.lock());
+    dataplane::replay::run(&loaded.ruleset, &opts, &mut w)?;
+    Ok(ExitCode::SUCCESS)
+}
