@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Install what Statewall's build, tests and lab need on Debian 12 (bookworm) or later.
+#
+# Idempotent: when every package is already installed, apt is not touched, so repeated runs
+# (scripts/test.sh calls this each time) take well under a second. Run as root on a fresh
+# machine; as another user it only checks and reports what is missing.
+# Never downloads anything outside the distribution's package archive: the Rust toolchain
+# must come from rustup, installed beforehand (see the message below).
+set -euo pipefail
+
+# Build: the workspace, the AF_XDP/eBPF parts (clang, llvm, libelf, zlib), libpcap for replay.
+# Tests and lab: namespaces (iproute2), the kernel oracle (iptables, tcpdump, tshark), peers
+# (python3 http.server, scapy, vsftpd + lftp/ftp, iperf3, curl, ping), ethtool for offloads.
+PACKAGES=(
+	build-essential pkg-config m4 clang llvm libelf-dev zlib1g-dev libpcap-dev
+	iproute2 iptables tcpdump tshark python3 python3-scapy curl ethtool procps
+	iputils-ping jq vsftpd iperf3 lftp ftp shellcheck ca-certificates
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+	# `dpkg -s` says "install ok installed" only for a package that is fully installed.
+	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+		missing+=("$p")
+	fi
+done
+
+if ((${#missing[@]} > 0)); then
+	if [[ $(id -u) -ne 0 ]]; then
+		echo "install-deps: missing packages: ${missing[*]}" >&2
+		echo "install-deps: run this script as root (sudo $0) to install them" >&2
+		exit 1
+	fi
+	echo "install-deps: installing ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	# tshark's package asks whether non-root users may capture; answer "no" up front.
+	echo 'wireshark-common wireshark-common/install-setuid boolean false' | debconf-set-selections
+	apt-get update -q
+	apt-get install -y -q --no-install-recommends \
+		-o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
+		"${missing[@]}"
+	# vsftpd's package starts a system-wide daemon on port 21; the lab runs its own copies
+	# inside network namespaces, so keep the global one out of the way when systemd is absent
+	# or present alike.
+	if command -v systemctl >/dev/null 2>&1 && [[ -d /run/systemd/system ]]; then
+		systemctl disable --now vsftpd >/dev/null 2>&1 || true
+	fi
+else
+	echo "install-deps: all ${#PACKAGES[@]} system packages present"
+fi
+
+# The Rust toolchain comes from rustup (the distribution's cargo is too old for the workspace).
+if ! command -v cargo >/dev/null 2>&1 && [[ -f "${CARGO_HOME:-$HOME/.cargo}/env" ]]; then
+	# shellcheck source=/dev/null
+	. "${CARGO_HOME:-$HOME/.cargo}/env"
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+	cat >&2 <<'MSG'
+install-deps: cargo not found on PATH and no ~/.cargo/env to source.
+Install the Rust toolchain with rustup (https://rustup.rs), for example:
+    curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal \
+        --component rustfmt,clippy
+then open a new shell (or `. ~/.cargo/env`) and run this script again.
+MSG
+	exit 1
+fi
+
+# rustfmt and clippy run in scripts/test.sh. `rustup component add` needs the network; when it
+# fails but the tool already works (offline CI image), carry on.
+if command -v rustup >/dev/null 2>&1; then
+	for c in rustfmt clippy; do
+		tool=$c
+		[[ $c == clippy ]] && tool=cargo-clippy
+		if ! command -v "$tool" >/dev/null 2>&1 || ! "$tool" --version >/dev/null 2>&1; then
+			rustup component add "$c" || {
+				echo "install-deps: could not add rustup component $c" >&2
+				exit 1
+			}
+		fi
+	done
+fi
+for t in "cargo fmt" "cargo clippy"; do
+	if ! $t --version >/dev/null 2>&1; then
+		echo "install-deps: \`$t\` does not work; install it with: rustup component add ${t#cargo }" >&2
+		exit 1
+	fi
+done
+echo "install-deps: $(cargo --version)"
