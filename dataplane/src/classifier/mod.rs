@@ -1,1 +1,276 @@
-//! todo
+//! The rule classifier: a stage's rules compiled into a read-only artifact whose lookup cost
+//! does not grow linearly with the rule count (DESIGN §5).
+//!
+//! - [`fields`] puts every match field on a `u128` number line (one *dimension* each).
+//! - [`compile`] turns each rule into one or a few *boxes*: per-dimension interval sets whose
+//!   conjunction is exactly the rule's match (multiport `ports` is an OR, so two boxes).
+//! - [`tree`] builds a decision tree over the boxes that narrows a lookup to a few leaves;
+//!   leaves are checked exactly, so the tree only has to be a superset filter.
+//! - [`reference`] is an independent, naive matcher written straight from the match
+//!   semantics, for tests.
+//!
+//! [`Classifier::classify_linear`] scans the same boxes in order; the property test
+//! `tests/classifier_prop.rs` checks that both agree with each other and with
+//! [`reference::rule_matches`].
+//!
+//! Semantics are iptables': first match wins; every present match must hold; a list matches
+//! when one value does (`{not: ..}` when none does); port, ICMP and TCP-flag matches need
+//! their protocol even when negated; a packet without conntrack state (the raw stage) never
+//! matches a `ctstate` or `ctdir` rule.
+
+mod compile;
+mod fields;
+pub mod reference;
+mod tree;
+
+#[cfg(test)]
+mod tests;
+
+use config::matches::{CtDir, CtState};
+use config::ruleset::Rule;
+
+use crate::packet::{Fragment, IpFamily, PacketMeta};
+use fields::{contains, ct_value, Interval, CT, CT_VALUES, FLAGS, NDIMS};
+use tree::Tree;
+pub use tree::TreeStats;
+
+/// What the classifier looks at in a packet. Addresses are 128-bit; IPv4 ones are mapped
+/// (`::ffff:a.b.c.d`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Key {
+    pub family: IpFamily,
+    /// Index of the arrival port in the port list given to [`Classifier::compile`].
+    pub in_port: u8,
+    pub out_port: u8,
+    pub src: u128,
+    pub dst: u128,
+    pub proto: u8,
+    /// 0 when the protocol has no ports.
+    pub sport: u16,
+    pub dport: u16,
+    /// Type and code of an ICMP (v4, proto 1) or ICMPv6 (v6, proto 58) packet.
+    pub icmp: Option<(u8, u8)>,
+    /// 0 unless TCP.
+    pub tcp_flags: u8,
+    /// `None` in the raw stage, before conntrack.
+    pub ctstate: Option<CtState>,
+    /// `None` when the state is invalid/untracked, or in the raw stage.
+    pub ctdir: Option<CtDir>,
+}
+
+impl Key {
+    /// The key of a parsed packet. A later fragment (or an unusable L4 header) gives no ICMP
+    /// type and no TCP flags; ports are taken from `meta` as they are.
+    pub fn from_meta(
+        meta: &PacketMeta,
+        in_port: u8,
+        out_port: u8,
+        ctstate: Option<CtState>,
+        ctdir: Option<CtDir>,
+    ) -> Key {
+        let has_l4 = meta.fragment != Fragment::Later && meta.l4_invalid.is_none();
+        let icmp_proto = match meta.family {
+            IpFamily::V4 => 1,
+            IpFamily::V6 => 58,
+        };
+        Key {
+            family: meta.family,
+            in_port,
+            out_port,
+            src: u128::from_be_bytes(meta.src),
+            dst: u128::from_be_bytes(meta.dst),
+            proto: meta.proto,
+            sport: meta.sport,
+            dport: meta.dport,
+            icmp: (has_l4 && meta.proto == icmp_proto).then_some((meta.icmp.ty, meta.icmp.code)),
+            tcp_flags: if has_l4 && meta.proto == 6 {
+                meta.tcp.flags
+            } else {
+                0
+            },
+            ctstate,
+            ctdir,
+        }
+    }
+}
+
+/// One box of one rule: `len` constraints from `start` in `Classifier::constraints`.
+#[derive(Debug, Clone, Copy)]
+struct BoxRef {
+    rule: u32,
+    start: u32,
+    len: u32,
+}
+
+/// One constrained dimension of a box: its value must lie in `len` intervals from `start`.
+#[derive(Debug, Clone, Copy)]
+struct Constraint {
+    dim: u32,
+    start: u32,
+    len: u32,
+}
+
+/// The order a box's constraints are checked in: most selective first, so a miss is
+/// usually found on the first one.
+const CHECK_ORDER: [usize; NDIMS] = [
+    fields::DST,
+    fields::DPORT,
+    fields::SRC,
+    fields::SPORT,
+    fields::PROTO,
+    fields::ICMP,
+    fields::CT,
+    fields::IN_PORT,
+    fields::OUT_PORT,
+    fields::FLAGS,
+    fields::FAMILY,
+];
+
+/// A compiled stage: immutable after [`Classifier::compile`], shared read-only by workers.
+#[derive(Debug, Clone)]
+pub struct Classifier {
+    rules: usize,
+    boxes: Vec<BoxRef>,
+    constraints: Vec<Constraint>,
+    intervals: Vec<Interval>,
+    tree: Tree,
+    stats: TreeStats,
+    /// Bit `ct_value(state, dir)` set when some box that can match that conntrack value
+    /// tests TCP flags (the verdict then depends on more than the flow).
+    flags_by_ct: u32,
+}
+
+const _: () = assert!(CT_VALUES as u32 <= u32::BITS);
+
+impl Classifier {
+    /// `rules` are already validated (`config::validate`); `ports` are the port names in
+    /// index order ([`Key::in_port`] indexes it).
+    pub fn compile(rules: &[Rule], ports: &[String]) -> Classifier {
+        let mut shapes = Vec::new();
+        let mut rule_of = Vec::new();
+        for (i, r) in rules.iter().enumerate() {
+            for s in compile::rule_shapes(r, ports) {
+                shapes.push(s);
+                rule_of.push(i as u32);
+            }
+        }
+        let mut boxes = Vec::with_capacity(shapes.len());
+        let mut constraints = Vec::new();
+        let mut intervals = Vec::new();
+        let mut flags_by_ct = 0u32;
+        for (shape, &rule) in shapes.iter().zip(&rule_of) {
+            let start = constraints.len() as u32;
+            for dim in CHECK_ORDER {
+                let set = &shape[dim];
+                if set.is_full(dim) {
+                    continue;
+                }
+                constraints.push(Constraint {
+                    dim: dim as u32,
+                    start: intervals.len() as u32,
+                    len: set.0.len() as u32,
+                });
+                intervals.extend_from_slice(&set.0);
+            }
+            boxes.push(BoxRef {
+                rule,
+                start,
+                len: constraints.len() as u32 - start,
+            });
+            if !shape[FLAGS].is_full(FLAGS) {
+                for v in 0..CT_VALUES {
+                    if shape[CT].contains(u128::from(v)) {
+                        flags_by_ct |= 1 << v;
+                    }
+                }
+            }
+        }
+        let (tree, stats) = Tree::build(&shapes, &rule_of);
+        Classifier {
+            rules: rules.len(),
+            boxes,
+            constraints,
+            intervals,
+            tree,
+            stats,
+            flags_by_ct,
+        }
+    }
+
+    /// Index of the first rule that matches (iptables first-match semantics), or `None`.
+    pub fn classify(&self, key: &Key) -> Option<u32> {
+        let vals = key.values();
+        let found = self.tree.lookup(
+            &vals,
+            |b| self.boxes.get(b as usize).map_or(u32::MAX, |x| x.rule),
+            |b| {
+                self.boxes
+                    .get(b as usize)
+                    .is_some_and(|x| self.box_matches(x, &vals))
+            },
+        );
+        match found {
+            Some(tree::NONE) => None,
+            Some(r) => Some(r),
+            // The walk cannot overflow its stack by construction; stay correct if it did.
+            None => self.scan(&vals),
+        }
+    }
+
+    /// The reference: a linear first-match scan of the same compiled rules.
+    pub fn classify_linear(&self, key: &Key) -> Option<u32> {
+        self.scan(&key.values())
+    }
+
+    /// Whether, for packets with this (ctstate, ctdir), the result depends only on
+    /// flow-constant fields (family, ports, addresses, proto, in/out port, ICMP type/code):
+    /// no rule whose ctstate/ctdir can match this combination tests TCP flags. The pipeline
+    /// may then cache the verdict per flow direction and ruleset generation.
+    pub fn cacheable(&self, ctstate: Option<CtState>, ctdir: Option<CtDir>) -> bool {
+        self.flags_by_ct & (1 << ct_value(ctstate, ctdir)) == 0
+    }
+
+    /// Number of rules compiled (matching or not).
+    pub fn len(&self) -> usize {
+        self.rules
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rules == 0
+    }
+
+    /// The decision tree's shape.
+    pub fn stats(&self) -> TreeStats {
+        self.stats
+    }
+
+    /// Heap bytes held (boxes, intervals and the tree).
+    pub fn memory_bytes(&self) -> usize {
+        self.boxes.capacity() * std::mem::size_of::<BoxRef>()
+            + self.constraints.capacity() * std::mem::size_of::<Constraint>()
+            + self.intervals.capacity() * std::mem::size_of::<Interval>()
+            + self.tree.memory_bytes()
+    }
+
+    fn scan(&self, vals: &[u128; NDIMS]) -> Option<u32> {
+        self.boxes
+            .iter()
+            .find(|b| self.box_matches(b, vals))
+            .map(|b| b.rule)
+    }
+
+    #[inline]
+    fn box_matches(&self, b: &BoxRef, vals: &[u128; NDIMS]) -> bool {
+        let cons = self
+            .constraints
+            .get(b.start as usize..(b.start + b.len) as usize)
+            .unwrap_or(&[]);
+        cons.iter().all(|c| {
+            let ivs = self
+                .intervals
+                .get(c.start as usize..(c.start + c.len) as usize)
+                .unwrap_or(&[]);
+            vals.get(c.dim as usize).is_some_and(|&v| contains(ivs, v))
+        })
+    }
+}
