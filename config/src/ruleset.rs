@@ -6,11 +6,13 @@
 
 use std::collections::BTreeMap;
 
+use std::fmt;
+
+use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
 use crate::matches::{
-    Cidr, CtDir, CtState, Icmp4Type, Icmp6Type, Match, PortName, PortRange, Proto,
-    TcpFlagsMatch,
+    Cidr, CtDir, CtState, Icmp4Type, Icmp6Type, Match, PortName, PortRange, Proto, TcpFlagsMatch,
 };
 use crate::settings::ConntrackSettings;
 
@@ -37,11 +39,72 @@ pub struct Ruleset {
 }
 
 /// One gateway port: `lan: veth-lan` or `lan: {interface: veth-lan, xdp_mode: skb}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Serialized untagged (a string or a map); deserialized by hand so that a mistake inside the
+/// map is reported at its key, naming the key and the allowed ones, rather than serde's
+/// "data did not match any variant of untagged enum".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum PortSpec {
     Interface(String),
     Detailed(PortDetail),
+}
+
+impl<'de> Deserialize<'de> for PortSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(PortSpecVisitor)
+    }
+}
+
+/// Keys of the map form, in the order the docs list them.
+const PORT_DETAIL_KEYS: &[&str] = &["interface", "xdp_mode", "zero_copy"];
+
+struct PortSpecVisitor;
+
+impl<'de> Visitor<'de> for PortSpecVisitor {
+    type Value = PortSpec;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(
+            "an interface name like veth-lan (quoted if it looks like a number), or a map \
+             {interface: NAME, xdp_mode: auto|native|skb, zero_copy: auto|on|off}",
+        )
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<PortSpec, E> {
+        Ok(PortSpec::Interface(v.to_string()))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<PortSpec, A::Error> {
+        let mut interface: Option<String> = None;
+        let mut xdp_mode: Option<XdpMode> = None;
+        let mut zero_copy: Option<ZeroCopy> = None;
+        // Keys are read as strings so that an unknown one is named in the error (serde's
+        // `unknown_field` message lists the allowed keys, and the loader suggests the nearest).
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "interface" => set_once(&mut interface, "interface", map.next_value()?)?,
+                "xdp_mode" => set_once(&mut xdp_mode, "xdp_mode", map.next_value()?)?,
+                "zero_copy" => set_once(&mut zero_copy, "zero_copy", map.next_value()?)?,
+                other => return Err(de::Error::unknown_field(other, PORT_DETAIL_KEYS)),
+            }
+        }
+        let interface = interface.ok_or_else(|| de::Error::missing_field("interface"))?;
+        Ok(PortSpec::Detailed(PortDetail {
+            interface,
+            xdp_mode: xdp_mode.unwrap_or_default(),
+            zero_copy: zero_copy.unwrap_or_default(),
+        }))
+    }
+}
+
+/// Store a map value, refusing a key given twice.
+fn set_once<T, E: de::Error>(slot: &mut Option<T>, key: &'static str, v: T) -> Result<(), E> {
+    if slot.is_some() {
+        return Err(E::duplicate_field(key));
+    }
+    *slot = Some(v);
+    Ok(())
 }
 
 impl PortSpec {

@@ -9,8 +9,9 @@ use std::collections::BTreeMap;
 
 use crate::diag::{Diagnostic, Pos};
 use crate::lint::lint;
-use crate::matches::{Match, Proto};
+use crate::matches::{Cidr, Match, Proto};
 use crate::ruleset::{Action, Family, PortSpec, RejectWith, Rule, Ruleset};
+use crate::settings::ConntrackSettings;
 use crate::source_map::SourceMap;
 use crate::suggest::did_you_mean;
 
@@ -40,7 +41,8 @@ pub fn load_str(text: &str, file: &str) -> Result<Loaded, Vec<Diagnostic>> {
     let ruleset: Ruleset = if text.trim().is_empty() {
         Ruleset::default()
     } else {
-        serde_yaml::from_str(text).map_err(|e| vec![yaml_error(&e, file)])?
+        serde_yaml::from_str(text)
+            .map_err(|e| vec![yaml_error(&e, text, &SourceMap::parse(text), file)])?
     };
     let source = SourceMap::parse(text);
     let errors = validate(&ruleset, &source, file);
@@ -55,7 +57,7 @@ pub fn load_str(text: &str, file: &str) -> Result<Loaded, Vec<Diagnostic>> {
     })
 }
 
-/// Field names of a rule, for "did you mean" on unknown keys.
+/// Field names of a rule, for "did you mean" when serde names no alternatives.
 const RULE_KEYS: &[&str] = &[
     "family",
     "in_port",
@@ -77,45 +79,203 @@ const RULE_KEYS: &[&str] = &[
     "comment",
 ];
 
-/// Turn a serde_yaml error into a diagnostic: strip the position it embeds in the text, and
-/// add a suggestion for unknown keys and variants.
-fn yaml_error(e: &serde_yaml::Error, file: &str) -> Diagnostic {
-    let pos = e.location().map_or(Pos { line: 1, col: 1 }, |l| Pos {
-        line: l.line(),
-        col: l.column(),
-    });
+/// Where to read about the schema, for hints that cannot say more.
+const REFERENCE: &str = "docs/ruleset.md";
+
+/// Turn a serde_yaml error into a diagnostic: position (refined through the source map when
+/// serde points before the element), the document path, what is wrong, and a hint.
+///
+/// serde_yaml writes `PATH: MESSAGE at line L column C`; the position moves into the
+/// diagnostic, the path stays in the message (it says which rule), and long "expected one
+/// of" lists move to the hint.
+fn yaml_error(e: &serde_yaml::Error, text: &str, source: &SourceMap, file: &str) -> Diagnostic {
     let mut msg = e.to_string();
-    // serde_yaml appends " at line L column C"; the position is already in the prefix.
     if let Some(i) = msg.find(" at line ") {
         msg.truncate(i);
     }
-    let mut d = Diagnostic::error(file, pos, msg.clone());
-    // "unknown field `dprt`, expected one of `a`, `b`" / "unknown variant `acept`, ..."
-    for what in ["unknown field `", "unknown variant `"] {
-        if let Some(start) = msg.find(what) {
-            let rest = &msg[start + what.len()..];
-            if let Some(end) = rest.find('`') {
-                let word = &rest[..end];
-                let expected: Vec<&str> = rest[end..]
-                    .split('`')
-                    .skip(2)
-                    .step_by(2)
-                    .collect();
-                let candidates = if expected.is_empty() {
-                    RULE_KEYS.to_vec()
-                } else {
-                    expected
-                };
-                let s = did_you_mean(word, &candidates);
-                if !s.is_empty() {
-                    d = d.with_hint(s.trim().trim_start_matches('(').trim_end_matches(')').to_string());
-                } else if what.starts_with("unknown field") {
-                    d = d.with_hint("remove the key, or check the spelling against the README's ruleset reference");
-                }
-            }
+    let (path, inner) = split_path(&msg);
+    let mut pos = e.location().map_or(Pos { line: 1, col: 1 }, |l| Pos {
+        line: l.line(),
+        col: l.column(),
+    });
+    if let (None, Some(p)) = (e.location(), path) {
+        // serde_yaml gave no position: the path's node (`forward.rules[0].src[1]` is
+        // `forward.rules.0.src.1` in the source map) or the nearest enclosing one.
+        pos = source.locate(&dotted(p));
+    }
+    let prefix = path.map_or(String::new(), |p| format!("{p}: "));
+    let (message, hint) = explain(inner, path.unwrap_or(""), text, pos);
+    let mut d = Diagnostic::error(file, pos, format!("{prefix}{message}"));
+    d.hint = hint;
+    d
+}
+
+/// Split `forward.rules[0]: unknown field ...` into the path and the rest. Messages without a
+/// path (syntax errors, top-level keys) come back whole.
+fn split_path(msg: &str) -> (Option<&str>, &str) {
+    if let Some((p, rest)) = msg.split_once(": ") {
+        let looks_like_path = !p.is_empty()
+            && !p.contains(char::is_whitespace)
+            && !p.contains('`')
+            && !p.contains('"');
+        if looks_like_path {
+            return (Some(p), rest);
         }
     }
-    d
+    (None, msg)
+}
+
+/// serde_yaml's path syntax (`a.b[2].c`) to the source map's (`a.b.2.c`).
+fn dotted(path: &str) -> String {
+    path.replace('[', ".").replace(']', "")
+}
+
+/// The words in backticks: "`a`, `b` or `c`" gives a, b, c.
+fn backticked(s: &str) -> Vec<&str> {
+    s.split('`').skip(1).step_by(2).collect()
+}
+
+/// The message to show and a hint, for the part of a serde_yaml message after its path.
+fn explain(inner: &str, path: &str, text: &str, pos: Pos) -> (String, Option<String>) {
+    // "unknown field `dprt`, expected one of `a`, `b`" and "unknown variant `acept`, expected
+    // `accept` or `drop`": keep the word, move the alternatives to the hint.
+    for (what, noun) in [("unknown field `", "keys"), ("unknown variant `", "values")] {
+        let Some(rest) = inner.strip_prefix(what) else {
+            continue;
+        };
+        let Some(end) = rest.find('`') else {
+            continue;
+        };
+        let word = &rest[..end];
+        let expected = backticked(&rest[end + 1..]);
+        let candidates = if expected.is_empty() && what.starts_with("unknown field") {
+            RULE_KEYS.to_vec()
+        } else {
+            expected.clone()
+        };
+        let message = format!("{what}{word}`");
+        if let Some(h) = ran_into_next_line(word, text, pos) {
+            return (message, Some(h));
+        }
+        let guess = crate::suggest::nearest(word, &candidates)
+            .map_or(String::new(), |c| format!("did you mean `{c}`? "));
+        let allowed = if expected.is_empty() {
+            format!("remove it, or see {REFERENCE} for the allowed {noun}")
+        } else {
+            format!("allowed {noun}: {}", expected.join(", "))
+        };
+        let hint = format!("{guess}{allowed}");
+        return (message, Some(hint));
+    }
+    if let Some(rest) = inner.strip_prefix("missing field `") {
+        let field = rest.split('`').next().unwrap_or("");
+        let hint = match field {
+            "action" => "every rule needs an action: `action: accept`, `drop` or `reject` in forward, `notrack` or `accept` in raw".to_string(),
+            "interface" => "write `NAME: IFACE`, or `NAME: {interface: IFACE, xdp_mode: auto}`".to_string(),
+            "mask" | "comp" => "write e.g. `tcp_flags: {mask: [syn, rst, ack, fin], comp: [syn]}`: the flags in mask are examined and those in comp must be set".to_string(),
+            f => format!("add `{f}: ...` (see {REFERENCE})"),
+        };
+        return (inner.to_string(), Some(hint));
+    }
+    if let Some(rest) = inner.strip_prefix("invalid type: ") {
+        if let Some((found, expected)) = rest.split_once(", expected ") {
+            let message = format!(
+                "invalid type: {found}, expected {}",
+                friendly_type(expected)
+            );
+            return (message, Some(type_hint(path, expected)));
+        }
+    }
+    if inner.starts_with("invalid length ") {
+        let hint = if path.starts_with("pairs") {
+            "each pair is two port names: `pairs: [[lan, wan]]`".to_string()
+        } else {
+            format!("see {REFERENCE}")
+        };
+        return (inner.to_string(), Some(hint));
+    }
+    // Messages our own types raise say what to write; one more case to catch: a value that
+    // swallowed the next, mis-indented line (`proto: tcp\n   dport: 22` reads `tcp dport: 22`).
+    if let Some(word) = backticked(inner).into_iter().find(|w| w.contains(' ')) {
+        if let Some(h) = ran_into_next_line(word, text, pos) {
+            return (inner.to_string(), Some(h));
+        }
+    }
+    if path.is_empty() {
+        // No path: a YAML syntax error.
+        let line = text.lines().nth(pos.line.saturating_sub(1)).unwrap_or("");
+        let hint = if inner.contains("cannot start any token") && line.contains('\t') {
+            "YAML does not allow tabs for indentation: indent with spaces"
+        } else if inner.contains("expected ',' or ']'") || inner.contains("expected ',' or '}'") {
+            "a `[` or `{` list is not closed: add the closing bracket"
+        } else if inner.contains("mapping values are not allowed") {
+            "a `:` follows a value: put each key on its own line, or quote a value that contains `: `"
+        } else if inner.contains("end of stream") {
+            "the file ends inside a quoted string or bracket: close it"
+        } else {
+            "check the YAML syntax here: indent with spaces, keep the keys of one map at the same indentation, close every bracket and quote"
+        };
+        return (inner.to_string(), Some(hint.to_string()));
+    }
+    (inner.to_string(), None)
+}
+
+/// When the word serde complains about is not on the line it points at, a more-indented line
+/// ran into the value.
+fn ran_into_next_line(word: &str, text: &str, pos: Pos) -> Option<String> {
+    if !word.contains(' ') {
+        return None;
+    }
+    let line = text.lines().nth(pos.line.saturating_sub(1))?;
+    if line.contains(word) {
+        return None;
+    }
+    Some(format!(
+        "`{word}` is one value spread over two lines: the next line is indented more than its key's \
+         siblings, so YAML continues the value; indent it like the key above"
+    ))
+}
+
+/// serde's type names in words a person writes YAML with.
+fn friendly_type(expected: &str) -> String {
+    match expected {
+        "struct Ruleset" => {
+            "a map of top-level keys (ports, pairs, conntrack, helpers, raw, forward)".into()
+        }
+        "struct Stage" => "a map with `policy` and `rules`".into(),
+        "struct Rule" => "a rule, a map like {proto: tcp, dport: 22, action: accept}".into(),
+        "struct ConntrackSettings" => "a map of conntrack settings".into(),
+        "struct Helpers" => "a map of helpers, like {ftp: {ports: [21]}}".into(),
+        "struct FtpHelper" => "a map like {ports: [21]}".into(),
+        "struct TcpFlagsMatch" => "a map {mask: [flags], comp: [flags]}".into(),
+        "u16" => "a whole number from 0 to 65535".into(),
+        "u32" => "a whole number from 0 to 4294967295".into(),
+        "a sequence" => "a list".into(),
+        "a boolean" => "true or false".into(),
+        other => other.into(),
+    }
+}
+
+/// How to write the value at `path` that had the wrong type.
+fn type_hint(path: &str, expected: &str) -> String {
+    if let Some(key) = path.strip_prefix("conntrack.") {
+        if let Some((lo, hi)) = ConntrackSettings::range(key) {
+            let default = ConntrackSettings::default().get(key).unwrap_or_default();
+            return format!("write a number from {lo} to {hi} (kernel default {default})");
+        }
+    }
+    match path {
+        "forward" | "raw" => {
+            format!("write `{path}: {{policy: drop, rules: [...]}}`, the rules a list of maps")
+        }
+        "forward.rules" | "raw.rules" => "rules are a list: start each rule with `- `".into(),
+        "pairs" => "write `pairs: [[lan, wan]]`: a list of two-port lists".into(),
+        "ports" => "write `ports: {lan: veth-lan, wan: veth-wan}`: port names to interfaces".into(),
+        _ if expected == "struct Rule" => {
+            "each rule is a map: `- {proto: tcp, dport: 22, action: accept}`".into()
+        }
+        _ => format!("see {REFERENCE} for the form of this key"),
+    }
 }
 
 /// The ports of a ruleset with the default applied: `lan` and `wan` when none are declared.
@@ -180,7 +340,10 @@ impl Checker<'_> {
                     self.err(
                         &path,
                         format!("invalid interface name `{iface}` for port `{name}`"),
-                        Some("a Linux interface name has 1 to 15 characters, no `/` or spaces".into()),
+                        Some(
+                            "a Linux interface name has 1 to 15 characters, no `/` or spaces"
+                                .into(),
+                        ),
                     );
                 }
                 if let PortSpec::Detailed(_) = spec {}
@@ -190,11 +353,11 @@ impl Checker<'_> {
             let mut seen: Vec<&str> = Vec::new();
             for (i, [a, b]) in pairs.iter().enumerate() {
                 let path = format!("pairs.{i}");
-                for p in [a, b] {
+                for (j, p) in [a, b].into_iter().enumerate() {
                     if !self.ports.contains(p) {
                         let names: Vec<&str> = self.ports.iter().map(String::as_str).collect();
                         self.err(
-                            &path,
+                            &format!("{path}.{j}"),
                             format!("pair names unknown port `{p}`{}", did_you_mean(p, &names)),
                             Some(format!("declared ports: {}", names.join(", "))),
                         );
@@ -265,7 +428,10 @@ impl Checker<'_> {
         }
         // Conntrack matches need conntrack: the raw stage runs before it.
         if stage == "raw" {
-            for (k, present) in [("ctstate", r.ctstate.is_some()), ("ctdir", r.ctdir.is_some())] {
+            for (k, present) in [
+                ("ctstate", r.ctstate.is_some()),
+                ("ctdir", r.ctdir.is_some()),
+            ] {
                 if present {
                     self.err(
                         &at(k),
@@ -278,11 +444,12 @@ impl Checker<'_> {
         // Port names.
         for (k, m) in [("in_port", &r.in_port), ("out_port", &r.out_port)] {
             if let Some(m) = m {
-                for p in &m.values {
+                for (j, p) in m.values.iter().enumerate() {
                     if !self.ports.contains(&p.0) {
                         let names: Vec<&str> = self.ports.iter().map(String::as_str).collect();
+                        // The list element when the value is a list, else the key.
                         self.err(
-                            &at(k),
+                            &element(&at(k), m.negated, j),
                             format!("unknown port `{}`{}", p.0, did_you_mean(&p.0, &names)),
                             Some(format!("declared ports: {}", names.join(", "))),
                         );
@@ -297,11 +464,18 @@ impl Checker<'_> {
         }
         for (k, m) in [("src", &r.src), ("dst", &r.dst)] {
             if let Some(m) = m {
-                let v4 = m.values.iter().any(|c| c.is_v4());
+                let v4 = m.values.iter().any(Cidr::is_v4);
                 let v6 = m.values.iter().any(|c| !c.is_v4());
                 if v4 && v6 {
+                    // Point at the first element of the other family than the first one.
+                    let first = m.values[0].is_v4();
+                    let j = m
+                        .values
+                        .iter()
+                        .position(|c| c.is_v4() != first)
+                        .unwrap_or(0);
                     self.err(
-                        &at(k),
+                        &element(&at(k), m.negated, j),
                         format!("`{k}` mixes IPv4 and IPv6 networks"),
                         Some("split the rule into an IPv4 rule and an IPv6 rule".into()),
                     );
@@ -330,14 +504,20 @@ impl Checker<'_> {
             if let Some((_, k1)) = families.iter().find(|(f, _)| *f != f0) {
                 self.err(
                     &at(k1),
-                    format!("`{k1}` is for the other IP family than `{k0}`: the rule can never match"),
-                    Some("keep one family per rule: IPv4 addresses with icmp, IPv6 with icmpv6".into()),
+                    format!(
+                        "`{k1}` is for the other IP family than `{k0}`: the rule can never match"
+                    ),
+                    Some(
+                        "keep one family per rule: IPv4 addresses with icmp, IPv6 with icmpv6"
+                            .into(),
+                    ),
                 );
             }
         }
         // Matches that need a protocol, as iptables' `-m tcp`/`-m udp` do.
         let protos: Option<&Match<Proto>> = r.proto.as_ref().filter(|m| !m.negated);
-        let only = |ok: &dyn Fn(Proto) -> bool| protos.is_some_and(|m| m.values.iter().all(|p| ok(*p)));
+        let only =
+            |ok: &dyn Fn(Proto) -> bool| protos.is_some_and(|m| m.values.iter().all(|p| ok(*p)));
         for (k, present) in [
             ("sport", r.sport.is_some()),
             ("dport", r.dport.is_some()),
@@ -359,7 +539,11 @@ impl Checker<'_> {
             );
         }
         if r.icmp_type.is_some() && !only(&|p: Proto| p == Proto::ICMP) {
-            self.err(&at("icmp_type"), "`icmp_type` needs `proto: icmp`", Some("add `proto: icmp`".into()));
+            self.err(
+                &at("icmp_type"),
+                "`icmp_type` needs `proto: icmp`",
+                Some("add `proto: icmp`".into()),
+            );
         }
         if r.icmpv6_type.is_some() && !only(&|p: Proto| p == Proto::ICMPV6) {
             self.err(
@@ -368,9 +552,16 @@ impl Checker<'_> {
                 Some("add `proto: icmpv6`".into()),
             );
         }
-        for (k, present) in [("tcp_flags", r.tcp_flags.is_some()), ("syn", r.syn.is_some())] {
+        for (k, present) in [
+            ("tcp_flags", r.tcp_flags.is_some()),
+            ("syn", r.syn.is_some()),
+        ] {
             if present && !only(&|p: Proto| p == Proto::TCP) {
-                self.err(&at(k), format!("`{k}` needs `proto: tcp`"), Some("add `proto: tcp`".into()));
+                self.err(
+                    &at(k),
+                    format!("`{k}` needs `proto: tcp`"),
+                    Some("add `proto: tcp`".into()),
+                );
             }
         }
         if r.tcp_flags.is_some() && r.syn.is_some() {
@@ -390,9 +581,35 @@ impl Checker<'_> {
     }
 }
 
+/// Path of element `j` of a list-valued match at `path` (`{not: [...]}` nests one deeper).
+/// A scalar value has no element paths; [`SourceMap::locate`] then falls back to the key.
+fn element(path: &str, negated: bool, j: usize) -> String {
+    if negated {
+        format!("{path}.not.{j}")
+    } else {
+        format!("{path}.{j}")
+    }
+}
+
+/// Where a rule (or any map node) starts: its first key. yaml-rust2 marks a block mapping's
+/// start after its first key, so take the earliest of the node's mark and its keys' marks.
+pub fn node_start(source: &SourceMap, path: &str, keys: &[&str]) -> Pos {
+    keys.iter()
+        .filter_map(|k| source.key(&format!("{path}.{k}")))
+        .chain(source.key(path))
+        .min()
+        .unwrap_or_else(|| source.locate(path))
+}
+
+/// Where rule `i` of a stage starts, for diagnostics about the whole rule.
+pub fn rule_pos(source: &SourceMap, stage: &str, i: usize) -> Pos {
+    node_start(source, &format!("{stage}.rules.{i}"), RULE_KEYS)
+}
+
 fn valid_name(s: &str) -> bool {
     s.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 /// All errors of a parsed ruleset (empty when it is valid).
@@ -406,7 +623,15 @@ pub fn validate(r: &Ruleset, source: &SourceMap, file: &str) -> Vec<Diagnostic> 
     c.check_ports(r);
     if let Err(e) = r.conntrack.check_ranges() {
         let key = e.message.split_whitespace().next().unwrap_or("");
-        c.err(&format!("conntrack.{key}"), e.message.clone(), None);
+        let hint = ConntrackSettings::default()
+            .get(key)
+            .ok()
+            .map(|d| format!("pick a value in range; the kernel default is {d}"));
+        c.err(
+            &format!("conntrack.{key}"),
+            format!("conntrack: {}", e.message),
+            hint,
+        );
     }
     if let Some(ftp) = &r.helpers.ftp {
         if ftp.ports.is_empty() {
