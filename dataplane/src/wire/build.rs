@@ -412,16 +412,16 @@ pub fn arp_request(sender: Ipv4Addr, target: Ipv4Addr) -> Vec<u8> {
 
 /// Ethernet + IP header around `l4` (taken as is).
 pub fn ip_frame(src: IpAddr, dst: IpAddr, proto: u8, l4: &[u8], ip: &IpOpts) -> Vec<u8> {
-    let mut f = Vec::with_capacity(18 + 48 + l4.len());
-    f.extend_from_slice(&DST_MAC);
-    f.extend_from_slice(&SRC_MAC);
+    let mut out = Vec::with_capacity(18 + 48 + l4.len());
+    out.extend_from_slice(&DST_MAC);
+    out.extend_from_slice(&SRC_MAC);
     if let Some(vid) = ip.vlan {
-        f.extend_from_slice(&ethernet::ETHERTYPE_VLAN.to_be_bytes());
-        f.extend_from_slice(&(vid & 0x0fff).to_be_bytes());
+        out.extend_from_slice(&ethernet::ETHERTYPE_VLAN.to_be_bytes());
+        out.extend_from_slice(&(vid & 0x0fff).to_be_bytes());
     }
     match (src, dst) {
         (IpAddr::V4(s), IpAddr::V4(d)) => {
-            f.extend_from_slice(&ethernet::ETHERTYPE_IPV4.to_be_bytes());
+            out.extend_from_slice(&ethernet::ETHERTYPE_IPV4.to_be_bytes());
             let total = u16::try_from(20 + l4.len()).expect("IPv4 packet too long");
             let mut flags = ip.frag_offset / 8;
             if ip.more_frags {
@@ -430,46 +430,46 @@ pub fn ip_frame(src: IpAddr, dst: IpAddr, proto: u8, l4: &[u8], ip: &IpOpts) -> 
             if ip.dont_frag {
                 flags |= 0x4000;
             }
-            let mut h = [0u8; 20];
-            h[0] = 0x45;
-            h[2..4].copy_from_slice(&total.to_be_bytes());
-            h[4..6].copy_from_slice(&(ip.id as u16).to_be_bytes());
-            h[6..8].copy_from_slice(&flags.to_be_bytes());
-            h[8] = ip.ttl;
-            h[9] = proto;
-            h[12..16].copy_from_slice(&s.octets());
-            h[16..20].copy_from_slice(&d.octets());
-            let c = checksum::checksum(&h);
-            h[10..12].copy_from_slice(&c.to_be_bytes());
-            f.extend_from_slice(&h);
+            let mut hdr = [0u8; 20];
+            hdr[0] = 0x45;
+            hdr[2..4].copy_from_slice(&total.to_be_bytes());
+            hdr[4..6].copy_from_slice(&(ip.id as u16).to_be_bytes());
+            hdr[6..8].copy_from_slice(&flags.to_be_bytes());
+            hdr[8] = ip.ttl;
+            hdr[9] = proto;
+            hdr[12..16].copy_from_slice(&s.octets());
+            hdr[16..20].copy_from_slice(&d.octets());
+            let sum = checksum::checksum(&hdr);
+            hdr[10..12].copy_from_slice(&sum.to_be_bytes());
+            out.extend_from_slice(&hdr);
         }
         (IpAddr::V6(s), IpAddr::V6(d)) => {
-            f.extend_from_slice(&ethernet::ETHERTYPE_IPV6.to_be_bytes());
+            out.extend_from_slice(&ethernet::ETHERTYPE_IPV6.to_be_bytes());
             let fragmented = ip.frag_offset != 0 || ip.more_frags;
             let ext = if fragmented { 8 } else { 0 };
             let plen = u16::try_from(ext + l4.len()).expect("IPv6 payload too long");
             let label = ip.id & 0x000f_ffff;
-            f.extend_from_slice(&(0x6000_0000 | label).to_be_bytes());
-            f.extend_from_slice(&plen.to_be_bytes());
-            f.push(if fragmented {
+            out.extend_from_slice(&(0x6000_0000 | label).to_be_bytes());
+            out.extend_from_slice(&plen.to_be_bytes());
+            out.push(if fragmented {
                 ipv6::NEXTHDR_FRAGMENT
             } else {
                 proto
             });
-            f.push(ip.ttl);
-            f.extend_from_slice(&s.octets());
-            f.extend_from_slice(&d.octets());
+            out.push(ip.ttl);
+            out.extend_from_slice(&s.octets());
+            out.extend_from_slice(&d.octets());
             if fragmented {
                 let off = (ip.frag_offset & !7) | u16::from(ip.more_frags);
-                f.extend_from_slice(&[proto, 0]);
-                f.extend_from_slice(&off.to_be_bytes());
-                f.extend_from_slice(&ip.id.to_be_bytes());
+                out.extend_from_slice(&[proto, 0]);
+                out.extend_from_slice(&off.to_be_bytes());
+                out.extend_from_slice(&ip.id.to_be_bytes());
             }
         }
         _ => panic!("source {src} and destination {dst} are of different families"),
     }
-    f.extend_from_slice(l4);
-    f
+    out.extend_from_slice(l4);
+    out
 }
 
 /// The IP packet inside an Ethernet frame: VLAN tags skipped, Ethernet padding cut when the
