@@ -258,22 +258,14 @@ fn covers_out_port(a: &Rule, b: &Rule) -> bool {
     covers_opt(a.out_port.as_ref(), b.out_port.as_ref(), &Names::of(a, b))
 }
 
-/// The family every packet of `r` has, when the rule pins one.
-fn implied_family(r: &Rule) -> Option<Family> {
+/// The family a rule pins, from `family`, ICMP matches and addresses. `with_negated` also
+/// reads negated address lists: whether `{not: 10.0.0.0/8}` implies IPv4 is the engine's
+/// business, so the shadowing check reads them for the earlier rule (fewer claims) and not
+/// for the later one (never claim B is IPv4-only when it might not be).
+fn pinned_family(r: &Rule, with_negated: bool) -> Option<Family> {
     if r.family.is_some() {
         return r.family;
     }
-    let of_cidrs = |m: &Option<Match<Cidr>>| {
-        m.as_ref().filter(|m| !m.negated).and_then(|m| {
-            let v4 = m.values.iter().all(Cidr::is_v4);
-            let v6 = m.values.iter().all(|c| !c.is_v4());
-            match (v4, v6) {
-                (true, false) => Some(Family::Ipv4),
-                (false, true) => Some(Family::Ipv6),
-                _ => None,
-            }
-        })
-    };
     if r.icmp_type.is_some() {
         return Some(Family::Ipv4);
     }
@@ -288,11 +280,32 @@ fn implied_family(r: &Rule) -> Option<Family> {
             return Some(Family::Ipv6);
         }
     }
+    let of_cidrs = |m: &Option<Match<Cidr>>| {
+        m.as_ref()
+            .filter(|m| with_negated || !m.negated)
+            .and_then(|m| {
+                let v4 = m.values.iter().all(Cidr::is_v4);
+                let v6 = m.values.iter().all(|c| !c.is_v4());
+                match (v4, v6) {
+                    (true, false) => Some(Family::Ipv4),
+                    (false, true) => Some(Family::Ipv6),
+                    _ => None,
+                }
+            })
+    };
     of_cidrs(&r.src).or_else(|| of_cidrs(&r.dst))
 }
 
 fn family_covers(a: &Rule, b: &Rule) -> bool {
-    a.family.is_none() || a.family == implied_family(b)
+    match pinned_family(a, true) {
+        None => true,
+        Some(f) => {
+            pinned_family(b, false) == Some(f)
+                // A is pinned only by a negated list: either negation pins (then B's own
+                // negated list pins B the same way) or it does not (then A has no family).
+                || (pinned_family(a, false).is_none() && pinned_family(b, true) == Some(f))
+        }
+    }
 }
 
 /// `ports` matches when either side's port does; it covers the other rule's `ports`, or one
