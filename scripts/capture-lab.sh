@@ -61,8 +61,10 @@ cleanup() {
 	for ns in "$C" "$G" "$S"; do
 		ip netns del "$ns" 2>/dev/null || true
 	done
-	if ((rc != 0)) && [[ -d $WORK ]]; then
-		echo "capture-lab: failed (exit $rc); logs:" >&2
+	if ((rc == 130 || rc == 143)); then
+		echo "capture-lab: interrupted; nothing written" >&2
+	elif ((rc != 0)); then
+		echo "capture-lab: failed (exit $rc); nothing written; logs:" >&2
 		tail -n 5 "$WORK"/*.log >&2 2>/dev/null || true
 	fi
 	rm -rf "$WORK"
@@ -215,17 +217,23 @@ for c in "${CAPTURES[@]}"; do
 	wait "${c%%:*}" || true
 done
 
-mkdir -p "$(dirname "$PREFIX")"
+# Results are assembled in $WORK and moved into place together at the end, so a failed run
+# never leaves a capture beside answers that belong to another.
 {
 	echo "# iptables-legacy-save of the capture lab's gateway (scripts/capture-lab.sh)"
 	nsx "$G" iptables-legacy-save | grep -v '^#'
 	echo "# ip6tables-legacy-save"
 	nsx "$G" ip6tables-legacy-save | grep -v '^#'
-} | sed -E 's/\[[0-9]+:[0-9]+\]/[0:0]/' >"$PREFIX.iptables"
+} | sed -E 's/\[[0-9]+:[0-9]+\]/[0:0]/' >"$WORK/out.iptables"
 
-"$PY" "$REPO/scripts/pcapng.py" merge "$PREFIX.pcapng" \
+"$PY" "$REPO/scripts/pcapng.py" merge "$WORK/out.pcapng" \
 	lan="$WORK/lan-in.pcap" wan="$WORK/wan-in.pcap"
-"$PY" "$REPO/scripts/kernel-oracle.py" --capture "$PREFIX.pcapng" --nflog "$WORK/nflog.pcap" \
+"$PY" "$REPO/scripts/kernel-oracle.py" --capture "$WORK/out.pcapng" --nflog "$WORK/nflog.pcap" \
 	--egress lan="$WORK/lan-out.pcap" --egress wan="$WORK/wan-out.pcap" \
-	>"$PREFIX.kernel.jsonl"
+	>"$WORK/out.kernel.jsonl"
+
+mkdir -p "$(dirname "$PREFIX")"
+for ext in pcapng kernel.jsonl iptables; do
+	mv -f "$WORK/out.$ext" "$PREFIX.$ext"
+done
 echo "capture-lab: wrote $PREFIX.pcapng, $PREFIX.kernel.jsonl, $PREFIX.iptables"

@@ -336,8 +336,11 @@ def _hostport(family: int, addr: str, port: int) -> str:
     return f"[{addr}]:{port}" if family == 6 else f"{addr}:{port}"
 
 
-def summarize(linktype: int, data: bytes) -> str:
-    """One short line, e.g. `10.10.0.2:43210 > 10.10.0.3:80 TCP [S] len 0`."""
+def summarize(linktype: int, data: bytes, short: bool = False) -> str:
+    """One line, e.g. `10.10.0.2:43210 > 10.10.0.3:80 TCP [S] seq 1 ack 0 len 0`; `short`
+    leaves out sequence numbers and empty lengths and writes the arrow as →
+    (`10.10.0.2:43210 → 10.10.0.3:80 TCP [S]`)."""
+    arrow = "→" if short else ">"
     info = ip_info(linktype, data)
     if info is None:
         if linktype == LINKTYPE_ETHERNET and len(data) >= 42:
@@ -360,12 +363,14 @@ def summarize(linktype: int, data: bytes) -> str:
     if info.proto == 6 and len(l4) >= 20:
         sport, dport, seq, ack, off, flags = struct.unpack_from("!HHIIBB", l4, 0)
         plen = len(l4) - (off >> 4) * 4
-        return (f"{_hostport(info.family, info.src, sport)} > "
-                f"{_hostport(info.family, info.dst, dport)} TCP [{tcp_flag_str(flags)}] "
-                f"seq {seq} ack {ack} len {plen}")
+        head = (f"{_hostport(info.family, info.src, sport)} {arrow} "
+                f"{_hostport(info.family, info.dst, dport)} TCP [{tcp_flag_str(flags)}]")
+        if short:
+            return head + (f" len {plen}" if plen else "")
+        return f"{head} seq {seq} ack {ack} len {plen}"
     if info.proto == 17 and len(l4) >= 8:
         sport, dport, ulen = struct.unpack_from("!HHH", l4, 0)
-        return (f"{_hostport(info.family, info.src, sport)} > "
+        return (f"{_hostport(info.family, info.src, sport)} {arrow} "
                 f"{_hostport(info.family, info.dst, dport)} UDP len {ulen - 8}")
     if info.proto in (1, 58) and len(l4) >= 4:
         ty, code = l4[0], l4[1]
@@ -374,8 +379,8 @@ def summarize(linktype: int, data: bytes) -> str:
         if ty in (0, 8, 128, 129) and len(l4) >= 8:
             ident, seq = struct.unpack_from("!HH", l4, 4)
             what += f" id {ident} seq {seq}"
-        return f"{info.src} > {info.dst} {name} {what}"
-    return f"{info.src} > {info.dst} {name} len {info.length}"
+        return f"{info.src} {arrow} {info.dst} {name} {what}"
+    return f"{info.src} {arrow} {info.dst} {name} len {info.length}"
 
 
 # ---------------------------------------------------------------------------------------
@@ -410,4 +415,6 @@ def _main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
+    # A terminal or log that is not UTF-8 gets escapes instead of a crash on "→".
+    sys.stdout.reconfigure(errors="backslashreplace")
     sys.exit(_main(sys.argv[1:]))

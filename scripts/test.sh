@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it (.ci/run): dependencies, format, lints, release build,
+# every cargo test (unit, integration, property), then the script-level tests
+# (scripts/test-*.sh: replay against the kernel's recorded answers, lab tests), which need
+# root and network namespaces.
+#
+#   scripts/test.sh
+#
+# Respects CARGO_TARGET_DIR. Script-level tests each run under a time limit; the last line is
+# "N passed, N failed" for them.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+START=$SECONDS
+SCRIPT_TEST_LIMIT=${SCRIPT_TEST_LIMIT:-600} # seconds per scripts/test-*.sh
+
+step() {
+	printf '\n==> %s  (%ds)\n' "$*" $((SECONDS - START))
+}
+
+step "scripts/install-deps.sh"
+scripts/install-deps.sh
+# install-deps.sh ran in its own process; make cargo visible here too.
+if ! command -v cargo >/dev/null 2>&1 && [[ -f "${CARGO_HOME:-$HOME/.cargo}/env" ]]; then
+	# shellcheck source=/dev/null
+	. "${CARGO_HOME:-$HOME/.cargo}/env"
+fi
+
+step "cargo fmt --all -- --check"
+cargo fmt --all -- --check
+
+step "cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "cargo build --workspace --release"
+cargo build --workspace --release
+
+step "cargo test --workspace"
+cargo test --workspace
+
+step "script-level tests"
+if [[ $(id -u) -ne 0 ]]; then
+	echo "test.sh: the script-level tests (scripts/test-*.sh) need root: they build network" >&2
+	echo "test.sh: namespaces and load iptables rules. Run scripts/test.sh as root (CI does)." >&2
+	exit 1
+fi
+
+passed=0
+failed=0
+failures=()
+run_script_test() {
+	local name=$1
+	shift
+	printf '\n--- %s\n' "$name"
+	local t0=$SECONDS rc=0
+	timeout --kill-after=10 "$SCRIPT_TEST_LIMIT" "$@" || rc=$?
+	if ((rc == 0)); then
+		passed=$((passed + 1))
+		echo "--- PASS $name ($((SECONDS - t0))s)"
+	else
+		failed=$((failed + 1))
+		failures+=("$name")
+		((rc == 124)) && echo "--- $name: timed out after ${SCRIPT_TEST_LIMIT}s"
+		echo "--- FAIL $name (exit $rc, $((SECONDS - t0))s)"
+	fi
+}
+
+# The scripts themselves must be shellcheck-clean.
+if command -v shellcheck >/dev/null 2>&1; then
+	mapfile -t shell_scripts < <(git ls-files -- 'scripts/*.sh' '.ci/run')
+	run_script_test shellcheck shellcheck "${shell_scripts[@]}"
+fi
+for t in scripts/test-*.sh; do
+	[[ -e $t ]] || continue
+	run_script_test "$t" "$t"
+done
+
+printf '\n'
+((failed == 0)) || echo "failed: ${failures[*]}"
+echo "total time $((SECONDS - START))s"
+echo "$passed passed, $failed failed"
+((failed == 0))
