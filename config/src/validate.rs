@@ -362,9 +362,10 @@ impl Checker<'_> {
                             Some(format!("declared ports: {}", names.join(", "))),
                         );
                     }
-                    if seen.contains(&p.as_str()) {
+                    // `[dmz, dmz]` is reported once, as paired with itself.
+                    if seen.contains(&p.as_str()) && !(j == 1 && a == b) {
                         self.err(
-                            &path,
+                            &format!("{path}.{j}"),
                             format!("port `{p}` is in more than one pair"),
                             Some("a port forwards to exactly one peer".into()),
                         );
