@@ -2,11 +2,15 @@
 //!
 //! The engine is sans-IO: bytes and a clock in, verdicts out ([`pipeline::Pipeline`]).
 //! `wire` parses frames into [`packet::PacketMeta`]; `flow` keys them; `conntrack` tracks
-//! them in shards; `classifier` matches the compiled ruleset; `replay` runs captures through
-//! the pipeline offline.
+//! them in shards; `classifier` matches the compiled ruleset ([`ruleset`]); `replay` runs
+//! captures through the pipeline offline.
 
 pub mod classifier;
+pub mod conntrack;
+pub mod flow;
 pub mod packet;
+pub mod pipeline;
 pub mod reason;
 pub mod replay;
+pub mod ruleset;
 pub mod wire;

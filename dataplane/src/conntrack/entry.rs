@@ -1,0 +1,126 @@
+//! One tracked connection: its original-direction tuple, expiry, status bits, protocol state
+//! and the per-direction verdict cache. At most 128 bytes (checked at compile time): two
+//! cache lines, against the kernel's ~300-byte `nf_conn`.
+
+use crate::flow::FlowKey;
+
+use super::tcp::TcpConn;
+
+/// Status bits (the kernel's `IPS_*` that we need).
+pub mod status {
+    /// A packet in the reply direction was seen (`IPS_SEEN_REPLY`).
+    pub const SEEN_REPLY: u16 = 1 << 0;
+    /// The connection is worth keeping under pressure (`IPS_ASSURED`): never early-dropped.
+    pub const ASSURED: u16 = 1 << 1;
+    /// Created from an expectation (`IPS_EXPECTED`): its original packets are RELATED until
+    /// a reply is seen.
+    pub const EXPECTED: u16 = 1 << 2;
+    /// The FTP helper watches this connection.
+    pub const HELPER_FTP: u16 = 1 << 3;
+    /// The slot holds a live entry.
+    pub const IN_USE: u16 = 1 << 15;
+}
+
+/// Direction of a packet relative to its connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Dir {
+    Original = 0,
+    Reply = 1,
+}
+
+impl Dir {
+    #[inline]
+    pub fn idx(self) -> usize {
+        self as usize
+    }
+
+    #[inline]
+    pub fn other(self) -> Dir {
+        match self {
+            Dir::Original => Dir::Reply,
+            Dir::Reply => Dir::Original,
+        }
+    }
+}
+
+/// A verdict remembered for one direction of a flow, valid while the ruleset generation,
+/// the packet's ctstate and its ingress port are the same (packed into 8 bytes).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CachedVerdict {
+    /// Ruleset generation the verdict came from; 0 = empty (generations start at 1).
+    pub generation: u32,
+    /// Matched forward rule, or `u16::MAX` for the policy.
+    pub rule: u16,
+    /// ctstate index (`CtState as u8`) the verdict was computed for.
+    pub ctstate: u8,
+    /// Ingress port index, and the accept bit in the top bit.
+    pub port_accept: u8,
+}
+
+impl CachedVerdict {
+    pub const POLICY: u16 = u16::MAX;
+    const ACCEPT: u8 = 0x80;
+
+    pub fn new(generation: u32, rule: Option<u32>, ctstate: u8, in_port: u8, accept: bool) -> Self {
+        CachedVerdict {
+            generation,
+            rule: rule.map_or(Self::POLICY, |r| r as u16),
+            ctstate,
+            port_accept: (in_port & 0x7f) | if accept { Self::ACCEPT } else { 0 },
+        }
+    }
+
+    /// The cached `(rule, accept)` if it is valid for this packet.
+    #[inline]
+    pub fn get(&self, generation: u32, ctstate: u8, in_port: u8) -> Option<(Option<u32>, bool)> {
+        if self.generation == generation
+            && self.ctstate == ctstate
+            && self.port_accept & 0x7f == in_port & 0x7f
+        {
+            let rule = (self.rule != Self::POLICY).then_some(u32::from(self.rule));
+            Some((rule, self.port_accept & Self::ACCEPT != 0))
+        } else {
+            None
+        }
+    }
+}
+
+/// A connection entry.
+#[derive(Debug, Clone, Copy, Default)]
+#[repr(C)]
+pub struct Entry {
+    /// The original direction's tuple (the first packet's).
+    pub key: FlowKey,
+    /// Engine time (ns) at which the entry expires.
+    pub expires: u64,
+    /// TCP state; for other protocols a little per-protocol scratch (see `udp_stream_ts`).
+    pub tcp: TcpConn,
+    pub cache: [CachedVerdict; 2],
+    pub status: u16,
+}
+
+const _: () = assert!(std::mem::size_of::<Entry>() <= 128);
+
+impl Entry {
+    #[inline]
+    pub fn has(&self, bit: u16) -> bool {
+        self.status & bit != 0
+    }
+
+    #[inline]
+    pub fn set(&mut self, bit: u16) {
+        self.status |= bit;
+    }
+
+    /// UDP: time (ns) after which a replied flow counts as a stream. UDP has no TCP state, so
+    /// the value lives in the TCP window words of the original direction.
+    pub fn udp_stream_ts(&self) -> u64 {
+        u64::from(self.tcp.seen[0].td_end) | u64::from(self.tcp.seen[0].td_maxend) << 32
+    }
+
+    pub fn set_udp_stream_ts(&mut self, ts: u64) {
+        self.tcp.seen[0].td_end = ts as u32;
+        self.tcp.seen[0].td_maxend = (ts >> 32) as u32;
+    }
+}

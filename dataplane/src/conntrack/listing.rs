@@ -1,0 +1,116 @@
+//! Entries in `/proc/net/nf_conntrack`'s line format (nf_conntrack_standalone.c
+//! `ct_seq_show`), so scripts that parse the kernel's table parse ours:
+//!
+//! `ipv4     2 tcp      6 431999 ESTABLISHED src=10.10.0.2 dst=10.10.0.3 sport=43210 dport=80 src=10.10.0.3 dst=10.10.0.2 sport=80 dport=43210 [ASSURED] mark=0 use=1`
+
+use std::fmt::Write as _;
+use std::net::Ipv6Addr;
+
+use crate::flow::{is_icmp, FlowKey};
+use crate::packet::{to_ip, IpFamily};
+
+use super::entry::{status, Entry};
+use super::tcp::state;
+
+fn l4_name(proto: u8) -> &'static str {
+    match proto {
+        6 => "tcp",
+        17 => "udp",
+        1 => "icmp",
+        58 => "icmpv6",
+        136 => "udplite",
+        132 => "sctp",
+        33 => "dccp",
+        47 => "gre",
+        _ => "unknown",
+    }
+}
+
+/// `%pI6`: eight groups of four hex digits, uncompressed, as the kernel prints.
+fn ip6_full(a: &[u8; 16]) -> String {
+    let segs = Ipv6Addr::from(*a).segments();
+    segs.iter()
+        .map(|s| format!("{s:04x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+fn tuple(out: &mut String, k: &FlowKey) {
+    match k.family {
+        IpFamily::V4 => {
+            let _ = write!(
+                out,
+                "src={} dst={} ",
+                to_ip(k.family, &k.src),
+                to_ip(k.family, &k.dst)
+            );
+        }
+        IpFamily::V6 => {
+            let _ = write!(out, "src={} dst={} ", ip6_full(&k.src), ip6_full(&k.dst));
+        }
+    }
+    if is_icmp(k.family, k.proto) {
+        let _ = write!(
+            out,
+            "type={} code={} id={} ",
+            k.dport >> 8,
+            k.dport & 0xff,
+            k.sport
+        );
+    } else if matches!(k.proto, 6 | 17 | 136 | 132 | 33) {
+        let _ = write!(out, "sport={} dport={} ", k.sport, k.dport);
+    }
+}
+
+/// One entry's line (without the newline); `now` gives the remaining timeout.
+pub fn format_entry(e: &Entry, now: u64) -> String {
+    let k = &e.key;
+    let (l3, l3num) = match k.family {
+        IpFamily::V4 => ("ipv4", 2),
+        IpFamily::V6 => ("ipv6", 10),
+    };
+    let mut out = String::with_capacity(200);
+    let secs = e.expires.saturating_sub(now) / 1_000_000_000;
+    let _ = write!(
+        out,
+        "{l3:<8} {l3num} {:<8} {} {secs} ",
+        l4_name(k.proto),
+        k.proto
+    );
+    if k.proto == 6 {
+        let st = state::NAMES
+            .get(usize::from(e.tcp.state))
+            .copied()
+            .unwrap_or("NONE");
+        let _ = write!(out, "{st} ");
+    }
+    tuple(&mut out, k);
+    if !e.has(status::SEEN_REPLY) {
+        out.push_str("[UNREPLIED] ");
+    }
+    tuple(&mut out, &k.reverse());
+    if e.has(status::ASSURED) {
+        out.push_str("[ASSURED] ");
+    }
+    if e.has(status::HELPER_FTP) {
+        out.push_str("helper=ftp ");
+    }
+    out.push_str("mark=0 use=1");
+    out
+}
+
+/// Lines for a set of entries, ordered like a stable listing (by family, proto, tuple).
+pub fn format_all<'a>(entries: impl Iterator<Item = &'a Entry>, now: u64) -> Vec<String> {
+    let mut v: Vec<&Entry> = entries.collect();
+    v.sort_by_key(|e| {
+        (
+            e.key.family as u8,
+            e.key.proto,
+            e.key.src,
+            e.key.dst,
+            e.key.sport,
+            e.key.dport,
+        )
+    });
+    v.into_iter().map(|e| format_entry(e, now)).collect()
+}

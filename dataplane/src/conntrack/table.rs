@@ -1,0 +1,285 @@
+//! The connection table of one shard: a slab of entries allocated (and touched) up front,
+//! and an open-addressing index keyed by the symmetric flow hash.
+//!
+//! Index slots are `u64`: the hash's high 32 bits as a tag, and the entry id + 1 (0 is
+//! empty). Linear probing at a load of at most 1/2; deletion shifts later members of the
+//! cluster back (no tombstones), so lookups never degrade with churn. Nothing here
+//! allocates after `new`.
+
+use crate::flow::FlowKey;
+
+use super::entry::{status, Dir, Entry};
+
+/// Entries examined for an early drop (`NF_CT_EVICTION_RANGE`).
+pub const EVICTION_RANGE: usize = 8;
+
+#[derive(Debug)]
+pub struct Table {
+    entries: Vec<Entry>,
+    free: Vec<u32>,
+    index: Vec<u64>,
+    mask: usize,
+    live: usize,
+    /// Sweep position in `entries` for batched expiry.
+    cursor: usize,
+}
+
+#[inline]
+fn tag(hash: u64) -> u64 {
+    hash & 0xffff_ffff_0000_0000
+}
+
+impl Table {
+    /// A table for `capacity` entries; all memory is allocated and written now, so the
+    /// packet path never page-faults on first touch.
+    pub fn new(capacity: usize) -> Table {
+        let capacity = capacity.max(1);
+        let slots = (capacity * 2).next_power_of_two().max(16);
+        let entries = vec![Entry::default(); capacity];
+        // Free ids popped from the end: hand out low ids first.
+        let free = (0..capacity as u32).rev().collect();
+        Table {
+            entries,
+            free,
+            index: vec![0; slots],
+            mask: slots - 1,
+            live: 0,
+            cursor: 0,
+        }
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn len(&self) -> usize {
+        self.live
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.free.is_empty()
+    }
+
+    #[inline]
+    pub fn get(&self, id: u32) -> &Entry {
+        &self.entries[id as usize]
+    }
+
+    #[inline]
+    pub fn get_mut(&mut self, id: u32) -> &mut Entry {
+        &mut self.entries[id as usize]
+    }
+
+    /// Hint the CPU to fetch the index slot of `hash` (batch lookups call this first).
+    #[inline]
+    pub fn prefetch(&self, hash: u64) {
+        let slot = hash as usize & self.mask;
+        // A plain read is the portable prefetch: the load is issued early and its result
+        // discarded; the optimizer keeps it because `black_box` consumes it.
+        std::hint::black_box(self.index[slot]);
+    }
+
+    /// Find the entry for `key` (either direction); `hash` is `key.symmetric_hash()`.
+    #[inline]
+    pub fn find(&self, key: &FlowKey, hash: u64) -> Option<(u32, Dir)> {
+        let t = tag(hash);
+        let mut pos = hash as usize & self.mask;
+        loop {
+            let slot = self.index[pos];
+            if slot == 0 {
+                return None;
+            }
+            if slot & 0xffff_ffff_0000_0000 == t {
+                let id = (slot as u32).wrapping_sub(1);
+                let e = &self.entries[id as usize];
+                if e.key == *key {
+                    return Some((id, Dir::Original));
+                }
+                if e.key == key.reverse() {
+                    return Some((id, Dir::Reply));
+                }
+            }
+            pos = (pos + 1) & self.mask;
+        }
+    }
+
+    /// Insert an entry (its key must not be present); `None` when the slab is full.
+    pub fn insert(&mut self, mut entry: Entry, hash: u64) -> Option<u32> {
+        let id = self.free.pop()?;
+        entry.status |= status::IN_USE;
+        self.entries[id as usize] = entry;
+        let mut pos = hash as usize & self.mask;
+        while self.index[pos] != 0 {
+            pos = (pos + 1) & self.mask;
+        }
+        self.index[pos] = tag(hash) | u64::from(id + 1);
+        self.live += 1;
+        Some(id)
+    }
+
+    /// Remove entry `id` (present in the table).
+    pub fn remove(&mut self, id: u32) {
+        let hash = self.entries[id as usize].key.symmetric_hash();
+        let want = tag(hash) | u64::from(id + 1);
+        let mut pos = hash as usize & self.mask;
+        while self.index[pos] != want {
+            if self.index[pos] == 0 {
+                debug_assert!(false, "entry {id} missing from the index");
+                return;
+            }
+            pos = (pos + 1) & self.mask;
+        }
+        // Backward-shift deletion: move later cluster members whose home is at or before
+        // the hole into it.
+        let mut hole = pos;
+        let mut next = (hole + 1) & self.mask;
+        loop {
+            let slot = self.index[next];
+            if slot == 0 {
+                break;
+            }
+            let sid = (slot as u32).wrapping_sub(1);
+            let home = self.entries[sid as usize].key.symmetric_hash() as usize & self.mask;
+            // Distance from home to next vs from home to hole (cyclic).
+            if (next.wrapping_sub(home) & self.mask) >= (next.wrapping_sub(hole) & self.mask) {
+                self.index[hole] = slot;
+                hole = next;
+            }
+            next = (next + 1) & self.mask;
+        }
+        self.index[hole] = 0;
+        self.entries[id as usize].status = 0;
+        self.free.push(id);
+        self.live -= 1;
+    }
+
+    /// Expire at most `budget` slots' worth of entries whose time has come; returns how many
+    /// were removed. Successive calls walk the whole slab round-robin.
+    pub fn expire(&mut self, now: u64, budget: usize) -> usize {
+        let n = self.entries.len();
+        let mut removed = 0;
+        for _ in 0..budget.min(n) {
+            let id = self.cursor;
+            self.cursor = if self.cursor + 1 == n {
+                0
+            } else {
+                self.cursor + 1
+            };
+            let e = &self.entries[id];
+            if e.status & status::IN_USE != 0 && e.expires <= now {
+                self.remove(id as u32);
+                removed += 1;
+            }
+        }
+        removed
+    }
+
+    /// An entry to evict for a new flow near `hash` (the kernel's `early_drop`): the first
+    /// entry within [`EVICTION_RANGE`] index slots that is not ASSURED, or that `closing`
+    /// says may go (TCP in a closing state).
+    pub fn early_drop_candidate(&self, hash: u64, closing: impl Fn(&Entry) -> bool) -> Option<u32> {
+        let mut pos = hash as usize & self.mask;
+        let mut seen = 0;
+        let mut probes = 0;
+        while seen < EVICTION_RANGE && probes < self.index.len() {
+            let slot = self.index[pos];
+            probes += 1;
+            pos = (pos + 1) & self.mask;
+            if slot == 0 {
+                continue;
+            }
+            seen += 1;
+            let id = (slot as u32).wrapping_sub(1);
+            let e = &self.entries[id as usize];
+            if !e.has(status::ASSURED) || closing(e) {
+                return Some(id);
+            }
+        }
+        None
+    }
+
+    /// Ids of live entries, in slab order.
+    pub fn ids(&self) -> impl Iterator<Item = u32> + '_ {
+        self.entries
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.status & status::IN_USE != 0)
+            .map(|(i, _)| i as u32)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packet::{v4_mapped, IpFamily};
+
+    fn key(i: u32) -> FlowKey {
+        let b = i.to_be_bytes();
+        FlowKey::new(
+            IpFamily::V4,
+            v4_mapped(b),
+            v4_mapped([10, 0, 0, 1]),
+            17,
+            1000,
+            53,
+        )
+    }
+
+    fn entry(k: FlowKey, expires: u64) -> Entry {
+        Entry {
+            key: k,
+            expires,
+            ..Entry::default()
+        }
+    }
+
+    #[test]
+    fn insert_find_remove_under_churn() {
+        let mut t = Table::new(1000);
+        let mut ids = Vec::new();
+        for i in 0..1000 {
+            let k = key(i);
+            ids.push(t.insert(entry(k, 10), k.symmetric_hash()).unwrap());
+        }
+        assert!(t.is_full());
+        assert!(t
+            .insert(entry(key(5000), 1), key(5000).symmetric_hash())
+            .is_none());
+        for i in (0..1000).step_by(3) {
+            t.remove(ids[i as usize]);
+        }
+        for i in 0..1000u32 {
+            let k = key(i);
+            let found = t.find(&k, k.symmetric_hash());
+            assert_eq!(found.is_some(), i % 3 != 0, "key {i}");
+            if let Some((_, dir)) = found {
+                assert_eq!(dir, Dir::Original);
+                assert_eq!(
+                    t.find(&k.reverse(), k.symmetric_hash()).unwrap().1,
+                    Dir::Reply
+                );
+            }
+        }
+        assert_eq!(t.len(), 666);
+    }
+
+    #[test]
+    fn expiry_is_bounded_per_call() {
+        let mut t = Table::new(100);
+        for i in 0..100 {
+            let k = key(i);
+            t.insert(entry(k, u64::from(i % 2)), k.symmetric_hash());
+        }
+        assert_eq!(t.expire(0, 10), 5);
+        let mut total = 5;
+        while total < 50 {
+            total += t.expire(1, 10);
+        }
+        assert_eq!(t.len(), 50);
+        assert_eq!(t.expire(1, 1000), 0);
+    }
+}

@@ -1,0 +1,258 @@
+//! Flow keys: the conntrack tuple of one direction, and the symmetric hash that sends both
+//! directions of a flow to the same shard and the same table slot.
+//!
+//! The tuple is the kernel's (`nf_conntrack_tuple`): addresses, L4 protocol, and ports; for
+//! ICMP queries the id and the type. Both directions are looked up under one *canonical*
+//! key (endpoints ordered), so one probe finds the entry whatever the direction.
+
+use crate::packet::{Addr, IpFamily, PacketMeta};
+
+/// ICMP(v4) query types and their answers (the kernel's `invmap` in nf_conntrack_proto_icmp.c).
+const ICMP_INVERSE: [(u8, u8); 8] = [
+    (8, 0),
+    (0, 8),
+    (13, 14),
+    (14, 13),
+    (15, 16),
+    (16, 15),
+    (17, 18),
+    (18, 17),
+];
+/// ICMPv6 query types and their answers (nf_conntrack_proto_icmpv6.c).
+const ICMPV6_INVERSE: [(u8, u8); 4] = [(128, 129), (129, 128), (139, 140), (140, 139)];
+
+/// The type of the answer to an ICMP query type (or of the query for an answer); `None` for
+/// types the kernel cannot invert, which therefore have no tuple.
+pub fn icmp_inverse(family: IpFamily, ty: u8) -> Option<u8> {
+    let table: &[(u8, u8)] = match family {
+        IpFamily::V4 => &ICMP_INVERSE,
+        IpFamily::V6 => &ICMPV6_INVERSE,
+    };
+    table.iter().find(|(t, _)| *t == ty).map(|(_, inv)| *inv)
+}
+
+/// Whether an ICMP type may start a connection (`valid_new` in the kernel: the requests).
+pub fn icmp_valid_new(family: IpFamily, ty: u8) -> bool {
+    match family {
+        IpFamily::V4 => matches!(ty, 8 | 13 | 15 | 17),
+        IpFamily::V6 => matches!(ty, 128 | 139),
+    }
+}
+
+/// Whether `proto` is an ICMP protocol for the family.
+pub fn is_icmp(family: IpFamily, proto: u8) -> bool {
+    matches!((family, proto), (IpFamily::V4, 1) | (IpFamily::V6, 58))
+}
+
+/// One direction's tuple. 40 bytes, `Copy`, compared bytewise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[repr(C)]
+pub struct FlowKey {
+    pub src: Addr,
+    pub dst: Addr,
+    /// Source port; for ICMP queries the identifier (the kernel's `src.u.icmp.id`).
+    pub sport: u16,
+    /// Destination port; for ICMP queries `type << 8 | code` (`dst.u.icmp.type/code`).
+    pub dport: u16,
+    pub proto: u8,
+    pub family: IpFamily,
+    _pad: [u8; 2],
+}
+
+const _: () = assert!(std::mem::size_of::<FlowKey>() == 40);
+
+impl FlowKey {
+    pub fn new(family: IpFamily, src: Addr, dst: Addr, proto: u8, sport: u16, dport: u16) -> Self {
+        FlowKey {
+            src,
+            dst,
+            sport,
+            dport,
+            proto,
+            family,
+            _pad: [0; 2],
+        }
+    }
+
+    /// The tuple of the other direction.
+    #[inline]
+    pub fn reverse(&self) -> FlowKey {
+        if is_icmp(self.family, self.proto) {
+            // The id stays; the type becomes its answer (a key exists only for invertible types).
+            let ty = (self.dport >> 8) as u8;
+            let inv = icmp_inverse(self.family, ty).unwrap_or(ty);
+            return FlowKey {
+                src: self.dst,
+                dst: self.src,
+                dport: u16::from(inv) << 8 | (self.dport & 0xff),
+                ..*self
+            };
+        }
+        FlowKey {
+            src: self.dst,
+            dst: self.src,
+            sport: self.dport,
+            dport: self.sport,
+            ..*self
+        }
+    }
+
+    /// The direction-independent form: the smaller endpoint first.
+    #[inline]
+    pub fn canonical(&self) -> (FlowKey, bool) {
+        let swapped = if is_icmp(self.family, self.proto) {
+            // The request's direction is canonical, so both directions agree.
+            !icmp_valid_new(self.family, (self.dport >> 8) as u8)
+        } else {
+            (self.src, self.sport) > (self.dst, self.dport)
+        };
+        if swapped {
+            (self.reverse(), true)
+        } else {
+            (*self, false)
+        }
+    }
+
+    /// Hash of the canonical form: equal for both directions of a flow.
+    #[inline]
+    pub fn symmetric_hash(&self) -> u64 {
+        self.canonical().0.hash64()
+    }
+
+    /// A fast 64-bit hash of this exact key (not symmetric).
+    #[inline]
+    pub fn hash64(&self) -> u64 {
+        // Five 64-bit words, mixed with multiply-rotate rounds (wyhash-style); keys are
+        // fixed-size, so no length handling. Seeded per process by `HASH_SEED`.
+        let mut w = [0u64; 5];
+        let b = self.as_bytes();
+        for (i, chunk) in b.chunks_exact(8).enumerate() {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(chunk);
+            w[i] = u64::from_le_bytes(a);
+        }
+        let s = hash_seed();
+        let mut h = s ^ 0x9e37_79b9_7f4a_7c15;
+        for x in w {
+            h = mix(h ^ x, 0xbf58_476d_1ce4_e5b9);
+        }
+        mix(h, 0x94d0_49bb_1331_11eb)
+    }
+
+    fn as_bytes(&self) -> [u8; 40] {
+        let mut out = [0u8; 40];
+        out[..16].copy_from_slice(&self.src);
+        out[16..32].copy_from_slice(&self.dst);
+        out[32..34].copy_from_slice(&self.sport.to_le_bytes());
+        out[34..36].copy_from_slice(&self.dport.to_le_bytes());
+        out[36] = self.proto;
+        out[37] = self.family as u8;
+        out
+    }
+
+    /// The key of a parsed packet, in the packet's direction; `None` for ICMP types that have
+    /// no tuple (errors and types without an inverse).
+    pub fn from_meta(m: &PacketMeta) -> Option<FlowKey> {
+        if is_icmp(m.family, m.proto) {
+            icmp_inverse(m.family, m.icmp.ty)?;
+            return Some(FlowKey::new(
+                m.family,
+                m.src,
+                m.dst,
+                m.proto,
+                m.icmp.id,
+                u16::from(m.icmp.ty) << 8 | u16::from(m.icmp.code),
+            ));
+        }
+        Some(FlowKey::new(
+            m.family, m.src, m.dst, m.proto, m.sport, m.dport,
+        ))
+    }
+}
+
+#[inline]
+fn mix(x: u64, k: u64) -> u64 {
+    let p = u128::from(x) * u128::from(k);
+    (p as u64) ^ ((p >> 64) as u64)
+}
+
+static HASH_SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+
+/// The process-wide hash seed. Random per process (so remote hosts cannot aim flows at one
+/// bucket), the same for every worker (so ownership agrees). `STATEWALL_HASH_SEED` fixes it
+/// for reproducible benchmarks.
+pub fn hash_seed() -> u64 {
+    *HASH_SEED.get_or_init(|| {
+        if let Some(s) = std::env::var("STATEWALL_HASH_SEED")
+            .ok()
+            .and_then(|v| v.parse().ok())
+        {
+            return s;
+        }
+        let rs = ahash::RandomState::new();
+        rs.hash_one(0x5eed_u64)
+    })
+}
+
+/// Which of `workers` owns a flow: its symmetric hash modulo the count (DESIGN.md §3).
+#[inline]
+pub fn owner(hash: u64, workers: usize) -> usize {
+    // The table uses the low bits; take the high bits for ownership so shard and slot
+    // choices are independent.
+    ((hash >> 32) % workers.max(1) as u64) as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packet::v4_mapped;
+
+    fn key(sport: u16, dport: u16) -> FlowKey {
+        FlowKey::new(
+            IpFamily::V4,
+            v4_mapped([10, 0, 0, 2]),
+            v4_mapped([10, 0, 0, 3]),
+            6,
+            sport,
+            dport,
+        )
+    }
+
+    #[test]
+    fn both_directions_hash_alike() {
+        let k = key(40000, 80);
+        assert_eq!(k.reverse().reverse(), k);
+        assert_eq!(k.symmetric_hash(), k.reverse().symmetric_hash());
+        assert_ne!(k.symmetric_hash(), key(40001, 80).symmetric_hash());
+        assert_eq!(
+            owner(k.symmetric_hash(), 4),
+            owner(k.reverse().symmetric_hash(), 4)
+        );
+    }
+
+    #[test]
+    fn icmp_keys_keep_id_and_request_type() {
+        let mut m = PacketMeta {
+            is_ip: true,
+            family: IpFamily::V4,
+            src: v4_mapped([10, 0, 0, 2]),
+            dst: v4_mapped([10, 0, 0, 3]),
+            proto: 1,
+            ..PacketMeta::default()
+        };
+        m.icmp.ty = 8;
+        m.icmp.id = 7;
+        let req = FlowKey::from_meta(&m).unwrap();
+        // An echo reply in the same direction is another tuple (the kernel's too).
+        m.icmp.ty = 0;
+        let same_dir_reply = FlowKey::from_meta(&m).unwrap();
+        assert_ne!(same_dir_reply, req);
+        std::mem::swap(&mut m.src, &mut m.dst);
+        let rep = FlowKey::from_meta(&m).unwrap();
+        assert_eq!(req.reverse(), rep);
+        assert_eq!(req.canonical().0, rep.canonical().0);
+        assert_eq!(req.symmetric_hash(), rep.symmetric_hash());
+        m.icmp.ty = 3;
+        assert_eq!(FlowKey::from_meta(&m), None);
+    }
+}

@@ -1,0 +1,343 @@
+//! The engine's per-worker packet path, sans IO: frames and a clock in, verdicts out.
+//!
+//! parse → raw stage → conntrack (shard) → forward stage → confirm. One `Pipeline` per
+//! worker owns its conntrack shard; the ruleset is shared read-only (`Arc`) and swapped
+//! between batches. Nothing here allocates, locks, or reads a clock.
+
+use std::sync::Arc;
+
+use config::matches::CtState;
+use config::ruleset::Action;
+
+use crate::classifier::Key;
+use crate::conntrack::entry::CachedVerdict;
+use crate::conntrack::{Shard, Track};
+use crate::packet::{IpFamily, PacketMeta};
+use crate::reason::{DropReason, InvalidReason, L3Error};
+use crate::ruleset::CompiledRuleset;
+use crate::wire;
+
+/// One frame to process and the port it arrived on.
+#[derive(Debug, Clone, Copy)]
+pub struct Packet<'a> {
+    pub frame: &'a [u8],
+    pub in_port: u8,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Verdict {
+    #[default]
+    Accept,
+    Drop,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Accept => "accept",
+            Verdict::Drop => "drop",
+        }
+    }
+}
+
+/// Which stage decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StageId {
+    #[default]
+    None,
+    Raw,
+    Forward,
+}
+
+/// Why the verdict is what it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Reason {
+    /// A rule of `stage` matched.
+    #[default]
+    Rule,
+    /// No rule matched: the stage's policy.
+    Policy,
+    /// ARP and other non-IP frames pass untracked.
+    NonIp,
+    /// Dropped before conntrack.
+    Malformed(L3Error),
+    /// Conntrack found the packet INVALID (the rules still decided the verdict).
+    Invalid(InvalidReason),
+    TableFull,
+    NoRoute,
+}
+
+impl Reason {
+    /// The machine-readable `reason` of `replay`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Rule => "rule",
+            Reason::Policy => "policy",
+            Reason::NonIp => "non_ip",
+            Reason::Malformed(e) => e.as_str(),
+            Reason::Invalid(r) => r.as_str(),
+            Reason::TableFull => "table_full",
+            Reason::NoRoute => "no_route",
+        }
+    }
+}
+
+/// The result for one packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Outcome {
+    pub verdict: Verdict,
+    /// `None` for packets that never reached conntrack (non-IP, malformed, table full).
+    pub ctstate: Option<CtState>,
+    pub stage: StageId,
+    /// Position of the matched rule in `stage`, `None` for the policy or no stage.
+    pub rule: Option<u32>,
+    pub reason: Reason,
+    /// Port to send an accepted packet out of.
+    pub out_port: Option<u8>,
+    /// The verdict came from the per-flow cache (the rules were not walked).
+    pub cached: bool,
+}
+
+/// Per-worker counters, written only by the owner.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub accepted: u64,
+    pub dropped: [u64; DropReason::COUNT],
+    /// Packets by ctstate (`CtState as usize`).
+    pub ctstate: [u64; 5],
+    pub invalid: [u64; InvalidReason::COUNT],
+    pub cache_hits: u64,
+}
+
+/// One worker's engine.
+#[derive(Debug)]
+pub struct Pipeline {
+    rules: Arc<CompiledRuleset>,
+    shard: Shard,
+    pub counters: Counters,
+}
+
+impl Pipeline {
+    /// A pipeline whose shard holds `capacity` entries.
+    pub fn new(rules: Arc<CompiledRuleset>, capacity: usize) -> Pipeline {
+        let shard = Shard::new(capacity, rules.timeouts, &rules.ftp_ports);
+        Pipeline {
+            rules,
+            shard,
+            counters: Counters::default(),
+        }
+    }
+
+    pub fn rules(&self) -> &Arc<CompiledRuleset> {
+        &self.rules
+    }
+
+    /// Swap in a new ruleset (between batches). Conntrack state survives; cached verdicts
+    /// of the old generation stop matching.
+    pub fn set_rules(&mut self, rules: Arc<CompiledRuleset>) {
+        self.shard.set_timeouts(rules.timeouts);
+        self.shard.set_ftp_ports(&rules.ftp_ports);
+        self.rules = rules;
+    }
+
+    pub fn shard(&self) -> &Shard {
+        &self.shard
+    }
+
+    pub fn shard_mut(&mut self) -> &mut Shard {
+        &mut self.shard
+    }
+
+    /// Run the bounded expiry sweep (call between batches).
+    pub fn expire(&mut self, now: u64, budget: usize) -> usize {
+        self.shard.expire(now, budget)
+    }
+
+    /// Process a batch at time `now` (ns); `out[i]` receives packet `i`'s outcome.
+    pub fn process(&mut self, now: u64, batch: &[Packet], out: &mut [Outcome]) {
+        for (p, o) in batch.iter().zip(out.iter_mut()) {
+            *o = self.process_one(now, p);
+        }
+    }
+
+    fn drop(&mut self, o: Outcome, why: DropReason) -> Outcome {
+        self.counters.dropped[why as usize] += 1;
+        Outcome {
+            verdict: Verdict::Drop,
+            out_port: None,
+            ..o
+        }
+    }
+
+    /// One packet through every stage.
+    pub fn process_one(&mut self, now: u64, p: &Packet) -> Outcome {
+        self.counters.rx_packets += 1;
+        self.counters.rx_bytes += p.frame.len() as u64;
+        let rules = Arc::clone(&self.rules);
+        let out_port = rules.peer.get(usize::from(p.in_port)).copied().flatten();
+        let m = match wire::parse(p.frame) {
+            Ok(m) => m,
+            Err(e) => {
+                let o = Outcome {
+                    reason: Reason::Malformed(e),
+                    ..Outcome::default()
+                };
+                return self.drop(o, DropReason::Malformed);
+            }
+        };
+        if out_port.is_none() {
+            let o = Outcome {
+                reason: Reason::NoRoute,
+                ..Outcome::default()
+            };
+            return self.drop(o, DropReason::NoRoute);
+        }
+        if !m.is_ip {
+            self.counters.accepted += 1;
+            return Outcome {
+                reason: Reason::NonIp,
+                out_port,
+                ..Outcome::default()
+            };
+        }
+        let mut key = classify_key(&m, p.in_port, out_port.unwrap_or(0));
+
+        // Raw stage: before conntrack.
+        let (raw_rule, raw_action) = rules.raw.decide(&key);
+        let notrack = match raw_action {
+            Action::Notrack => true,
+            Action::Accept => false,
+            _ => {
+                let o = Outcome {
+                    stage: StageId::Raw,
+                    rule: raw_rule,
+                    reason: if raw_rule.is_some() {
+                        Reason::Rule
+                    } else {
+                        Reason::Policy
+                    },
+                    ..Outcome::default()
+                };
+                return self.drop(
+                    o,
+                    if raw_rule.is_some() {
+                        DropReason::Rule
+                    } else {
+                        DropReason::Policy
+                    },
+                );
+            }
+        };
+
+        // Conntrack.
+        let track = if notrack {
+            Track::Untracked
+        } else {
+            let csum_ok = !rules.timeouts.checksum
+                || !matches!(m.proto, 1 | 6 | 17 | 58 | 136)
+                || wire::l4_checksum_ok(p.frame, &m);
+            self.shard.track(now, &m, p.frame, csum_ok)
+        };
+        let Some(state) = track.ctstate() else {
+            let o = Outcome {
+                reason: Reason::TableFull,
+                ..Outcome::default()
+            };
+            return self.drop(o, DropReason::TableFull);
+        };
+        self.counters.ctstate[state as usize] += 1;
+        if let Track::Invalid(r) = track {
+            self.counters.invalid[r as usize] += 1;
+        }
+        key.ctstate = Some(state);
+        key.ctdir = track.ctdir();
+
+        // Forward stage, through the per-flow verdict cache where the ruleset allows.
+        let gen = rules.generation;
+        let (rule, accept, cached) = match track {
+            Track::Tracked { id, dir, .. } if rules.forward.cacheable(key.ctstate, key.ctdir) => {
+                let e = self.shard.entry_mut(id);
+                match e.cache[dir.idx()].get(gen, state as u8, p.in_port) {
+                    Some((rule, accept)) => (rule, accept, true),
+                    None => {
+                        let (rule, action) = rules.forward.decide(&key);
+                        let accept = action == Action::Accept;
+                        e.cache[dir.idx()] =
+                            CachedVerdict::new(gen, rule, state as u8, p.in_port, accept);
+                        (rule, accept, false)
+                    }
+                }
+            }
+            _ => {
+                let (rule, action) = rules.forward.decide(&key);
+                (rule, action == Action::Accept, false)
+            }
+        };
+        if cached {
+            self.counters.cache_hits += 1;
+        }
+        if let Track::New { .. } = track {
+            if accept {
+                if let Some(e) = self.shard.pending_mut() {
+                    if rules.forward.cacheable(key.ctstate, key.ctdir) {
+                        e.cache[0] = CachedVerdict::new(gen, rule, state as u8, p.in_port, true);
+                    }
+                }
+                self.shard.confirm();
+            } else {
+                self.shard.discard();
+            }
+        }
+        let reason = match track {
+            Track::Invalid(r) => Reason::Invalid(r),
+            _ if rule.is_some() => Reason::Rule,
+            _ => Reason::Policy,
+        };
+        let o = Outcome {
+            verdict: Verdict::Accept,
+            ctstate: Some(state),
+            stage: StageId::Forward,
+            rule,
+            reason,
+            out_port,
+            cached,
+        };
+        if accept {
+            self.counters.accepted += 1;
+            o
+        } else {
+            self.drop(
+                o,
+                if rule.is_some() {
+                    DropReason::Rule
+                } else {
+                    DropReason::Policy
+                },
+            )
+        }
+    }
+}
+
+/// The classifier's view of a packet (ctstate filled in after conntrack).
+fn classify_key(m: &PacketMeta, in_port: u8, out_port: u8) -> Key {
+    let icmp = match (m.family, m.proto) {
+        (IpFamily::V4, 1) | (IpFamily::V6, 58) => Some((m.icmp.ty, m.icmp.code)),
+        _ => None,
+    };
+    Key {
+        family: m.family,
+        in_port,
+        out_port,
+        src: u128::from_be_bytes(m.src),
+        dst: u128::from_be_bytes(m.dst),
+        proto: m.proto,
+        sport: m.sport,
+        dport: m.dport,
+        icmp,
+        tcp_flags: if m.proto == 6 { m.tcp.flags } else { 0 },
+        ctstate: None,
+        ctdir: None,
+    }
+}
