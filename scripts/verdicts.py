@@ -20,6 +20,7 @@ import json
 import os
 import sys
 
+sys.dont_write_bytecode = True  # no scripts/__pycache__ in the working tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import pcapng  # noqa: E402  (the sibling module, found through the path set above)
 
