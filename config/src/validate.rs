@@ -29,7 +29,7 @@ pub fn load_file(path: &str) -> Result<Loaded, Vec<Diagnostic>> {
         Ok(text) => load_str(&text, path),
         Err(e) => Err(vec![Diagnostic::error(
             path,
-            Pos { line: 0, col: 0 },
+            Pos { line: 1, col: 1 },
             format!("cannot read the file: {e}"),
         )
         .with_hint("check the path and that you may read it")]),
