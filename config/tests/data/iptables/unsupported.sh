@@ -1,0 +1,12 @@
+# Constructs the importer must refuse, each with a diagnostic naming its line.
+iptables -t nat -A POSTROUTING -o wan -j MASQUERADE
+iptables -A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
+iptables -A FORWARD -p tcp --dport 22 -m limit --limit 5/s -j ACCEPT
+iptables -A FORWARD -m recent --name scan --rcheck -j DROP
+iptables -A FORWARD -m conntrack --ctstate SNAT -j ACCEPT
+iptables -A FORWARD -i eth+ -j DROP
+iptables -A FORWARD -j LOG --log-prefix "dropped: "
+iptables -N mychain
+iptables -A mychain -p udp -j RETURN
+iptables -A FORWARD -j mychain
+iptables -A FORWARD -p tcp --dport 80 -j ACCEPT
