@@ -177,7 +177,7 @@ fn invalid_dropped(r: &Ruleset, source: &SourceMap, file: &str, out: &mut Vec<Di
             "forward policy accept with INVALID not dropped: packets conntrack cannot place are forwarded",
         )
         .with_hint(format!(
-            "policy accept with INVALID not dropped; add `{INVALID_RULE}` early in forward.rules, or set `policy: drop`"
+            "add `{INVALID_RULE}` early in forward.rules, or set `policy: drop`"
         )),
     );
 }
