@@ -105,10 +105,6 @@ pub(crate) type Interval = (u128, u128);
 pub(crate) struct IntervalSet(pub(crate) Vec<Interval>);
 
 impl IntervalSet {
-    pub(crate) fn empty() -> Self {
-        IntervalSet(Vec::new())
-    }
-
     /// Every value of dimension `dim`.
     pub(crate) fn full(dim: usize) -> Self {
         IntervalSet(vec![(0, DIM_MAX[dim])])
@@ -222,7 +218,7 @@ mod tests {
         let s = IntervalSet::from_intervals([(0, 9), (20, 30)]);
         assert_eq!(s.complement(PROTO).0, vec![(10, 19), (31, 255)]);
         assert_eq!(IntervalSet::full(PROTO).complement(PROTO).0, vec![]);
-        assert_eq!(IntervalSet::empty().complement(SRC).0, vec![(0, u128::MAX)]);
+        assert_eq!(IntervalSet(vec![]).complement(SRC).0, vec![(0, u128::MAX)]);
         let t = IntervalSet::from_intervals([(5, 25)]);
         assert_eq!(s.intersect(&t).0, vec![(5, 9), (20, 25)]);
         let many = IntervalSet::from_values((0..20).map(|v| v * 3));

@@ -13,34 +13,43 @@ use crate::packet::IpFamily;
 /// The family a rule is restricted to: explicit, or implied by its addresses, ICMP matches
 /// or a protocol list of only icmp / only icmpv6. `Err` when two of those disagree.
 fn rule_family(rule: &Rule) -> Result<Option<Family>, ()> {
-    let mut fams: Vec<Family> = rule.family.into_iter().collect();
+    let mut found: Option<Family> = None;
+    let mut conflict = false;
+    let mut add = |f: Family| {
+        conflict |= found.is_some_and(|g| g != f);
+        found = Some(f);
+    };
+    if let Some(f) = rule.family {
+        add(f);
+    }
     for m in [&rule.src, &rule.dst].into_iter().flatten() {
         // A list of one family implies it; a mixed list (invalid) implies nothing.
         let v4 = m.values.iter().any(Cidr::is_v4);
         let v6 = m.values.iter().any(|c| !c.is_v4());
         if v4 && !v6 {
-            fams.push(Family::Ipv4);
+            add(Family::Ipv4);
         } else if v6 && !v4 {
-            fams.push(Family::Ipv6);
+            add(Family::Ipv6);
         }
     }
     if rule.icmp_type.is_some() {
-        fams.push(Family::Ipv4);
+        add(Family::Ipv4);
     }
     if rule.icmpv6_type.is_some() {
-        fams.push(Family::Ipv6);
+        add(Family::Ipv6);
     }
     if let Some(m) = rule.proto.as_ref().filter(|m| !m.negated) {
         if m.values.iter().all(|p| *p == Proto::ICMP) {
-            fams.push(Family::Ipv4);
+            add(Family::Ipv4);
         }
         if m.values.iter().all(|p| *p == Proto::ICMPV6) {
-            fams.push(Family::Ipv6);
+            add(Family::Ipv6);
         }
     }
-    match fams.first() {
-        Some(f) if fams.iter().any(|g| g != f) => Err(()),
-        f => Ok(f.copied()),
+    if conflict {
+        Err(())
+    } else {
+        Ok(found)
     }
 }
 
@@ -53,79 +62,81 @@ fn ip(family: IpFamily, a: u128) -> IpAddr {
 
 /// Whether `rule` matches `key`; `ports` names the port indices in the key.
 pub fn rule_matches(rule: &Rule, ports: &[String], key: &Key) -> bool {
-    let family_ok = match rule_family(rule) {
-        Err(()) => false,
-        Ok(None) => true,
-        Ok(Some(Family::Ipv4)) => key.family == IpFamily::V4,
-        Ok(Some(Family::Ipv6)) => key.family == IpFamily::V6,
-    };
+    // Each test returns early, so a rule costs only as much as its first failing match.
+    match rule_family(rule) {
+        Err(()) => return false,
+        Ok(None) => {}
+        Ok(Some(Family::Ipv4)) if key.family != IpFamily::V4 => return false,
+        Ok(Some(Family::Ipv6)) if key.family != IpFamily::V6 => return false,
+        Ok(Some(_)) => {}
+    }
     let port_name = |i: u8| ports.get(usize::from(i));
-    let in_ok = rule
-        .in_port
-        .as_ref()
-        .is_none_or(|m| m.test(|p| port_name(key.in_port) == Some(&p.0)));
-    let out_ok = rule
-        .out_port
-        .as_ref()
-        .is_none_or(|m| m.test(|p| port_name(key.out_port) == Some(&p.0)));
+    if let Some(m) = &rule.in_port {
+        if !m.test(|p| port_name(key.in_port) == Some(&p.0)) {
+            return false;
+        }
+    }
+    if let Some(m) = &rule.out_port {
+        if !m.test(|p| port_name(key.out_port) == Some(&p.0)) {
+            return false;
+        }
+    }
     let (src, dst) = (ip(key.family, key.src), ip(key.family, key.dst));
-    let src_ok = rule
+    if !rule
         .src
         .as_ref()
-        .is_none_or(|m| m.test(|c| c.contains(src)));
-    let dst_ok = rule
-        .dst
-        .as_ref()
-        .is_none_or(|m| m.test(|c| c.contains(dst)));
-    let proto_ok = rule
-        .proto
-        .as_ref()
-        .is_none_or(|m| m.test(|p| p.0 == key.proto));
-    let sport_ok = rule
-        .sport
-        .as_ref()
-        .is_none_or(|m| m.test(|r| r.contains(key.sport)));
-    let dport_ok = rule
-        .dport
-        .as_ref()
-        .is_none_or(|m| m.test(|r| r.contains(key.dport)));
-    let ports_ok = rule
-        .ports
-        .as_ref()
-        .is_none_or(|m| m.test(|r| r.contains(key.sport) || r.contains(key.dport)));
+        .is_none_or(|m| m.test(|c| c.contains(src)))
+        || !rule
+            .dst
+            .as_ref()
+            .is_none_or(|m| m.test(|c| c.contains(dst)))
+        || !rule
+            .proto
+            .as_ref()
+            .is_none_or(|m| m.test(|p| p.0 == key.proto))
+        || !rule
+            .sport
+            .as_ref()
+            .is_none_or(|m| m.test(|r| r.contains(key.sport)))
+        || !rule
+            .dport
+            .as_ref()
+            .is_none_or(|m| m.test(|r| r.contains(key.dport)))
+        || !rule
+            .ports
+            .as_ref()
+            .is_none_or(|m| m.test(|r| r.contains(key.sport) || r.contains(key.dport)))
+    {
+        return false;
+    }
+    // ICMP matches need an ICMP packet of their own family, even when negated.
     let icmp = |family: IpFamily, proto: Proto| {
         (key.family == family && key.proto == proto.0)
             .then_some(key.icmp)
             .flatten()
     };
-    let icmp4_ok = rule.icmp_type.as_ref().is_none_or(|m| {
-        icmp(IpFamily::V4, Proto::ICMP).is_some_and(|(t, c)| m.test(|v| v.0.matches(t, c)))
-    });
-    let icmp6_ok = rule.icmpv6_type.as_ref().is_none_or(|m| {
-        icmp(IpFamily::V6, Proto::ICMPV6).is_some_and(|(t, c)| m.test(|v| v.0.matches(t, c)))
-    });
-    let flags_ok = rule.tcp_flag_test().is_none_or(|(mask, comp, negated)| {
-        key.proto == Proto::TCP.0 && (((key.tcp_flags & mask) == comp) != negated)
-    });
-    let state_ok = rule
-        .ctstate
-        .as_ref()
-        .is_none_or(|m| key.ctstate.is_some_and(|s| m.test(|v| *v == s)));
-    let dir_ok = rule.ctdir.is_none_or(|d| key.ctdir == Some(d));
-    family_ok
-        && in_ok
-        && out_ok
-        && src_ok
-        && dst_ok
-        && proto_ok
-        && sport_ok
-        && dport_ok
-        && ports_ok
-        && icmp4_ok
-        && icmp6_ok
-        && flags_ok
-        && state_ok
-        && dir_ok
+    if let Some(m) = &rule.icmp_type {
+        if !icmp(IpFamily::V4, Proto::ICMP).is_some_and(|(t, c)| m.test(|v| v.0.matches(t, c))) {
+            return false;
+        }
+    }
+    if let Some(m) = &rule.icmpv6_type {
+        if !icmp(IpFamily::V6, Proto::ICMPV6).is_some_and(|(t, c)| m.test(|v| v.0.matches(t, c))) {
+            return false;
+        }
+    }
+    if let Some((mask, comp, negated)) = rule.tcp_flag_test() {
+        if key.proto != Proto::TCP.0 || (((key.tcp_flags & mask) == comp) == negated) {
+            return false;
+        }
+    }
+    // No conntrack state (raw) matches neither a ctstate nor its negation.
+    if let Some(m) = &rule.ctstate {
+        if !key.ctstate.is_some_and(|s| m.test(|v| *v == s)) {
+            return false;
+        }
+    }
+    rule.ctdir.is_none_or(|d| key.ctdir == Some(d))
 }
 
 /// First-match over `rules` with [`rule_matches`].
