@@ -639,6 +639,19 @@ impl<'t> RuleParser<'t> {
             self.i += 1;
         }
         let v = self.next();
+        if let Some(t) = v {
+            if t.expands {
+                self.err(
+                    t.pos,
+                    format!(
+                        "`{}` uses a shell expansion, which import does not perform",
+                        t.text
+                    ),
+                    "write the value itself, or run the script and import iptables-save's output",
+                );
+                return None;
+            }
+        }
         if v.is_none() {
             self.err(
                 opt.pos,
@@ -1813,6 +1826,11 @@ impl<'a> Importer<'a> {
                     });
                 }
             }
+            "-t" | "--table" if save => self.err(
+                verb.pos,
+                "`-t` inside an iptables-save section",
+                "the section's `*TABLE` line gives the table",
+            ),
             other => {
                 let hint = "import takes -A, -I, -P, -N, -F, -X and -Z; give the rules as they should end up (iptables-save output is simplest)";
                 if other.starts_with('-') {
