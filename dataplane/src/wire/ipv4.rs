@@ -28,7 +28,12 @@ pub fn parse(ip: &[u8], l3_offset: usize, m: &mut PacketMeta) -> Result<(), L3Er
     let Some(header) = ip.get(..ihl) else {
         return Err(L3Error::Truncated);
     };
-    if !checksum::verifies(checksum::sum(header)) {
+    let sum = if ihl == MIN_HEADER_LEN {
+        checksum::sum20(h)
+    } else {
+        checksum::sum(header)
+    };
+    if !checksum::verifies(sum) {
         return Err(L3Error::BadIpChecksum);
     }
     let total = usize::from(u16::from_be_bytes([h[2], h[3]]));

@@ -731,3 +731,88 @@ fn every_prefix_and_byte_flip_is_safe() {
         }
     }
 }
+
+// ---- Round trips over random builder inputs.
+
+mod roundtrip {
+    use super::super::build::{Tcp, Udp};
+    use super::super::{l4_checksum_ok, parse};
+    use crate::packet::{to_ip, IpFamily};
+    use proptest::prelude::*;
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+    fn addr_pair() -> impl Strategy<Value = (IpAddr, IpAddr)> {
+        prop_oneof![
+            (any::<u32>(), any::<u32>())
+                .prop_map(|(a, b)| (IpAddr::V4(Ipv4Addr::from(a)), IpAddr::V4(Ipv4Addr::from(b)))),
+            (any::<u128>(), any::<u128>())
+                .prop_map(|(a, b)| (IpAddr::V6(Ipv6Addr::from(a)), IpAddr::V6(Ipv6Addr::from(b)))),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn tcp(
+            (src, dst) in addr_pair(),
+            ports in any::<(u16, u16)>(),
+            seq in any::<u32>(),
+            ack in any::<u32>(),
+            flags in any::<u8>(),
+            window in any::<u16>(),
+            wscale in proptest::option::of(0u8..=14),
+            sack_perm in any::<bool>(),
+            mss in proptest::option::of(any::<u16>()),
+            payload in proptest::collection::vec(any::<u8>(), 0..64),
+            vlan in proptest::option::of(0u16..4096),
+            ttl in any::<u8>(),
+            id in 0u32..0x10_0000,
+        ) {
+            let mut t = Tcp {
+                seq, ack, window, wscale, sack_perm, mss, payload: payload.clone(),
+                ..Tcp::new(SocketAddr::new(src, ports.0), SocketAddr::new(dst, ports.1), flags)
+            }
+            .ttl(ttl)
+            .ip_id(id);
+            t.ip.vlan = vlan;
+            let f = t.frame();
+            let m = parse(&f).unwrap();
+            prop_assert_eq!(m.vlan, vlan);
+            prop_assert_eq!(to_ip(m.family, &m.src), src);
+            prop_assert_eq!(to_ip(m.family, &m.dst), dst);
+            let id = if m.family == IpFamily::V4 { id & 0xffff } else { id };
+            prop_assert_eq!((m.ttl, m.ip_id), (ttl, id));
+            prop_assert_eq!((m.sport, m.dport), ports);
+            prop_assert_eq!((m.tcp.seq, m.tcp.ack, m.tcp.flags, m.tcp.window), (seq, ack, flags, window));
+            prop_assert_eq!((m.tcp.wscale, m.tcp.sack_perm), (wscale, sack_perm));
+            prop_assert_eq!(m.payload(&f), &payload[..]);
+            prop_assert_eq!(m.l4_invalid, None);
+            prop_assert!(l4_checksum_ok(&f, &m));
+        }
+
+        #[test]
+        fn udp(
+            (src, dst) in addr_pair(),
+            ports in any::<(u16, u16)>(),
+            payload in proptest::collection::vec(any::<u8>(), 0..200),
+            flip in any::<proptest::sample::Index>(),
+        ) {
+            let f = Udp::new(SocketAddr::new(src, ports.0), SocketAddr::new(dst, ports.1))
+                .payload(payload.clone())
+                .frame();
+            let m = parse(&f).unwrap();
+            prop_assert_eq!((m.sport, m.dport), ports);
+            prop_assert_eq!(m.payload(&f), &payload[..]);
+            prop_assert!(l4_checksum_ok(&f, &m));
+            // Any single-bit error in the UDP datagram is caught by the checksum.
+            let mut g = f.clone();
+            let at = usize::from(m.l4_offset) + flip.index(usize::from(m.l4_len));
+            g[at] ^= 0x04;
+            if let Ok(mg) = parse(&g) {
+                let l4 = usize::from(m.l4_offset);
+                if mg.l4_invalid.is_none() && g[l4 + 6..l4 + 8] != [0, 0] {
+                    prop_assert!(!l4_checksum_ok(&g, &mg));
+                }
+            }
+        }
+    }
+}
