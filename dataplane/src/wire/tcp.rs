@@ -1,7 +1,9 @@
-//! The TCP header and the options conntrack uses (window scale, SACK-permitted), read as the
-//! kernel's `tcp_error` and `tcp_options` (nf_conntrack_proto_tcp.c) read them.
+//! The TCP header and the options conntrack uses (window scale, SACK-permitted, on SYNs), read
+//! as the kernel's `tcp_error` and `tcp_options` (nf_conntrack_proto_tcp.c) read them. SACK
+//! blocks (`tcp_sack`) are left to conntrack, which reads them through `l4_offset` and
+//! `header_len` when the peer allowed SACK.
 
-use crate::packet::{PacketMeta, TcpMeta};
+use crate::packet::{tcp_flags, PacketMeta, TcpMeta};
 use crate::reason::InvalidReason;
 
 /// Fixed header length (data offset 5).
@@ -41,7 +43,9 @@ pub fn parse(l4: &[u8], l4_offset: usize, m: &mut PacketMeta) {
         m.l4_invalid = Some(InvalidReason::TcpBadHeader);
         return;
     };
-    if !options.is_empty() {
+    // Conntrack reads these options only from SYNs (tcp_new, and tcp_in_window's SYN paths);
+    // skipping them elsewhere keeps timestamp-carrying data segments cheap.
+    if h[13] & tcp_flags::SYN != 0 && !options.is_empty() {
         parse_options(options, &mut m.tcp);
     }
     m.payload_offset = (l4_offset + header_len) as u16;

@@ -783,7 +783,9 @@ mod roundtrip {
             prop_assert_eq!((m.ttl, m.ip_id), (ttl, id));
             prop_assert_eq!((m.sport, m.dport), ports);
             prop_assert_eq!((m.tcp.seq, m.tcp.ack, m.tcp.flags, m.tcp.window), (seq, ack, flags, window));
-            prop_assert_eq!((m.tcp.wscale, m.tcp.sack_perm), (wscale, sack_perm));
+            let syn = flags & crate::packet::tcp_flags::SYN != 0;
+            let expect = if syn { (wscale, sack_perm) } else { (None, false) };
+            prop_assert_eq!((m.tcp.wscale, m.tcp.sack_perm), expect);
             prop_assert_eq!(m.payload(&f), &payload[..]);
             prop_assert_eq!(m.l4_invalid, None);
             prop_assert!(l4_checksum_ok(&f, &m));
