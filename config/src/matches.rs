@@ -69,7 +69,7 @@ impl<'de, T: Scalar> de::DeserializeSeed<'de> for ScalarSeed<T> {
 
 struct ScalarVisitor<T>(std::marker::PhantomData<T>);
 
-impl<'de, T: Scalar> Visitor<'de> for ScalarVisitor<T> {
+impl<T: Scalar> Visitor<'_> for ScalarVisitor<T> {
     type Value = T;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str(T::EXPECTING)
@@ -167,10 +167,14 @@ impl<'de, T: Scalar> Visitor<'de> for MatchVisitor<T> {
                 rest.trim()
             )));
         }
-        T::parse_str(v).map(|x| Match::new(vec![x])).map_err(E::custom)
+        T::parse_str(v)
+            .map(|x| Match::new(vec![x]))
+            .map_err(E::custom)
     }
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<Match<T>, E> {
-        T::parse_int(v).map(|x| Match::new(vec![x])).map_err(E::custom)
+        T::parse_int(v)
+            .map(|x| Match::new(vec![x]))
+            .map_err(E::custom)
     }
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<Match<T>, E> {
         ScalarVisitor::<T>(std::marker::PhantomData)
@@ -253,11 +257,15 @@ impl Cidr {
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.addr, ip) {
             (IpAddr::V4(n), IpAddr::V4(a)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u32::from(n) & mask == u32::from(a) & mask
             }
             (IpAddr::V6(n), IpAddr::V6(a)) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u128::from(n) & mask == u128::from(a) & mask
             }
             _ => false,
@@ -370,35 +378,32 @@ impl fmt::Display for PortRange {
 }
 
 fn parse_port(s: &str, whole: &str) -> Result<u16, String> {
-    s.trim().parse::<u16>().map_err(|_| {
-        format!("invalid port `{s}` in `{whole}`: a port is a number from 0 to 65535")
-    })
+    s.trim()
+        .parse::<u16>()
+        .map_err(|_| format!("invalid port `{s}` in `{whole}`: a port is a number from 0 to 65535"))
 }
 
 impl Scalar for PortRange {
     const EXPECTING: &'static str = "a port like 80 or an inclusive range like 1024-65535";
     fn parse_str(s: &str) -> Result<Self, String> {
         let sep = s.find(['-', ':']);
-        let (lo, hi) = match sep {
-            Some(i) => {
-                let (a, b) = (&s[..i], &s[i + 1..]);
-                // iptables allows open ends: `:1023` and `1024:`.
-                let lo = if a.trim().is_empty() {
-                    0
-                } else {
-                    parse_port(a, s)?
-                };
-                let hi = if b.trim().is_empty() {
-                    65535
-                } else {
-                    parse_port(b, s)?
-                };
-                (lo, hi)
-            }
-            None => {
-                let p = parse_port(s, s)?;
-                (p, p)
-            }
+        let (lo, hi) = if let Some(i) = sep {
+            let (a, b) = (&s[..i], &s[i + 1..]);
+            // iptables allows open ends: `:1023` and `1024:`.
+            let lo = if a.trim().is_empty() {
+                0
+            } else {
+                parse_port(a, s)?
+            };
+            let hi = if b.trim().is_empty() {
+                65535
+            } else {
+                parse_port(b, s)?
+            };
+            (lo, hi)
+        } else {
+            let p = parse_port(s, s)?;
+            (p, p)
         };
         if lo > hi {
             return Err(format!(
@@ -480,7 +485,9 @@ impl Scalar for Proto {
             return Ok(Proto(n));
         }
         if lower == "all" {
-            return Err("`all` is not a protocol: remove the `proto` key to match every protocol".into());
+            return Err(
+                "`all` is not a protocol: remove the `proto` key to match every protocol".into(),
+            );
         }
         let names: Vec<&str> = PROTO_NAMES.iter().map(|(n, _)| *n).collect();
         Err(format!(
@@ -660,11 +667,7 @@ pub const ICMPV6_NAMES: &[(&str, u8, Option<u8>)] = &[
     ("redirect", 137, None),
 ];
 
-fn parse_icmp(
-    s: &str,
-    table: &[(&str, u8, Option<u8>)],
-    family: &str,
-) -> Result<IcmpType, String> {
+fn parse_icmp(s: &str, table: &[(&str, u8, Option<u8>)], family: &str) -> Result<IcmpType, String> {
     if let Some((_, ty, code)) = table.iter().find(|(n, _, _)| n.eq_ignore_ascii_case(s)) {
         return Ok(IcmpType {
             ty: *ty,
@@ -693,7 +696,7 @@ fn parse_icmp(
     }
 }
 
-fn icmp_yaml(t: &IcmpType, table: &[(&str, u8, Option<u8>)]) -> serde_yaml::Value {
+fn icmp_yaml(t: IcmpType, table: &[(&str, u8, Option<u8>)]) -> serde_yaml::Value {
     if let Some((name, _, _)) = table
         .iter()
         .find(|(_, ty, code)| *ty == t.ty && *code == t.code)
@@ -716,7 +719,7 @@ impl Scalar for Icmp4Type {
         parse_icmp(s, ICMP_NAMES, "ICMP").map(Icmp4Type)
     }
     fn to_yaml(&self) -> serde_yaml::Value {
-        icmp_yaml(&self.0, ICMP_NAMES)
+        icmp_yaml(self.0, ICMP_NAMES)
     }
 }
 
@@ -730,7 +733,7 @@ impl Scalar for Icmp6Type {
         parse_icmp(s, ICMPV6_NAMES, "ICMPv6").map(Icmp6Type)
     }
     fn to_yaml(&self) -> serde_yaml::Value {
-        icmp_yaml(&self.0, ICMPV6_NAMES)
+        icmp_yaml(self.0, ICMPV6_NAMES)
     }
 }
 
@@ -754,7 +757,8 @@ pub const TCP_FLAG_NAMES: &[(&str, u8)] = &[
 pub struct TcpFlag(pub u8);
 
 impl Scalar for TcpFlag {
-    const EXPECTING: &'static str = "a TCP flag: fin, syn, rst, psh, ack, urg, ece, cwr, all or none";
+    const EXPECTING: &'static str =
+        "a TCP flag: fin, syn, rst, psh, ack, urg, ece, cwr, all or none";
     fn parse_str(s: &str) -> Result<Self, String> {
         let lower = s.to_ascii_lowercase();
         match lower.as_str() {
@@ -867,7 +871,10 @@ mod tests {
     fn port_ranges() {
         assert_eq!(
             PortRange::parse_str("1024:65535").unwrap(),
-            PortRange { lo: 1024, hi: 65535 }
+            PortRange {
+                lo: 1024,
+                hi: 65535
+            }
         );
         assert_eq!(
             PortRange::parse_str(":1023").unwrap(),

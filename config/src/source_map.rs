@@ -22,6 +22,9 @@ enum Frame {
     Map {
         path: String,
         key: Option<(String, Pos)>,
+        /// No key read yet: the first key's position becomes the mapping's own, since the
+        /// parser marks a block mapping at its first `:` rather than at its first key.
+        first: bool,
     },
     Seq {
         path: String,
@@ -64,10 +67,16 @@ impl Builder {
                 self.nodes.insert(p.clone(), (at, at));
                 Some(p)
             }
-            Some(Frame::Map { path, key }) => match key.take() {
+            Some(Frame::Map { path, key, first }) => match key.take() {
                 None => {
                     // This node is a key; complex keys get a placeholder name.
                     *key = Some((key_text.unwrap_or("?").to_string(), at));
+                    if std::mem::take(first) {
+                        if let Some((k, v)) = self.nodes.get_mut(path.as_str()) {
+                            *k = (*k).min(at);
+                            *v = (*v).min(at);
+                        }
+                    }
                     None
                 }
                 Some((k, kpos)) => {
@@ -92,7 +101,11 @@ impl MarkedEventReceiver for Builder {
             }
             Event::MappingStart(..) => {
                 let path = self.node(at, None).unwrap_or_default();
-                self.stack.push(Frame::Map { path, key: None });
+                self.stack.push(Frame::Map {
+                    path,
+                    key: None,
+                    first: true,
+                });
             }
             Event::SequenceStart(..) => {
                 let path = self.node(at, None).unwrap_or_default();
@@ -157,8 +170,14 @@ mod tests {
         assert_eq!(m.key("forward.policy"), Some(Pos { line: 2, col: 3 }));
         assert_eq!(m.value("forward.policy"), Some(Pos { line: 2, col: 11 }));
         assert_eq!(m.key("forward.rules.0"), Some(Pos { line: 4, col: 7 }));
-        assert_eq!(m.key("forward.rules.0.dport"), Some(Pos { line: 5, col: 7 }));
-        assert_eq!(m.value("forward.rules.0.dport.1"), Some(Pos { line: 5, col: 18 }));
+        assert_eq!(
+            m.key("forward.rules.0.dport"),
+            Some(Pos { line: 5, col: 7 })
+        );
+        assert_eq!(
+            m.value("forward.rules.0.dport.1"),
+            Some(Pos { line: 5, col: 19 })
+        );
         assert_eq!(m.key("forward.rules.1.src"), Some(Pos { line: 6, col: 22 }));
         assert_eq!(m.locate("forward.rules.1.nothing"), Pos { line: 6, col: 7 });
     }

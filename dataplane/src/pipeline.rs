@@ -10,8 +10,8 @@ use config::matches::CtState;
 use config::ruleset::Action;
 
 use crate::classifier::Key;
-use crate::conntrack::entry::CachedVerdict;
-use crate::conntrack::{Shard, Track};
+use crate::conntrack::entry::{status, CachedVerdict};
+use crate::conntrack::{HelperVerdict, Shard, Track};
 use crate::packet::{IpFamily, PacketMeta};
 use crate::reason::{DropReason, InvalidReason, L3Error};
 use crate::ruleset::CompiledRuleset;
@@ -65,6 +65,8 @@ pub enum Reason {
     Invalid(InvalidReason),
     TableFull,
     NoRoute,
+    /// The FTP helper dropped a partial or malformed command.
+    HelperDrop,
 }
 
 impl Reason {
@@ -78,6 +80,7 @@ impl Reason {
             Reason::Invalid(r) => r.as_str(),
             Reason::TableFull => "table_full",
             Reason::NoRoute => "no_route",
+            Reason::HelperDrop => "helper_drop",
         }
     }
 }
@@ -122,7 +125,7 @@ pub struct Pipeline {
 impl Pipeline {
     /// A pipeline whose shard holds `capacity` entries.
     pub fn new(rules: Arc<CompiledRuleset>, capacity: usize) -> Pipeline {
-        let shard = Shard::new(capacity, rules.timeouts, &rules.ftp_ports);
+        let shard = Shard::new(capacity, rules.timeouts, &rules.ftp_ports, rules.expect_max);
         Pipeline {
             rules,
             shard,
@@ -305,6 +308,22 @@ impl Pipeline {
             cached,
         };
         if accept {
+            if let Track::Tracked {
+                id,
+                dir,
+                state: CtState::Established,
+            } = track
+            {
+                if self.shard.entry(id).has(status::HELPER_FTP)
+                    && self.shard.help(id, dir, &m, p.frame, now) == HelperVerdict::Drop
+                {
+                    let o = Outcome {
+                        reason: Reason::HelperDrop,
+                        ..o
+                    };
+                    return self.drop(o, DropReason::Helper);
+                }
+            }
             self.counters.accepted += 1;
             o
         } else {

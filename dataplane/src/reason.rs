@@ -89,5 +89,7 @@ reasons! {
         TxFull = "tx_full",
         /// No port to forward to (a port in no pair).
         NoRoute = "no_route",
+        /// A connection helper refused the packet (a partial FTP command).
+        Helper = "helper",
     }
 }

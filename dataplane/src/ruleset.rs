@@ -58,6 +58,7 @@ pub struct CompiledRuleset {
     pub forward: CompiledStage,
     pub timeouts: Timeouts,
     pub max_entries: usize,
+    pub expect_max: usize,
     pub ftp_ports: Vec<u16>,
 }
 
@@ -109,6 +110,7 @@ impl CompiledRuleset {
             ports,
             timeouts: Timeouts::from_settings(&r.conntrack),
             max_entries: r.conntrack.max as usize,
+            expect_max: r.conntrack.expect_max as usize,
             ftp_ports: r
                 .helpers
                 .ftp

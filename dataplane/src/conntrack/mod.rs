@@ -7,6 +7,8 @@
 //! the end of the hook chain: a dropped NEW packet leaves no state.
 
 pub mod entry;
+pub mod expect;
+pub mod ftp;
 pub mod listing;
 pub mod table;
 pub mod tcp;
@@ -19,6 +21,8 @@ use crate::packet::{IpFamily, PacketMeta};
 use crate::reason::InvalidReason;
 
 use entry::{status, Dir, Entry};
+use expect::{Expectation, Expectations, FTP_EXPECT_TIMEOUT_NS};
+use ftp::{Found, NlSeq};
 use table::Table;
 use tcp::{Segment, TcpVerdict};
 pub use timeouts::Timeouts;
@@ -77,6 +81,25 @@ impl Track {
     }
 }
 
+/// What a helper decided for an accepted packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HelperVerdict {
+    Accept,
+    /// A partial or malformed FTP command (the kernel drops it), or no room to expect.
+    Drop,
+}
+
+/// Most FTP control connections whose line state a shard follows at once.
+pub const FTP_CONNS_MAX: usize = 1024;
+
+/// Line state of one FTP control connection, kept beside the table (entries stay small).
+#[derive(Debug, Clone, Copy)]
+struct FtpConn {
+    id: u32,
+    key: FlowKey,
+    nl: NlSeq,
+}
+
 /// Counters a shard keeps (read by the stats).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ShardStats {
@@ -85,6 +108,8 @@ pub struct ShardStats {
     pub early_drops: u64,
     pub table_full: u64,
     pub invalid: u64,
+    pub expectations_created: u64,
+    pub helper_drops: u64,
 }
 
 /// One worker's share of the connection table.
@@ -93,18 +118,22 @@ pub struct Shard {
     table: Table,
     timeouts: Timeouts,
     ftp_ports: Vec<u16>,
+    expect: Expectations,
+    ftp_conns: Vec<FtpConn>,
     /// The unconfirmed entry of the last `Track::New`, and its hash.
     pending: Option<(Entry, u64)>,
     pub stats: ShardStats,
 }
 
 impl Shard {
-    /// A shard of `capacity` entries, all allocated now.
-    pub fn new(capacity: usize, timeouts: Timeouts, ftp_ports: &[u16]) -> Shard {
+    /// A shard of `capacity` entries and `expect_max` expectations, all allocated now.
+    pub fn new(capacity: usize, timeouts: Timeouts, ftp_ports: &[u16], expect_max: usize) -> Shard {
         Shard {
             table: Table::new(capacity),
             timeouts,
             ftp_ports: ftp_ports.to_vec(),
+            expect: Expectations::new(expect_max.max(1)),
+            ftp_conns: Vec::with_capacity(FTP_CONNS_MAX),
             pending: None,
             stats: ShardStats::default(),
         }
@@ -162,12 +191,19 @@ impl Shard {
         n
     }
 
-    /// Remove every entry.
+    /// Remove every entry and expectation.
     pub fn flush(&mut self) {
         let ids: Vec<u32> = self.table.ids().collect();
         for id in ids {
             self.table.remove(id);
         }
+        self.expect.clear();
+        self.ftp_conns.clear();
+    }
+
+    /// Pending expectations.
+    pub fn expectations(&self) -> &Expectations {
+        &self.expect
     }
 
     /// Find a live entry; an expired one is removed and not returned (the kernel's lookup
@@ -258,11 +294,34 @@ impl Shard {
         key: FlowKey,
         hash: u64,
     ) -> Track {
+        // As the kernel's init_conntrack: room first (early drop), then expectations, then
+        // the protocol's own checks of the first packet.
+        if self.table.is_full() {
+            // Reap what has expired first, as the kernel's early_drop does in passing.
+            self.expire(now, 64);
+        }
+        if self.table.is_full() && !self.early_drop(hash) {
+            self.stats.table_full += 1;
+            return Track::TableFull;
+        }
         let t = self.timeouts;
         let mut e = Entry {
             key,
             ..Entry::default()
         };
+        let mut state = CtState::New;
+        if !self.expect.is_empty() {
+            let table = &self.table;
+            let alive = |mk: &FlowKey| {
+                table
+                    .find(mk, mk.symmetric_hash())
+                    .is_some_and(|(id, _)| table.get(id).expires > now)
+            };
+            if self.expect.take(&key, now, alive).is_some() {
+                e.set(status::EXPECTED);
+                state = CtState::Related;
+            }
+        }
         match m.proto {
             6 => {
                 let seg = Segment::from_meta(m, frame);
@@ -282,30 +341,107 @@ impl Shard {
             17 | 136 => e.set_udp_stream_ts(now + 2 * NS),
             _ => {}
         }
-        if self.table.is_full() {
-            // Reap what has expired first, as the kernel's early_drop does in passing.
-            self.expire(now, 64);
-        }
-        if self.table.is_full() && !self.early_drop(hash) {
-            self.stats.table_full += 1;
-            return Track::TableFull;
-        }
         match update(&mut e, Dir::Original, m, frame, now, &t) {
-            TcpVerdict::Accept | TcpVerdict::Ignore => {}
-            // A new entry cannot be killed, repeated or made invalid by a SYN or a pickup,
-            // but follow the tracker if it says so.
-            TcpVerdict::AcceptKill => {
-                return Track::New {
-                    state: CtState::New,
-                }
-            }
+            TcpVerdict::Accept | TcpVerdict::Ignore | TcpVerdict::AcceptKill => {}
             TcpVerdict::Invalid(r) => return Track::Invalid(r),
             TcpVerdict::Repeat => return Track::Invalid(InvalidReason::TcpInvalidState),
         }
         self.pending = Some((e, hash));
-        Track::New {
-            state: CtState::New,
+        Track::New { state }
+    }
+
+    /// The FTP helper for an accepted packet of entry `id` in direction `dir` (called only
+    /// for entries with a helper, once the connection has seen a reply, as the kernel's
+    /// helper runs only on ESTABLISHED packets).
+    pub fn help(
+        &mut self,
+        id: u32,
+        dir: Dir,
+        m: &PacketMeta,
+        frame: &[u8],
+        now: u64,
+    ) -> HelperVerdict {
+        let payload = m.payload(frame);
+        if payload.is_empty() || m.proto != 6 {
+            return HelperVerdict::Accept;
         }
+        let key = self.table.get(id).key;
+        let slot = match self
+            .ftp_conns
+            .iter()
+            .position(|c| c.id == id && c.key == key)
+        {
+            Some(i) => i,
+            None => {
+                // Reuse a slot whose connection is gone, else take a new one if there is room.
+                let table = &self.table;
+                let stale = self.ftp_conns.iter().position(|c| {
+                    let e = table.get(c.id);
+                    !e.has(status::IN_USE) || e.key != c.key
+                });
+                let fresh = FtpConn {
+                    id,
+                    key,
+                    nl: NlSeq::default(),
+                };
+                match stale {
+                    Some(i) => {
+                        self.ftp_conns[i] = fresh;
+                        i
+                    }
+                    None if self.ftp_conns.len() < FTP_CONNS_MAX => {
+                        self.ftp_conns.push(fresh);
+                        self.ftp_conns.len() - 1
+                    }
+                    None => return HelperVerdict::Accept,
+                }
+            }
+        };
+        let seq = m.tcp.seq;
+        let ends_in_nl = payload.last() == Some(&b'\n');
+        let nl_seq = seq.wrapping_add(payload.len() as u32);
+        let mut verdict = HelperVerdict::Accept;
+        if self.ftp_conns[slot].nl.starts_line(dir, seq) {
+            // This direction's tuple: who sent the command.
+            let tuple = if dir == Dir::Original {
+                key
+            } else {
+                key.reverse()
+            };
+            match ftp::search(payload, dir, m.family, tuple.src) {
+                Found::Partial => {
+                    self.stats.helper_drops += 1;
+                    return HelperVerdict::Drop;
+                }
+                Found::NoMatch => {}
+                Found::Match(a) if a.addr != tuple.src => {
+                    // The command names another host: not recorded (the helper's loose=0).
+                }
+                Found::Match(a) => {
+                    // The data connection comes the other way: the reverse tuple's addresses.
+                    let other = tuple.reverse();
+                    let exp = Expectation {
+                        family: m.family,
+                        src: other.src,
+                        dst: other.dst,
+                        proto: 6,
+                        dport: a.port,
+                        expires: now + FTP_EXPECT_TIMEOUT_NS,
+                        master: key,
+                    };
+                    if self.expect.add(exp, now).is_ok() {
+                        self.stats.expectations_created += 1;
+                    } else {
+                        self.stats.helper_drops += 1;
+                        verdict = HelperVerdict::Drop;
+                    }
+                }
+            }
+        }
+        if ends_in_nl {
+            self.ftp_conns[slot].nl.update(dir, nl_seq);
+        }
+        verdict
     }
 
     /// Make room for a new flow by evicting a non-ASSURED (or closing TCP) entry near its
