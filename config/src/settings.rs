@@ -29,11 +29,15 @@ impl<'de> Deserialize<'de> for SysctlBool {
                 match v {
                     0 => Ok(SysctlBool(false)),
                     1 => Ok(SysctlBool(true)),
-                    _ => Err(E::custom(format!("{v} is not a boolean: write 0 or 1 (or false/true)"))),
+                    _ => Err(E::custom(format!(
+                        "{v} is not a boolean: write 0 or 1 (or false/true)"
+                    ))),
                 }
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<SysctlBool, E> {
-                Err(E::custom(format!("{v} is not a boolean: write 0 or 1 (or false/true)")))
+                Err(E::custom(format!(
+                    "{v} is not a boolean: write 0 or 1 (or false/true)"
+                )))
             }
         }
         d.deserialize_any(V)
@@ -223,7 +227,11 @@ mod tests {
         s.set("tcp_be_liberal", "1").unwrap();
         assert!(s.tcp_be_liberal.0);
         let e = s.set("tcp_timeout_establised", "1").unwrap_err();
-        assert!(e.message.contains("did you mean `tcp_timeout_established`?"), "{e}");
+        assert!(
+            e.message
+                .contains("did you mean `tcp_timeout_established`?"),
+            "{e}"
+        );
         let e = s.set("max", "0").unwrap_err();
         assert!(e.message.contains("allowed 1 to"), "{e}");
     }

@@ -8,7 +8,11 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "statewall", version, about = "Userspace stateful firewall dataplane")]
+#[command(
+    name = "statewall",
+    version,
+    about = "Userspace stateful firewall dataplane"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -68,7 +72,13 @@ fn main() -> ExitCode {
             ingress,
             out,
             conntrack,
-        } => replay(&config, &pcap, ingress.as_deref(), out.as_deref(), conntrack),
+        } => replay(
+            &config,
+            &pcap,
+            ingress.as_deref(),
+            out.as_deref(),
+            conntrack,
+        ),
     };
     match result {
         Ok(code) => code,
@@ -108,7 +118,11 @@ fn read_named(path: &str) -> anyhow::Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("cannot read {path}"))
 }
 
-fn import(sysctl: Option<&str>, helpers: Option<&str>, rules: Option<&str>) -> anyhow::Result<ExitCode> {
+fn import(
+    sysctl: Option<&str>,
+    helpers: Option<&str>,
+    rules: Option<&str>,
+) -> anyhow::Result<ExitCode> {
     let (name, text) = match rules {
         Some(p) => (p.to_string(), read_named(p)?),
         None => {
@@ -119,8 +133,12 @@ fn import(sysctl: Option<&str>, helpers: Option<&str>, rules: Option<&str>) -> a
             ("<stdin>".to_string(), s)
         }
     };
-    let sysctl = sysctl.map(|p| read_named(p).map(|t| (p.to_string(), t))).transpose()?;
-    let helpers = helpers.map(|p| read_named(p).map(|t| (p.to_string(), t))).transpose()?;
+    let sysctl = sysctl
+        .map(|p| read_named(p).map(|t| (p.to_string(), t)))
+        .transpose()?;
+    let helpers = helpers
+        .map(|p| read_named(p).map(|t| (p.to_string(), t)))
+        .transpose()?;
     let input = config::iptables::ImportInput {
         rules: (&name, &text),
         sysctl: sysctl.as_ref().map(|(n, t)| (n.as_str(), t.as_str())),
