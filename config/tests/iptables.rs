@@ -657,6 +657,7 @@ iptables-legacy -t raw -A PREROUTING -p udp -m udp --dport 53 -j NOTRACK
 iptables -A INPUT -p tcp --dport 22 -j ACCEPT   # trailing comment
 iptables -I INPUT -p tcp --dport 2222 -m comment --comment "moved \"ssh\"" -j ACCEPT
 iptables -A FORWARD -p udp --dport 9 -j DROP
+iptables -A FORWARD -m comment --comment '!' -j DROP
 iptables -F FORWARD
 iptables -A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
 "#;
@@ -699,7 +700,8 @@ iptables -A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
             })
         })
         .collect();
-    assert_eq!(f.len(), 9, "{summary:#?}");
+    assert_eq!(f.len(), 10, "{summary:#?}");
+    assert_eq!(f[8].comment.as_deref(), Some("!"));
     assert_eq!(
         f[0].ctstate,
         Some(states(&[CtState::Established, CtState::Related]))
@@ -790,7 +792,13 @@ net.netfilter.nf_conntrack_expect_max = 100
     assert_eq!(c.icmp_timeout, 10);
     assert_eq!(c.expect_max, 100);
     let y = round_trip(&r);
-    assert!(y.contains("udp_timeout: 2"), "{y}");
+    assert!(
+        y.contains("conntrack:\n  max: 393216\n  tcp_timeout_established: 300\n"),
+        "{y}"
+    );
+    assert!(y.contains("  udp_timeout: 2\n"), "{y}");
+    // Settings left at the kernel default are not written.
+    assert!(!y.contains("generic_timeout"), "{y}");
     // The seed's old name for the table size.
     let r = with_files(Some("net.ipv4.netfilter.ip_conntrack_max = 393216\n"), None).unwrap();
     assert_eq!(r.conntrack.max, 393216);
