@@ -39,6 +39,37 @@ pub fn icmp_valid_new(family: IpFamily, ty: u8) -> bool {
     }
 }
 
+/// Whether an ICMP type is an error that quotes a packet: v4 3, 4, 5, 11, 12 (`icmp_is_err`);
+/// v6 every type below 128 (`icmpv6_error` treats them all as errors).
+pub fn icmp_is_error(family: IpFamily, ty: u8) -> bool {
+    match family {
+        IpFamily::V4 => matches!(ty, 3 | 4 | 5 | 11 | 12),
+        IpFamily::V6 => ty < 128,
+    }
+}
+
+/// The hash that decides which worker owns a packet: its flow's symmetric hash, or for an
+/// ICMP error the hash of the flow it quotes (DESIGN.md §3). `None` for packets without a
+/// flow (non-IP, unusable headers): any worker may take them, they change no state.
+pub fn steer_hash(m: &PacketMeta) -> Option<u64> {
+    if !m.is_ip || m.l4_invalid.is_some() {
+        return None;
+    }
+    if is_icmp(m.family, m.proto) && icmp_is_error(m.family, m.icmp.ty) {
+        let i = m.inner?;
+        let (sport, dport) = if is_icmp(m.family, i.proto) {
+            (
+                i.icmp_id,
+                u16::from(i.icmp_type) << 8 | u16::from(i.icmp_code),
+            )
+        } else {
+            (i.sport, i.dport)
+        };
+        return Some(FlowKey::new(m.family, i.src, i.dst, i.proto, sport, dport).symmetric_hash());
+    }
+    FlowKey::from_meta(m).map(|k| k.symmetric_hash())
+}
+
 /// Whether `proto` is an ICMP protocol for the family.
 pub fn is_icmp(family: IpFamily, proto: u8) -> bool {
     matches!((family, proto), (IpFamily::V4, 1) | (IpFamily::V6, 58))

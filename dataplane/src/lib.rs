@@ -13,4 +13,5 @@ pub mod pipeline;
 pub mod reason;
 pub mod replay;
 pub mod ruleset;
+pub mod sharded;
 pub mod wire;

@@ -11,6 +11,7 @@ use config::ruleset::Action;
 
 use crate::classifier::Key;
 use crate::conntrack::entry::{status, CachedVerdict};
+use crate::conntrack::expect::SharedExpectations;
 use crate::conntrack::{HelperVerdict, Shard, Track};
 use crate::packet::{IpFamily, PacketMeta};
 use crate::reason::{DropReason, InvalidReason, L3Error};
@@ -123,9 +124,20 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// A pipeline whose shard holds `capacity` entries.
+    /// A single-worker pipeline whose shard holds `capacity` entries.
     pub fn new(rules: Arc<CompiledRuleset>, capacity: usize) -> Pipeline {
-        let shard = Shard::new(capacity, rules.timeouts, &rules.ftp_ports, rules.expect_max);
+        let expect = Arc::new(SharedExpectations::new(rules.expect_max));
+        Pipeline::with_expectations(rules, capacity, expect)
+    }
+
+    /// One worker's pipeline of a multi-worker engine: its own shard, the engine's shared
+    /// expectations.
+    pub fn with_expectations(
+        rules: Arc<CompiledRuleset>,
+        capacity: usize,
+        expect: Arc<SharedExpectations>,
+    ) -> Pipeline {
+        let shard = Shard::new(capacity, rules.timeouts, &rules.ftp_ports, expect);
         Pipeline {
             rules,
             shard,

@@ -18,8 +18,9 @@ use pcap_file::pcapng::{Block, PcapNgReader};
 use pcap_file::DataLink;
 
 use crate::conntrack::listing;
-use crate::pipeline::{Outcome, Packet, Pipeline, Verdict};
+use crate::pipeline::{Outcome, Packet, Verdict};
 use crate::ruleset::CompiledRuleset;
+use crate::sharded::Sharded;
 
 /// Options of `statewall replay`.
 #[derive(Debug, Clone)]
@@ -28,6 +29,9 @@ pub struct ReplayOptions {
     pub ingress: Option<String>,
     pub out: Option<PathBuf>,
     pub conntrack: bool,
+    /// Shards (simulated workers): flows are split by owner as the daemon splits them; the
+    /// output must not depend on it.
+    pub workers: usize,
 }
 
 /// One captured frame: its time (ns since the epoch), ingress port name and bytes.
@@ -219,8 +223,7 @@ pub fn run(
         })?;
         port_ids.push(id);
     }
-    let capacity = rules.max_entries;
-    let mut pipe = Pipeline::new(Arc::clone(&rules), capacity);
+    let mut engine = Sharded::new(&rules, opts.workers);
     let mut writer = match &opts.out {
         Some(p) => {
             let f = File::create(p).with_context(|| format!("cannot create {}", p.display()))?;
@@ -236,8 +239,8 @@ pub fn run(
     let mut now = 0;
     for (i, (f, &port)) in frames.iter().zip(&port_ids).enumerate() {
         now = f.ts_ns;
-        pipe.expire(now, SWEEP_BUDGET);
-        let o = pipe.process_one(
+        engine.expire(now, SWEEP_BUDGET);
+        let o = engine.process_one(
             now,
             &Packet {
                 frame: &f.data,
@@ -256,7 +259,11 @@ pub fn run(
         }
     }
     if opts.conntrack {
-        let live = pipe.shard().entries().filter(|e| e.expires > now);
+        let live = engine
+            .pipelines()
+            .iter()
+            .flat_map(|p| p.shard().entries())
+            .filter(|e| e.expires > now);
         for line in listing::format_all(live, now) {
             writeln!(out, "{line}")?;
         }

@@ -54,6 +54,10 @@ enum Cmd {
         /// After the capture, print the connection table in /proc/net/nf_conntrack format.
         #[arg(long)]
         conntrack: bool,
+        /// Split flows over this many conntrack shards, as the daemon's workers do (the
+        /// result must be the same for any number).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+        workers: u16,
     },
 }
 
@@ -72,12 +76,14 @@ fn main() -> ExitCode {
             ingress,
             out,
             conntrack,
+            workers,
         } => replay(
             &config,
             &pcap,
             ingress.as_deref(),
             out.as_deref(),
             conntrack,
+            workers,
         ),
     };
     match result {
@@ -164,6 +170,7 @@ fn replay(
     ingress: Option<&str>,
     out: Option<&std::path::Path>,
     conntrack: bool,
+    workers: u16,
 ) -> anyhow::Result<ExitCode> {
     let loaded = match config::load_file(config_path) {
         Ok(l) => l,
@@ -179,6 +186,7 @@ fn replay(
         ingress: ingress.map(str::to_string),
         out: out.map(std::path::Path::to_path_buf),
         conntrack,
+        workers: usize::from(workers),
     };
     let stdout = std::io::stdout();
     let mut w = std::io::BufWriter::new(stdout.lock());

@@ -5,6 +5,9 @@
 //! a master has at most one at a time (the FTP helper's `max_expected = 1`). The table is
 //! small and fixed-size: it is only consulted on a conntrack miss while it is non-empty.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
+
 use crate::flow::FlowKey;
 use crate::packet::{Addr, IpFamily};
 
@@ -78,21 +81,74 @@ impl Expectations {
         Ok(())
     }
 
-    /// Take (consume) the live expectation matching a new connection's first packet.
-    /// `master_alive` says whether the announcing connection still exists.
-    pub fn take(
-        &mut self,
-        k: &FlowKey,
-        now: u64,
-        master_alive: impl Fn(&FlowKey) -> bool,
-    ) -> Option<Expectation> {
+    /// Take (consume) the live expectation matching a new connection's first packet. An
+    /// expectation outlives its master only until it times out (the kernel removes it with
+    /// the master; the master may live in another shard here).
+    pub fn take(&mut self, k: &FlowKey, now: u64) -> Option<Expectation> {
         self.list.retain(|x| x.expires > now);
         let i = self.list.iter().position(|x| x.matches(k))?;
-        let e = self.list.swap_remove(i);
-        master_alive(&e.master).then_some(e)
+        Some(self.list.swap_remove(i))
     }
 
     pub fn clear(&mut self) {
         self.list.clear();
+    }
+}
+
+/// The expectations of all shards of one engine. A data connection hashes elsewhere than its
+/// control connection, so expectations cannot live in a shard: they live here, behind a lock
+/// that the packet path takes only on a conntrack miss while the table is non-empty (an
+/// atomic count says so without locking), and when the FTP helper announces a connection.
+#[derive(Debug)]
+pub struct SharedExpectations {
+    count: AtomicUsize,
+    inner: Mutex<Expectations>,
+}
+
+impl SharedExpectations {
+    pub fn new(max: usize) -> SharedExpectations {
+        SharedExpectations {
+            count: AtomicUsize::new(0),
+            inner: Mutex::new(Expectations::new(max)),
+        }
+    }
+
+    /// Whether no expectation is pending (no lock taken).
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.count.load(Ordering::Acquire) == 0
+    }
+
+    pub fn len(&self) -> usize {
+        self.count.load(Ordering::Acquire)
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut Expectations) -> R) -> R {
+        // A panic while holding the lock cannot leave the list inconsistent (every
+        // operation is a single Vec edit), so a poisoned lock is still usable.
+        let mut g = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let r = f(&mut g);
+        self.count.store(g.len(), Ordering::Release);
+        r
+    }
+
+    pub fn add(&self, e: Expectation, now: u64) -> Result<(), ExpectTableFull> {
+        self.with(|x| x.add(e, now))
+    }
+
+    pub fn take(&self, k: &FlowKey, now: u64) -> Option<Expectation> {
+        if self.is_empty() {
+            return None;
+        }
+        self.with(|x| x.take(k, now))
+    }
+
+    pub fn clear(&self) {
+        self.with(Expectations::clear);
+    }
+
+    /// A copy of the pending expectations (for listings).
+    pub fn snapshot(&self) -> Vec<Expectation> {
+        self.with(|x| x.iter().copied().collect())
     }
 }

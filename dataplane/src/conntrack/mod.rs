@@ -16,12 +16,14 @@ pub mod timeouts;
 
 use config::matches::{CtDir, CtState};
 
-use crate::flow::{icmp_inverse, icmp_valid_new, is_icmp, FlowKey};
+use crate::flow::{icmp_inverse, icmp_is_error, icmp_valid_new, is_icmp, FlowKey};
 use crate::packet::{IpFamily, PacketMeta};
 use crate::reason::InvalidReason;
 
 use entry::{status, Dir, Entry};
-use expect::{Expectation, Expectations, FTP_EXPECT_TIMEOUT_NS};
+use std::sync::Arc;
+
+use expect::{Expectation, SharedExpectations, FTP_EXPECT_TIMEOUT_NS};
 use ftp::{Found, NlSeq};
 use table::Table;
 use tcp::{Segment, TcpVerdict};
@@ -118,7 +120,7 @@ pub struct Shard {
     table: Table,
     timeouts: Timeouts,
     ftp_ports: Vec<u16>,
-    expect: Expectations,
+    expect: Arc<SharedExpectations>,
     ftp_conns: Vec<FtpConn>,
     /// The unconfirmed entry of the last `Track::New`, and its hash.
     pending: Option<(Entry, u64)>,
@@ -126,13 +128,19 @@ pub struct Shard {
 }
 
 impl Shard {
-    /// A shard of `capacity` entries and `expect_max` expectations, all allocated now.
-    pub fn new(capacity: usize, timeouts: Timeouts, ftp_ports: &[u16], expect_max: usize) -> Shard {
+    /// A shard of `capacity` entries, all allocated now, sharing `expect` with the other
+    /// shards of its engine.
+    pub fn new(
+        capacity: usize,
+        timeouts: Timeouts,
+        ftp_ports: &[u16],
+        expect: Arc<SharedExpectations>,
+    ) -> Shard {
         Shard {
             table: Table::new(capacity),
             timeouts,
             ftp_ports: ftp_ports.to_vec(),
-            expect: Expectations::new(expect_max.max(1)),
+            expect,
             ftp_conns: Vec::with_capacity(FTP_CONNS_MAX),
             pending: None,
             stats: ShardStats::default(),
@@ -201,8 +209,8 @@ impl Shard {
         self.ftp_conns.clear();
     }
 
-    /// Pending expectations.
-    pub fn expectations(&self) -> &Expectations {
+    /// Pending expectations (shared by all shards of the engine).
+    pub fn expectations(&self) -> &SharedExpectations {
         &self.expect
     }
 
@@ -310,17 +318,9 @@ impl Shard {
             ..Entry::default()
         };
         let mut state = CtState::New;
-        if !self.expect.is_empty() {
-            let table = &self.table;
-            let alive = |mk: &FlowKey| {
-                table
-                    .find(mk, mk.symmetric_hash())
-                    .is_some_and(|(id, _)| table.get(id).expires > now)
-            };
-            if self.expect.take(&key, now, alive).is_some() {
-                e.set(status::EXPECTED);
-                state = CtState::Related;
-            }
+        if !self.expect.is_empty() && self.expect.take(&key, now).is_some() {
+            e.set(status::EXPECTED);
+            state = CtState::Related;
         }
         match m.proto {
             6 => {
@@ -492,14 +492,14 @@ impl Shard {
                 if ty > 18 {
                     return Some(Track::Invalid(InvalidReason::IcmpUntrackable));
                 }
-                matches!(ty, 3 | 4 | 5 | 11 | 12)
+                icmp_is_error(m.family, ty)
             }
             IpFamily::V6 => {
                 // Neighbour discovery and MLD are left untracked.
                 if matches!(ty, 130..=136 | 143) {
                     return Some(Track::Untracked);
                 }
-                ty < 128
+                icmp_is_error(m.family, ty)
             }
         };
         if !is_error {
