@@ -4,6 +4,10 @@
 //! Rules and keys are drawn from small value pools so rules overlap (nested networks,
 //! overlapping port ranges, negations) and keys hit them often. Each rule is built from a
 //! list of choice numbers, so proptest shrinks a failure towards rules with fewer matches.
+#![expect(
+    clippy::manual_is_multiple_of,
+    reason = "the workspace's rust-version is 1.82; is_multiple_of is 1.87"
+)]
 
 use std::net::IpAddr;
 

@@ -102,13 +102,19 @@ struct BoxRef {
     len: u32,
 }
 
-/// One constrained dimension of a box: its value must lie in `len` intervals from `start`.
+/// One constrained dimension of a box: its value must lie in `len` intervals from `start`
+/// in `Classifier::intervals`. `lo..=hi` spans them all, so most misses (and every hit on a
+/// single interval, the common case) need no second lookup.
 #[derive(Debug, Clone, Copy)]
 struct Constraint {
+    lo: u128,
+    hi: u128,
     dim: u32,
     start: u32,
     len: u32,
 }
+
+const _: () = assert!(std::mem::size_of::<Constraint>() <= 48);
 
 /// The order a box's constraints are checked in: most selective first, so a miss is
 /// usually found on the first one.
@@ -165,7 +171,12 @@ impl Classifier {
                 if set.is_full(dim) {
                     continue;
                 }
+                let (Some(first), Some(last)) = (set.0.first(), set.0.last()) else {
+                    continue; // empty sets never reach here: compile drops such boxes
+                };
                 constraints.push(Constraint {
+                    lo: first.0,
+                    hi: last.1,
                     dim: dim as u32,
                     start: intervals.len() as u32,
                     len: set.0.len() as u32,
@@ -200,15 +211,11 @@ impl Classifier {
     /// Index of the first rule that matches (iptables first-match semantics), or `None`.
     pub fn classify(&self, key: &Key) -> Option<u32> {
         let vals = key.values();
-        let found = self.tree.lookup(
-            &vals,
-            |b| self.boxes.get(b as usize).map_or(u32::MAX, |x| x.rule),
-            |b| {
-                self.boxes
-                    .get(b as usize)
-                    .is_some_and(|x| self.box_matches(x, &vals))
-            },
-        );
+        let found = self.tree.lookup(&vals, |b| {
+            self.boxes
+                .get(b as usize)
+                .is_some_and(|x| self.box_matches(x, &vals))
+        });
         match found {
             Some(tree::NONE) => None,
             Some(r) => Some(r),
@@ -266,11 +273,17 @@ impl Classifier {
             .get(b.start as usize..(b.start + b.len) as usize)
             .unwrap_or(&[]);
         cons.iter().all(|c| {
-            let ivs = self
-                .intervals
-                .get(c.start as usize..(c.start + c.len) as usize)
-                .unwrap_or(&[]);
-            vals.get(c.dim as usize).is_some_and(|&v| contains(ivs, v))
+            let v = vals.get(c.dim as usize).copied().unwrap_or(0);
+            if v < c.lo || v > c.hi {
+                return false;
+            }
+            c.len == 1
+                || contains(
+                    self.intervals
+                        .get(c.start as usize..(c.start + c.len) as usize)
+                        .unwrap_or(&[]),
+                    v,
+                )
         })
     }
 }

@@ -23,7 +23,7 @@ const LEAF_SIZE: usize = 8;
 /// How many children one box may be copied into before it goes to the rest subtree.
 const SPREAD: usize = 4;
 /// Deepest node the builder makes; the lookup stack is sized from it.
-const MAX_DEPTH: usize = 48;
+const MAX_DEPTH: usize = 28;
 /// Each level of the walk leaves at most one sibling pending, plus the two just pushed.
 const STACK: usize = MAX_DEPTH + 4;
 
@@ -49,8 +49,8 @@ pub(crate) struct Tree {
     bounds: Vec<u128>,
     /// Per cut: the child node of each range (or [`NONE`]).
     children: Vec<u32>,
-    /// Per leaf: box indices in rule order.
-    leaf: Vec<u32>,
+    /// Per leaf: (rule, box) in rule order.
+    leaf: Vec<(u32, u32)>,
     root: u32,
 }
 
@@ -99,7 +99,7 @@ impl Tree {
         };
         let entries: Vec<u32> = (0..shapes.len() as u32).collect();
         let region: [Interval; NDIMS] = std::array::from_fn(|d| (0, super::fields::DIM_MAX[d]));
-        let root = b.build(entries, region, 0);
+        let root = b.build(entries, &region, 0);
         b.tree.root = root;
         b.tree.nodes.shrink_to_fit();
         b.tree.bounds.shrink_to_fit();
@@ -110,18 +110,17 @@ impl Tree {
         b.stats.bytes = t.nodes.len() * std::mem::size_of::<Node>()
             + t.bounds.len() * 16
             + t.children.len() * 4
-            + t.leaf.len() * 4;
+            + t.leaf.len() * 8;
         (b.tree, b.stats)
     }
 
     /// First-match rule among the boxes the tree leads `vals` to; `matches(box)` is the
-    /// exact check and `rule_of(box)` its rule. `None` if the walk ran out of stack (it
-    /// cannot, given [`MAX_DEPTH`]; the caller then scans linearly).
+    /// exact check. `None` if the walk ran out of stack (it cannot, given [`MAX_DEPTH`]; the
+    /// caller then scans linearly).
     #[inline]
     pub(crate) fn lookup(
         &self,
         vals: &[u128; NDIMS],
-        rule_of: impl Fn(u32) -> u32,
         matches: impl Fn(u32) -> bool,
     ) -> Option<u32> {
         let mut best = NONE;
@@ -141,8 +140,7 @@ impl Tree {
             }
             let (start, end) = (node.start as usize, node.start as usize + node.len as usize);
             if node.dim == LEAF {
-                for &b in self.leaf.get(start..end).unwrap_or(&[]) {
-                    let r = rule_of(b);
+                for &(r, b) in self.leaf.get(start..end).unwrap_or(&[]) {
                     if r >= best {
                         break;
                     }
@@ -183,7 +181,7 @@ impl Tree {
         self.nodes.capacity() * std::mem::size_of::<Node>()
             + self.bounds.capacity() * 16
             + self.children.capacity() * 4
-            + self.leaf.capacity() * 4
+            + self.leaf.capacity() * 8
     }
 }
 
@@ -197,7 +195,9 @@ impl Builder<'_> {
             len: entries.len() as u32,
             rest: NONE,
         });
-        self.tree.leaf.extend_from_slice(entries);
+        self.tree
+            .leaf
+            .extend(entries.iter().map(|&b| (self.rule_of[b as usize], b)));
         self.budget = self.budget.saturating_sub(entries.len());
         self.stats.leaves += 1;
         self.stats.leaf_entries += entries.len();
@@ -206,7 +206,7 @@ impl Builder<'_> {
         idx
     }
 
-    fn build(&mut self, entries: Vec<u32>, region: [Interval; NDIMS], depth: usize) -> u32 {
+    fn build(&mut self, entries: Vec<u32>, region: &[Interval; NDIMS], depth: usize) -> u32 {
         let Some(&first) = entries.first() else {
             return NONE;
         };
@@ -216,7 +216,7 @@ impl Builder<'_> {
         }
         let mut best: Option<Plan> = None;
         for dim in 0..NDIMS {
-            if let Some(p) = self.plan(&entries, &region, dim) {
+            if let Some(p) = self.plan(&entries, region, dim) {
                 if best.as_ref().is_none_or(|b| p.score < b.score) {
                     best = Some(p);
                 }
@@ -242,12 +242,12 @@ impl Builder<'_> {
         self.budget = self.budget.saturating_sub(n);
         let (_, hi) = region[plan.dim];
         for (i, kid) in plan.kids.into_iter().enumerate() {
-            let mut r = region;
+            let mut r = *region;
             r[plan.dim] = (
                 plan.bounds[i],
                 plan.bounds.get(i + 1).map_or(hi, |next| next - 1),
             );
-            let c = self.build(kid, r, depth + 1);
+            let c = self.build(kid, &r, depth + 1);
             self.tree.children[start as usize + i] = c;
         }
         let rest = self.build(plan.rest, region, depth + 1);
