@@ -758,6 +758,285 @@ fn interface_names_become_ports() {
 }
 
 // ---------------------------------------------------------------------------------------
+// -m physdev (bridge ports with br_netfilter)
+
+/// The capture lab's bridge gateway (tests/data/http-gateway.iptables, made by
+/// scripts/capture-lab.sh from examples/seed-gateway.yaml).
+fn http_gateway_dump() -> String {
+    let p = format!(
+        "{}/../tests/data/http-gateway.iptables",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{p}: {e}"))
+}
+
+#[test]
+fn capture_lab_dump_rejects_its_nflog_rules() {
+    // The lab logs every conntrack state with NFLOG for its verdict oracle; those rules are
+    // the lab's own, not the seed's, and are untranslatable like any LOG rule.
+    let text = http_gateway_dump();
+    let e = errs("http-gateway.iptables", &text);
+    let nflog_lines: Vec<usize> = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| l.contains("-j NFLOG"))
+        .map(|(i, _)| i + 1)
+        .collect();
+    assert_eq!(nflog_lines.len(), 10);
+    assert_eq!(e.len(), nflog_lines.len(), "only the NFLOG rules: {e:#?}");
+    for (d, line) in e.iter().zip(&nflog_lines) {
+        assert!(d.message.contains("unsupported target `-j NFLOG`"), "{d}");
+        assert_eq!(d.pos.line, *line, "{d}");
+    }
+}
+
+/// A rule without its family tag and comment, for comparing rulesets across families.
+fn bare(r: &Rule) -> Rule {
+    let mut r = r.clone();
+    r.family = None;
+    r.comment = None;
+    r
+}
+
+#[test]
+fn capture_lab_dump_without_nflog_is_the_seed_gateway() {
+    let mut text = String::new();
+    for l in http_gateway_dump()
+        .lines()
+        .filter(|l| !l.contains("-j NFLOG"))
+    {
+        text.push_str(l);
+        text.push('\n');
+    }
+    let r = ok("http-gateway.iptables", &text);
+    round_trip(&r);
+    let seed_path = format!(
+        "{}/../examples/seed-gateway.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let seed_text = std::fs::read_to_string(&seed_path).unwrap();
+    let seed = config::load_str(&seed_text, "seed-gateway.yaml")
+        .unwrap()
+        .ruleset;
+    // Only `--physdev-in lan` is named: the default ports, as in the seed (no `ports:`).
+    assert_eq!(r.ports, seed.ports);
+    assert_eq!(r.pairs, seed.pairs);
+    assert_eq!(r.helpers, seed.helpers);
+    assert_eq!(r.conntrack, seed.conntrack);
+    assert_eq!(r.raw, seed.raw);
+    assert_eq!(r.forward.policy, seed.forward.policy);
+    // Per family, the imported rules that apply are the seed's rules in the same order (the
+    // seed's ICMP echo rule is IPv4 only, as the dump's ip6tables half has no ICMP rule).
+    let applies = |rule: &Rule, fam: Family| {
+        let implied = if rule.icmp_type.is_some() {
+            Some(Family::Ipv4)
+        } else if rule.icmpv6_type.is_some() {
+            Some(Family::Ipv6)
+        } else {
+            rule.family
+        };
+        implied.is_none_or(|f| f == fam)
+    };
+    for fam in [Family::Ipv4, Family::Ipv6] {
+        let got: Vec<Rule> = r
+            .forward
+            .rules
+            .iter()
+            .filter(|x| applies(x, fam))
+            .map(bare)
+            .collect();
+        let want: Vec<Rule> = seed
+            .forward
+            .rules
+            .iter()
+            .filter(|x| applies(x, fam))
+            .map(bare)
+            .collect();
+        assert_eq!(got, want, "{fam:?}");
+    }
+    assert_eq!(r.forward.rules.len(), 6 + 5);
+    assert_eq!(
+        r.forward.rules[2].in_port,
+        Some(Match::new(vec![PortName("lan".into())]))
+    );
+}
+
+#[test]
+fn physdev_ports_translate_like_interfaces() {
+    let r = ok(
+        "pd.sh",
+        "iptables -A FORWARD -m physdev --physdev-in veth-a ! --physdev-out veth-b -j ACCEPT\n\
+         iptables -A FORWARD -m physdev ! --physdev-in veth-b -j DROP\n\
+         iptables -A FORWARD -m physdev --physdev-out ! veth-a -j DROP\n",
+    );
+    round_trip(&r);
+    let ports = r.ports.as_ref().unwrap();
+    assert_eq!(ports.len(), 2);
+    assert_eq!(
+        ports.get("veth-a"),
+        Some(&PortSpec::Interface("veth-a".into()))
+    );
+    let port = |n: &str, negated: bool| {
+        Some(Match {
+            negated,
+            values: vec![PortName(n.into())],
+        })
+    };
+    assert_eq!(r.forward.rules[0].in_port, port("veth-a", false));
+    assert_eq!(r.forward.rules[0].out_port, port("veth-b", true));
+    assert_eq!(r.forward.rules[1].in_port, port("veth-b", true));
+    assert_eq!(r.forward.rules[2].out_port, port("veth-a", true));
+    // The same from iptables-save text, with the module options in iptables-save's order.
+    let r2 = ok(
+        "pd.save",
+        "*filter\n:FORWARD ACCEPT [0:0]\n\
+         -A FORWARD -m physdev --physdev-in veth-a ! --physdev-out veth-b -j ACCEPT\n\
+         -A FORWARD -m physdev ! --physdev-in veth-b -j DROP\n\
+         -A FORWARD -m physdev ! --physdev-out veth-a -j DROP\nCOMMIT\n",
+    );
+    assert_eq!(r2, r);
+}
+
+#[test]
+fn physdev_and_interfaces_share_the_pair() {
+    // -i on one side, physdev on the other: two interfaces, two ports.
+    let r = ok(
+        "mix.sh",
+        "iptables -A FORWARD -i eth0 -m physdev --physdev-out eth1 -j ACCEPT\n",
+    );
+    let ports = r.ports.as_ref().unwrap();
+    assert_eq!(ports.keys().collect::<Vec<_>>(), ["eth0", "eth1"]);
+    // A third name, whichever option gives it, is too many.
+    let e = errs(
+        "three.sh",
+        "iptables -A FORWARD -i eth0 -o eth1 -j ACCEPT\n\
+         iptables -A FORWARD -m physdev --physdev-in eth2 -j DROP\n",
+    );
+    assert_eq!(e.len(), 1, "{e:#?}");
+    assert!(
+        e[0].message.contains("3 interface(s) (eth0, eth1, eth2)"),
+        "{}",
+        e[0]
+    );
+    assert_eq!((e[0].pos.line, e[0].pos.col), (2, 45));
+    // Both an -i and a --physdev-in in one rule: two input matches.
+    let e = errs(
+        "both.sh",
+        "iptables -A FORWARD -i br0 -m physdev --physdev-in eth0 -j ACCEPT\n",
+    );
+    assert_eq!(e.len(), 1, "{e:#?}");
+    assert!(
+        e[0].message
+            .contains("`--physdev-in` gives a second input interface match"),
+        "{}",
+        e[0]
+    );
+}
+
+#[test]
+fn lan_or_wan_alone_is_the_default_pair() {
+    for text in [
+        "iptables -A FORWARD -m physdev --physdev-in wan -j DROP\n",
+        "iptables -A FORWARD -i lan -j DROP\niptables -A FORWARD ! -o lan -j DROP\n",
+    ] {
+        let r = ok("lanwan.sh", text);
+        assert_eq!(r.ports, None, "{text}");
+        round_trip(&r);
+    }
+    // Two names are declared, `lan` and `wan` too.
+    let r = ok("pair.sh", "iptables -A FORWARD -i lan -o wan -j ACCEPT\n");
+    assert_eq!(r.ports.as_ref().unwrap().len(), 2);
+    // One name that is not a default port cannot be paired.
+    let e = errs(
+        "one.sh",
+        "iptables -A FORWARD -m physdev --physdev-in lan0 -j DROP\n",
+    );
+    assert_eq!(e.len(), 1, "{e:#?}");
+    assert!(e[0].message.contains("1 interface(s) (lan0)"), "{}", e[0]);
+}
+
+#[test]
+fn physdev_is_bridged_is_true_in_forward_only() {
+    let r = ok(
+        "br.sh",
+        "iptables -A FORWARD -m physdev --physdev-is-bridged --physdev-in lan -j ACCEPT\n",
+    );
+    let mut want = Rule::new(Action::Accept);
+    want.family = Some(Family::Ipv4);
+    want.in_port = Some(Match::new(vec![PortName("lan".into())]));
+    assert_eq!(r.forward.rules, vec![want]);
+    // Alone it is an unconditional rule.
+    let r = ok(
+        "br.save",
+        "*filter\n:FORWARD DROP [0:0]\n-A FORWARD -m physdev --physdev-is-bridged -j ACCEPT\nCOMMIT\n",
+    );
+    assert_eq!(r.forward.rules.len(), 1);
+    assert_eq!(r.forward.rules[0].in_port, None);
+
+    let e = errs(
+        "in.sh",
+        "iptables -A INPUT -m physdev --physdev-is-bridged -j ACCEPT\n",
+    );
+    assert_eq!(e.len(), 1, "{e:#?}");
+    assert!(
+        e[0].message
+            .contains("`--physdev-is-bridged` in filter INPUT cannot be translated"),
+        "{}",
+        e[0]
+    );
+    assert_eq!((e[0].pos.line, e[0].pos.col), (1, 30));
+    let e = errs(
+        "neg.sh",
+        "iptables -A FORWARD -m physdev ! --physdev-is-bridged -j ACCEPT\n",
+    );
+    assert_eq!(e.len(), 1, "{e:#?}");
+    assert!(
+        e[0].message.contains("`! --physdev-is-bridged`"),
+        "{}",
+        e[0]
+    );
+    for opt in ["--physdev-is-in", "--physdev-is-out"] {
+        let e = errs(
+            "isin.sh",
+            &format!("iptables -A FORWARD -m physdev {opt} -j ACCEPT\n"),
+        );
+        assert_eq!(e.len(), 1, "{e:#?}");
+        assert!(
+            e[0].message
+                .contains(&format!("unsupported physdev option `{opt}`")),
+            "{}",
+            e[0]
+        );
+        assert!(e[0].hint.as_deref().unwrap().contains("--physdev-in NAME"));
+    }
+}
+
+#[test]
+fn physdev_errors() {
+    let e = errs(
+        "nomod.sh",
+        "iptables -A FORWARD --physdev-in lan -j ACCEPT\n",
+    );
+    assert_eq!(e.len(), 1, "{e:#?}");
+    assert!(
+        e[0].message.contains("needs `-m physdev` before it"),
+        "{}",
+        e[0]
+    );
+    let e = errs(
+        "wild.sh",
+        "iptables -A FORWARD -m physdev --physdev-out veth+ -j ACCEPT\n",
+    );
+    assert_eq!(e.len(), 1, "{e:#?}");
+    assert!(e[0].message.contains("wildcard `veth+`"), "{}", e[0]);
+    let e = errs(
+        "lo.sh",
+        "iptables -A FORWARD -m physdev --physdev-in lo -j ACCEPT\n",
+    );
+    assert!(e[0].message.contains("`lo`"), "{}", e[0]);
+}
+
+// ---------------------------------------------------------------------------------------
 // --sysctl and --helpers
 
 fn with_files(sysctl: Option<&str>, helpers: Option<&str>) -> Result<Ruleset, Vec<Diagnostic>> {
@@ -947,6 +1226,13 @@ mod no_panics {
         "eth0",
         "eth+",
         "lo",
+        "lan",
+        "wan",
+        "physdev",
+        "--physdev-in",
+        "--physdev-out",
+        "--physdev-is-bridged",
+        "--physdev-is-in",
         "1",
         "0",
         "99999",
