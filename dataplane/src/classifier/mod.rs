@@ -196,6 +196,8 @@ impl Classifier {
                 }
             }
         }
+        constraints.shrink_to_fit();
+        intervals.shrink_to_fit();
         let (tree, stats) = Tree::build(&shapes, &rule_of);
         Classifier {
             rules: rules.len(),
