@@ -115,6 +115,19 @@ pub struct Counters {
     pub cache_hits: u64,
 }
 
+impl Counters {
+    /// Count a drop and turn the outcome into one.
+    #[inline]
+    fn drop(&mut self, o: Outcome, why: DropReason) -> Outcome {
+        self.dropped[why as usize] += 1;
+        Outcome {
+            verdict: Verdict::Drop,
+            out_port: None,
+            ..o
+        }
+    }
+}
+
 /// One worker's engine.
 #[derive(Debug)]
 pub struct Pipeline {
@@ -177,29 +190,39 @@ impl Pipeline {
         }
     }
 
-    fn drop(&mut self, o: Outcome, why: DropReason) -> Outcome {
-        self.counters.dropped[why as usize] += 1;
-        Outcome {
-            verdict: Verdict::Drop,
-            out_port: None,
-            ..o
-        }
+    /// One packet through every stage.
+    #[inline]
+    pub fn process_one(&mut self, now: u64, p: &Packet) -> Outcome {
+        let parsed = wire::parse(p.frame);
+        self.process_parsed(now, p, parsed)
     }
 
-    /// One packet through every stage.
-    pub fn process_one(&mut self, now: u64, p: &Packet) -> Outcome {
-        self.counters.rx_packets += 1;
-        self.counters.rx_bytes += p.frame.len() as u64;
-        let rules = Arc::clone(&self.rules);
+    /// One packet whose frame the caller already parsed (workers parse once to find the
+    /// owner, then hand the result here).
+    pub fn process_parsed(
+        &mut self,
+        now: u64,
+        p: &Packet,
+        parsed: Result<PacketMeta, L3Error>,
+    ) -> Outcome {
+        // Disjoint borrows: the ruleset is read while the shard and counters are written.
+        let Pipeline {
+            rules,
+            shard,
+            counters,
+        } = self;
+        let rules: &CompiledRuleset = rules;
+        counters.rx_packets += 1;
+        counters.rx_bytes += p.frame.len() as u64;
         let out_port = rules.peer.get(usize::from(p.in_port)).copied().flatten();
-        let m = match wire::parse(p.frame) {
+        let m = match parsed {
             Ok(m) => m,
             Err(e) => {
                 let o = Outcome {
                     reason: Reason::Malformed(e),
                     ..Outcome::default()
                 };
-                return self.drop(o, DropReason::Malformed);
+                return counters.drop(o, DropReason::Malformed);
             }
         };
         if out_port.is_none() {
@@ -207,10 +230,10 @@ impl Pipeline {
                 reason: Reason::NoRoute,
                 ..Outcome::default()
             };
-            return self.drop(o, DropReason::NoRoute);
+            return counters.drop(o, DropReason::NoRoute);
         }
         if !m.is_ip {
-            self.counters.accepted += 1;
+            counters.accepted += 1;
             return Outcome {
                 reason: Reason::NonIp,
                 out_port,
@@ -235,7 +258,7 @@ impl Pipeline {
                     },
                     ..Outcome::default()
                 };
-                return self.drop(
+                return counters.drop(
                     o,
                     if raw_rule.is_some() {
                         DropReason::Rule
@@ -253,18 +276,18 @@ impl Pipeline {
             let csum_ok = !rules.timeouts.checksum
                 || !matches!(m.proto, 1 | 6 | 17 | 58 | 136)
                 || wire::l4_checksum_ok(p.frame, &m);
-            self.shard.track(now, &m, p.frame, csum_ok)
+            shard.track(now, &m, p.frame, csum_ok)
         };
         let Some(state) = track.ctstate() else {
             let o = Outcome {
                 reason: Reason::TableFull,
                 ..Outcome::default()
             };
-            return self.drop(o, DropReason::TableFull);
+            return counters.drop(o, DropReason::TableFull);
         };
-        self.counters.ctstate[state as usize] += 1;
+        counters.ctstate[state as usize] += 1;
         if let Track::Invalid(r) = track {
-            self.counters.invalid[r as usize] += 1;
+            counters.invalid[r as usize] += 1;
         }
         key.ctstate = Some(state);
         key.ctdir = track.ctdir();
@@ -273,7 +296,7 @@ impl Pipeline {
         let gen = rules.generation;
         let (rule, accept, cached) = match track {
             Track::Tracked { id, dir, .. } if rules.forward.cacheable(key.ctstate, key.ctdir) => {
-                let e = self.shard.entry_mut(id);
+                let e = shard.entry_mut(id);
                 match e.cache[dir.idx()].get(gen, state as u8, p.in_port) {
                     Some((rule, accept)) => (rule, accept, true),
                     None => {
@@ -291,18 +314,18 @@ impl Pipeline {
             }
         };
         if cached {
-            self.counters.cache_hits += 1;
+            counters.cache_hits += 1;
         }
         if let Track::New { .. } = track {
             if accept {
-                if let Some(e) = self.shard.pending_mut() {
+                if let Some(e) = shard.pending_mut() {
                     if rules.forward.cacheable(key.ctstate, key.ctdir) {
                         e.cache[0] = CachedVerdict::new(gen, rule, state as u8, p.in_port, true);
                     }
                 }
-                self.shard.confirm();
+                shard.confirm();
             } else {
-                self.shard.discard();
+                shard.discard();
             }
         }
         let reason = match track {
@@ -326,20 +349,20 @@ impl Pipeline {
                 state: CtState::Established,
             } = track
             {
-                if self.shard.entry(id).has(status::HELPER_FTP)
-                    && self.shard.help(id, dir, &m, p.frame, now) == HelperVerdict::Drop
+                if shard.entry(id).has(status::HELPER_FTP)
+                    && shard.help(id, dir, &m, p.frame, now) == HelperVerdict::Drop
                 {
                     let o = Outcome {
                         reason: Reason::HelperDrop,
                         ..o
                     };
-                    return self.drop(o, DropReason::Helper);
+                    return counters.drop(o, DropReason::Helper);
                 }
             }
-            self.counters.accepted += 1;
+            counters.accepted += 1;
             o
         } else {
-            self.drop(
+            counters.drop(
                 o,
                 if rule.is_some() {
                     DropReason::Rule

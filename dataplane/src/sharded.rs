@@ -42,10 +42,15 @@ impl Sharded {
             .map_or(0, |h| owner(h, self.pipelines.len()))
     }
 
-    /// Process one packet on its owner.
+    /// Process one packet on its owner (parsed once, as a worker does).
     pub fn process_one(&mut self, now: u64, p: &Packet) -> Outcome {
-        let w = self.owner_of(p.frame);
-        self.pipelines[w].process_one(now, p)
+        let parsed = wire::parse(p.frame);
+        let w = parsed
+            .as_ref()
+            .ok()
+            .and_then(steer_hash)
+            .map_or(0, |h| owner(h, self.pipelines.len()));
+        self.pipelines[w].process_parsed(now, p, parsed)
     }
 
     /// One step of every shard's expiry sweep.
