@@ -1,10 +1,11 @@
 #!/usr/bin/python3
 """Read `statewall replay` output beside a capture: compare it with the kernel, or print it.
 
-  verdicts.py compare KERNEL.jsonl REPLAY.jsonl [--capture FILE.pcapng]
+  verdicts.py compare KERNEL.jsonl REPLAY.jsonl [--capture FILE.pcapng] [--all]
       Compare ctstate and verdict per packet with the kernel's recorded answers (written by
-      scripts/capture-lab.sh). Prints a table of the packets that differ and exits 1 when
-      any does (or when the packet counts or ports differ).
+      scripts/capture-lab.sh or scripts/scenarios.py). Prints a table of the packets that
+      differ (--all: of every packet, differences marked `<<`) and exits 1 when any does (or
+      when the packet counts or ports differ).
   verdicts.py table REPLAY.jsonl --capture FILE.pcapng
       A readable per-packet table (index, port, packet, verdict, ctstate, rule, reason) and
       accepted/dropped counts by ctstate.
@@ -53,10 +54,11 @@ def s(v) -> str:
     return "-" if v is None else str(v)
 
 
-def compare(kernel_path: str, replay_path: str, capture: str | None) -> int:
+def compare(kernel_path: str, replay_path: str, capture: str | None,
+            all_rows: bool = False) -> int:
     kernel = load_jsonl(kernel_path)
     replay = load_jsonl(replay_path)
-    summ = summaries(capture)
+    summ = summaries(capture, short=all_rows)
     if not kernel:
         print(f"verdicts: {kernel_path} has no packets", file=sys.stderr)
         return 1
@@ -78,9 +80,11 @@ def compare(kernel_path: str, replay_path: str, capture: str | None) -> int:
                 why.append("ctstate")
             if k.get("verdict") != r.get("verdict"):
                 why.append("verdict")
-        if why:
+        if why or all_rows:
             bad.append((i, k or {}, r or {}, ", ".join(why)))
     total = len(kernel)
+    if all_rows:
+        return table_all(bad, summ, total)
     if not bad:
         print(f"verdicts: all {total} packets agree with the kernel (ctstate and verdict)")
         return 0
@@ -97,6 +101,33 @@ def compare(kernel_path: str, replay_path: str, capture: str | None) -> int:
         if r.get("reason"):
             print(f"{'':>4} {'':4} {'':24} {'':24} {'':>4}  {'':19} reason: {r['reason']}")
     return 1
+
+
+def table_all(rows, summ: dict[int, str], total: int) -> int:
+    """Every packet: kernel and statewall side by side, differences marked."""
+    width = min(max((len(v) for v in summ.values()), default=20), 64)
+    hdr = (f"{'idx':>4} {'port':4} {'packet':{width}} {'kernel':23} {'statewall':23} "
+           f"{'rule':>4}")
+    print(hdr)
+    print("-" * len(hdr))
+    ndiff = 0
+    for i, k, r, why in rows:
+        kv = f"{s(k.get('ctstate'))}/{s(k.get('verdict'))}"
+        rv = f"{s(r.get('ctstate'))}/{s(r.get('verdict'))}"
+        pkt = summ.get(i, "")
+        if len(pkt) > width:
+            pkt = pkt[: width - 1] + "…"
+        mark = ""
+        if why:
+            ndiff += 1
+            mark = f"  << {why}" + (f" (reason: {r['reason']})" if r.get("reason") else "")
+        print(f"{i:>4} {s(k.get('port') or r.get('port')):4} {pkt:{width}} {kv:23} {rv:23} "
+              f"{s(r.get('rule')):>4}{mark}")
+    if ndiff:
+        print(f"verdicts: {ndiff} of {total} packets differ from the kernel")
+        return 1
+    print(f"verdicts: all {total} packets agree with the kernel (ctstate and verdict)")
+    return 0
 
 
 def table(replay_path: str, capture: str) -> int:
@@ -140,8 +171,10 @@ def main(argv: list[str]) -> int:
             return 2
         capture = argv[i + 1]
         argv = argv[:i] + argv[i + 2 :]
+    all_rows = "--all" in argv
+    argv = [a for a in argv if a != "--all"]
     if len(argv) == 3 and argv[0] == "compare":
-        return compare(argv[1], argv[2], capture)
+        return compare(argv[1], argv[2], capture, all_rows)
     if len(argv) == 2 and argv[0] == "table" and capture:
         return table(argv[1], capture)
     print(__doc__, file=sys.stderr)
