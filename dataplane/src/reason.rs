@@ -69,6 +69,8 @@ reasons! {
         IcmpUntrackable = "icmp_untrackable",
         /// Non-first IP fragment (not reassembled by this engine).
         Fragment = "fragment",
+        /// No L4 header to track (IPv6 "no next header"): the kernel finds no protocol.
+        NoL4Header = "no_l4_header",
     }
 }
 

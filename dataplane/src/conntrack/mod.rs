@@ -243,6 +243,10 @@ impl Shard {
         if let Some(r) = m.l4_invalid {
             return Track::Invalid(r);
         }
+        if m.family == IpFamily::V6 && m.proto == 59 {
+            // ipv6_skip_exthdr gives up at "no next header": no tuple, INVALID.
+            return Track::Invalid(InvalidReason::NoL4Header);
+        }
         let icmp = is_icmp(m.family, m.proto);
         if icmp {
             if let Some(t) = self.icmp_error(now, m, checksum_ok) {
