@@ -39,8 +39,11 @@ from __future__ import annotations
 
 import concurrent.futures
 import ctypes
+import fcntl
+import threading
 import json
 import os
+import queue
 import shutil
 import signal
 import socket
@@ -1293,10 +1296,283 @@ def ftp_first_segment_not_parsed(sc):
     data_conn(sc, "c", 41020, 50020)
 
 
+# --- sharper TCP edges --------------------------------------------------------------------
+
+@scenario
+def tcp_max_retrans(sc):
+    """tcp_max_retrans = 3, tcp_timeout_max_retrans = 2: the same unacknowledged segment sent four times shortens the timeout; 3 s later the entry is gone."""
+    sc.stateful(ALLOW_HTTP)
+    sc.sysctl["tcp_max_retrans"] = 3
+    sc.sysctl["tcp_timeout_max_retrans"] = 2
+    t = Tcp(sc)
+    t.handshake()
+    seq = t.nxt["c"]
+    for _ in range(4):
+        t.seg("c", "PA", b"retransmitted\n", seq=seq, gap=0.05)
+    t.seg("s", "PA", b"server after 3s\n", gap=3.0)
+    t.seg("c", "PA", b"client after 3s\n", seq=seq + 14)
+
+
+@scenario
+def tcp_timeout_unacknowledged(sc):
+    """tcp_timeout_unacknowledged = 2: data the server never acknowledges; 3 s later the server's packet finds no entry."""
+    sc.stateful(ALLOW_HTTP)
+    sc.sysctl["tcp_timeout_unacknowledged"] = 2
+    t = Tcp(sc)
+    t.handshake()
+    t.seg("c", "PA", b"never acknowledged\n")
+    t.seg("s", "PA", b"late\n", ack=t.nxt["c"] - 19, gap=3.0)
+
+
+@scenario
+def tcp_timeout_time_wait(sc):
+    """tcp_timeout_time_wait = 2: a late ACK within TIME_WAIT is ESTABLISHED; one after it expired is picked up as NEW."""
+    sc.stateful(ALLOW_HTTP)
+    sc.sysctl["tcp_timeout_time_wait"] = 2
+    t = Tcp(sc)
+    t.handshake()
+    t.seg("c", "FA")
+    t.seg("s", "FA")
+    t.seg("c", "A")
+    t.seg("c", "A", seq=t.nxt["c"], gap=1.0)
+    t.seg("c", "A", seq=t.nxt["c"], gap=2.5)
+
+
+@scenario
+def tcp_syn_in_established_resync(sc):
+    """A SYN with a new ISN on an established connection is ignored (passes, no state change); the server's SYN-ACK for it resynchronises; the new sequence space then works."""
+    sc.stateful(ALLOW_HTTP)
+    t = Tcp(sc)
+    t.handshake()
+    data_exchange(t)
+    t2 = Tcp(sc, cisn=t.nxt["c"] + 10_000_000, sisn=t.nxt["s"] + 20_000_000)
+    t2.seg("c", "S")
+    t2.seg("s", "SA")
+    t2.seg("c", "A")
+    t2.seg("c", "PA", b"new sequence space\n")
+    t2.seg("s", "A")
+
+
+@scenario
+def tcp_ignored_ack_in_syn_sent(sc):
+    """After a SYN, the server's plain ACK (no SYN) is ignored; an orig-direction SYN-ACK is INVALID; then the real SYN-ACK."""
+    sc.stateful(ALLOW_HTTP)
+    t = Tcp(sc)
+    t.seg("c", "S")
+    t.seg("s", "A", seq=t.nxt["s"] + 1)
+    t.seg("c", "SA", seq=t.nxt["c"] - 1, ack=t.nxt["s"])
+    t.seg("c", "F", seq=t.nxt["c"], opts=[])
+    t.seg("s", "SA")
+    t.seg("c", "A")
+
+
+@scenario
+def tcp_synack_bad_ack(sc):
+    """SYN-ACKs acknowledging more than the SYN and far less, then the right one."""
+    sc.stateful(ALLOW_HTTP)
+    t = Tcp(sc)
+    t.seg("c", "S")
+    t.seg("s", "SA", ack=t.nxt["c"] + 5)
+    t.seg("s", "SA", ack=t.nxt["c"] - 100_000)
+    t.seg("s", "SA")
+    t.seg("c", "A")
+
+
+@scenario
+def tcp_rst_syn_sent(sc):
+    """RST answers to a SYN: without ACK, with a wrong ACK, and finally RST-ACK with the right ACK; then a new SYN."""
+    sc.stateful(ALLOW_HTTP)
+    t = Tcp(sc)
+    isn = t.nxt["c"]
+    t.seg("c", "S")
+    t.seg("s", "R", seq=0, win=0, opts=[])
+    t.seg("s", "RA", seq=0, ack=isn + 77, win=0, opts=[])
+    t.seg("s", "RA", seq=0, win=0, opts=[])
+    t2 = Tcp(sc, cisn=isn + 50_000)
+    t2.seg("c", "S", gap=0.1)
+    t2.seg("s", "SA")
+
+
+@scenario
+def tcp_zero_window(sc):
+    """The server advertises a zero window: a one-byte probe, then two bytes beyond; the server opens the window."""
+    sc.stateful(ALLOW_HTTP)
+    t = Tcp(sc)
+    t.handshake()
+    t.seg("c", "PA", b"q" * 100)
+    t.seg("s", "A", win=0)
+    base = t.nxt["c"]
+    t.seg("c", "A", b"1", advance=False)
+    t.seg("c", "A", b"23", seq=base + 1)
+    t.seg("c", "A", b"4", seq=base + 3000)
+    t.seg("s", "A", win=5000)
+    t.seg("c", "PA", b"window open\n")
+
+
+@scenario
+def tcp_sack(sc):
+    """SACK permitted both ways: an ACK whose SACK block stays inside sent data, and one whose SACK block covers data never sent."""
+    sc.stateful(ALLOW_HTTP)
+    t = Tcp(sc)
+    t.seg("c", "S", opts=[("MSS", 1460), ("SAckOK", b"")])
+    t.seg("s", "SA", opts=[("MSS", 1460), ("SAckOK", b"")])
+    t.seg("c", "A")
+    base = t.nxt["s"]
+    t.seg("s", "PA", b"a" * 300)
+    t.seg("c", "A", ack=base, opts=[("NOP", None), ("NOP", None), ("SAck", (base + 100, base + 300))])
+    t.seg("c", "A", ack=base, opts=[("NOP", None), ("NOP", None), ("SAck", (base + 100, base + 90_000))])
+    t.seg("c", "A")
+
+
+@scenario
+def tcp_wscale_one_side(sc):
+    """Only the client offers window scaling, so neither side scales: the client's window 100 means 100 bytes."""
+    sc.stateful(ALLOW_HTTP)
+    t = Tcp(sc, cwin=100)
+    t.seg("c", "S", win=64240, opts=[("MSS", 1460), ("WScale", 7)])
+    t.seg("s", "SA")
+    t.seg("c", "A")
+    base = t.nxt["s"]
+    t.seg("s", "PA", b"s" * 100)
+    t.seg("s", "PA", b"t" * 10, seq=base + 102)
+    t.seg("s", "PA", b"u" * 10, seq=base + 5000)
+    t.seg("c", "A", ack=base + 100)
+
+
+@scenario
+def tcp_data_after_fin(sc):
+    """The client sends FIN, then data beyond its FIN; a SYN with payload on another connection."""
+    sc.stateful(ALLOW_HTTP, drop_invalid=False)
+    t = Tcp(sc)
+    t.handshake()
+    t.seg("c", "FA")
+    t.seg("s", "A")
+    t.seg("c", "PA", b"after fin\n")
+    t.seg("s", "FA")
+    t.seg("c", "A")
+    t2 = Tcp(sc, cport=40900)
+    t2.seg("c", "S", b"syn data")
+    t2.seg("s", "SA")
+    t2.seg("c", "A")
+
+
+@scenario
+def tcp_loose_pickup_window(sc):
+    """tcp_loose = 1: after a mid-stream pickup the window is learned from both sides; data far away before and after the server's first packet."""
+    sc.stateful(ALLOW_HTTP)
+    t = Tcp(sc)
+    base = t.nxt["c"]
+    t.seg("c", "A", b"pickup\n")
+    t.seg("c", "A", b"far\n", seq=base + 900_000)
+    t.seg("s", "A", ack=base + 7)
+    t.seg("c", "A", b"farther\n", seq=base + 3_000_000)
+    t.seg("s", "A", ack=base + 7, seq=t.nxt["s"] + 3_000_000)
+
+
+# --- sharper ICMP edges --------------------------------------------------------------------
+
+@scenario
+def icmp_error_directions(sc):
+    """ICMP errors about a tracked UDP flow: from the client about the server's reply, from a router to the wrong host, and an error quoting an ICMP echo."""
+    sc.stateful(ALLOW_UDP, ALLOW_PING)
+    q = udp("c", 33200, 53, b"q")
+    sc.send("c", q)
+    a = udp("s", 53, 33200, b"a")
+    sc.send("s", a)
+    sc.send("c", icmp_error(C4, S4, a, 3, 3))
+    sc.send("c", icmp_error(R4, S4, q, 11, 0))
+    e = echo("c", 500, 1)
+    sc.send("c", e)
+    sc.send("s", icmp_error(R4, C4, e, 11, 0))
+    sc.send("s", icmp_error(R4, C4, icmp_error(S4, C4, q, 3, 3), 11, 0))
+
+
+@scenario
+def icmp_echo_mismatch(sc):
+    """An echo reply with another id than the request (INVALID), a reply from a third address, then the right reply."""
+    s = scapy()
+    sc.stateful(ALLOW_PING)
+    sc.send("c", echo("c", 300, 1))
+    sc.send("s", echo("s", 301, 1, reply=True))
+    sc.send("s", s.IP(src="10.10.0.4", dst=C4) / s.ICMP(type=0, id=300, seq=1) / s.Raw(b"ping"))
+    sc.send("s", echo("s", 300, 1, reply=True))
+
+
+@scenario
+def icmpv6_error_related_tcp(sc):
+    """IPv6: a packet too big and a time exceeded from a router about an established TCP flow (RELATED), one about nothing (INVALID)."""
+    s = scapy()
+    sc.stateful(allow6=(ALLOW_HTTP6,))
+    t = Tcp(sc, v6=True)
+    t.handshake()
+    d = t.seg("c", "PA", b"x" * 300)
+    sc.send("s", s.IPv6(src=R6, dst=C6) / s.ICMPv6PacketTooBig(mtu=1280) / s.Raw(bytes(d)[:1232]))
+    sc.send("s", icmp_error(R6, C6, d, 3, 0, v6=True))
+    other = Tcp(sc, v6=True, cport=40999).seg("c", "S", build_only=True)
+    sc.send("s", icmp_error(R6, C6, other, 3, 0, v6=True))
+    t.seg("s", "A")
+
+
+@scenario
+def udp_reply_other_port(sc):
+    """UDP: a reply from another source port is a new flow; the same 5-tuple reversed is the reply."""
+    sc.stateful(ALLOW_UDP)
+    sc.send("c", udp("c", 33300, 53, b"q"))
+    sc.send("s", udp("s", 5353, 33300, b"wrong port"))
+    sc.send("s", udp("s", 53, 33300, b"right port"))
+    sc.send("c", udp("c", 33300, 53, b"q2"))
+
+
+# --- sharper FTP edges ---------------------------------------------------------------------
+
+@scenario
+def ftp_format_edges(sc):
+    """FTP helper: a lowercase `port` command (accepted), then a 229 reply with `!` delimiters, then a 227 reply without parentheses."""
+    ftp_rules(sc, True)
+    t = ftp_login(sc)
+    t.seg("c", "PA", b"port 10,10,0,2,156,84\r\n")
+    t.seg("s", "PA", b"200 Command okay.\r\n")
+    data_conn(sc, "s", 40020, 20)
+    t.seg("c", "PA", b"EPSV\r\n")
+    t.seg("s", "PA", b"229 Entering Extended Passive Mode (!!!50030!)\r\n")
+    t.seg("c", "A")
+    data_conn(sc, "c", 41030, 50030)
+    t.seg("c", "PA", b"PASV\r\n")
+    t.seg("s", "PA", b"227 Entering Passive Mode 10,10,0,3,195,120\r\n")
+    t.seg("c", "A")
+    data_conn(sc, "c", 41040, 50040)
+
+
+@scenario
+def ftp_helper_other_port(sc):
+    """The FTP helper on port 2121 only: a conversation on 2121 gets RELATED data, the same on port 21 does not."""
+    sc.stateful("-A FORWARD -s 10.10.0.2/32 -p tcp -m multiport --dports 21,2121 -m conntrack --ctstate NEW -j ACCEPT")
+    sc.ftp_helper(2121)
+    t = Tcp(sc, cport=40850, sport=2121)
+    t.handshake()
+    t.seg("s", "PA", b"220 hi\r\n")
+    t.seg("c", "PA", b"USER a\r\n")
+    t.seg("s", "PA", b"331 ok\r\n")
+    t.seg("c", "PA", b"PASV\r\n")
+    t.seg("s", "PA", b"227 Entering Passive Mode (10,10,0,3,195,150).\r\n")
+    t.seg("c", "A")
+    data_conn(sc, "c", 41050, 50070)
+    u = Tcp(sc, cport=40851, sport=21)
+    u.handshake()
+    u.seg("s", "PA", b"220 hi\r\n")
+    u.seg("c", "PA", b"USER a\r\n")
+    u.seg("s", "PA", b"331 ok\r\n")
+    u.seg("c", "PA", b"PASV\r\n")
+    u.seg("s", "PA", b"227 Entering Passive Mode (10,10,0,3,195,160).\r\n")
+    u.seg("c", "A")
+    data_conn(sc, "c", 41060, 50080)
+
+
 # ---------------------------------------------------------------------------------------
 # The kernel lab
 
 CLONE_NEWNET = 0x40000000
+STOP = threading.Event()  # set on SIGTERM/SIGINT: labs stop sending and clean up
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -1464,6 +1740,8 @@ def run_kernel(scdir: str, slot: int) -> tuple[list[dict], list[str]]:
             t_first = packets[0].ts_ns if packets else 0
             last = 0.0
             for p in packets:
+                if STOP.is_set():
+                    raise RuntimeError("interrupted")
                 due = start + (p.ts_ns - t_first) / 1e9
                 due = max(due, last + 0.004)
                 now = time.monotonic()
@@ -1538,14 +1816,41 @@ def cmd_kernel(args: list[str]) -> int:
                       if os.path.isdir(os.path.join(SCEN_DIR, d)))
     if out:
         os.makedirs(out, exist_ok=True)
+    # One kernel run at a time on this machine: the labs' namespace names are fixed.
+    os.makedirs("/run/lock", exist_ok=True)
+    lock = open("/run/lock/statewall-differential.lock", "w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print("scenarios.py kernel: waiting for another run to finish", file=sys.stderr)
+        fcntl.flock(lock, fcntl.LOCK_EX)
+
+    def stop(signum, _frame):
+        STOP.set()
+        print(f"scenarios.py kernel: signal {signum}, cleaning up", file=sys.stderr)
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     if not os.path.exists("/proc/sys/net/bridge/bridge-nf-call-iptables") and shutil.which("modprobe"):
         sh("modprobe", "br_netfilter", check=False)
     fail = 0
     t0 = time.monotonic()
     with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as ex:
-        futs = {ex.submit(run_kernel, d, i % 100): d for i, d in enumerate(dirs)}
+        slots = queue.Queue()
+        for i in range(jobs):
+            slots.put(i)
+
+        def run_in_slot(d):
+            slot = slots.get()
+            try:
+                return run_kernel(d, slot)
+            finally:
+                slots.put(slot)
+        futs = {ex.submit(run_in_slot, d): d for d in dirs}
         for f in concurrent.futures.as_completed(futs):
             d = futs[f]
+            if STOP.is_set():
+                for g in futs:
+                    g.cancel()
             name = os.path.basename(d)
             try:
                 rows, problems = f.result()
@@ -1567,7 +1872,7 @@ def cmd_kernel(args: list[str]) -> int:
             print(f"scenarios.py: {name}: {len(rows)} packets -> {dest}", file=sys.stderr)
     print(f"scenarios.py: kernel lab: {len(dirs)} scenarios in {time.monotonic() - t0:.1f}s",
           file=sys.stderr)
-    return fail
+    return 1 if STOP.is_set() else fail
 
 
 def main(argv: list[str]) -> int:
