@@ -1523,6 +1523,35 @@ def udp_reply_other_port(sc):
     sc.send("c", udp("c", 33300, 53, b"q2"))
 
 
+@scenario
+def truncated_icmp(sc):
+    """ICMP cut to 2 bytes and an echo request cut to 6 bytes, against ACCEPT policy with an `--icmp-type` rule; then a whole echo request and reply."""
+    sc.policy = "ACCEPT"
+    sc.filter4 = ["-A FORWARD -p icmp -m icmp --icmp-type 13 -j DROP"]
+    sc.filter6 = []
+    sc.send("c", echo("c", 700, 1), mangle=trunc_l4(2))
+    sc.send("c", echo("c", 700, 1), mangle=trunc_l4(6))
+    sc.send("c", echo("c", 700, 2))
+    sc.send("s", echo("s", 700, 2, reply=True))
+
+
+@scenario
+def ipv4_options(sc):
+    """IPv4 headers with options (router alert, NOPs): the transport header starts after them; a handshake and a UDP exchange."""
+    s = scapy()
+    sc.stateful(ALLOW_HTTP, ALLOW_UDP)
+    opts = [s.IPOption_Router_Alert(), s.IPOption_NOP(), s.IPOption_NOP(), s.IPOption_NOP(),
+            s.IPOption_NOP()]
+    t = Tcp(sc)
+    for side, fl in (("c", "S"), ("s", "SA"), ("c", "A")):
+        pkt = t.seg(side, fl, build_only=True)
+        pkt[s.IP].options = opts
+        sc.send(side, pkt)
+        t.nxt[side] = u32(t.nxt[side] + (1 if "S" in fl else 0))
+    sc.send("c", s.IP(src=C4, dst=S4, options=opts) / s.UDP(sport=33400, dport=53) / s.Raw(b"q"))
+    sc.send("s", s.IP(src=S4, dst=C4, options=opts) / s.UDP(sport=53, dport=33400) / s.Raw(b"a"))
+
+
 # --- sharper FTP edges ---------------------------------------------------------------------
 
 @scenario
