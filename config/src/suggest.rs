@@ -2,30 +2,31 @@
 
 /// Edit distance counting insertions, deletions, substitutions and swaps of adjacent
 /// letters as one edit each (optimal string alignment), so `sprot` is one edit from `sport`.
-pub fn edit_distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    let w = b.len() + 1;
-    let mut d = vec![0usize; (a.len() + 1) * w];
-    for i in 0..=a.len() {
-        d[i * w] = i;
+pub fn edit_distance(left: &str, right: &str) -> usize {
+    let x: Vec<char> = left.chars().collect();
+    let y: Vec<char> = right.chars().collect();
+    let width = y.len() + 1;
+    // dist[i * width + j]: distance between the first i chars of x and the first j of y.
+    let mut dist = vec![0usize; (x.len() + 1) * width];
+    for i in 0..=x.len() {
+        dist[i * width] = i;
     }
-    for (j, cell) in d.iter_mut().enumerate().take(w) {
+    for (j, cell) in dist.iter_mut().enumerate().take(width) {
         *cell = j;
     }
-    for i in 1..=a.len() {
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut v = (d[(i - 1) * w + j] + 1)
-                .min(d[i * w + j - 1] + 1)
-                .min(d[(i - 1) * w + j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                v = v.min(d[(i - 2) * w + j - 2] + 1);
+    for i in 1..=x.len() {
+        for j in 1..=y.len() {
+            let cost = usize::from(x[i - 1] != y[j - 1]);
+            let mut best = (dist[(i - 1) * width + j] + 1)
+                .min(dist[i * width + j - 1] + 1)
+                .min(dist[(i - 1) * width + j - 1] + cost);
+            if i > 1 && j > 1 && x[i - 1] == y[j - 2] && x[i - 2] == y[j - 1] {
+                best = best.min(dist[(i - 2) * width + j - 2] + 1);
             }
-            d[i * w + j] = v;
+            dist[i * width + j] = best;
         }
     }
-    d[a.len() * w + b.len()]
+    dist[x.len() * width + y.len()]
 }
 
 /// The candidate closest to `word`, if it is close enough to be a plausible typo: one edit

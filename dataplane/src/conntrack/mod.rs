@@ -336,11 +336,9 @@ impl Shard {
                     e.set(status::HELPER_FTP);
                 }
             }
-            1 | 58 if is_icmp(m.family, m.proto) => {
-                if !icmp_valid_new(m.family, m.icmp.ty) {
-                    // An answer with no query: the kernel cannot start a connection with it.
-                    return Track::Invalid(InvalidReason::IcmpUnsolicitedReply);
-                }
+            1 | 58 if is_icmp(m.family, m.proto) && !icmp_valid_new(m.family, m.icmp.ty) => {
+                // An answer with no query: the kernel cannot start a connection with it.
+                return Track::Invalid(InvalidReason::IcmpUnsolicitedReply);
             }
             17 | 136 => e.set_udp_stream_ts(now + 2 * NS),
             _ => {}

@@ -697,13 +697,12 @@ pub fn packet(e: &mut Entry, dir: Dir, seg: &Segment, now: u64, t: &Timeouts) ->
         state::SYN_SENT2 => {
             e.tcp.last_flags |= flag::SIMULTANEOUS_OPEN;
         }
-        state::SYN_RECV => {
+        state::SYN_RECV
             if dir == Dir::Reply
                 && idx == index::ACK
-                && e.tcp.last_flags & flag::SIMULTANEOUS_OPEN != 0
-            {
-                new_state = state::ESTABLISHED;
-            }
+                && e.tcp.last_flags & flag::SIMULTANEOUS_OPEN != 0 =>
+        {
+            new_state = state::ESTABLISHED;
         }
         state::CLOSE if idx == index::RST => {
             if can_early_drop(&e.tcp) {
