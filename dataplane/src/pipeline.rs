@@ -15,7 +15,7 @@ use crate::conntrack::expect::SharedExpectations;
 use crate::conntrack::{HelperVerdict, Shard, Track};
 use crate::packet::{IpFamily, PacketMeta};
 use crate::reason::{DropReason, InvalidReason, L3Error};
-use crate::ruleset::CompiledRuleset;
+use crate::ruleset::{CompiledRuleset, CompiledStage};
 use crate::wire;
 
 /// One frame to process and the port it arrived on.
@@ -242,8 +242,26 @@ impl Pipeline {
         }
         let mut key = classify_key(&m, p.in_port, out_port.unwrap_or(0));
 
+        let names = (
+            rules
+                .ports
+                .get(usize::from(p.in_port))
+                .map_or("", String::as_str),
+            rules
+                .ports
+                .get(usize::from(out_port.unwrap_or(0)))
+                .map_or("", String::as_str),
+        );
+        let decide = |stage: &CompiledStage, key: &Key| {
+            let (rule, action) = stage.decide(key);
+            match stage.hotdrop(&m, names.0, names.1, rule) {
+                Some(h) => (Some(h), Action::Drop),
+                None => (rule, action),
+            }
+        };
+
         // Raw stage: before conntrack.
-        let (raw_rule, raw_action) = rules.raw.decide(&key);
+        let (raw_rule, raw_action) = decide(&rules.raw, &key);
         let notrack = match raw_action {
             Action::Notrack => true,
             Action::Accept => false,
@@ -300,7 +318,7 @@ impl Pipeline {
                 match e.cache[dir.idx()].get(gen, state as u8, p.in_port) {
                     Some((rule, accept)) => (rule, accept, true),
                     None => {
-                        let (rule, action) = rules.forward.decide(&key);
+                        let (rule, action) = decide(&rules.forward, &key);
                         let accept = action == Action::Accept;
                         e.cache[dir.idx()] =
                             CachedVerdict::new(gen, rule, state as u8, p.in_port, accept);
@@ -309,7 +327,7 @@ impl Pipeline {
                 }
             }
             _ => {
-                let (rule, action) = rules.forward.decide(&key);
+                let (rule, action) = decide(&rules.forward, &key);
                 (rule, action == Action::Accept, false)
             }
         };

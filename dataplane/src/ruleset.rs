@@ -2,12 +2,14 @@
 //! indices and peers, both stages' classifiers and actions, conntrack parameters, and a
 //! generation number that cached verdicts are checked against.
 
-use config::matches::{CtDir, CtState};
-use config::ruleset::{Action, Policy, Ruleset};
+use config::matches::{CtDir, CtState, Proto};
+use config::ruleset::{Action, Family, Policy, Rule, Ruleset};
 use config::validate::{port_names, port_pairs};
 
 use crate::classifier::{Classifier, Key};
 use crate::conntrack::Timeouts;
+use crate::packet::{Fragment, IpFamily, PacketMeta};
+use crate::reason::InvalidReason;
 
 /// Most ports a gateway may have (port indices fit the verdict cache's 7 bits).
 pub const MAX_PORTS: usize = 64;
@@ -20,6 +22,77 @@ pub struct CompiledStage {
     pub classifier: Classifier,
     pub actions: Vec<Action>,
     pub policy: Policy,
+    /// Bytes of L4 header each rule's port/ICMP/flag matches read (0: none); see `hotdrop`.
+    l4_need: Vec<u8>,
+    /// The rules, for the rare truncated-header path.
+    rules: Vec<Rule>,
+    max_l4_need: u8,
+}
+
+/// L4 header bytes an iptables match module reads before it can decide: `-m tcp` 20
+/// (`struct tcphdr`), `-m udp` 8, `-m multiport` 4 (the ports), `-m icmp`/`-m icmp6` 8.
+fn l4_need(r: &Rule) -> u8 {
+    let tcp = r
+        .proto
+        .as_ref()
+        .is_some_and(|p| !p.negated && p.values.contains(&Proto::TCP));
+    if r.sport.is_some() || r.dport.is_some() || r.tcp_flags.is_some() || r.syn.is_some() {
+        return if tcp { 20 } else { 8 };
+    }
+    if r.ports.is_some() {
+        return 4;
+    }
+    if r.icmp_type.is_some() || r.icmpv6_type.is_some() {
+        return 8;
+    }
+    0
+}
+
+/// The family a rule is restricted to, explicit or implied by its matches.
+fn rule_family(r: &Rule) -> Option<Family> {
+    if r.family.is_some() {
+        return r.family;
+    }
+    for m in [&r.src, &r.dst].into_iter().flatten() {
+        if let Some(c) = m.values.first() {
+            return Some(if c.is_v4() {
+                Family::Ipv4
+            } else {
+                Family::Ipv6
+            });
+        }
+    }
+    if r.icmp_type.is_some() {
+        return Some(Family::Ipv4);
+    }
+    if r.icmpv6_type.is_some() {
+        return Some(Family::Ipv6);
+    }
+    None
+}
+
+/// Whether the IP-level part of a rule (family, ports, addresses, protocol) matches: what
+/// iptables checks before it runs the rule's match modules.
+fn ip_level_matches(r: &Rule, m: &PacketMeta, in_port: &str, out_port: &str) -> bool {
+    let family_ok = match rule_family(r) {
+        Some(Family::Ipv4) => m.family == IpFamily::V4,
+        Some(Family::Ipv6) => m.family == IpFamily::V6,
+        None => true,
+    };
+    family_ok
+        && r.in_port
+            .as_ref()
+            .is_none_or(|x| x.test(|p| p.0 == in_port))
+        && r.out_port
+            .as_ref()
+            .is_none_or(|x| x.test(|p| p.0 == out_port))
+        && r.src
+            .as_ref()
+            .is_none_or(|x| x.test(|c| c.contains(m.src_ip())))
+        && r.dst
+            .as_ref()
+            .is_none_or(|x| x.test(|c| c.contains(m.dst_ip())))
+        && r.proto.as_ref().is_none_or(|x| x.test(|p| p.0 == m.proto))
 }
 
 impl CompiledStage {
@@ -36,6 +109,35 @@ impl CompiledStage {
                 },
             ),
         }
+    }
+
+    /// The kernel's "hotdrop": a match module that must read an L4 header the packet is too
+    /// short to have drops the packet on the spot, whatever the rule's target. Returns the
+    /// first rule before `before` (the classifier's match, or the rule count) whose IP-level
+    /// part matches and whose L4 matches need more than the packet's `l4_len`. iptables runs
+    /// match modules in the order written; this takes the port/ICMP matches to run before
+    /// the conntrack ones, as in `-p tcp -m multiport --dports 22,80 -m state --state NEW`.
+    pub fn hotdrop(
+        &self,
+        m: &PacketMeta,
+        in_port: &str,
+        out_port: &str,
+        before: Option<u32>,
+    ) -> Option<u32> {
+        // Only a header shorter than its protocol's minimum can be too short for a match.
+        if m.l4_invalid != Some(InvalidReason::Truncated)
+            || m.fragment == Fragment::Later
+            || m.l4_len >= u16::from(self.max_l4_need)
+        {
+            return None;
+        }
+        let end = before.map_or(self.rules.len(), |b| b as usize);
+        (0..end.min(self.rules.len()))
+            .find(|&i| {
+                m.l4_len < u16::from(self.l4_need[i])
+                    && ip_level_matches(&self.rules[i], m, in_port, out_port)
+            })
+            .map(|i| i as u32)
     }
 
     /// Whether verdicts for packets of this state and direction may be cached per flow.
@@ -71,11 +173,15 @@ pub enum CompileError {
     TooManyRules { stage: &'static str, count: usize },
 }
 
-fn stage(rules: &[config::ruleset::Rule], policy: Policy, ports: &[String]) -> CompiledStage {
+fn stage(rules: &[Rule], policy: Policy, ports: &[String]) -> CompiledStage {
+    let l4: Vec<u8> = rules.iter().map(l4_need).collect();
     CompiledStage {
         classifier: Classifier::compile(rules, ports),
         actions: rules.iter().map(|r| r.action).collect(),
         policy,
+        max_l4_need: l4.iter().copied().max().unwrap_or(0),
+        l4_need: l4,
+        rules: rules.to_vec(),
     }
 }
 
