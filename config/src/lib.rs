@@ -5,6 +5,7 @@
 //! serde_yaml with their position; cross-field errors come from [`validate`] with positions
 //! looked up in a [`source_map::SourceMap`] of the same text.
 
+pub mod control;
 pub mod diag;
 pub mod iptables;
 pub mod lint;
