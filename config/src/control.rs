@@ -202,6 +202,10 @@ impl Reply {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one reply per request, built once and serialized; boxing buys nothing"
+)]
 pub enum Outcome {
     Ok { data: Payload },
     Error { error: ErrorReply },
@@ -527,6 +531,7 @@ pub struct CoreStats {
 
 impl CoreStats {
     /// Percent of the table in use.
+    #[expect(clippy::cast_precision_loss, reason = "a percentage for display")]
     pub fn fill_percent(&self) -> f64 {
         if self.capacity == 0 {
             0.0
