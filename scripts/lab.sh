@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# The built-in lab (DESIGN.md §7): a gateway between two hosts, on one machine.
+#
+#   scripts/lab.sh up [--kernel]   build it
+#   scripts/lab.sh down            remove it (also what `up` does first)
+#   scripts/lab.sh status          show the namespaces and addresses
+#
+#   netns ${LAB}-client  eth0 10.10.0.2/24 fd00:10::2/64 ── veth ── lan ┐
+#                                                                       ├ netns ${LAB}-gw
+#   netns ${LAB}-server  eth0 10.10.0.3/24 fd00:10::3/64 ── veth ── wan ┘
+#
+# LAB defaults to `sw` (namespaces sw-client, sw-gw, sw-server); tests set their own prefix so
+# they never touch another lab. The gateway's ports are named `lan` and `wan`, so a ruleset
+# without a `ports:` key binds them as they are; statewall runs in the gateway namespace:
+# `ip netns exec sw-gw statewall run --config FILE`.
+#
+# --kernel makes the gateway the kernel oracle instead: a Linux bridge br0 over lan and wan
+# with br_netfilter (bridge-nf-call-iptables/ip6tables = 1), so iptables' FORWARD chain in
+# sw-gw filters the bridged traffic (match ports with `-m physdev --physdev-in lan`).
+set -euo pipefail
+
+LAB=${LAB:-sw}
+CLIENT=$LAB-client
+GW=$LAB-gw
+SERVER=$LAB-server
+# Fixed MACs keep captures and neighbour tables reproducible.
+CLIENT_MAC=02:5e:00:00:00:02
+SERVER_MAC=02:5e:00:00:00:03
+
+die() {
+	echo "lab.sh: $*" >&2
+	exit 1
+}
+
+need_root() {
+	[[ $(id -u) -eq 0 ]] || die "needs root (network namespaces and veth)"
+	command -v ip >/dev/null || die "needs iproute2 (scripts/install-deps.sh installs it)"
+}
+
+down() {
+	for ns in "$CLIENT" "$GW" "$SERVER"; do
+		if ip netns list | grep -qw "^$ns"; then
+			ip netns delete "$ns"
+		fi
+	done
+}
+
+host() { # ns mac v4 v6
+	local ns=$1 mac=$2 v4=$3 v6=$4
+	ip -n "$ns" link set eth0 address "$mac"
+	ip -n "$ns" addr add "$v4/24" dev eth0
+	ip -n "$ns" addr add "$v6/64" dev eth0 nodad
+	ip -n "$ns" link set eth0 up
+	ip -n "$ns" link set lo up
+}
+
+up() {
+	local kernel=0
+	for a in "$@"; do
+		case $a in
+		--kernel) kernel=1 ;;
+		*) die "unknown option $a (try: up [--kernel])" ;;
+		esac
+	done
+	down
+	ip netns add "$CLIENT"
+	ip netns add "$GW"
+	ip netns add "$SERVER"
+	ip link add eth0 netns "$CLIENT" type veth peer name lan netns "$GW"
+	ip link add eth0 netns "$SERVER" type veth peer name wan netns "$GW"
+	host "$CLIENT" "$CLIENT_MAC" 10.10.0.2 fd00:10::2
+	host "$SERVER" "$SERVER_MAC" 10.10.0.3 fd00:10::3
+	ip -n "$GW" link set lo up
+	for p in lan wan; do
+		# The gateway ports carry no addresses of their own: statewall (or the bridge) forwards
+		# between them, bump-in-the-wire.
+		ip netns exec "$GW" sysctl -qw "net.ipv6.conf.$p.disable_ipv6=1"
+		ip -n "$GW" link set "$p" up
+	done
+	if ((kernel)); then
+		ip -n "$GW" link add br0 type bridge
+		ip -n "$GW" link set lan master br0
+		ip -n "$GW" link set wan master br0
+		ip netns exec "$GW" sysctl -qw net.ipv6.conf.br0.disable_ipv6=1
+		ip -n "$GW" link set br0 up
+		modprobe br_netfilter 2>/dev/null || true
+		ip netns exec "$GW" sysctl -qw net.bridge.bridge-nf-call-iptables=1
+		ip netns exec "$GW" sysctl -qw net.bridge.bridge-nf-call-ip6tables=1
+	fi
+	echo "lab.sh: up ($([[ $kernel == 1 ]] && echo kernel bridge || echo "ports lan/wan for statewall") in $GW; hosts $CLIENT, $SERVER)"
+}
+
+status() {
+	for ns in "$CLIENT" "$GW" "$SERVER"; do
+		if ip netns list | grep -qw "^$ns"; then
+			echo "== $ns"
+			ip -n "$ns" -brief addr
+		else
+			echo "== $ns: absent"
+		fi
+	done
+}
+
+cmd=${1:-}
+shift || true
+case $cmd in
+up)
+	need_root
+	up "$@"
+	;;
+down)
+	need_root
+	down
+	echo "lab.sh: down"
+	;;
+status) status ;;
+*)
+	sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
+	exit 2
+	;;
+esac
