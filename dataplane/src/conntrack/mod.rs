@@ -228,8 +228,7 @@ impl Shard {
     }
 
     /// Track one parsed IP packet at time `now` (ns). `checksum_ok` is the L4 checksum
-    /// verdict (pass `true` when verification is off). `hash` is the flow key's symmetric
-    /// hash when the caller already computed it (batching), else `None`.
+    /// verdict (pass `true` when verification is off).
     pub fn track(&mut self, now: u64, m: &PacketMeta, frame: &[u8], checksum_ok: bool) -> Track {
         self.pending = None;
         let t = self.track_inner(now, m, frame, checksum_ok);
