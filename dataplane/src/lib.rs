@@ -13,5 +13,6 @@ pub mod pipeline;
 pub mod reason;
 pub mod replay;
 pub mod ruleset;
+pub mod runtime;
 pub mod sharded;
 pub mod wire;

@@ -1,0 +1,393 @@
+//! The daemon's runtime: pinned workers around the sans-IO engine, ruleset publication,
+//! per-worker statistics and the control server. Generic over one IO trait ([`PortIo`]):
+//! AF_XDP ports in the daemon, [`mem::MemPorts`] in tests.
+//!
+//! ```text
+//!             control thread(s) ──publish(gen, Arc<CompiledRuleset>)──► workers (batch boundary)
+//!                  │  ▲ commands (scan/flush/hist swap) ▼ replies
+//! port p queue i ──► worker i: parse → owner? ──yes──► Pipeline i ──► TX of out_port
+//!                                  └─no─► handoff ring of the owner (bounded; full = drop)
+//! ```
+//!
+//! [`Runtime::start`] spawns the workers; [`RuntimeHandle`] is what the control side uses
+//! (apply, stats, conntrack, histograms, settings); [`server::ControlServer`] speaks the
+//! control protocol on a unix socket. `dataplane/docs/multicore.md` holds the reasoning.
+
+pub mod cmd;
+pub mod control;
+pub mod io;
+pub mod mem;
+pub mod server;
+pub mod stats;
+mod worker;
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::thread::{self, JoinHandle, Thread};
+use std::time::Instant;
+
+use crossbeam::channel::{self, Sender};
+use crossbeam::queue::ArrayQueue;
+
+use crate::conntrack::expect::SharedExpectations;
+use crate::pipeline::Pipeline;
+use crate::ruleset::{CompileError, CompiledRuleset};
+
+use self::cmd::WorkerCmd;
+pub use self::control::RuntimeHandle;
+pub use self::io::PortIo;
+use self::stats::{Hists, RuleCounters, StatsCell};
+
+/// Frames received per port per batch (DESIGN.md §2).
+pub const DEFAULT_BATCH: usize = 64;
+/// Table slots the expiry sweep visits per batch: a mass expiry never stalls a worker for
+/// more than this many entries.
+pub const DEFAULT_SWEEP_BUDGET: usize = 256;
+/// Packets a handoff ring holds (per receiving worker).
+pub const DEFAULT_HANDOFF_RING: usize = 1024;
+/// Commands a worker's queue holds.
+const CMD_QUEUE: usize = 16;
+
+/// How an idle worker waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PollMode {
+    /// Spin forever: lowest latency, one core per worker at 100% (a dedicated box).
+    Busy,
+    /// Spin, then yield, then wait on the IO with a short timeout: an idle gateway sleeps.
+    #[default]
+    Adaptive,
+}
+
+impl std::str::FromStr for PollMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "busy" => Ok(PollMode::Busy),
+            "adaptive" => Ok(PollMode::Adaptive),
+            _ => Err(format!("poll mode `{s}`: use busy or adaptive")),
+        }
+    }
+}
+
+/// Where `now` comes from. The engine never reads a clock; workers read this once per batch.
+#[derive(Debug, Clone)]
+pub enum Clock {
+    /// Nanoseconds since the runtime started (CLOCK_MONOTONIC).
+    Monotonic(Instant),
+    /// Whatever the test stores (nanoseconds).
+    Manual(Arc<AtomicU64>),
+}
+
+impl Clock {
+    pub fn monotonic() -> Clock {
+        Clock::Monotonic(Instant::now())
+    }
+
+    /// Engine time now (ns). Starts at 1 so that 0 stays "never".
+    #[inline]
+    pub fn now(&self) -> u64 {
+        match self {
+            Clock::Monotonic(epoch) => epoch.elapsed().as_nanos() as u64 + 1,
+            Clock::Manual(t) => t.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// How to run the workers.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    pub batch: usize,
+    pub poll: PollMode,
+    pub sweep_budget: usize,
+    pub handoff_ring: usize,
+    /// Pin worker i to `cores[i]` (or, without a list, to the i-th core the OS offers).
+    pub pin: bool,
+    pub cores: Option<Vec<usize>>,
+    pub clock: Clock,
+    /// How the ports are driven, one line per port/queue, for `stats` (XDP mode, zero-copy).
+    pub io_mode: Vec<String>,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            batch: DEFAULT_BATCH,
+            poll: PollMode::Adaptive,
+            sweep_budget: DEFAULT_SWEEP_BUDGET,
+            handoff_ring: DEFAULT_HANDOFF_RING,
+            pin: true,
+            cores: None,
+            clock: Clock::monotonic(),
+            io_mode: Vec::new(),
+        }
+    }
+}
+
+/// Why the runtime could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("no workers: give at least one IO (one per worker)")]
+    NoWorkers,
+    #[error("worker {worker}'s IO has {got} ports, the ruleset declares {want} ({names})")]
+    PortCount {
+        worker: usize,
+        got: usize,
+        want: usize,
+        names: String,
+    },
+    #[error("{0}")]
+    Compile(#[from] CompileError),
+    #[error("cannot start a worker thread: {0}")]
+    Spawn(std::io::Error),
+}
+
+/// A packet on its way to its owner: the bytes (a pooled buffer of the sender), the port it
+/// arrived on, the sender (to return the buffer), and the receive time.
+#[derive(Debug)]
+pub(crate) struct Handoff {
+    buf: Vec<u8>,
+    in_port: u8,
+    from: u16,
+    rx_ns: u64,
+}
+
+/// The ruleset generation workers pick up, with each worker's rule counters for it.
+#[derive(Debug)]
+pub(crate) struct Published {
+    rules: Arc<CompiledRuleset>,
+    counters: Vec<Arc<RuleCounters>>,
+    at: Instant,
+}
+
+/// What the control side sees of a worker.
+#[derive(Debug)]
+pub(crate) struct WorkerSlot {
+    stats: StatsCell,
+    /// Set while the worker waits in adaptive mode (handoff senders then unpark it).
+    sleeping: AtomicBool,
+    thread: OnceLock<Thread>,
+    cmds: Sender<WorkerCmd>,
+}
+
+impl WorkerSlot {
+    fn wake(&self) {
+        if let Some(t) = self.thread.get() {
+            t.unpark();
+        }
+    }
+}
+
+/// State shared by the workers and the control side.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    stop: AtomicBool,
+    clock: Clock,
+    workers: usize,
+    /// The published generation: workers compare it with theirs once per batch.
+    generation: AtomicU32,
+    published: Mutex<Published>,
+    expect: Arc<SharedExpectations>,
+    slots: Vec<WorkerSlot>,
+    /// `inbox[i]`: packets handed to worker i.
+    inbox: Vec<ArrayQueue<Handoff>>,
+    /// `returns[i]`: worker i's handoff buffers coming back.
+    returns: Vec<ArrayQueue<Vec<u8>>>,
+    started: Instant,
+    io_mode: Vec<String>,
+}
+
+impl Shared {
+    fn published(&self) -> std::sync::MutexGuard<'_, Published> {
+        self.published
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Make `rules` the running generation. Workers switch at their next batch boundary.
+    fn publish(&self, rules: Arc<CompiledRuleset>) {
+        let counters = (0..self.workers)
+            .map(|_| {
+                Arc::new(RuleCounters::new(
+                    rules.raw.actions.len(),
+                    rules.forward.actions.len(),
+                ))
+            })
+            .collect();
+        let g = rules.generation;
+        *self.published() = Published {
+            rules,
+            counters,
+            at: Instant::now(),
+        };
+        self.generation.store(g, Ordering::Release);
+    }
+}
+
+/// The running workers.
+#[derive(Debug)]
+pub struct Runtime {
+    shared: Arc<Shared>,
+    handle: RuntimeHandle,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Runtime {
+    /// Start one worker per IO (worker i polls queue i of every port through `ios[i]`),
+    /// running `ruleset` (already validated; `yaml` and `file` are what `show` reports) as
+    /// generation 1.
+    pub fn start<Io: PortIo>(
+        ruleset: &config::Ruleset,
+        yaml: &str,
+        file: &str,
+        ios: Vec<Io>,
+        cfg: &RuntimeConfig,
+    ) -> Result<Runtime, StartError> {
+        let n = ios.len();
+        if n == 0 {
+            return Err(StartError::NoWorkers);
+        }
+        let rules = Arc::new(CompiledRuleset::compile(ruleset, 1)?);
+        for (i, io) in ios.iter().enumerate() {
+            if io.port_count() != rules.ports.len() {
+                return Err(StartError::PortCount {
+                    worker: i,
+                    got: io.port_count(),
+                    want: rules.ports.len(),
+                    names: rules.ports.join(", "),
+                });
+            }
+        }
+        let expect = Arc::new(SharedExpectations::new(rules.expect_max));
+        let per_shard = rules.max_entries.div_ceil(n);
+        let buf_capacity = ios.iter().map(PortIo::capacity).max().unwrap_or(2048);
+        // Each worker's buffer pool covers a full ring to every other worker: a full ring,
+        // not an empty pool, is what limits a burst.
+        let pool_size = cfg.handoff_ring * n.saturating_sub(1).max(1);
+        let mut receivers = Vec::with_capacity(n);
+        let mut slots = Vec::with_capacity(n);
+        for _ in 0..n {
+            let (tx, rx) = channel::bounded(CMD_QUEUE);
+            receivers.push(rx);
+            slots.push(WorkerSlot {
+                stats: StatsCell::default(),
+                sleeping: AtomicBool::new(false),
+                thread: OnceLock::new(),
+                cmds: tx,
+            });
+        }
+        let shared = Arc::new(Shared {
+            stop: AtomicBool::new(false),
+            clock: cfg.clock.clone(),
+            workers: n,
+            generation: AtomicU32::new(0),
+            published: Mutex::new(Published {
+                rules: Arc::clone(&rules),
+                counters: Vec::new(),
+                at: Instant::now(),
+            }),
+            expect: Arc::clone(&expect),
+            slots,
+            inbox: (0..n)
+                .map(|_| ArrayQueue::new(cfg.handoff_ring.max(1)))
+                .collect(),
+            returns: (0..n).map(|_| ArrayQueue::new(pool_size.max(1))).collect(),
+            started: Instant::now(),
+            io_mode: cfg.io_mode.clone(),
+        });
+        shared.publish(Arc::clone(&rules));
+        let handle = RuntimeHandle::new(Arc::clone(&shared), ruleset.clone(), yaml, file);
+        let cores = if cfg.pin {
+            let ids = core_affinity::get_core_ids().unwrap_or_default();
+            if ids.is_empty() {
+                eprintln!("statewall: cannot list the CPU cores; workers run unpinned");
+            }
+            let pick = |i: usize| -> Option<core_affinity::CoreId> {
+                match &cfg.cores {
+                    Some(list) => list.get(i).map(|&id| core_affinity::CoreId { id }),
+                    None => ids.get(i % ids.len().max(1)).copied(),
+                }
+            };
+            (0..n).map(pick).collect()
+        } else {
+            vec![None; n]
+        };
+        let mut threads = Vec::with_capacity(n);
+        let published = shared.published();
+        let counters = published.counters.clone();
+        drop(published);
+        for (i, (io, cmds)) in ios.into_iter().zip(receivers).enumerate() {
+            let w = worker::Worker {
+                id: i,
+                io,
+                pipeline: Pipeline::with_expectations(
+                    Arc::clone(&rules),
+                    per_shard,
+                    Arc::clone(&expect),
+                ),
+                shared: Arc::clone(&shared),
+                cmds,
+                generation: rules.generation,
+                rule_counters: Arc::clone(&counters[i]),
+                hists: Box::new(Hists::new()),
+                batch: cfg.batch.max(1),
+                poll: cfg.poll,
+                sweep_budget: cfg.sweep_budget,
+                pool: (0..pool_size)
+                    .map(|_| Vec::with_capacity(buf_capacity))
+                    .collect(),
+                buf_capacity,
+                core: cores[i],
+            };
+            let t = thread::Builder::new()
+                .name(format!("sw-worker-{i}"))
+                .spawn(move || w.run());
+            match t {
+                Ok(t) => threads.push(t),
+                Err(e) => {
+                    shared.stop.store(true, Ordering::SeqCst);
+                    for t in threads {
+                        let _ = t.join();
+                    }
+                    return Err(StartError::Spawn(e));
+                }
+            }
+        }
+        Ok(Runtime {
+            shared,
+            handle,
+            threads,
+        })
+    }
+
+    /// The control side's handle (cheap to clone, usable from any thread).
+    pub fn handle(&self) -> RuntimeHandle {
+        self.handle.clone()
+    }
+
+    pub fn workers(&self) -> usize {
+        self.shared.workers
+    }
+
+    /// Stop the workers (each finishes its batch) and wait for them.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        for s in &self.shared.slots {
+            s.wake();
+        }
+        for t in self.threads.drain(..) {
+            if t.join().is_err() {
+                eprintln!("statewall: a worker panicked");
+            }
+        }
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}

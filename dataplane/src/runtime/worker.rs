@@ -1,0 +1,488 @@
+//! One worker: a pinned thread that owns a [`Pipeline`] (its conntrack shard) and polls its
+//! queue of every port. See `docs/multicore.md` for the reasoning.
+//!
+//! Each loop iteration is one batch:
+//!
+//! 1. read the clock once (`now` for the engine and the receive timestamp);
+//! 2. pick up a newly published ruleset (one atomic load; the lock only when it changed);
+//! 3. service at most a few control commands (a bounded table walk each);
+//! 4. take packets other workers handed over, then receive up to `batch` frames per port:
+//!    parse once, steer by owner; own packets go through the pipeline, others are copied
+//!    onto the owner's handoff ring;
+//! 5. transmit accepted frames on their out port, release the rest, reap completions,
+//!    top up fill rings;
+//! 6. record latencies, run a bounded expiry sweep, publish counters;
+//! 7. when idle, spin, then yield, then (adaptive mode) wait on the IO with a short timeout.
+//!
+//! Nothing here allocates or locks per packet: every `Vec` is sized at start, the handoff
+//! rings and buffer pools are preallocated, counters are plain integers published by
+//! seqlock.
+
+use std::sync::atomic::{fence, Ordering};
+use std::sync::{Arc, PoisonError};
+use std::thread;
+
+use crossbeam::channel::Receiver;
+
+use crate::conntrack::entry::Entry;
+use crate::flow::{owner, steer_hash};
+use crate::pipeline::{Outcome, Packet, Pipeline, StageId, Verdict};
+use crate::reason::DropReason;
+use crate::wire;
+
+use super::cmd::{live, ScanAction, ScanReply, WorkerCmd, SCAN_SLOTS};
+use super::io::PortIo;
+use super::stats::{Hists, RuleCounters, WorkerCounters};
+use super::{Handoff, PollMode, Shared};
+
+/// Commands serviced per loop iteration at most.
+const CMDS_PER_BATCH: usize = 2;
+/// Empty iterations spent spinning, then yielding, before an adaptive worker waits.
+const SPIN_ROUNDS: u32 = 2000;
+const YIELD_ROUNDS: u32 = 200;
+/// An idle adaptive worker's wait (ms): the latency bound for a packet handed to it while
+/// it sleeps in an IO wait that a handoff cannot interrupt (AF_XDP `poll`).
+const IDLE_WAIT_MS: i32 = 1;
+
+/// The runtime's own per-worker counters (the engine keeps the rest).
+#[derive(Debug, Default)]
+struct Local {
+    rx_packets: u64,
+    rx_bytes: u64,
+    tx_packets: u64,
+    tx_bytes: u64,
+    handoffs_out: u64,
+    handoffs_in: u64,
+    batches: u64,
+    handoff_full: u64,
+    tx_full: u64,
+}
+
+pub(crate) struct Worker<Io: PortIo> {
+    pub id: usize,
+    pub io: Io,
+    pub pipeline: Pipeline,
+    pub shared: Arc<Shared>,
+    pub cmds: Receiver<WorkerCmd>,
+    pub generation: u32,
+    pub rule_counters: Arc<RuleCounters>,
+    pub hists: Box<Hists>,
+    pub batch: usize,
+    pub poll: PollMode,
+    pub sweep_budget: usize,
+    /// Free handoff buffers (capacity: the largest frame).
+    pub pool: Vec<Vec<u8>>,
+    pub buf_capacity: usize,
+    /// Core to pin to, if any.
+    pub core: Option<core_affinity::CoreId>,
+}
+
+/// Per-batch scratch, allocated once.
+struct Scratch<F> {
+    rx: Vec<F>,
+    tx: Vec<Vec<F>>,
+    tx_bytes: Vec<u64>,
+    release: Vec<F>,
+    /// Receive timestamps of handed-over packets, and whether each was forwarded.
+    handed: Vec<(u64, bool)>,
+}
+
+impl<Io: PortIo> Worker<Io> {
+    pub fn run(mut self) {
+        if let Some(core) = self.core {
+            if !core_affinity::set_for_current(core) {
+                eprintln!(
+                    "statewall: worker {}: could not pin to core {} (running unpinned)",
+                    self.id, core.id
+                );
+            }
+        }
+        let _ = self.shared.slots[self.id].thread.set(thread::current());
+        let ports = self.io.port_count();
+        let per_port = self.batch * 2;
+        let mut s = Scratch {
+            rx: Vec::with_capacity(self.batch),
+            tx: (0..ports).map(|_| Vec::with_capacity(per_port)).collect(),
+            tx_bytes: vec![0; ports],
+            release: Vec::with_capacity(per_port * ports.max(1)),
+            handed: Vec::with_capacity(self.batch),
+        };
+        let mut local = Local::default();
+        let mut idle_rounds: u32 = 0;
+        for p in 0..ports {
+            self.io.fill(p);
+        }
+        self.publish(&local);
+        while !self.shared.stop.load(Ordering::Relaxed) {
+            let t0 = self.shared.clock.now();
+            let mut dirty = self.check_publication();
+            dirty |= self.service_commands(t0);
+
+            let (fwd, drop) = self.poll_once(t0, &mut s, &mut local);
+            let work = fwd + drop + s.handed.len();
+            let t1 = if work > 0 {
+                let t1 = self.shared.clock.now();
+                let lat = t1.saturating_sub(t0);
+                Hists::record(&mut self.hists.forwarded, lat, fwd as u64);
+                Hists::record(&mut self.hists.dropped, lat, drop as u64);
+                for &(rx_ns, forwarded) in &s.handed {
+                    let h = if forwarded {
+                        &mut self.hists.forwarded
+                    } else {
+                        &mut self.hists.dropped
+                    };
+                    Hists::record(h, t1.saturating_sub(rx_ns), 1);
+                }
+                Hists::record(&mut self.hists.batch, lat, 1);
+                local.batches += 1;
+                t1
+            } else {
+                t0
+            };
+            s.handed.clear();
+            let expired = self.pipeline.expire(t1, self.sweep_budget);
+            if work > 0 || expired > 0 || dirty {
+                self.publish(&local);
+                idle_rounds = 0;
+            } else {
+                idle_rounds = idle_rounds.saturating_add(1);
+                self.idle(idle_rounds);
+            }
+        }
+        // Give every frame back before the IO is dropped.
+        for (p, q) in s.tx.iter_mut().enumerate() {
+            self.io.send(p, q);
+            self.io.release(q);
+        }
+        self.publish(&local);
+    }
+
+    /// Receive and process one batch; `(forwarded, dropped)` among this worker's own
+    /// receptions (handed-over packets are in `s.handed`).
+    fn poll_once(
+        &mut self,
+        now: u64,
+        s: &mut Scratch<Io::Frame>,
+        local: &mut Local,
+    ) -> (usize, usize) {
+        let Worker {
+            id,
+            io,
+            pipeline,
+            shared,
+            rule_counters,
+            batch,
+            pool,
+            buf_capacity,
+            ..
+        } = self;
+        let me = *id;
+        let workers = shared.workers;
+        let ports = io.port_count();
+
+        // Packets other workers handed over: copy into a frame of ours to transmit.
+        let inbox = &shared.inbox[me];
+        while s.handed.len() < *batch {
+            let Some(h) = inbox.pop() else { break };
+            local.handoffs_in += 1;
+            let o = pipeline.process_parsed(
+                now,
+                &Packet {
+                    frame: &h.buf,
+                    in_port: h.in_port,
+                },
+                wire::parse(&h.buf),
+            );
+            count_rule(rule_counters, &o, h.buf.len() as u64);
+            let mut forwarded = false;
+            if let (Verdict::Accept, Some(out)) = (o.verdict, o.out_port) {
+                let out = usize::from(out);
+                match io.alloc() {
+                    Some(mut f) if out < ports => {
+                        io.set_len(&mut f, h.buf.len()).copy_from_slice(&h.buf);
+                        s.tx_bytes[out] += h.buf.len() as u64;
+                        s.tx[out].push(f);
+                        forwarded = true;
+                    }
+                    Some(f) => s.release.push(f),
+                    None => {}
+                }
+                if !forwarded {
+                    local.tx_full += 1;
+                }
+            }
+            s.handed.push((h.rx_ns, forwarded));
+            // The buffer goes home; the ring is as large as the sender's pool, so this only
+            // fails if the sender is gone, and then the buffer is simply dropped.
+            let _ = shared.returns[usize::from(h.from)].push(h.buf);
+        }
+
+        // Our queue of every port.
+        let (mut fwd, mut drop) = (0, 0);
+        for port in 0..ports {
+            s.rx.clear();
+            if io.recv(port, &mut s.rx, *batch) == 0 {
+                continue;
+            }
+            for f in s.rx.drain(..) {
+                let data = io.data(&f);
+                local.rx_packets += 1;
+                local.rx_bytes += data.len() as u64;
+                let parsed = wire::parse(data);
+                // Frames without a flow (ARP, malformed) are decided where they arrive.
+                let w = parsed
+                    .as_ref()
+                    .ok()
+                    .and_then(steer_hash)
+                    .map_or(me, |h| owner(h, workers));
+                if w != me {
+                    handoff(shared, pool, *buf_capacity, me, w, data, port, now, local);
+                    s.release.push(f);
+                    continue;
+                }
+                let o = pipeline.process_parsed(
+                    now,
+                    &Packet {
+                        frame: data,
+                        in_port: port as u8,
+                    },
+                    parsed,
+                );
+                count_rule(rule_counters, &o, data.len() as u64);
+                match (o.verdict, o.out_port) {
+                    (Verdict::Accept, Some(out)) if usize::from(out) < ports => {
+                        s.tx_bytes[usize::from(out)] += data.len() as u64;
+                        s.tx[usize::from(out)].push(f);
+                        fwd += 1;
+                    }
+                    _ => {
+                        s.release.push(f);
+                        drop += 1;
+                    }
+                }
+            }
+        }
+
+        // Transmit; what does not fit on a TX ring is dropped and counted.
+        for port in 0..ports {
+            if s.tx[port].is_empty() {
+                continue;
+            }
+            let queued = s.tx[port].len();
+            let bytes = s.tx_bytes[port];
+            let sent = io.send(port, &mut s.tx[port]);
+            let mut left_bytes = 0;
+            for f in &s.tx[port] {
+                left_bytes += io.data(f).len() as u64;
+            }
+            local.tx_packets += sent as u64;
+            local.tx_bytes += bytes - left_bytes;
+            local.tx_full += (queued - sent) as u64;
+            s.tx_bytes[port] = 0;
+            s.release.append(&mut s.tx[port]);
+        }
+        io.release(&mut s.release);
+        for port in 0..ports {
+            io.complete(port);
+            io.fill(port);
+        }
+        (fwd, drop)
+    }
+
+    /// Pick up a newly published ruleset. One atomic load per batch; the lock is taken only
+    /// when the generation changed.
+    fn check_publication(&mut self) -> bool {
+        let g = self.shared.generation.load(Ordering::Acquire);
+        if g == self.generation {
+            return false;
+        }
+        let (rules, counters) = {
+            let p = self
+                .shared
+                .published
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            (Arc::clone(&p.rules), Arc::clone(&p.counters[self.id]))
+        };
+        self.generation = rules.generation;
+        self.pipeline.set_rules(rules);
+        self.rule_counters = counters;
+        true
+    }
+
+    fn service_commands(&mut self, now: u64) -> bool {
+        let mut any = false;
+        for _ in 0..CMDS_PER_BATCH {
+            let Ok(cmd) = self.cmds.try_recv() else { break };
+            any = true;
+            match cmd {
+                WorkerCmd::Scan {
+                    from,
+                    filter,
+                    action,
+                    mut buf,
+                    reply,
+                } => {
+                    let cap = self.pipeline.shard().capacity();
+                    let end = (from + SCAN_SLOTS).min(cap);
+                    let mut matched = 0;
+                    for id in from..end {
+                        let e: &Entry = self.pipeline.shard().entry(id as u32);
+                        if !live(e, now) || !filter.matches(e) {
+                            continue;
+                        }
+                        matched += 1;
+                        match action {
+                            ScanAction::Copy => {
+                                if buf.len() < buf.capacity() {
+                                    buf.push(*e);
+                                }
+                            }
+                            ScanAction::Expire => {
+                                self.pipeline.shard_mut().entry_mut(id as u32).expires = 0;
+                            }
+                        }
+                    }
+                    let _ = reply.try_send(ScanReply {
+                        next: (end < cap).then_some(end),
+                        matched,
+                        entries: buf,
+                    });
+                }
+                WorkerCmd::FlushAll { reply } => {
+                    let n = self.pipeline.shard().len() as u64;
+                    self.pipeline.shard_mut().flush();
+                    let _ = reply.try_send(n);
+                }
+                WorkerCmd::Sweep { slots, reply } => {
+                    let n = self.pipeline.expire(now, slots);
+                    let _ = reply.try_send(n);
+                }
+                WorkerCmd::SwapHist { mut spare, reply } => {
+                    std::mem::swap(&mut self.hists, &mut spare);
+                    let _ = reply.try_send(spare);
+                }
+            }
+        }
+        any
+    }
+
+    fn publish(&self, local: &Local) {
+        let c = &self.pipeline.counters;
+        let st = &self.pipeline.shard().stats;
+        let mut dropped = c.dropped;
+        dropped[DropReason::HandoffFull as usize] += local.handoff_full;
+        dropped[DropReason::TxFull as usize] += local.tx_full;
+        let w = WorkerCounters {
+            rx_packets: local.rx_packets,
+            rx_bytes: local.rx_bytes,
+            tx_packets: local.tx_packets,
+            tx_bytes: local.tx_bytes,
+            handoffs_out: local.handoffs_out,
+            handoffs_in: local.handoffs_in,
+            batches: local.batches,
+            generation: u64::from(self.generation),
+            processed: c.rx_packets,
+            accepted: c.accepted,
+            cache_hits: c.cache_hits,
+            dropped,
+            ctstate: c.ctstate,
+            invalid: c.invalid,
+            entries: self.pipeline.shard().len() as u64,
+            capacity: self.pipeline.shard().capacity() as u64,
+            inserted: st.inserted,
+            expired: st.expired,
+            early_drops: st.early_drops,
+            table_full: dropped[DropReason::TableFull as usize],
+        };
+        self.shared.slots[self.id].stats.publish(&w);
+    }
+
+    fn idle(&mut self, rounds: u32) {
+        if self.poll == PollMode::Busy || rounds < SPIN_ROUNDS {
+            std::hint::spin_loop();
+            return;
+        }
+        if rounds < SPIN_ROUNDS + YIELD_ROUNDS {
+            thread::yield_now();
+            return;
+        }
+        // Announce the sleep, then look once more: a worker that handed us a packet after
+        // our last look sees `sleeping` (SeqCst on both sides) and unparks us.
+        let slot = &self.shared.slots[self.id];
+        slot.sleeping.store(true, Ordering::SeqCst);
+        if self.shared.inbox[self.id].is_empty()
+            && self.cmds.is_empty()
+            && !self.shared.stop.load(Ordering::Relaxed)
+        {
+            let _ = self.io.wait(IDLE_WAIT_MS);
+        }
+        slot.sleeping.store(false, Ordering::Relaxed);
+    }
+}
+
+/// Count a packet on the rule (or policy) that decided it.
+#[inline]
+fn count_rule(c: &RuleCounters, o: &Outcome, bytes: u64) {
+    match o.stage {
+        StageId::Raw => c.raw.count(o.rule, bytes),
+        StageId::Forward => c.forward.count(o.rule, bytes),
+        StageId::None => {}
+    }
+}
+
+/// Copy a frame onto its owner's handoff ring; a full ring (or no free buffer) is a counted
+/// drop.
+#[inline]
+fn handoff(
+    shared: &Shared,
+    pool: &mut Vec<Vec<u8>>,
+    buf_capacity: usize,
+    me: usize,
+    to: usize,
+    data: &[u8],
+    port: usize,
+    now: u64,
+    local: &mut Local,
+) {
+    if pool.is_empty() {
+        while let Some(b) = shared.returns[me].pop() {
+            pool.push(b);
+        }
+    }
+    let Some(mut buf) = pool.pop() else {
+        local.handoff_full += 1;
+        return;
+    };
+    if data.len() > buf_capacity {
+        // Cannot happen (buffers hold the largest frame any worker's IO has); never grow a
+        // buffer on the packet path.
+        pool.push(buf);
+        local.handoff_full += 1;
+        return;
+    }
+    buf.clear();
+    buf.extend_from_slice(data);
+    let h = Handoff {
+        buf,
+        in_port: port as u8,
+        from: me as u16,
+        rx_ns: now,
+    };
+    match shared.inbox[to].push(h) {
+        Ok(()) => {
+            local.handoffs_out += 1;
+            fence(Ordering::SeqCst);
+            let slot = &shared.slots[to];
+            if slot.sleeping.load(Ordering::SeqCst) {
+                if let Some(t) = slot.thread.get() {
+                    t.unpark();
+                }
+            }
+        }
+        Err(h) => {
+            pool.push(h.buf);
+            local.handoff_full += 1;
+        }
+    }
+}
