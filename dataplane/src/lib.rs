@@ -16,3 +16,4 @@ pub mod ruleset;
 pub mod runtime;
 pub mod sharded;
 pub mod wire;
+pub mod xsk;
