@@ -1,8 +1,302 @@
-//! statewallctl: the operator's tool. It talks only to the daemon's control socket; the
-//! commands arrive with the control work (DESIGN.md §6).
+//! statewallctl: the operator's tool (DESIGN.md §6). It talks only to the daemon's control
+//! socket (`config::control`, newline-delimited JSON): human-readable output by default,
+//! the daemon's reply verbatim with `--json`.
+//!
+//! Exit status: 0 done; 1 the daemon refused (invalid ruleset, bad setting, ...); 2 usage;
+//! 3 the daemon could not be reached or answered garbage.
 #![forbid(unsafe_code)]
 
-fn main() {
-    eprintln!("statewallctl: the control socket protocol is not implemented yet; see README");
-    std::process::exit(2);
+mod client;
+mod output;
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use config::control::{
+    Command, ConntrackFilter, ConntrackOp, Family, Outcome, Payload, Reply, DEFAULT_SOCKET,
+};
+
+use client::Client;
+
+#[derive(Parser)]
+#[command(
+    name = "statewallctl",
+    version,
+    about = "Control a running statewall: push rulesets, read stats, conntrack and latency"
+)]
+struct Cli {
+    /// The daemon's control socket.
+    #[arg(long, global = true, default_value = DEFAULT_SOCKET)]
+    socket: PathBuf,
+    /// Print the daemon's JSON reply as it is.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Validate, compile and swap in a ruleset (the running one stays on any error).
+    Apply {
+        /// Stay running and re-apply whenever the file changes.
+        #[arg(long)]
+        watch: bool,
+        /// How often --watch looks at the file, in milliseconds.
+        #[arg(long, default_value_t = 500, hide = true)]
+        interval_ms: u64,
+        file: PathBuf,
+    },
+    /// Validate a ruleset against the running daemon without applying it.
+    Check { file: PathBuf },
+    /// The running ruleset with per-rule packet and byte counters.
+    Show,
+    /// Per-worker counters, drops by reason, table occupancy.
+    Stats {
+        #[arg(long)]
+        per_core: bool,
+    },
+    /// The connection table: list, count, flush, get.
+    Conntrack {
+        #[arg(value_enum)]
+        op: CtOp,
+        #[command(flatten)]
+        filter: FilterArgs,
+    },
+    /// Latency histograms: receive → verdict, forwarded and dropped, and per batch.
+    Hist {
+        /// Clear the histograms after reading them.
+        #[arg(long)]
+        reset: bool,
+        #[arg(long)]
+        per_core: bool,
+    },
+    /// Read a conntrack setting by its sysctl name (udp_timeout, tcp_loose, ...).
+    Get { key: String },
+    /// Change a conntrack setting live.
+    Set { key: String, value: String },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum CtOp {
+    List,
+    Count,
+    Flush,
+    Get,
+}
+
+#[derive(Args)]
+struct FilterArgs {
+    /// Protocol: tcp, udp, icmp, icmpv6 or a number.
+    #[arg(short = 'p', long, value_parser = parse_proto)]
+    proto: Option<u8>,
+    /// Original source address.
+    #[arg(short = 's', long)]
+    src: Option<IpAddr>,
+    /// Original destination address.
+    #[arg(short = 'd', long)]
+    dst: Option<IpAddr>,
+    #[arg(long)]
+    sport: Option<u16>,
+    #[arg(long)]
+    dport: Option<u16>,
+    /// Either port.
+    #[arg(long)]
+    port: Option<u16>,
+    /// TCP state (ESTABLISHED, TIME_WAIT, ...).
+    #[arg(long)]
+    state: Option<String>,
+    #[arg(short = 'f', long, value_enum)]
+    family: Option<FamilyArg>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum FamilyArg {
+    Ipv4,
+    Ipv6,
+}
+
+fn parse_proto(s: &str) -> Result<u8, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "tcp" => Ok(6),
+        "udp" => Ok(17),
+        "icmp" => Ok(1),
+        "icmpv6" | "ipv6-icmp" => Ok(58),
+        "udplite" => Ok(136),
+        "sctp" => Ok(132),
+        other => other
+            .parse()
+            .map_err(|_| format!("`{s}`: use tcp, udp, icmp, icmpv6 or a protocol number")),
+    }
+}
+
+impl FilterArgs {
+    fn filter(&self) -> ConntrackFilter {
+        ConntrackFilter {
+            family: self.family.map(|f| match f {
+                FamilyArg::Ipv4 => Family::Ipv4,
+                FamilyArg::Ipv6 => Family::Ipv6,
+            }),
+            proto: self.proto,
+            src: self.src,
+            dst: self.dst,
+            sport: self.sport,
+            dport: self.dport,
+            port: self.port,
+            state: self.state.clone(),
+        }
+    }
+}
+
+/// A finished command: what to print and how to exit.
+enum Done {
+    Ok,
+    Refused,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(Done::Ok) => ExitCode::SUCCESS,
+        Ok(Done::Refused) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("statewallctl: {e:#}");
+            ExitCode::from(3)
+        }
+    }
+}
+
+fn read_file(path: &Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))
+}
+
+fn run(cli: &Cli) -> anyhow::Result<Done> {
+    let cmd = match &cli.cmd {
+        Cmd::Apply {
+            watch: true,
+            interval_ms,
+            file,
+        } => return watch(cli, file, Duration::from_millis(*interval_ms)),
+        Cmd::Apply { file, .. } => Command::Apply {
+            yaml: read_file(file)?,
+            file: file.display().to_string(),
+        },
+        Cmd::Check { file } => Command::Check {
+            yaml: read_file(file)?,
+            file: file.display().to_string(),
+        },
+        Cmd::Show => Command::Show,
+        Cmd::Stats { per_core } => Command::Stats {
+            per_core: *per_core,
+        },
+        Cmd::Conntrack { op, filter } => Command::Conntrack {
+            op: match op {
+                CtOp::List => ConntrackOp::List,
+                CtOp::Count => ConntrackOp::Count,
+                CtOp::Flush => ConntrackOp::Flush,
+                CtOp::Get => ConntrackOp::Get,
+            },
+            filter: filter.filter(),
+        },
+        Cmd::Hist { reset, per_core } => Command::Hist {
+            reset: *reset,
+            per_core: *per_core,
+        },
+        Cmd::Get { key } => Command::Get { key: key.clone() },
+        Cmd::Set { key, value } => Command::Set {
+            key: key.clone(),
+            value: value.clone(),
+        },
+    };
+    let mut client = Client::connect(&cli.socket)?;
+    let (line, reply) = client.call(cmd)?;
+    Ok(report(cli, &line, &reply))
+}
+
+/// Print a reply; whether the daemon did what was asked.
+fn report(cli: &Cli, line: &str, reply: &Reply) -> Done {
+    if cli.json {
+        println!("{line}");
+        return match reply.result {
+            Outcome::Ok { .. } => Done::Ok,
+            Outcome::Error { .. } => Done::Refused,
+        };
+    }
+    match &reply.result {
+        Outcome::Ok { data } => {
+            print!("{}", output::payload(data));
+            if let Payload::Applied(a) = data {
+                for w in &a.warnings {
+                    eprintln!("{w}");
+                }
+                for n in &a.notes {
+                    eprintln!("note: {n}");
+                }
+            }
+            if let Payload::Checked(c) = data {
+                for w in &c.warnings {
+                    eprintln!("{w}");
+                }
+            }
+            Done::Ok
+        }
+        Outcome::Error { error } => {
+            for d in &error.diagnostics {
+                eprintln!("{d}");
+            }
+            eprintln!("statewallctl: {} ({})", error.message, error.kind);
+            Done::Refused
+        }
+    }
+}
+
+/// `apply --watch`: apply now and after every change of the file, until killed. Each
+/// outcome is logged with the time; a refused version leaves the last good one running.
+fn watch(cli: &Cli, file: &Path, interval: Duration) -> anyhow::Result<Done> {
+    let mut last: Option<(Option<SystemTime>, String)> = None;
+    loop {
+        let text = std::fs::read_to_string(file);
+        let mtime = std::fs::metadata(file).and_then(|m| m.modified()).ok();
+        match text {
+            Err(e) => {
+                if last.is_some() {
+                    eprintln!(
+                        "{}: cannot read {}: {e}; still watching",
+                        stamp(),
+                        file.display()
+                    );
+                    last = None;
+                }
+            }
+            Ok(text) => {
+                let changed = last.as_ref().is_none_or(|(m, t)| *m != mtime || *t != text);
+                if changed {
+                    let cmd = Command::Apply {
+                        yaml: text.clone(),
+                        file: file.display().to_string(),
+                    };
+                    match Client::connect(&cli.socket).and_then(|mut c| c.call(cmd)) {
+                        Ok((line, reply)) => {
+                            eprint!("{}: ", stamp());
+                            report(cli, &line, &reply);
+                            last = Some((mtime, text));
+                        }
+                        Err(e) => eprintln!("{}: {e:#}; will retry", stamp()),
+                    }
+                }
+            }
+        }
+        std::thread::sleep(interval);
+    }
+}
+
+fn stamp() -> String {
+    let t = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    format!("[{}.{:03}]", t.as_secs(), t.subsec_millis())
 }

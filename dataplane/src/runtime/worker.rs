@@ -79,7 +79,8 @@ pub(crate) struct Worker<Io: PortIo> {
 
 /// Per-batch scratch, allocated once.
 struct Scratch<F> {
-    rx: Vec<F>,
+    /// Frames received this batch, per port.
+    rx: Vec<Vec<F>>,
     tx: Vec<Vec<F>>,
     tx_bytes: Vec<u64>,
     release: Vec<F>,
@@ -101,7 +102,7 @@ impl<Io: PortIo> Worker<Io> {
         let ports = self.io.port_count();
         let per_port = self.batch * 2;
         let mut s = Scratch {
-            rx: Vec::with_capacity(self.batch),
+            rx: (0..ports).map(|_| Vec::with_capacity(self.batch)).collect(),
             tx: (0..ports).map(|_| Vec::with_capacity(per_port)).collect(),
             tx_bytes: vec![0; ports],
             release: Vec::with_capacity(per_port * ports.max(1)),
@@ -114,12 +115,12 @@ impl<Io: PortIo> Worker<Io> {
         }
         self.publish(&local);
         while !self.shared.stop.load(Ordering::Relaxed) {
-            let t0 = self.shared.clock.now();
             let mut dirty = self.check_publication();
+            let (t0, received, fwd, drop) = self.poll_once(&mut s, &mut local);
             dirty |= self.service_commands(t0);
-
-            let (fwd, drop) = self.poll_once(t0, &mut s, &mut local);
-            let work = fwd + drop + s.handed.len();
+            // Frames received (own or handed over ones) are work even when all of them went
+            // to other workers: their counters must be published.
+            let work = received + s.handed.len();
             let t1 = if work > 0 {
                 let t1 = self.shared.clock.now();
                 let lat = t1.saturating_sub(t0);
@@ -157,14 +158,14 @@ impl<Io: PortIo> Worker<Io> {
         self.publish(&local);
     }
 
-    /// Receive and process one batch; `(forwarded, dropped)` among this worker's own
-    /// receptions (handed-over packets are in `s.handed`).
+    /// Receive and process one batch: `(now, received, forwarded, dropped)`, the last three
+    /// among this worker's own receptions (handed-over packets are in `s.handed`). The clock is read once,
+    /// after receiving, so `now` is never earlier than a frame's arrival.
     fn poll_once(
         &mut self,
-        now: u64,
         s: &mut Scratch<Io::Frame>,
         local: &mut Local,
-    ) -> (usize, usize) {
+    ) -> (u64, usize, usize, usize) {
         let Worker {
             id,
             io,
@@ -179,12 +180,21 @@ impl<Io: PortIo> Worker<Io> {
         let me = *id;
         let workers = shared.workers;
         let ports = io.port_count();
+        let mut received = 0;
+        for (port, rx) in s.rx.iter_mut().enumerate() {
+            received += io.recv(port, rx, *batch);
+        }
+        let t0 = shared.clock.now();
+        let mut now = t0;
 
         // Packets other workers handed over: copy into a frame of ours to transmit.
         let inbox = &shared.inbox[me];
         while s.handed.len() < *batch {
             let Some(h) = inbox.pop() else { break };
             local.handoffs_in += 1;
+            // A packet is never processed before it arrived: the sender's clock may be ahead
+            // of the time this batch started. Engine time stays monotonic per worker.
+            now = now.max(h.rx_ns);
             let o = pipeline.process_parsed(
                 now,
                 &Packet {
@@ -219,12 +229,8 @@ impl<Io: PortIo> Worker<Io> {
 
         // Our queue of every port.
         let (mut fwd, mut drop) = (0, 0);
-        for port in 0..ports {
-            s.rx.clear();
-            if io.recv(port, &mut s.rx, *batch) == 0 {
-                continue;
-            }
-            for f in s.rx.drain(..) {
+        for (port, rx) in s.rx.iter_mut().enumerate() {
+            for f in rx.drain(..) {
                 let data = io.data(&f);
                 local.rx_packets += 1;
                 local.rx_bytes += data.len() as u64;
@@ -286,7 +292,7 @@ impl<Io: PortIo> Worker<Io> {
             io.complete(port);
             io.fill(port);
         }
-        (fwd, drop)
+        (t0, received, fwd, drop)
     }
 
     /// Pick up a newly published ruleset. One atomic load per batch; the lock is taken only

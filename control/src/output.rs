@@ -1,0 +1,218 @@
+//! Human-readable renderings of the daemon's replies.
+
+use std::fmt::Write as _;
+
+use config::control::{CoreStats, HistSet, HistSummary, Payload, Stats};
+
+/// What to print for a successful reply (ends with a newline, or is empty).
+pub fn payload(p: &Payload) -> String {
+    let mut o = String::new();
+    match p {
+        Payload::Applied(a) => {
+            let _ = writeln!(
+                o,
+                "applied: generation {} (was {}), {} warning{}",
+                a.generation,
+                a.previous,
+                a.warnings.len(),
+                if a.warnings.len() == 1 { "" } else { "s" }
+            );
+        }
+        Payload::Checked(c) => {
+            let _ = writeln!(
+                o,
+                "ok: the ruleset is valid, {} warning{}",
+                c.warnings.len(),
+                if c.warnings.len() == 1 { "" } else { "s" }
+            );
+        }
+        Payload::Show(s) => {
+            let _ = writeln!(
+                o,
+                "generation {} from {} (applied {} s ago)",
+                s.generation, s.file, s.age_s
+            );
+            let pairs: Vec<String> = s
+                .pairs
+                .iter()
+                .map(|[a, b]| format!("{a} <-> {b}"))
+                .collect();
+            let _ = writeln!(
+                o,
+                "ports: {}; pairs: {}",
+                s.ports.join(", "),
+                pairs.join(", ")
+            );
+            if !s.settings.is_empty() {
+                let set: Vec<String> = s.settings.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                let _ = writeln!(o, "conntrack: {}", set.join(" "));
+            }
+            for st in &s.stages {
+                if st.name == "raw" && st.rules.is_empty() && st.policy == "accept" {
+                    continue;
+                }
+                let _ = writeln!(
+                    o,
+                    "\n{} (policy {} {} packets, {} bytes)",
+                    st.name, st.policy, st.policy_packets, st.policy_bytes
+                );
+                let _ = writeln!(
+                    o,
+                    "{:>4} {:>10} {:>12}  {:<8} matches",
+                    "#", "pkts", "bytes", "action"
+                );
+                for r in &st.rules {
+                    let _ = write!(
+                        o,
+                        "{:>4} {:>10} {:>12}  {:<8} {}",
+                        r.index, r.packets, r.bytes, r.action, r.matches
+                    );
+                    if let Some(c) = &r.comment {
+                        let _ = write!(o, "  # {c}");
+                    }
+                    o.push('\n');
+                }
+            }
+        }
+        Payload::Stats(s) => stats(&mut o, s),
+        Payload::Conntrack(c) => {
+            if !c.entries.is_empty() {
+                for e in &c.entries {
+                    let _ = writeln!(o, "{}", e.line);
+                }
+            } else if c.flushed > 0 || (c.count == 0 && c.by_proto.is_empty()) {
+                // flush, or an empty list/count.
+                if c.flushed > 0 {
+                    let _ = writeln!(o, "{} flow entries have been deleted.", c.flushed);
+                } else {
+                    let _ = writeln!(o, "0");
+                }
+            } else {
+                let _ = writeln!(o, "{}", c.count);
+            }
+        }
+        Payload::Hist(h) => {
+            let _ = writeln!(
+                o,
+                "{:<12} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9}   (µs)",
+                "latency", "count", "p50", "p90", "p99", "p99.9", "max"
+            );
+            hist_rows(&mut o, &h.total);
+            for c in &h.per_core {
+                hist_rows(&mut o, c);
+            }
+            if h.reset {
+                let _ = writeln!(o, "(reset)");
+            }
+        }
+        Payload::Setting(s) => {
+            let _ = match s.generation {
+                Some(g) => writeln!(o, "{} = {} (generation {g})", s.key, s.value),
+                None => writeln!(o, "{} = {}", s.key, s.value),
+            };
+        }
+    }
+    o
+}
+
+#[expect(
+    clippy::cast_precision_loss,
+    reason = "nanoseconds shown in microseconds"
+)]
+fn us(ns: u64) -> String {
+    format!("{:.1}", ns as f64 / 1000.0)
+}
+
+fn hist_rows(o: &mut String, h: &HistSet) {
+    let who = h.worker.map_or_else(String::new, |w| format!("[{w}]"));
+    for (name, s) in [
+        ("forwarded", &h.forwarded),
+        ("dropped", &h.dropped),
+        ("batch", &h.batch),
+    ] {
+        let HistSummary {
+            count,
+            p50,
+            p90,
+            p99,
+            p999,
+            max,
+            ..
+        } = s;
+        let _ = writeln!(
+            o,
+            "{:<12} {count:>10} {:>9} {:>9} {:>9} {:>9} {:>9}",
+            format!("{name}{who}"),
+            us(*p50),
+            us(*p90),
+            us(*p99),
+            us(*p999),
+            us(*max)
+        );
+    }
+}
+
+fn stats(o: &mut String, s: &Stats) {
+    let _ = writeln!(
+        o,
+        "workers {}, ruleset generation {}, up {:.0} s",
+        s.workers, s.generation, s.uptime_s
+    );
+    for m in &s.io_mode {
+        let _ = writeln!(o, "io: {m}");
+    }
+    let _ = writeln!(
+        o,
+        "{:<6} {:>12} {:>14} {:>12} {:>14} {:>10} {:>10} {:>10} {:>10} {:>20}",
+        "",
+        "rx pkts",
+        "rx bytes",
+        "tx pkts",
+        "tx bytes",
+        "rx pps",
+        "dropped",
+        "hand out",
+        "hand in",
+        "entries/max"
+    );
+    let row = |o: &mut String, name: String, c: &CoreStats| {
+        let _ = writeln!(
+            o,
+            "{name:<6} {:>12} {:>14} {:>12} {:>14} {:>10.0} {:>10} {:>10} {:>10} {:>20}",
+            c.rx_packets,
+            c.rx_bytes,
+            c.tx_packets,
+            c.tx_bytes,
+            c.rx_pps,
+            c.dropped_total,
+            c.handoffs_out,
+            c.handoffs_in,
+            format!("{}/{} {:.1}%", c.entries, c.capacity, c.fill_percent())
+        );
+    };
+    for c in &s.per_core {
+        row(o, format!("core{}", c.worker.unwrap_or(0)), c);
+    }
+    row(o, "total".into(), &s.total);
+    let t = &s.total;
+    let nonzero = |m: &std::collections::BTreeMap<String, u64>| -> String {
+        let v: Vec<String> = m
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(k, n)| format!("{k}={n}"))
+            .collect();
+        if v.is_empty() {
+            "none".into()
+        } else {
+            v.join(" ")
+        }
+    };
+    let _ = writeln!(o, "drops: {}", nonzero(&t.dropped));
+    let _ = writeln!(o, "ctstate: {}", nonzero(&t.ctstate));
+    let _ = writeln!(o, "invalid: {}", nonzero(&t.invalid));
+    let _ = writeln!(
+        o,
+        "conntrack: {} entries of {}, {} inserted, {} expired, {} early drops, {} table_full, {} expectations; cache hits {}",
+        t.entries, t.capacity, t.inserted, t.expired, t.early_drops, t.table_full, t.expectations, t.cache_hits
+    );
+}

@@ -1,0 +1,525 @@
+//! statewallctl against a real control socket served by a runtime with in-memory ports
+//! (two workers): every command, good and bad rulesets, settings, conntrack, abuse of the
+//! socket (garbage, oversized and silent clients), 50 clients at once.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use config::control::{ErrorKind, Outcome, Payload, Reply};
+use dataplane::packet::tcp_flags::{ACK, PSH, SYN};
+use dataplane::runtime::mem::MemNet;
+use dataplane::runtime::server::{ControlServer, ServerConfig};
+use dataplane::runtime::{PollMode, Runtime, RuntimeConfig, RuntimeHandle};
+use dataplane::wire::build::{Icmp, Tcp, Udp};
+
+fn root() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+}
+
+fn seed() -> String {
+    std::fs::read_to_string(root().join("examples/seed-gateway.yaml")).unwrap()
+}
+
+struct Daemon {
+    dir: PathBuf,
+    socket: PathBuf,
+    net: Arc<MemNet>,
+    handle: RuntimeHandle,
+    server: Option<ControlServer>,
+    rt: Option<Runtime>,
+}
+
+impl Daemon {
+    fn start(name: &str) -> Daemon {
+        let dir = std::env::temp_dir().join(format!("swctl-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        // A directory the server creates (0700), as /run/statewall.
+        let socket = dir.join("run/control.sock");
+        let yaml = seed();
+        let ruleset = config::load_str(&yaml, "seed.yaml").unwrap().ruleset;
+        let net = MemNet::new(2, 2);
+        let cfg = RuntimeConfig {
+            pin: false,
+            poll: PollMode::Adaptive,
+            io_mode: vec!["memory (test)".into()],
+            ..RuntimeConfig::default()
+        };
+        let rt = Runtime::start(
+            &ruleset,
+            &yaml,
+            "seed.yaml",
+            vec![net.ports_for(0), net.ports_for(1)],
+            &cfg,
+        )
+        .unwrap();
+        let handle = rt.handle();
+        let server = ControlServer::bind(
+            &socket,
+            handle.clone(),
+            ServerConfig {
+                read_timeout: Duration::from_millis(500),
+                max_line: 64 * 1024,
+                ..ServerConfig::default()
+            },
+        )
+        .unwrap();
+        Daemon {
+            dir,
+            socket,
+            net,
+            handle,
+            server: Some(server),
+            rt: Some(rt),
+        }
+    }
+
+    fn ctl(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_statewallctl"))
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.ctl(args);
+        assert!(o.status.success(), "statewallctl {args:?}: {o:?}");
+        String::from_utf8(o.stdout).unwrap()
+    }
+
+    fn json(&self, args: &[&str]) -> Reply {
+        let mut a = vec!["--json"];
+        a.extend_from_slice(args);
+        let o = self.ctl(&a);
+        let line = String::from_utf8(o.stdout).unwrap();
+        Reply::from_line(line.trim()).unwrap()
+    }
+
+    fn file(&self, name: &str, text: &str) -> String {
+        let p = self.dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    }
+
+    /// Web connections through the gateway: SYN, SYN/ACK, ACK, data, on both workers' queues.
+    fn traffic(&self, flows: u16) {
+        let server = IpAddr::V4(Ipv4Addr::new(10, 10, 0, 3));
+        let mut n = 0;
+        for f in 0..flows {
+            let c = (IpAddr::V4(Ipv4Addr::new(10, 10, 0, 2)), 40_000 + f);
+            let s = (server, 80);
+            let seg = |src, dst, flags, seq, ack| {
+                Tcp {
+                    seq,
+                    ack,
+                    ..Tcp::new(src, dst, flags)
+                }
+                .frame()
+            };
+            for (port, frame) in [
+                (0, seg(c, s, SYN, 100, 0)),
+                (1, seg(s, c, SYN | ACK, 900, 101)),
+                (0, seg(c, s, ACK, 101, 901)),
+                (
+                    0,
+                    Tcp {
+                        seq: 101,
+                        ack: 901,
+                        ..Tcp::new(c, s, ACK | PSH)
+                    }
+                    .payload(b"GET /".to_vec())
+                    .frame(),
+                ),
+            ] {
+                self.net.inject(port, port, &frame);
+                n += 1;
+                self.settle(n);
+            }
+        }
+        self.net.inject(
+            0,
+            0,
+            &Udp::new("10.10.0.2:5000", "10.10.0.3:53")
+                .payload(b"q".to_vec())
+                .frame(),
+        );
+        self.net.inject(
+            0,
+            1,
+            &Icmp::echo_request("10.10.0.2", "10.10.0.3", 7, 1).frame(),
+        );
+        self.settle(n + 2);
+    }
+
+    /// Wait until `n` packets were received in all.
+    fn settle(&self, n: u64) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self
+            .handle
+            .counters()
+            .iter()
+            .map(|c| c.processed)
+            .sum::<u64>()
+            < n
+        {
+            assert!(Instant::now() < deadline, "traffic did not settle");
+            std::thread::sleep(Duration::from_micros(100));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        drop(self.server.take());
+        if let Some(rt) = self.rt.take() {
+            rt.stop();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn data(r: &Reply) -> &Payload {
+    match &r.result {
+        Outcome::Ok { data } => data,
+        Outcome::Error { error } => panic!("error reply: {error:?}"),
+    }
+}
+
+#[test]
+fn socket_is_private() {
+    let d = Daemon::start("perm");
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&d.socket), 0o600);
+    assert_eq!(mode(d.socket.parent().unwrap()), 0o700);
+    // A second daemon on the same socket is refused; the first keeps serving.
+    let again = ControlServer::bind(&d.socket, d.handle.clone(), ServerConfig::default());
+    assert!(again.unwrap_err().to_string().contains("another statewall"));
+    d.ok(&["stats"]);
+}
+
+#[test]
+fn apply_good_and_bad_rulesets() {
+    let d = Daemon::start("apply");
+    let strict = d.file(
+        "strict.yaml",
+        &seed().replace("dport: 80\n", "dport: 443\n"),
+    );
+    let out = d.ok(&["apply", &strict]);
+    assert!(out.contains("generation 2 (was 1)"), "{out}");
+    // A typo: refused with file:line:col, the generation stays.
+    let bad = d.file("bad.yaml", &seed().replace("policy: drop", "policy: dorp"));
+    let o = d.ctl(&["apply", &bad]);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    let err = stderr(&o);
+    let line = seed()
+        .lines()
+        .position(|l| l.contains("policy: drop"))
+        .unwrap()
+        + 1;
+    assert!(err.contains(&format!("{bad}:{line}:")), "{err}");
+    assert!(err.contains("running ruleset is unchanged"), "{err}");
+    let Payload::Show(s) = data(&d.json(&["show"])).clone() else {
+        panic!()
+    };
+    assert_eq!(s.generation, 2);
+    assert!(s.file.ends_with("strict.yaml"));
+    // JSON: the diagnostics are structured.
+    let r = d.json(&["apply", &bad]);
+    let Outcome::Error { error } = &r.result else {
+        panic!("{r:?}")
+    };
+    assert_eq!(error.kind, ErrorKind::InvalidConfig);
+    assert_eq!(
+        (
+            error.diagnostics[0].line,
+            error.diagnostics[0].file.as_str()
+        ),
+        (line, bad.as_str())
+    );
+    // Ports cannot change while running.
+    let ports = d.file(
+        "ports.yaml",
+        &format!("ports: {{lan: eth9, wan: wan}}\n{}", seed()),
+    );
+    let o = d.ctl(&["apply", &ports]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("ports differ"), "{}", stderr(&o));
+    // check validates without applying.
+    assert!(d.ok(&["check", &strict]).contains("valid"));
+    assert_eq!(d.ctl(&["check", &bad]).status.code(), Some(1));
+    assert_eq!(d.handle.generation(), 2);
+    // A missing file is the client's error.
+    assert_eq!(
+        d.ctl(&["apply", "/nonexistent.yaml"]).status.code(),
+        Some(3)
+    );
+}
+
+#[test]
+fn apply_watch_follows_the_file() {
+    let d = Daemon::start("watch");
+    let path = d.file("watched.yaml", &seed());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_statewallctl"))
+        .arg("--socket")
+        .arg(&d.socket)
+        .args(["apply", "--watch", "--interval-ms", "50", &path])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let wait_gen = |g: u32| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while d.handle.generation() < g {
+            assert!(Instant::now() < deadline, "generation {g} not reached");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    wait_gen(2);
+    std::fs::write(&path, seed().replace("dport: 80\n", "dport: 8000\n")).unwrap();
+    wait_gen(3);
+    // A broken edit is refused; the next good one applies.
+    std::fs::write(&path, "forward: [").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(d.handle.generation(), 3);
+    std::fs::write(&path, seed()).unwrap();
+    wait_gen(4);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn stats_show_hist_and_conntrack() {
+    let d = Daemon::start("stats");
+    d.traffic(10);
+    let Payload::Stats(s) = data(&d.json(&["stats", "--per-core"])).clone() else {
+        panic!()
+    };
+    assert_eq!(s.workers, 2);
+    assert_eq!(s.per_core.len(), 2);
+    assert_eq!(s.total.rx_packets, 42);
+    assert_eq!(s.total.rx_packets, s.total.accepted + s.total.dropped_total);
+    assert_eq!(
+        s.total.entries, 11,
+        "10 TCP, 1 ICMP (UDP 53 is not allowed)"
+    );
+    assert!(
+        s.total.handoffs_out > 0,
+        "replies arrive on the other worker's queue"
+    );
+    let human = d.ok(&["stats", "--per-core"]);
+    assert!(
+        human.contains("core0") && human.contains("core1") && human.contains("total"),
+        "{human}"
+    );
+    assert!(human.contains("ctstate: established="), "{human}");
+
+    let show = d.ok(&["show"]);
+    assert!(show.contains("generation 1 from seed.yaml"), "{show}");
+    assert!(show.contains("# web"), "{show}");
+    let Payload::Show(sh) = data(&d.json(&["show"])).clone() else {
+        panic!()
+    };
+    let fwd = sh.stages.iter().find(|s| s.name == "forward").unwrap();
+    assert_eq!(fwd.rules[2].packets, 10, "rule 2 accepted the 10 SYNs");
+    assert_eq!(
+        fwd.rules.iter().map(|r| r.packets).sum::<u64>() + fwd.policy_packets,
+        42
+    );
+
+    let hist = d.ok(&["hist", "--per-core"]);
+    assert!(
+        hist.contains("forwarded") && hist.contains("p99") && hist.contains("[1]"),
+        "{hist}"
+    );
+    let Payload::Hist(h) = data(&d.json(&["hist", "--reset"])).clone() else {
+        panic!()
+    };
+    assert_eq!(h.total.forwarded.count + h.total.dropped.count, 42);
+    assert!(!h.total.forwarded.buckets.is_empty());
+    let Payload::Hist(h) = data(&d.json(&["hist"])).clone() else {
+        panic!()
+    };
+    assert_eq!(h.total.forwarded.count, 0, "reset");
+
+    let list = d.ok(&["conntrack", "list"]);
+    let lines: Vec<&str> = list.lines().collect();
+    assert_eq!(lines.len(), 11, "{list}");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.starts_with("ipv4     2 ") && l.ends_with("mark=0 use=1")),
+        "{list}"
+    );
+    assert!(
+        list.contains("ESTABLISHED src=10.10.0.2 dst=10.10.0.3 sport=40000 dport=80"),
+        "{list}"
+    );
+    assert_eq!(d.ok(&["conntrack", "count"]).trim(), "11");
+    assert_eq!(d.ok(&["conntrack", "count", "-p", "icmp"]).trim(), "1");
+    assert_eq!(
+        d.ok(&["conntrack", "list", "--dport", "80", "--sport", "40003"])
+            .lines()
+            .count(),
+        1
+    );
+    let get = d.ok(&[
+        "conntrack",
+        "get",
+        "-p",
+        "tcp",
+        "-s",
+        "10.10.0.3",
+        "-d",
+        "10.10.0.2",
+        "--sport",
+        "80",
+        "--dport",
+        "40001",
+    ]);
+    assert!(get.contains("sport=40001 dport=80"), "{get}");
+    assert_eq!(
+        d.ctl(&["conntrack", "get", "-p", "tcp"]).status.code(),
+        Some(1)
+    );
+    assert_eq!(
+        d.ctl(&["conntrack", "list", "--state", "BOGUS"])
+            .status
+            .code(),
+        Some(1)
+    );
+    assert!(d
+        .ok(&["conntrack", "flush", "-p", "icmp"])
+        .contains("1 flow entries have been deleted"));
+    assert_eq!(d.ok(&["conntrack", "count"]).trim(), "10");
+    assert!(d.ok(&["conntrack", "flush"]).contains("10 flow entries"));
+    assert_eq!(d.ok(&["conntrack", "count"]).trim(), "0");
+    let Payload::Stats(s) = data(&d.json(&["stats"])).clone() else {
+        panic!()
+    };
+    assert_eq!(s.total.entries, 0);
+}
+
+#[test]
+fn get_and_set_settings() {
+    let d = Daemon::start("settings");
+    assert_eq!(d.ok(&["get", "udp_timeout"]).trim(), "udp_timeout = 30");
+    let out = d.ok(&["set", "udp_timeout", "10"]);
+    assert!(out.contains("udp_timeout = 10 (generation 2)"), "{out}");
+    assert_eq!(d.ok(&["get", "udp_timeout"]).trim(), "udp_timeout = 10");
+    assert!(d.ok(&["show"]).contains("udp_timeout=10"));
+    let o = d.ctl(&["set", "udp_timeout", "0"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("allowed 1 to"), "{}", stderr(&o));
+    let o = d.ctl(&["set", "udp_timout", "5"]);
+    assert!(
+        stderr(&o).contains("did you mean `udp_timeout`"),
+        "{}",
+        stderr(&o)
+    );
+    let o = d.ctl(&["set", "max", "1000"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("restart"), "{}", stderr(&o));
+    assert_eq!(d.handle.generation(), 2);
+}
+
+/// Send raw bytes, read one reply line.
+fn raw(socket: &Path, bytes: &[u8]) -> Reply {
+    let mut s = UnixStream::connect(socket).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = s.write_all(bytes);
+    let mut line = String::new();
+    BufReader::new(&s).read_line(&mut line).unwrap();
+    Reply::from_line(line.trim()).unwrap()
+}
+
+fn kind(r: &Reply) -> ErrorKind {
+    match &r.result {
+        Outcome::Error { error } => error.kind,
+        Outcome::Ok { .. } => panic!("expected an error: {r:?}"),
+    }
+}
+
+#[test]
+fn abuse_gets_structured_errors() {
+    let d = Daemon::start("abuse");
+    assert_eq!(kind(&raw(&d.socket, b"hello there\n")), ErrorKind::BadJson);
+    assert_eq!(
+        kind(&raw(&d.socket, b"{\"v\":9,\"id\":4,\"cmd\":\"show\"}\n")),
+        ErrorKind::BadVersion
+    );
+    assert_eq!(
+        kind(&raw(&d.socket, b"{\"v\":1,\"id\":4,\"cmd\":\"reboot\"}\n")),
+        ErrorKind::BadRequest
+    );
+    assert_eq!(kind(&raw(&d.socket, b"\xff\xfe\n")), ErrorKind::BadJson);
+    let mut big = vec![b'x'; 100 * 1024];
+    big.push(b'\n');
+    assert_eq!(kind(&raw(&d.socket, &big)), ErrorKind::TooLarge);
+    // Silent: nothing, or half a line.
+    assert_eq!(kind(&raw(&d.socket, b"")), ErrorKind::Timeout);
+    assert_eq!(kind(&raw(&d.socket, b"{\"v\":1,")), ErrorKind::Timeout);
+    // After garbage, the same connection still serves a good request.
+    let mut s = UnixStream::connect(&d.socket).unwrap();
+    s.write_all(b"garbage\n{\"v\":1,\"id\":77,\"cmd\":\"get\",\"key\":\"tcp_loose\"}\n")
+        .unwrap();
+    let mut r = BufReader::new(&s);
+    let mut l1 = String::new();
+    let mut l2 = String::new();
+    r.read_line(&mut l1).unwrap();
+    r.read_line(&mut l2).unwrap();
+    assert_eq!(
+        kind(&Reply::from_line(l1.trim()).unwrap()),
+        ErrorKind::BadJson
+    );
+    let ok = Reply::from_line(l2.trim()).unwrap();
+    assert_eq!(ok.id, Some(77));
+    assert!(matches!(data(&ok), Payload::Setting(s) if s.value == "1"));
+    // Workers kept working all along.
+    d.traffic(2);
+}
+
+#[test]
+fn fifty_concurrent_clients() {
+    let d = Daemon::start("many");
+    // Ten silent clients hold connections open meanwhile.
+    let silent: Vec<UnixStream> = (0..10)
+        .map(|_| UnixStream::connect(&d.socket).unwrap())
+        .collect();
+    let children: Vec<_> = (0..50)
+        .map(|i| {
+            let args: &[&str] = match i % 4 {
+                0 => &["--json", "stats", "--per-core"],
+                1 => &["--json", "conntrack", "count"],
+                2 => &["--json", "hist"],
+                _ => &["--json", "get", "udp_timeout"],
+            };
+            Command::new(env!("CARGO_BIN_EXE_statewallctl"))
+                .arg("--socket")
+                .arg(&d.socket)
+                .args(args)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    d.traffic(3);
+    for c in children {
+        let o = c.wait_with_output().unwrap();
+        assert!(o.status.success(), "{o:?}");
+        let r = Reply::from_line(String::from_utf8(o.stdout).unwrap().trim()).unwrap();
+        assert!(matches!(r.result, Outcome::Ok { .. }), "{r:?}");
+    }
+    drop(silent);
+}
