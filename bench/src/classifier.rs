@@ -72,7 +72,7 @@ fn new_only() -> Match<CtState> {
 }
 
 /// Host rule `i`: NEW tcp from lan to 10.a.b.c/32 on one port.
-fn host(i: u32) -> (IpAddr, u16) {
+pub(crate) fn host(i: u32) -> (IpAddr, u16) {
     (
         v4(0x0a00_0000 | (i + 1)),
         HOST_PORTS[i as usize % HOST_PORTS.len()],
@@ -80,7 +80,7 @@ fn host(i: u32) -> (IpAddr, u16) {
 }
 
 /// A ruleset of `n` rules (at least 3) and the indices of its host rules.
-fn ruleset(n: usize) -> (Vec<Rule>, Vec<(usize, u32)>) {
+pub(crate) fn ruleset(n: usize) -> (Vec<Rule>, Vec<(usize, u32)>) {
     let mut rules = Vec::with_capacity(n);
     let mut est = Rule::new(Action::Accept);
     est.ctstate = Some(Match::new(vec![CtState::Established, CtState::Related]));
@@ -144,10 +144,10 @@ fn ruleset(n: usize) -> (Vec<Rule>, Vec<(usize, u32)>) {
 }
 
 /// splitmix64, for reproducible key choice.
-struct Rng(u64);
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);

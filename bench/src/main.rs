@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 mod classifier;
+mod engine;
 
 use clap::{Parser, Subcommand};
 
@@ -18,10 +19,37 @@ struct Cli {
 enum Cmd {
     /// Rule classifier: ns per lookup as the rule count grows, compile time and memory.
     Classifier(classifier::Args),
+    /// The whole engine: the pipeline and the shard benches, or capture files (`--pcap`).
+    Engine(engine::EngineArgs),
+    /// `Pipeline` on synthetic established and new-connection traffic.
+    Pipeline(engine::Args),
+    /// The conntrack shard alone: lookups of established flows and insertions.
+    Shard(engine::Args),
+    /// Write a synthetic TCP capture (handshakes, then established ACKs) to time with
+    /// `engine --pcap`, here or in another conntrack implementation.
+    GenPcap(engine::GenArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().cmd {
         Cmd::Classifier(args) => classifier::run(&args),
+        Cmd::Engine(args) => {
+            engine::print_header();
+            if args.pcap.is_empty() {
+                engine::shard(&args.common)?;
+                engine::pipeline(&args.common)
+            } else {
+                engine::pcap(&args)
+            }
+        }
+        Cmd::Pipeline(args) => {
+            engine::print_header();
+            engine::pipeline(&args)
+        }
+        Cmd::Shard(args) => {
+            engine::print_header();
+            engine::shard(&args)
+        }
+        Cmd::GenPcap(args) => engine::gen_pcap(&args),
     }
 }

@@ -1,10 +1,12 @@
 //! The connection table of one shard: a slab of entries allocated (and touched) up front,
 //! and an open-addressing index keyed by the symmetric flow hash.
 //!
-//! Index slots are `u64`: the hash's high 32 bits as a tag, and the entry id + 1 (0 is
-//! empty). Linear probing at a load of at most 1/2; deletion shifts later members of the
-//! cluster back (no tombstones), so lookups never degrade with churn. Nothing here
-//! allocates after `new`.
+//! Index slots are `u64`: the hash's low 32 bits as a tag, and the entry id + 1 (0 is
+//! empty). The tag holds the slot's home position (the low bits of the hash), so deletion
+//! shifts later members of the cluster back (no tombstones) without reading their entries,
+//! and lookups never degrade with churn. Linear probing at a load of at most 1/2. Nothing
+//! here allocates after `new`; both arrays ask for transparent huge pages (a large table is
+//! touched at random, and with 4 KiB pages nearly every lookup would also miss the TLB).
 
 use crate::flow::FlowKey;
 
@@ -13,9 +15,15 @@ use super::entry::{status, Dir, Entry};
 /// Entries examined for an early drop (`NF_CT_EVICTION_RANGE`).
 pub const EVICTION_RANGE: usize = 8;
 
+/// An entry on its own pair of cache lines (entries are 128 bytes; unaligned, one in two
+/// would straddle three lines).
+#[derive(Debug, Clone, Copy, Default)]
+#[repr(C, align(64))]
+struct Aligned(Entry);
+
 #[derive(Debug)]
 pub struct Table {
-    entries: Vec<Entry>,
+    entries: Vec<Aligned>,
     free: Vec<u32>,
     index: Vec<u64>,
     mask: usize,
@@ -24,9 +32,79 @@ pub struct Table {
     cursor: usize,
 }
 
+const TAG: u64 = 0xffff_ffff_0000_0000;
+
+/// The slot tag of a hash: its low 32 bits (home position included), in the high half.
 #[inline]
 fn tag(hash: u64) -> u64 {
-    hash & 0xffff_ffff_0000_0000
+    hash << 32
+}
+
+/// The hash bits a slot keeps (enough to find its home in a table of up to 2^32 slots).
+#[inline]
+fn slot_hash(slot: u64) -> usize {
+    (slot >> 32) as usize
+}
+
+/// Hint the CPU to fetch the cache line holding `p` (never faults, no effect on results).
+#[inline(always)]
+fn prefetch_line(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        #[expect(
+            unsafe_code,
+            reason = "prefetch is a hint: it never faults, reads into a register or writes"
+        )]
+        // SAFETY: SSE is part of the x86_64 baseline; a prefetch of any address is harmless.
+        unsafe {
+            _mm_prefetch::<_MM_HINT_T0>(p.cast::<i8>());
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = p;
+    }
+}
+
+/// Ask for transparent huge pages over `v`'s buffer (before it is first written). Advice
+/// only: where it fails or THP is off, nothing changes but speed.
+fn advise_huge<T>(v: &Vec<T>) {
+    #[cfg(target_os = "linux")]
+    {
+        const MADV_HUGEPAGE: i32 = 14;
+        const PAGE: usize = 4096;
+        let bytes = v.capacity() * std::mem::size_of::<T>();
+        if bytes < 2 << 20 {
+            return;
+        }
+        let start = v.as_ptr() as usize;
+        let lo = start.next_multiple_of(PAGE);
+        let hi = (start + bytes) & !(PAGE - 1);
+        if hi <= lo {
+            return;
+        }
+        extern "C" {
+            fn madvise(addr: *mut std::ffi::c_void, len: usize, advice: i32) -> i32;
+        }
+        #[expect(
+            unsafe_code,
+            reason = "madvise(MADV_HUGEPAGE) over our own, page-aligned part of a live allocation: it changes page size only, never contents"
+        )]
+        // SAFETY: [lo, hi) lies inside `v`'s allocation, and MADV_HUGEPAGE never changes the
+        // memory's contents or validity.
+        unsafe {
+            madvise(
+                std::ptr::with_exposed_provenance_mut(lo),
+                hi - lo,
+                MADV_HUGEPAGE,
+            );
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = v;
+    }
 }
 
 impl Table {
@@ -35,13 +113,20 @@ impl Table {
     pub fn new(capacity: usize) -> Table {
         let capacity = capacity.max(1);
         let slots = (capacity * 2).next_power_of_two().max(16);
-        let entries = vec![Entry::default(); capacity];
+        // Reserve, advise huge pages, then write every byte (so no page faults later:
+        // `vec![0; n]` would map untouched zero pages).
+        let mut entries = Vec::with_capacity(capacity);
+        advise_huge(&entries);
+        entries.resize(capacity, Aligned::default());
+        let mut index = Vec::with_capacity(slots);
+        advise_huge(&index);
+        index.resize(slots, 0);
         // Free ids popped from the end: hand out low ids first.
         let free = (0..capacity as u32).rev().collect();
         Table {
             entries,
             free,
-            index: vec![0; slots],
+            index,
             mask: slots - 1,
             live: 0,
             cursor: 0,
@@ -66,21 +151,47 @@ impl Table {
 
     #[inline]
     pub fn get(&self, id: u32) -> &Entry {
-        &self.entries[id as usize]
+        &self.entries[id as usize].0
     }
 
     #[inline]
     pub fn get_mut(&mut self, id: u32) -> &mut Entry {
-        &mut self.entries[id as usize]
+        &mut self.entries[id as usize].0
     }
 
-    /// Hint the CPU to fetch the index slot of `hash` (batch lookups call this first).
+    /// Start fetching what a lookup of `hash` will read: the home index slot, and the entry
+    /// of the first slot of its cluster whose tag matches (both cache lines of it). Batch
+    /// lookups call this for every packet first: the slot loads of a batch then overlap,
+    /// and the entries arrive while earlier packets are processed. On a miss, the next
+    /// free entry is fetched instead (an insertion will write it).
     #[inline]
     pub fn prefetch(&self, hash: u64) {
-        let slot = hash as usize & self.mask;
-        // A plain read is the portable prefetch: the load is issued early and its result
-        // discarded; the optimizer keeps it because `black_box` consumes it.
-        std::hint::black_box(self.index[slot]);
+        let t = tag(hash);
+        let mut pos = hash as usize & self.mask;
+        for _ in 0..4 {
+            let slot = self.index[pos];
+            if slot == 0 {
+                break;
+            }
+            if slot & TAG == t {
+                let id = (slot as u32).wrapping_sub(1) as usize;
+                self.prefetch_entry(id);
+                return;
+            }
+            pos = (pos + 1) & self.mask;
+        }
+        if let Some(&id) = self.free.last() {
+            self.prefetch_entry(id as usize);
+        }
+    }
+
+    #[inline(always)]
+    fn prefetch_entry(&self, id: usize) {
+        if let Some(e) = self.entries.get(id) {
+            let p = std::ptr::from_ref(e).cast::<u8>();
+            prefetch_line(p);
+            prefetch_line(p.wrapping_add(64));
+        }
     }
 
     /// Find the entry for `key` (either direction); `hash` is `key.symmetric_hash()`.
@@ -93,9 +204,9 @@ impl Table {
             if slot == 0 {
                 return None;
             }
-            if slot & 0xffff_ffff_0000_0000 == t {
+            if slot & TAG == t {
                 let id = (slot as u32).wrapping_sub(1);
-                let e = &self.entries[id as usize];
+                let e = &self.entries[id as usize].0;
                 if e.key == *key {
                     return Some((id, Dir::Original));
                 }
@@ -111,7 +222,7 @@ impl Table {
     pub fn insert(&mut self, mut entry: Entry, hash: u64) -> Option<u32> {
         let id = self.free.pop()?;
         entry.status |= status::IN_USE;
-        self.entries[id as usize] = entry;
+        self.entries[id as usize] = Aligned(entry);
         let mut pos = hash as usize & self.mask;
         while self.index[pos] != 0 {
             pos = (pos + 1) & self.mask;
@@ -123,7 +234,7 @@ impl Table {
 
     /// Remove entry `id` (present in the table).
     pub fn remove(&mut self, id: u32) {
-        let hash = self.entries[id as usize].key.symmetric_hash();
+        let hash = self.entries[id as usize].0.key.symmetric_hash();
         let want = tag(hash) | u64::from(id + 1);
         let mut pos = hash as usize & self.mask;
         while self.index[pos] != want {
@@ -142,8 +253,7 @@ impl Table {
             if slot == 0 {
                 break;
             }
-            let sid = (slot as u32).wrapping_sub(1);
-            let home = self.entries[sid as usize].key.symmetric_hash() as usize & self.mask;
+            let home = slot_hash(slot) & self.mask;
             // Distance from home to next vs from home to hole (cyclic).
             if (next.wrapping_sub(home) & self.mask) >= (next.wrapping_sub(hole) & self.mask) {
                 self.index[hole] = slot;
@@ -152,7 +262,7 @@ impl Table {
             next = (next + 1) & self.mask;
         }
         self.index[hole] = 0;
-        self.entries[id as usize].status = 0;
+        self.entries[id as usize].0.status = 0;
         self.free.push(id);
         self.live -= 1;
     }
@@ -169,7 +279,7 @@ impl Table {
             } else {
                 self.cursor + 1
             };
-            let e = &self.entries[id];
+            let e = &self.entries[id].0;
             if e.status & status::IN_USE != 0 && e.expires <= now {
                 self.remove(id as u32);
                 removed += 1;
@@ -194,7 +304,7 @@ impl Table {
             }
             seen += 1;
             let id = (slot as u32).wrapping_sub(1);
-            let e = &self.entries[id as usize];
+            let e = &self.entries[id as usize].0;
             if !e.has(status::ASSURED) || closing(e) {
                 return Some(id);
             }
@@ -207,7 +317,7 @@ impl Table {
         self.entries
             .iter()
             .enumerate()
-            .filter(|(_, e)| e.status & status::IN_USE != 0)
+            .filter(|(_, e)| e.0.status & status::IN_USE != 0)
             .map(|(i, _)| i as u32)
     }
 }
