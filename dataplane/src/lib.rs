@@ -7,6 +7,7 @@
 
 pub mod classifier;
 pub mod conntrack;
+pub mod daemon;
 pub mod flow;
 pub mod packet;
 pub mod pipeline;

@@ -20,6 +20,24 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Run the gateway: forward between the config's ports over AF_XDP.
+    Run {
+        /// The YAML ruleset (re-read on SIGHUP).
+        #[arg(long)]
+        config: PathBuf,
+        /// Worker threads; worker i polls queue i of every port.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+        workers: u16,
+        /// Control socket for statewallctl.
+        #[arg(long, default_value = dataplane::daemon::DEFAULT_SOCKET)]
+        control_socket: PathBuf,
+        /// `adaptive` spins, then sleeps when idle; `busy` spins always (a dedicated box).
+        #[arg(long, default_value = "adaptive", value_parser = ["adaptive", "busy"])]
+        poll: String,
+        /// Do not pin workers to cores.
+        #[arg(long)]
+        no_pin: bool,
+    },
     /// Validate and lint a ruleset; exit 1 on errors, 0 otherwise (warnings included).
     Check {
         /// The YAML ruleset.
@@ -64,6 +82,24 @@ enum Cmd {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.cmd {
+        Cmd::Run {
+            config,
+            workers,
+            control_socket,
+            poll,
+            no_pin,
+        } => dataplane::daemon::run(&dataplane::daemon::RunOptions {
+            config,
+            workers: usize::from(workers),
+            control_socket,
+            poll: if poll == "busy" {
+                dataplane::runtime::PollMode::Busy
+            } else {
+                dataplane::runtime::PollMode::Adaptive
+            },
+            pin: !no_pin,
+        })
+        .map(|()| ExitCode::SUCCESS),
         Cmd::Check { file } => Ok(check(&file)),
         Cmd::ImportIptables {
             sysctl,

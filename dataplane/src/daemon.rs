@@ -1,0 +1,162 @@
+//! `statewall run`: the daemon. Opens the config's ports over AF_XDP (worker i polls queue i of
+//! every port), starts the runtime's pinned workers and the control socket, and then waits:
+//! SIGHUP re-reads the config (a bad one is reported and the running ruleset stays),
+//! SIGINT/SIGTERM shut down cleanly (workers joined, sockets closed, XDP programs detached).
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use config::ruleset::PortSpec;
+use config::validate::port_names;
+
+use crate::runtime::server::{ControlServer, ServerConfig};
+use crate::runtime::{PollMode, Runtime, RuntimeConfig};
+use crate::xsk::{PortConfig, UmemConfig, XskPorts};
+
+/// Default control socket (DESIGN.md §6).
+pub const DEFAULT_SOCKET: &str = "/run/statewall/control.sock";
+
+/// Options of `statewall run`.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub config: PathBuf,
+    pub workers: usize,
+    pub control_socket: PathBuf,
+    pub poll: PollMode,
+    /// Pin worker i to core i (best effort).
+    pub pin: bool,
+}
+
+/// The ports of worker `queue`, in the ruleset's port order.
+fn port_configs(r: &config::Ruleset, queue: u32) -> Vec<PortConfig> {
+    port_names(r)
+        .iter()
+        .map(|name| match r.ports.as_ref().and_then(|p| p.get(name)) {
+            Some(spec) => PortConfig::from_spec(spec, queue),
+            None => PortConfig::from_spec(&PortSpec::Interface(name.clone()), queue),
+        })
+        .collect()
+}
+
+fn load(path: &Path) -> anyhow::Result<(config::Loaded, String)> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {file}"))?;
+    match config::load_str(&text, &file) {
+        Ok(l) => Ok((l, text)),
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("{e}");
+            }
+            bail!("{file}: {} error(s); not starting", errors.len())
+        }
+    }
+}
+
+/// Run until SIGINT/SIGTERM.
+pub fn run(opts: &RunOptions) -> anyhow::Result<()> {
+    let (loaded, yaml) = load(&opts.config)?;
+    for w in &loaded.warnings {
+        eprintln!("{w}");
+    }
+    let workers = opts.workers.max(1);
+    let mut ios = Vec::with_capacity(workers);
+    let mut io_mode = Vec::new();
+    for w in 0..workers {
+        let ports = port_configs(&loaded.ruleset, w as u32);
+        let xsk = XskPorts::open(&ports, &UmemConfig::default()).with_context(|| {
+            format!(
+                "worker {w}: cannot open AF_XDP on queue {w} of {}",
+                ports
+                    .iter()
+                    .map(|p| p.interface.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })?;
+        for (p, m) in ports.iter().zip(xsk.modes()) {
+            // `m` names the interface and queue itself.
+            let line = format!("worker {w}, port {}: {m}", p.interface);
+            eprintln!("statewall: {line}");
+            io_mode.push(line);
+        }
+        ios.push(xsk);
+    }
+    let cfg = RuntimeConfig {
+        poll: opts.poll,
+        pin: opts.pin,
+        io_mode,
+        ..RuntimeConfig::default()
+    };
+    let file = opts.config.display().to_string();
+    let rt = Runtime::start(&loaded.ruleset, &yaml, &file, ios, &cfg)?;
+    let handle = rt.handle();
+    let server = ControlServer::bind(&opts.control_socket, rt.handle(), ServerConfig::default())
+        .with_context(|| format!("control socket {}", opts.control_socket.display()))?;
+    eprintln!(
+        "statewall: running {file} (generation {}) on {workers} worker(s); control socket {}",
+        handle.generation(),
+        opts.control_socket.display()
+    );
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let hup = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&stop)).context("cannot handle signals")?;
+    }
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hup))
+        .context("cannot handle SIGHUP")?;
+
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(50));
+        if hup.swap(false, Ordering::Relaxed) {
+            reload(&handle, &opts.config);
+        }
+    }
+    eprintln!("statewall: stopping");
+    server.shutdown();
+    rt.stop();
+    eprintln!("statewall: stopped");
+    Ok(())
+}
+
+/// SIGHUP: re-read the config file and swap it in, or say why not and keep the running one.
+fn reload(handle: &crate::runtime::control::RuntimeHandle, path: &Path) {
+    let file = path.display().to_string();
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!(
+                "statewall: reload: cannot read {file}: {e}; keeping generation {}",
+                handle.generation()
+            );
+            return;
+        }
+    };
+    match handle.apply(&text, &file) {
+        Ok(a) => {
+            for w in &a.warnings {
+                eprintln!("{w}");
+            }
+            for n in &a.notes {
+                eprintln!("statewall: reload: {n}");
+            }
+            eprintln!(
+                "statewall: reload: {file} is generation {} (was {})",
+                a.generation, a.previous
+            );
+        }
+        Err(e) => {
+            for d in &e.diagnostics {
+                eprintln!("{d}");
+            }
+            eprintln!(
+                "statewall: reload: {file} rejected ({}); keeping generation {}",
+                e.message,
+                handle.generation()
+            );
+        }
+    }
+}
