@@ -12,6 +12,7 @@ pub mod flow;
 pub mod packet;
 pub mod pipeline;
 pub mod reason;
+pub mod reject;
 pub mod replay;
 pub mod ruleset;
 pub mod runtime;

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use config::matches::CtState;
-use config::ruleset::Action;
+use config::ruleset::{Action, RejectWith};
 
 use crate::classifier::Key;
 use crate::conntrack::entry::{status, CachedVerdict};
@@ -104,6 +104,10 @@ pub struct Outcome {
     pub out_port: Option<u8>,
     /// The verdict came from the per-flow cache (the rules were not walked).
     pub cached: bool,
+    /// The packet was dropped by a `reject` rule: the runtime sends the answer
+    /// ([`crate::reject::build`]) with `reject_with` back out of the ingress port.
+    pub reject: bool,
+    pub reject_with: Option<RejectWith>,
 }
 
 /// Per-worker counters, written only by the owner.
@@ -382,6 +386,7 @@ impl Pipeline {
             reason,
             out_port,
             cached,
+            ..Outcome::default()
         };
         if accept {
             if let Track::Tracked {
@@ -403,6 +408,13 @@ impl Pipeline {
             counters.accepted += 1;
             o
         } else {
+            let reject =
+                rule.filter(|&r| rules.forward.actions.get(r as usize) == Some(&Action::Reject));
+            let o = Outcome {
+                reject: reject.is_some(),
+                reject_with: reject.and_then(|r| rules.forward.reject_with(r)),
+                ..o
+            };
             counters.drop(
                 o,
                 if rule.is_some() {

@@ -140,6 +140,11 @@ impl CompiledStage {
             .map(|i| i as u32)
     }
 
+    /// The `reject_with` of rule `i`.
+    pub fn reject_with(&self, i: u32) -> Option<config::ruleset::RejectWith> {
+        self.rules.get(i as usize).and_then(|r| r.reject_with)
+    }
+
     /// Whether verdicts for packets of this state and direction may be cached per flow.
     #[inline]
     pub fn cacheable(&self, state: Option<CtState>, dir: Option<CtDir>) -> bool {

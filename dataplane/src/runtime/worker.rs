@@ -86,7 +86,15 @@ struct Scratch<F> {
     release: Vec<F>,
     /// Receive timestamps of handed-over packets, and whether each was forwarded.
     handed: Vec<(u64, bool)>,
+    /// Answers to rejected packets (TCP RST / ICMP unreachable), built during the batch in
+    /// fixed slots of `MAX_REPLY` bytes and sent with it; `replies` holds (port, length).
+    reject: Vec<u8>,
+    replies: Vec<(usize, usize)>,
 }
+
+/// Reject answers sent per batch at most (like the kernel's ICMP rate limit, a flood of
+/// rejected packets cannot turn into a flood of answers).
+const REJECTS_PER_BATCH: usize = 32;
 
 impl<Io: PortIo> Worker<Io> {
     pub fn run(mut self) {
@@ -107,6 +115,8 @@ impl<Io: PortIo> Worker<Io> {
             tx_bytes: vec![0; ports],
             release: Vec::with_capacity(per_port * ports.max(1)),
             handed: Vec::with_capacity(self.batch),
+            reject: vec![0; crate::reject::MAX_REPLY * REJECTS_PER_BATCH],
+            replies: Vec::with_capacity(REJECTS_PER_BATCH),
         };
         let mut local = Local::default();
         let mut idle_rounds: u32 = 0;
@@ -204,6 +214,15 @@ impl<Io: PortIo> Worker<Io> {
                 wire::parse(&h.buf),
             );
             count_rule(rule_counters, &o, h.buf.len() as u64);
+            if o.reject {
+                reject_reply(
+                    &h.buf,
+                    &o,
+                    usize::from(h.in_port),
+                    &mut s.reject,
+                    &mut s.replies,
+                );
+            }
             let mut forwarded = false;
             if let (Verdict::Accept, Some(out)) = (o.verdict, o.out_port) {
                 let out = usize::from(out);
@@ -255,6 +274,9 @@ impl<Io: PortIo> Worker<Io> {
                     parsed,
                 );
                 count_rule(rule_counters, &o, data.len() as u64);
+                if o.reject {
+                    reject_reply(data, &o, port, &mut s.reject, &mut s.replies);
+                }
                 match (o.verdict, o.out_port) {
                     (Verdict::Accept, Some(out)) if usize::from(out) < ports => {
                         s.tx_bytes[usize::from(out)] += data.len() as u64;
@@ -266,6 +288,20 @@ impl<Io: PortIo> Worker<Io> {
                         drop += 1;
                     }
                 }
+            }
+        }
+
+        // Answers to rejected packets go out of the port their packet came in on.
+        for (i, (port, len)) in s.replies.drain(..).enumerate() {
+            let slot = &s.reject[i * crate::reject::MAX_REPLY..][..len];
+            match io.alloc() {
+                Some(mut f) if port < ports => {
+                    io.set_len(&mut f, len).copy_from_slice(slot);
+                    s.tx_bytes[port] += len as u64;
+                    s.tx[port].push(f);
+                }
+                Some(f) => s.release.push(f),
+                None => local.tx_full += 1,
             }
         }
 
@@ -490,5 +526,27 @@ fn handoff(
             pool.push(h.buf);
             local.handoff_full += 1;
         }
+    }
+}
+
+/// Build the answer to a rejected packet into the next free slot (none when the batch's
+/// slots are used up or the kernel would send nothing).
+fn reject_reply(
+    frame: &[u8],
+    o: &crate::pipeline::Outcome,
+    port: usize,
+    buf: &mut [u8],
+    replies: &mut Vec<(usize, usize)>,
+) {
+    let i = replies.len();
+    if i >= REJECTS_PER_BATCH {
+        return;
+    }
+    let slot = &mut buf[i * crate::reject::MAX_REPLY..][..crate::reject::MAX_REPLY];
+    if let Some(len) = wire::parse(frame)
+        .ok()
+        .and_then(|m| crate::reject::build(frame, &m, o.reject_with, slot))
+    {
+        replies.push((port, len));
     }
 }
