@@ -734,6 +734,13 @@ pub fn shard(a: &Args) -> anyhow::Result<()> {
             }
             let name = if established { "lookup" } else { "insert" };
             let [plain, pf] = v;
+            if !established {
+                let st = &s.stats;
+                println!(
+                    "# shard insert {n}: inserted {} expired {} early drops {} table full {}",
+                    st.inserted, st.expired, st.early_drops, st.table_full
+                );
+            }
             print_row("shard", name, n, "-", median(plain), s.len());
             print_row("shard", &format!("{name}+pf"), n, "-", median(pf), s.len());
         }

@@ -235,6 +235,11 @@ impl Table {
     /// Remove entry `id` (present in the table).
     pub fn remove(&mut self, id: u32) {
         let hash = self.entries[id as usize].0.key.symmetric_hash();
+        self.remove_hashed(id, hash);
+    }
+
+    /// Remove entry `id`, whose key's symmetric hash is `hash`.
+    fn remove_hashed(&mut self, id: u32, hash: u64) {
         let want = tag(hash) | u64::from(id + 1);
         let mut pos = hash as usize & self.mask;
         while self.index[pos] != want {
@@ -270,20 +275,39 @@ impl Table {
     /// Expire at most `budget` slots' worth of entries whose time has come; returns how many
     /// were removed. Successive calls walk the whole slab round-robin.
     pub fn expire(&mut self, now: u64, budget: usize) -> usize {
+        // In groups: find the expired entries of the next slots and start fetching their
+        // index slots, then remove them in the same order (the slab scan is sequential; the
+        // index slots are random, and one at a time each would wait out a cache miss).
+        const GROUP: usize = 16;
         let n = self.entries.len();
         let mut removed = 0;
-        for _ in 0..budget.min(n) {
-            let id = self.cursor;
-            self.cursor = if self.cursor + 1 == n {
-                0
-            } else {
-                self.cursor + 1
-            };
-            let e = &self.entries[id].0;
-            if e.status & status::IN_USE != 0 && e.expires <= now {
-                self.remove(id as u32);
-                removed += 1;
+        let mut left = budget.min(n);
+        let mut found = [(0u32, 0u64); GROUP];
+        while left > 0 {
+            let g = left.min(GROUP);
+            let mut k = 0;
+            for _ in 0..g {
+                let id = self.cursor;
+                self.cursor = if self.cursor + 1 == n {
+                    0
+                } else {
+                    self.cursor + 1
+                };
+                let e = &self.entries[id].0;
+                if e.status & status::IN_USE != 0 && e.expires <= now {
+                    let hash = e.key.symmetric_hash();
+                    prefetch_line(
+                        std::ptr::from_ref(&self.index[hash as usize & self.mask]).cast(),
+                    );
+                    found[k] = (id as u32, hash);
+                    k += 1;
+                }
             }
+            for &(id, hash) in &found[..k] {
+                self.remove_hashed(id, hash);
+            }
+            removed += k;
+            left -= g;
         }
         removed
     }
