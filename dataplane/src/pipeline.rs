@@ -211,8 +211,8 @@ impl Pipeline {
             for h in hashes[..pkts.len()].iter().flatten() {
                 self.shard.prefetch(*h);
             }
-            for ((p, m), o) in pkts.iter().zip(&parsed).zip(outs.iter_mut()) {
-                *o = self.process_parsed(now, p, *m);
+            for (((p, m), h), o) in pkts.iter().zip(&parsed).zip(&hashes).zip(outs.iter_mut()) {
+                *o = self.process_hashed(now, p, *m, *h);
             }
         }
     }
@@ -226,11 +226,24 @@ impl Pipeline {
 
     /// One packet whose frame the caller already parsed (workers parse once to find the
     /// owner, then hand the result here).
+    #[inline]
     pub fn process_parsed(
         &mut self,
         now: u64,
         p: &Packet,
         parsed: Result<PacketMeta, L3Error>,
+    ) -> Outcome {
+        self.process_hashed(now, p, parsed, None)
+    }
+
+    /// As [`Self::process_parsed`], with the packet's [`crate::flow::steer_hash`] when the
+    /// caller computed it already (it is then not computed again).
+    pub fn process_hashed(
+        &mut self,
+        now: u64,
+        p: &Packet,
+        parsed: Result<PacketMeta, L3Error>,
+        hash: Option<u64>,
     ) -> Outcome {
         // Disjoint borrows: the ruleset is read while the shard and counters are written.
         let Pipeline {
@@ -288,7 +301,12 @@ impl Pipeline {
         };
 
         // Raw stage: before conntrack.
-        let (raw_rule, raw_action) = decide(&rules.raw, &key);
+        let (raw_rule, raw_action) = if rules.raw.actions.is_empty() {
+            // No raw rules: the policy (accept or drop), without a lookup.
+            rules.raw.decide_policy()
+        } else {
+            decide(&rules.raw, &key)
+        };
         let notrack = match raw_action {
             Action::Notrack => true,
             Action::Accept => false,
@@ -321,7 +339,7 @@ impl Pipeline {
             let csum_ok = !rules.timeouts.checksum
                 || !matches!(m.proto, 1 | 6 | 17 | 58 | 136)
                 || wire::l4_checksum_ok(p.frame, &m);
-            shard.track(now, &m, p.frame, csum_ok)
+            shard.track_hashed(now, &m, p.frame, csum_ok, hash)
         };
         let Some(state) = track.ctstate() else {
             let o = Outcome {

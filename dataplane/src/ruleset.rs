@@ -96,6 +96,18 @@ fn ip_level_matches(r: &Rule, m: &PacketMeta, in_port: &str, out_port: &str) -> 
 }
 
 impl CompiledStage {
+    /// The policy's verdict, as `decide` gives it when no rule matches.
+    #[inline]
+    pub fn decide_policy(&self) -> (Option<u32>, Action) {
+        (
+            None,
+            match self.policy {
+                Policy::Accept => Action::Accept,
+                Policy::Drop => Action::Drop,
+            },
+        )
+    }
+
     /// First matching rule and its action, or the policy (`rule` None).
     #[inline]
     pub fn decide(&self, key: &Key) -> (Option<u32>, Action) {

@@ -230,15 +230,35 @@ impl Shard {
     /// Track one parsed IP packet at time `now` (ns). `checksum_ok` is the L4 checksum
     /// verdict (pass `true` when verification is off).
     pub fn track(&mut self, now: u64, m: &PacketMeta, frame: &[u8], checksum_ok: bool) -> Track {
+        self.track_hashed(now, m, frame, checksum_ok, None)
+    }
+
+    /// As [`Self::track`], with the packet's [`crate::flow::steer_hash`] if the caller has it
+    /// (batching and owner steering compute it first); `None` computes it here.
+    pub fn track_hashed(
+        &mut self,
+        now: u64,
+        m: &PacketMeta,
+        frame: &[u8],
+        checksum_ok: bool,
+        hash: Option<u64>,
+    ) -> Track {
         self.pending = None;
-        let t = self.track_inner(now, m, frame, checksum_ok);
+        let t = self.track_inner(now, m, frame, checksum_ok, hash);
         if matches!(t, Track::Invalid(_)) {
             self.stats.invalid += 1;
         }
         t
     }
 
-    fn track_inner(&mut self, now: u64, m: &PacketMeta, frame: &[u8], checksum_ok: bool) -> Track {
+    fn track_inner(
+        &mut self,
+        now: u64,
+        m: &PacketMeta,
+        frame: &[u8],
+        checksum_ok: bool,
+        hint: Option<u64>,
+    ) -> Track {
         if let Some(r) = m.l4_invalid {
             return Track::Invalid(r);
         }
@@ -263,7 +283,9 @@ impl Shard {
         let Some(key) = FlowKey::from_meta(m) else {
             return Track::Invalid(InvalidReason::IcmpUntrackable);
         };
-        let hash = key.symmetric_hash();
+        // ICMP errors returned above, so the steering hash is this key's own.
+        let hash = hint.unwrap_or_else(|| key.symmetric_hash());
+        debug_assert_eq!(hash, key.symmetric_hash());
         loop {
             let Some((id, dir)) = self.lookup(&key, hash, now) else {
                 return self.track_new(now, m, frame, key, hash);

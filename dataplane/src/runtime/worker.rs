@@ -255,23 +255,21 @@ impl<Io: PortIo> Worker<Io> {
                 local.rx_bytes += data.len() as u64;
                 let parsed = wire::parse(data);
                 // Frames without a flow (ARP, malformed) are decided where they arrive.
-                let w = parsed
-                    .as_ref()
-                    .ok()
-                    .and_then(steer_hash)
-                    .map_or(me, |h| owner(h, workers));
+                let hash = parsed.as_ref().ok().and_then(steer_hash);
+                let w = hash.map_or(me, |h| owner(h, workers));
                 if w != me {
                     handoff(shared, pool, *buf_capacity, me, w, data, port, now, local);
                     s.release.push(f);
                     continue;
                 }
-                let o = pipeline.process_parsed(
+                let o = pipeline.process_hashed(
                     now,
                     &Packet {
                         frame: data,
                         in_port: port as u8,
                     },
                     parsed,
+                    hash,
                 );
                 count_rule(rule_counters, &o, data.len() as u64);
                 if o.reject {
