@@ -12,6 +12,7 @@ use anyhow::{bail, Context};
 use config::ruleset::PortSpec;
 use config::validate::port_names;
 
+use crate::runtime::metrics::MetricsServer;
 use crate::runtime::server::{ControlServer, ServerConfig};
 use crate::runtime::{PollMode, Runtime, RuntimeConfig};
 use crate::xsk::{PortConfig, UmemConfig, XskPorts};
@@ -28,6 +29,8 @@ pub struct RunOptions {
     pub poll: PollMode,
     /// Pin worker i to core i (best effort).
     pub pin: bool,
+    /// Serve Prometheus metrics here (`--metrics`).
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// The ports of worker `queue`, in the ruleset's port order.
@@ -95,6 +98,15 @@ pub fn run(opts: &RunOptions) -> anyhow::Result<()> {
     let handle = rt.handle();
     let server = ControlServer::bind(&opts.control_socket, rt.handle(), ServerConfig::default())
         .with_context(|| format!("control socket {}", opts.control_socket.display()))?;
+    let metrics = match opts.metrics {
+        Some(addr) => {
+            let m = MetricsServer::bind(addr, rt.handle())
+                .with_context(|| format!("--metrics {addr}: cannot listen"))?;
+            eprintln!("statewall: metrics on http://{}/metrics", m.addr);
+            Some(m)
+        }
+        None => None,
+    };
     eprintln!(
         "statewall: running {file} (generation {}) on {workers} worker(s); control socket {}",
         handle.generation(),
@@ -116,6 +128,9 @@ pub fn run(opts: &RunOptions) -> anyhow::Result<()> {
         }
     }
     eprintln!("statewall: stopping");
+    if let Some(m) = metrics {
+        m.shutdown();
+    }
     server.shutdown();
     rt.stop();
     eprintln!("statewall: stopped");

@@ -37,6 +37,9 @@ enum Cmd {
         /// Do not pin workers to cores.
         #[arg(long)]
         no_pin: bool,
+        /// Serve Prometheus metrics on this address (`PORT` means loopback, or HOST:PORT).
+        #[arg(long, value_parser = dataplane::runtime::metrics::parse_addr)]
+        metrics: Option<std::net::SocketAddr>,
     },
     /// Validate and lint a ruleset; exit 1 on errors, 0 otherwise (warnings included).
     Check {
@@ -88,6 +91,7 @@ fn main() -> ExitCode {
             control_socket,
             poll,
             no_pin,
+            metrics,
         } => dataplane::daemon::run(&dataplane::daemon::RunOptions {
             config,
             workers: usize::from(workers),
@@ -98,6 +102,7 @@ fn main() -> ExitCode {
                 dataplane::runtime::PollMode::Adaptive
             },
             pin: !no_pin,
+            metrics,
         })
         .map(|()| ExitCode::SUCCESS),
         Cmd::Check { file } => Ok(check(&file)),

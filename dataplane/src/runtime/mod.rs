@@ -17,6 +17,7 @@ pub mod cmd;
 pub mod control;
 pub mod io;
 pub mod mem;
+pub mod metrics;
 pub mod server;
 pub mod stats;
 mod worker;
