@@ -20,6 +20,8 @@
 set -euo pipefail
 
 LAB=${LAB:-sw}
+# Queues per veth (LAB_QUEUES=2 lets `statewall run --workers 2` give each worker a queue).
+QUEUES=${LAB_QUEUES:-1}
 CLIENT=$LAB-client
 GW=$LAB-gw
 SERVER=$LAB-server
@@ -69,8 +71,11 @@ up() {
 	ip netns add "$CLIENT"
 	ip netns add "$GW"
 	ip netns add "$SERVER"
-	ip link add eth0 netns "$CLIENT" type veth peer name lan netns "$GW"
-	ip link add eth0 netns "$SERVER" type veth peer name wan netns "$GW"
+	local q="numtxqueues $QUEUES numrxqueues $QUEUES"
+	# shellcheck disable=SC2086 # $q is two option pairs
+	ip link add eth0 netns "$CLIENT" $q type veth peer name lan netns "$GW" $q
+	# shellcheck disable=SC2086
+	ip link add eth0 netns "$SERVER" $q type veth peer name wan netns "$GW" $q
 	host "$CLIENT" "$CLIENT_MAC" 10.10.0.2 fd00:10::2
 	host "$SERVER" "$SERVER_MAC" 10.10.0.3 fd00:10::3
 	ip -n "$GW" link set lo up
