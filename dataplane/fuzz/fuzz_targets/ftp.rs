@@ -17,12 +17,21 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
+    // Line-start tracking: a sequence at or after the newest remembered one is always kept
+    // (older ones may be refused, as in the kernel's update_nl_seq).
+    // Sequences move in small signed steps (as on a connection), from an arbitrary start.
     let mut nl = NlSeq::default();
-    for w in data.chunks(4) {
-        let mut b = [0u8; 4];
+    let mut newest: Option<u32> = None;
+    let mut seq = 0xffff_f000u32;
+    for w in data.chunks(2).take(4096) {
+        let mut b = [0u8; 2];
         b[..w.len()].copy_from_slice(w);
-        let seq = u32::from_le_bytes(b);
+        seq = seq.wrapping_add(u32::from(u16::from_le_bytes(b))).wrapping_sub(0x4000);
         nl.update(Dir::Original, seq);
-        assert!(nl.starts_line(Dir::Original, seq));
+        let is_newest = newest.is_none_or(|n| (seq.wrapping_sub(n) as i32) >= 0);
+        if is_newest {
+            assert!(nl.starts_line(Dir::Original, seq), "newest {seq} forgotten");
+            newest = Some(seq);
+        }
     }
 });
