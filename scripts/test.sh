@@ -38,6 +38,11 @@ cargo build --workspace --release
 step "cargo test --workspace"
 cargo test --workspace
 
+# The fuzz targets (dataplane/fuzz, a crate of its own) must keep compiling; running them
+# needs nightly and cargo-fuzz: `cd dataplane/fuzz && cargo +nightly fuzz run engine`.
+step "cargo check (fuzz targets)"
+(cd dataplane/fuzz && cargo check --quiet --bins)
+
 step "script-level tests"
 if [[ $(id -u) -ne 0 ]]; then
 	echo "test.sh: the script-level tests (scripts/test-*.sh) need root: they build network" >&2
