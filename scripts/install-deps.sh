@@ -10,11 +10,12 @@ set -euo pipefail
 
 # Build: the workspace, the AF_XDP/eBPF parts (clang, llvm, libelf, zlib), libpcap for replay.
 # Tests and lab: namespaces (iproute2), the kernel oracle (iptables, tcpdump, tshark), peers
-# (python3 http.server, scapy, vsftpd + lftp/ftp, iperf3, curl, ping), ethtool for offloads.
+# (python3 http.server, scapy, vsftpd + lftp/ftp, iperf3, curl, ping), ethtool for offloads,
+# tmux (statewallctl top is tested on a real terminal).
 PACKAGES=(
 	build-essential pkg-config m4 clang llvm libelf-dev zlib1g-dev libpcap-dev
 	iproute2 iptables tcpdump tshark python3 python3-scapy curl ethtool procps
-	iputils-ping jq vsftpd iperf3 lftp ftp shellcheck ca-certificates
+	iputils-ping jq vsftpd iperf3 lftp ftp shellcheck ca-certificates tmux
 )
 
 missing=()

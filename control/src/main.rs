@@ -8,6 +8,7 @@
 
 mod client;
 mod output;
+mod top;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -78,6 +79,12 @@ enum Cmd {
     Get { key: String },
     /// Change a conntrack setting live.
     Set { key: String, value: String },
+    /// A live view, each second: per-worker pps, drops, occupancy, p99 latency (q quits).
+    Top {
+        /// Stop after this many refreshes (0: until q or Ctrl-C).
+        #[arg(long, default_value_t = 0)]
+        iterations: u64,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -181,6 +188,7 @@ fn run(cli: &Cli) -> anyhow::Result<Done> {
             interval_ms,
             file,
         } => return watch(cli, file, Duration::from_millis(*interval_ms)),
+        Cmd::Top { iterations } => return top::run(&cli.socket, *iterations).map(|()| Done::Ok),
         Cmd::Apply { file, .. } => Command::Apply {
             yaml: read_file(file)?,
             file: file.display().to_string(),

@@ -523,3 +523,85 @@ fn fifty_concurrent_clients() {
     }
     drop(silent);
 }
+
+#[test]
+fn top_shows_workers_and_totals() {
+    let d = Daemon::start("top");
+    // Without a terminal, top prints one frame per refresh and stops after --iterations.
+    let out = d.ok(&["top", "--iterations", "2"]);
+    assert_eq!(
+        out.matches("statewall top: generation 1, 2 worker(s)")
+            .count(),
+        2,
+        "{out}"
+    );
+    for want in [
+        "rx pps",
+        "entries/max",
+        "p99 µs",
+        "\ntotal ",
+        "\n0 ",
+        "\n1 ",
+        "drops:",
+        "ctstate:",
+    ] {
+        assert!(out.contains(want), "missing {want:?} in:\n{out}");
+    }
+}
+
+/// `top` on a real terminal (tmux): it draws, and `q` quits it, restoring the terminal.
+#[test]
+fn top_in_tmux_quits_on_q() {
+    assert!(
+        Command::new("tmux").arg("-V").output().is_ok(),
+        "tmux is needed for this test (scripts/install-deps.sh installs it)"
+    );
+    let d = Daemon::start("toptmux");
+    let session = format!("swtop{}", std::process::id());
+    let done = d.dir.join("top.exit");
+    let cmd = format!(
+        "{} --socket {} top; echo $? > {}",
+        env!("CARGO_BIN_EXE_statewallctl"),
+        d.socket.display(),
+        done.display()
+    );
+    let tmux = |args: &[&str]| Command::new("tmux").args(args).output().unwrap();
+    assert!(tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        &session,
+        "-x",
+        "160",
+        "-y",
+        "40",
+        &cmd
+    ])
+    .status
+    .success());
+    let capture = || {
+        String::from_utf8_lossy(&tmux(&["capture-pane", "-p", "-t", &session]).stdout).to_string()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !capture().contains("statewall top: generation 1") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "top never drew:\n{}",
+            capture()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(capture().contains("total"), "{}", capture());
+    tmux(&["send-keys", "-t", &session, "q"]);
+    while !done.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "top did not quit on q:\n{}",
+            capture()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let code = std::fs::read_to_string(&done).unwrap();
+    tmux(&["kill-session", "-t", &session]);
+    assert_eq!(code.trim(), "0");
+}
