@@ -14,7 +14,7 @@ use crate::conntrack::entry::{status, CachedVerdict};
 use crate::conntrack::expect::SharedExpectations;
 use crate::conntrack::{HelperVerdict, Shard, Track};
 use crate::flow::steer_hash;
-use crate::packet::{IpFamily, PacketMeta};
+use crate::packet::PacketMeta;
 use crate::reason::{DropReason, InvalidReason, L3Error};
 use crate::ruleset::{CompiledRuleset, CompiledStage};
 use crate::wire;
@@ -280,7 +280,7 @@ impl Pipeline {
                 ..Outcome::default()
             };
         }
-        let mut key = classify_key(&m, p.in_port, out_port.unwrap_or(0));
+        let mut key = Key::from_meta(&m, p.in_port, out_port.unwrap_or(0), None, None);
 
         let names = (
             rules
@@ -442,27 +442,5 @@ impl Pipeline {
                 },
             )
         }
-    }
-}
-
-/// The classifier's view of a packet (ctstate filled in after conntrack).
-fn classify_key(m: &PacketMeta, in_port: u8, out_port: u8) -> Key {
-    let icmp = match (m.family, m.proto) {
-        (IpFamily::V4, 1) | (IpFamily::V6, 58) => Some((m.icmp.ty, m.icmp.code)),
-        _ => None,
-    };
-    Key {
-        family: m.family,
-        in_port,
-        out_port,
-        src: u128::from_be_bytes(m.src),
-        dst: u128::from_be_bytes(m.dst),
-        proto: m.proto,
-        sport: m.sport,
-        dport: m.dport,
-        icmp,
-        tcp_flags: if m.proto == 6 { m.tcp.flags } else { 0 },
-        ctstate: None,
-        ctdir: None,
     }
 }

@@ -30,6 +30,7 @@ use config::matches::{CtDir, CtState};
 use config::ruleset::Rule;
 
 use crate::packet::{Fragment, IpFamily, PacketMeta};
+use crate::reason::InvalidReason;
 use fields::{contains, ct_value, Interval, CT, CT_VALUES, FLAGS, NDIMS};
 use tree::Tree;
 pub use tree::TreeStats;
@@ -68,7 +69,14 @@ impl Key {
         ctstate: Option<CtState>,
         ctdir: Option<CtDir>,
     ) -> Key {
-        let has_l4 = meta.fragment != Fragment::Later && meta.l4_invalid.is_none();
+        // A later fragment has no L4 header; a truncated one is caught by the stage's hotdrop.
+        // A TCP header with a bad data offset still has its flags (iptables' `-m tcp` reads
+        // the fixed 20 bytes).
+        let has_l4 = meta.fragment != Fragment::Later
+            && !matches!(
+                meta.l4_invalid,
+                Some(InvalidReason::Truncated | InvalidReason::Fragment)
+            );
         let icmp_proto = match meta.family {
             IpFamily::V4 => 1,
             IpFamily::V6 => 58,
