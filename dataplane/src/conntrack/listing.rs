@@ -99,18 +99,15 @@ pub fn format_entry(e: &Entry, now: u64) -> String {
     out
 }
 
-/// Lines for a set of entries, ordered like a stable listing (by family, proto, tuple).
+/// The order of a stable listing: family, protocol, then the original tuple.
+pub fn order_key(e: &Entry) -> (u8, u8, [u8; 16], [u8; 16], u16, u16) {
+    let k = &e.key;
+    (k.family as u8, k.proto, k.src, k.dst, k.sport, k.dport)
+}
+
+/// Lines for a set of entries, in listing order ([`order_key`]).
 pub fn format_all<'a>(entries: impl Iterator<Item = &'a Entry>, now: u64) -> Vec<String> {
     let mut v: Vec<&Entry> = entries.collect();
-    v.sort_by_key(|e| {
-        (
-            e.key.family as u8,
-            e.key.proto,
-            e.key.src,
-            e.key.dst,
-            e.key.sport,
-            e.key.dport,
-        )
-    });
+    v.sort_by_key(|e| order_key(e));
     v.into_iter().map(|e| format_entry(e, now)).collect()
 }

@@ -565,16 +565,7 @@ impl RuntimeHandle {
                         }
                     }
                 } else {
-                    found.sort_by_key(|(_, e)| {
-                        (
-                            e.key.family as u8,
-                            e.key.proto,
-                            e.key.src,
-                            e.key.dst,
-                            e.key.sport,
-                            e.key.dport,
-                        )
-                    });
+                    found.sort_by_key(|(_, e)| crate::conntrack::listing::order_key(e));
                     reply.entries = found
                         .iter()
                         .map(|(w, e)| conntrack_entry(*w, e, now))
