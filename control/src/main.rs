@@ -220,13 +220,32 @@ fn run(cli: &Cli) -> anyhow::Result<Done> {
             value: value.clone(),
         },
     };
+    let op = match &cmd {
+        Command::Conntrack { op, .. } => Some(*op),
+        _ => None,
+    };
     let mut client = Client::connect(&cli.socket)?;
     let (line, reply) = client.call(cmd)?;
-    Ok(report(cli, &line, &reply))
+    let done = report(cli, &line, &reply, op);
+    // As `conntrack -G`: a tuple that matches nothing is a failure.
+    if let (
+        Some(ConntrackOp::Get),
+        Outcome::Ok {
+            data: Payload::Conntrack(c),
+        },
+    ) = (op, &reply.result)
+    {
+        if c.entries.is_empty() {
+            eprintln!("statewallctl: no conntrack entry for that tuple");
+            return Ok(Done::Refused);
+        }
+    }
+    Ok(done)
 }
 
-/// Print a reply; whether the daemon did what was asked.
-fn report(cli: &Cli, line: &str, reply: &Reply) -> Done {
+/// Print a reply; whether the daemon did what was asked. `op`: the conntrack operation
+/// asked for, if any.
+fn report(cli: &Cli, line: &str, reply: &Reply, op: Option<ConntrackOp>) -> Done {
     if cli.json {
         println!("{line}");
         return match reply.result {
@@ -236,7 +255,7 @@ fn report(cli: &Cli, line: &str, reply: &Reply) -> Done {
     }
     match &reply.result {
         Outcome::Ok { data } => {
-            print!("{}", output::payload(data));
+            print!("{}", output::payload(data, op));
             if let Payload::Applied(a) = data {
                 for w in &a.warnings {
                     eprintln!("{w}");
@@ -290,7 +309,7 @@ fn watch(cli: &Cli, file: &Path, interval: Duration) -> anyhow::Result<Done> {
                     match Client::connect(&cli.socket).and_then(|mut c| c.call(cmd)) {
                         Ok((line, reply)) => {
                             eprint!("{}: ", stamp());
-                            report(cli, &line, &reply);
+                            report(cli, &line, &reply, None);
                             last = Some((mtime, text));
                         }
                         Err(e) => eprintln!("{}: {e:#}; will retry", stamp()),

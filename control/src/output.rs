@@ -2,10 +2,14 @@
 
 use std::fmt::Write as _;
 
-use config::control::{CoreStats, HistSet, HistSummary, Payload, Stats};
+use config::control::{ConntrackOp, CoreStats, HistSet, HistSummary, Payload, Stats};
 
 /// What to print for a successful reply (ends with a newline, or is empty).
-pub fn payload(p: &Payload) -> String {
+/// `op` is the conntrack operation asked for, which decides how a conntrack reply reads: `list`
+/// and `get` print entry lines only (nothing when none match, so the output parses as
+/// `/proc/net/nf_conntrack`), `count` the number, `flush` conntrack-tools' "N flow entries
+/// have been deleted.".
+pub fn payload(p: &Payload, op: Option<ConntrackOp>) -> String {
     let mut o = String::new();
     match p {
         Payload::Applied(a) => {
@@ -75,22 +79,19 @@ pub fn payload(p: &Payload) -> String {
             }
         }
         Payload::Stats(s) => stats(&mut o, s),
-        Payload::Conntrack(c) => {
-            if !c.entries.is_empty() {
+        Payload::Conntrack(c) => match op {
+            Some(ConntrackOp::Flush) => {
+                let _ = writeln!(o, "{} flow entries have been deleted.", c.flushed);
+            }
+            Some(ConntrackOp::Count) => {
+                let _ = writeln!(o, "{}", c.count);
+            }
+            Some(ConntrackOp::List | ConntrackOp::Get) | None => {
                 for e in &c.entries {
                     let _ = writeln!(o, "{}", e.line);
                 }
-            } else if c.flushed > 0 || (c.count == 0 && c.by_proto.is_empty()) {
-                // flush, or an empty list/count.
-                if c.flushed > 0 {
-                    let _ = writeln!(o, "{} flow entries have been deleted.", c.flushed);
-                } else {
-                    let _ = writeln!(o, "0");
-                }
-            } else {
-                let _ = writeln!(o, "{}", c.count);
             }
-        }
+        },
         Payload::Hist(h) => {
             let _ = writeln!(
                 o,

@@ -404,6 +404,34 @@ fn stats_show_hist_and_conntrack() {
     assert_eq!(d.ok(&["conntrack", "count"]).trim(), "10");
     assert!(d.ok(&["conntrack", "flush"]).contains("10 flow entries"));
     assert_eq!(d.ok(&["conntrack", "count"]).trim(), "0");
+    // An empty table: `list` prints no line (its output parses as /proc/net/nf_conntrack),
+    // `flush` says it deleted 0, `get` of a missing tuple fails as `conntrack -G` does.
+    assert_eq!(d.ok(&["conntrack", "list"]), "");
+    assert_eq!(
+        d.ok(&["conntrack", "flush"]).trim(),
+        "0 flow entries have been deleted."
+    );
+    let missing = d.ctl(&[
+        "conntrack",
+        "get",
+        "-p",
+        "tcp",
+        "-s",
+        "10.10.0.2",
+        "-d",
+        "10.10.0.3",
+        "--sport",
+        "40001",
+        "--dport",
+        "80",
+    ]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(missing.stdout.is_empty());
+    assert!(
+        stderr(&missing).contains("no conntrack entry"),
+        "{}",
+        stderr(&missing)
+    );
     let Payload::Stats(s) = data(&d.json(&["stats"])).clone() else {
         panic!()
     };

@@ -4,7 +4,7 @@
 //! SIGINT/SIGTERM shut down cleanly (workers joined, sockets closed, XDP programs detached).
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -113,21 +113,27 @@ pub fn run(opts: &RunOptions) -> anyhow::Result<()> {
         opts.control_socket.display()
     );
 
-    let stop = Arc::new(AtomicBool::new(false));
+    // The signal that stops the daemon (0: none yet), logged on the way out.
+    let stop = Arc::new(AtomicUsize::new(0));
     let hup = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, Arc::clone(&stop)).context("cannot handle signals")?;
+        signal_hook::flag::register_usize(sig, Arc::clone(&stop), sig as usize)
+            .context("cannot handle signals")?;
     }
     signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hup))
         .context("cannot handle SIGHUP")?;
 
-    while !stop.load(Ordering::Relaxed) {
+    let sig = loop {
         std::thread::sleep(Duration::from_millis(50));
         if hup.swap(false, Ordering::Relaxed) {
             reload(&handle, &opts.config);
         }
-    }
-    eprintln!("statewall: stopping");
+        match stop.load(Ordering::Relaxed) {
+            0 => {}
+            s => break s,
+        }
+    };
+    eprintln!("statewall: {} received; stopping", signal_name(sig));
     if let Some(m) = metrics {
         m.shutdown();
     }
@@ -135,6 +141,15 @@ pub fn run(opts: &RunOptions) -> anyhow::Result<()> {
     rt.stop();
     eprintln!("statewall: stopped");
     Ok(())
+}
+
+/// `SIGTERM`, `SIGINT`, or the number of another signal.
+fn signal_name(sig: usize) -> String {
+    match i32::try_from(sig) {
+        Ok(signal_hook::consts::SIGTERM) => "SIGTERM".into(),
+        Ok(signal_hook::consts::SIGINT) => "SIGINT".into(),
+        _ => format!("signal {sig}"),
+    }
 }
 
 /// SIGHUP: re-read the config file and swap it in, or say why not and keep the running one.
