@@ -1,0 +1,130 @@
+#!/usr/bin/env python3
+"""Small traffic peers for the lab tests (scripts/test-control.sh), with fixed source ports so
+each flow's conntrack tuple is known in advance.
+
+    netpeer.py serve-tcp PORT               line echo server (threaded), until killed
+    netpeer.py serve-udp PORT               datagram echo server, until killed
+    netpeer.py tcp-keep HOST PORT SPORT LOG one TCP connection from SPORT; sends a line every
+                                            0.1 s and appends a line to LOG per echo, until
+                                            killed (LOG growing = the connection is alive)
+    netpeer.py udp-keep HOST PORT SPORT LOG the same over UDP
+    netpeer.py udp-burst HOST PORT SPORT N [REPLIES]
+                                            send N datagrams from SPORT (1 ms apart); with
+                                            REPLIES=1 wait up to 2 s for the echoes and print
+                                            how many came back, else print N
+"""
+
+from __future__ import annotations
+
+import socket
+import socketserver
+import sys
+import time
+
+
+def family_of(host: str) -> int:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+class Echo(socketserver.StreamRequestHandler):
+    def handle(self):
+        for line in self.rfile:
+            self.wfile.write(line)
+
+
+class TcpServer(socketserver.ThreadingTCPServer):
+    allow_reuse_address = True
+    daemon_threads = True
+
+
+def serve_tcp(port: int) -> None:
+    TcpServer(("0.0.0.0", port), Echo).serve_forever()
+
+
+def serve_udp(port: int) -> None:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("0.0.0.0", port))
+    while True:
+        data, peer = s.recvfrom(65535)
+        s.sendto(data, peer)
+
+
+def keep(kind: str, host: str, port: int, sport: int, log: str) -> None:
+    typ = socket.SOCK_STREAM if kind == "tcp" else socket.SOCK_DGRAM
+    s = socket.socket(family_of(host), typ)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("", sport))
+    s.settimeout(5)
+    s.connect((host, port))
+    s.settimeout(0.1)
+    n = 0
+    with open(log, "a", buffering=1, encoding="utf-8") as out:
+        buf = b""
+        while True:
+            n += 1
+            try:
+                s.send(b"ping %d\n" % n)
+            except (BlockingIOError, socket.timeout, ConnectionRefusedError):
+                pass
+            deadline = time.monotonic() + 0.1
+            while (left := deadline - time.monotonic()) > 0:
+                s.settimeout(left)
+                try:
+                    data = s.recv(65535)
+                except (socket.timeout, BlockingIOError, ConnectionRefusedError):
+                    break
+                if not data:  # TCP closed by the peer
+                    out.write(f"{time.time():.3f} closed\n")
+                    return
+                buf += data
+                while b"\n" in buf:
+                    line, buf = buf.split(b"\n", 1)
+                    out.write(f"{time.time():.3f} {line.decode(errors='replace')}\n")
+
+
+def udp_burst(host: str, port: int, sport: int, n: int, replies: bool) -> None:
+    s = socket.socket(family_of(host), socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("", sport))
+    for i in range(n):
+        s.sendto(b"burst %d" % i, (host, port))
+        time.sleep(0.001)
+    if not replies:
+        print(n)
+        return
+    got = 0
+    deadline = time.monotonic() + 2
+    while got < n and (left := deadline - time.monotonic()) > 0:
+        s.settimeout(left)
+        try:
+            s.recvfrom(65535)
+            got += 1
+        except socket.timeout:
+            break
+    print(got)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) < 3:
+        print(__doc__.strip(), file=sys.stderr)
+        return 2
+    cmd, a = argv[1], argv[2:]
+    if cmd == "serve-tcp":
+        serve_tcp(int(a[0]))
+    elif cmd == "serve-udp":
+        serve_udp(int(a[0]))
+    elif cmd in ("tcp-keep", "udp-keep"):
+        keep(cmd[:3], a[0], int(a[1]), int(a[2]), a[3])
+    elif cmd == "udp-burst":
+        udp_burst(a[0], int(a[1]), int(a[2]), int(a[3]), len(a) > 4 and a[4] == "1")
+    else:
+        print(f"netpeer.py: unknown command {cmd}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main(sys.argv))
+    except KeyboardInterrupt:
+        sys.exit(130)
