@@ -14,7 +14,8 @@
 #   check               a good file is ok, a bad one names file:line:col (exit 1)
 #   apply               during an iperf3: new generation, new rule in effect, no empty second
 #   apply-bad           during an iperf3: file:line:col, generation and rules kept
-#   apply-watch         apply --watch follows an edit of the file (new generation, new rule)
+#   apply-watch         apply --watch follows edits of the file: a broken save is refused
+#                       (file:line:col), a good one is a new generation with its rule in effect
 #   conntrack-list      the TCP and UDP flows with the right tuples and state, parsed by
 #                       nfct.py and equal to what the kernel listed for the same flows
 #   conntrack-count     count, --json by protocol, filtered counts
@@ -249,7 +250,7 @@ forward:
     - {in_port: lan, proto: udp, dport: [5201, 7002], ctstate: new, action: accept, comment: udp}
     - {in_port: lan, proto: icmp, icmp_type: echo-request, ctstate: new, action: accept, comment: ping}
     - {in_port: lan, proto: udp, dport: 9999, ctstate: new, action: $2, comment: udp 9999}
-    - {in_port: lan, proto: tcp, dport: 8080, syn: true, action: $1, comment: tcp 8080}
+    - {in_port: lan, proto: tcp, dport: 8080, syn: true, ctstate: new, action: $1, comment: tcp 8080}
 EOF
 }
 base_rules "reject, reject_with: tcp-reset" drop >"$TMP/gw.yaml"
@@ -330,8 +331,9 @@ case_show_counters() {
 }
 
 case_stats() {
-	local rx tx drop r5 n=50 pings=20 j sum
+	local rx tx drop r5 ch n=50 pings=20 j sum
 	rx=$(total rx_packets) tx=$(total tx_packets) drop=$(total dropped.rule) r5=$(rule_pkts 5)
+	ch=$(total cache_hits)
 	in_client ping -c "$pings" -i 0.05 -W 2 "$SRV4" >"$TMP/stats-ping.txt" 2>&1 ||
 		fail "ping failed"
 	in_client "$PY" "$PEER" udp-burst "$SRV4" 9999 40009 "$n" >/dev/null || fail "udp-burst failed"
@@ -340,6 +342,8 @@ case_stats() {
 	wait_for 5 at_least $((drop + n)) total dropped.rule || fail "rule drops grew by $(($(total dropped.rule) - drop)), expected >= $n"
 	wait_for 5 at_least $((r5 + n)) rule_pkts 5 || true
 	(($(rule_pkts 5) == r5 + n)) || fail "rule 5 (udp 9999 drop) counted $(($(rule_pkts 5) - r5)), expected $n"
+	# No rule tests TCP flags for ESTABLISHED packets: their verdicts come from the flow's cache.
+	wait_for 5 at_least $((ch + pings)) total cache_hits || fail "cache hits grew by $(($(total cache_hits) - ch)), expected >= $pings"
 	j=$(jctl stats --per-core) || fail "stats --per-core --json failed"
 	jq -e . >/dev/null <<<"$j" || fail "stats --json is not JSON"
 	(($(jq '.data.per_core | length' <<<"$j") == WORKERS)) || fail "per_core has $(jq '.data.per_core | length' <<<"$j") rows"
@@ -349,7 +353,7 @@ case_stats() {
 	grep -q '^core0 ' "$TMP/stats.txt" && grep -q '^core1 ' "$TMP/stats.txt" &&
 		grep -q '^total ' "$TMP/stats.txt" || fail "stats --per-core: rows missing"
 	grep -Eq '^drops: .*rule=[0-9]+' "$TMP/stats.txt" || fail "stats: no rule drops line"
-	DET="rx +$(($(total rx_packets) - rx)), tx +$(($(total tx_packets) - tx)), rule drops +$(($(total dropped.rule) - drop)), rule 5 +$(($(rule_pkts 5) - r5)) for $pings pings and $n denied datagrams"
+	DET="rx +$(($(total rx_packets) - rx)), tx +$(($(total tx_packets) - tx)), rule drops +$(($(total dropped.rule) - drop)), rule 5 +$(($(rule_pkts 5) - r5)), cache hits +$(($(total cache_hits) - ch)) for $pings pings and $n denied datagrams"
 }
 
 case_check() {
@@ -426,21 +430,28 @@ case_apply_watch() {
 	ctl apply --watch "$TMP/watch.yaml" >"$TMP/watch.out" 2>"$TMP/watch.err" &
 	wpid=$!
 	BG+=("$wpid")
-	wait_for 5 grep -q "applied: generation $((g0 + 1))" "$TMP/watch.out" ||
+	# Each outcome is one stamped line: [seconds.millis]: applied: ...
+	wait_for 5 grep -Eq "^\[[0-9.]+\]: applied: generation $((g0 + 1)) " "$TMP/watch.out" ||
 		fail "the watcher did not apply the file (generation $((g0 + 1)))"
 	got=$(in_client "$PY" "$PEER" udp-burst "$SRV4" 9999 40010 5 1)
 	((got == 0)) || fail "udp 9999 answered $got/5 before the edit"
+	# A broken save is refused with its position, and the watcher keeps watching.
+	cp "$TMP/bad.yaml" "$TMP/watch.yaml.new"
+	mv -f "$TMP/watch.yaml.new" "$TMP/watch.yaml"
+	wait_for 5 grep -Eq '^\[[0-9.]+\]: .*watch\.yaml:[0-9]+:[0-9]+: error: ' "$TMP/watch.err" ||
+		fail "the broken edit was not reported with file:line:col"
+	(($(generation) == g0 + 1)) || fail "the broken edit changed the generation"
 	# The edit: 9999 accepted. A new inode (the way editors save) and a new mtime.
 	base_rules accept accept >"$TMP/watch.yaml.new"
 	mv -f "$TMP/watch.yaml.new" "$TMP/watch.yaml"
-	wait_for 5 grep -q "applied: generation $((g0 + 2)) (was $((g0 + 1)))" "$TMP/watch.out" ||
+	wait_for 5 grep -Eq "^\[[0-9.]+\]: applied: generation $((g0 + 2)) \(was $((g0 + 1))\)" "$TMP/watch.out" ||
 		fail "the edit was not applied: $(tail -c 200 "$TMP/watch.out" "$TMP/watch.err" | tr '\n' ' ')"
 	got=$(in_client "$PY" "$PEER" udp-burst "$SRV4" 9999 40010 5 1)
 	((got == 5)) || fail "udp 9999 answered $got/5 after the edit"
 	kill "$wpid" 2>/dev/null
 	wait "$wpid" 2>/dev/null
-	paste -d' ' "$TMP/watch.err" "$TMP/watch.out" >"$TMP/watch.txt"
-	DET="generations $((g0 + 1)), $((g0 + 2)) logged; udp 9999 0/5 before the edit, $got/5 after"
+	cat "$TMP/watch.out" "$TMP/watch.err" >"$TMP/watch.txt"
+	DET="generations $((g0 + 1)), $((g0 + 2)) logged, a broken save refused; udp 9999 0/5 before the edit, $got/5 after"
 }
 
 case_conntrack_list() {

@@ -226,7 +226,7 @@ fn run(cli: &Cli) -> anyhow::Result<Done> {
     };
     let mut client = Client::connect(&cli.socket)?;
     let (line, reply) = client.call(cmd)?;
-    let done = report(cli, &line, &reply, op);
+    let done = report(cli, &line, &reply, op, "");
     // As `conntrack -G`: a tuple that matches nothing is a failure.
     if let (
         Some(ConntrackOp::Get),
@@ -244,9 +244,11 @@ fn run(cli: &Cli) -> anyhow::Result<Done> {
 }
 
 /// Print a reply; whether the daemon did what was asked. `op`: the conntrack operation
-/// asked for, if any.
-fn report(cli: &Cli, line: &str, reply: &Reply, op: Option<ConntrackOp>) -> Done {
+/// asked for, if any; `stamp` starts the outcome's first line on whichever stream it goes to
+/// (`apply --watch` logs the time there; not with `--json`).
+fn report(cli: &Cli, line: &str, reply: &Reply, op: Option<ConntrackOp>, stamp: &str) -> Done {
     if cli.json {
+        // The reply as it came: no stamp, so every line stays JSON.
         println!("{line}");
         return match reply.result {
             Outcome::Ok { .. } => Done::Ok,
@@ -255,7 +257,7 @@ fn report(cli: &Cli, line: &str, reply: &Reply, op: Option<ConntrackOp>) -> Done
     }
     match &reply.result {
         Outcome::Ok { data } => {
-            print!("{}", output::payload(data, op));
+            print!("{stamp}{}", output::payload(data, op));
             if let Payload::Applied(a) = data {
                 for w in &a.warnings {
                     eprintln!("{w}");
@@ -272,6 +274,7 @@ fn report(cli: &Cli, line: &str, reply: &Reply, op: Option<ConntrackOp>) -> Done
             Done::Ok
         }
         Outcome::Error { error } => {
+            eprint!("{stamp}");
             for d in &error.diagnostics {
                 eprintln!("{d}");
             }
@@ -308,8 +311,7 @@ fn watch(cli: &Cli, file: &Path, interval: Duration) -> anyhow::Result<Done> {
                     };
                     match Client::connect(&cli.socket).and_then(|mut c| c.call(cmd)) {
                         Ok((line, reply)) => {
-                            eprint!("{}: ", stamp());
-                            report(cli, &line, &reply, None);
+                            report(cli, &line, &reply, None, &format!("{}: ", stamp()));
                             last = Some((mtime, text));
                         }
                         Err(e) => eprintln!("{}: {e:#}; will retry", stamp()),
