@@ -58,7 +58,7 @@ use std::io;
 pub use crate::runtime::io::PortIo;
 pub use config::ruleset::{PortDetail, PortSpec, XdpMode, ZeroCopy};
 pub use ports::{KernelStats, PortStats, XskFrame, XskPorts};
-pub use sys::detach_xdp;
+pub use sys::{detach_xdp, enter_netns, hw_addr};
 
 /// What goes wrong opening AF_XDP ports.
 #[derive(Debug, thiserror::Error)]

@@ -242,6 +242,78 @@ pub fn detach_xdp(interface: &str) -> Result<bool, XskError> {
     Ok(true)
 }
 
+/// Move the calling thread into the network namespace `name` (`/run/netns/NAME`, as
+/// `ip netns add` makes), so that ports opened from this thread afterwards are that
+/// namespace's: a packet generator owns one port in each of the lab's host namespaces. The
+/// sockets keep their namespace whatever the thread does next.
+pub fn enter_netns(name: &str) -> io::Result<()> {
+    if name.is_empty() || name.contains('/') {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("`{name}` is not a network namespace name (as `ip netns list` shows them)"),
+        ));
+    }
+    let f = std::fs::File::open(format!("/run/netns/{name}")).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("network namespace `{name}` (/run/netns/{name}): {e}"),
+        )
+    })?;
+    // SAFETY: the descriptor is a valid open namespace file that outlives the call;
+    // setns(2) only changes the calling thread's namespace.
+    let r = unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&f), libc::CLONE_NEWNET) };
+    if r != 0 {
+        let e = io::Error::last_os_error();
+        return Err(io::Error::new(
+            e.kind(),
+            format!("entering network namespace `{name}`: {e} (needs CAP_SYS_ADMIN)"),
+        ));
+    }
+    Ok(())
+}
+
+/// The Ethernet address of `interface` in the calling thread's network namespace
+/// (`SIOCGIFHWADDR`).
+pub fn hw_addr(interface: &str) -> io::Result<[u8; 6]> {
+    let mut req: libc::ifreq = zeroed_ifreq();
+    let name = interface.as_bytes();
+    if name.is_empty() || name.len() >= req.ifr_name.len() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("`{interface}` is not an interface name"),
+        ));
+    }
+    for (d, s) in req.ifr_name.iter_mut().zip(name) {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: socket() has no memory preconditions; the result is checked and closed.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let fd = Fd(fd);
+    // SAFETY: `req` is a valid, exclusively borrowed ifreq with a NUL-terminated name;
+    // SIOCGIFHWADDR writes only into it.
+    let r = unsafe { libc::ioctl(fd.0, libc::SIOCGIFHWADDR, &mut req) };
+    if r != 0 {
+        let e = io::Error::last_os_error();
+        return Err(io::Error::new(e.kind(), format!("`{interface}`: {e}")));
+    }
+    // SAFETY: after a successful SIOCGIFHWADDR the kernel has written ifru_hwaddr.
+    let sa = unsafe { req.ifr_ifru.ifru_hwaddr };
+    let mut mac = [0u8; 6];
+    for (d, s) in mac.iter_mut().zip(sa.sa_data.iter()) {
+        *d = *s as u8;
+    }
+    Ok(mac)
+}
+
+fn zeroed_ifreq() -> libc::ifreq {
+    // SAFETY: ifreq is a plain C struct (arrays and a union of plain structs), for which
+    // all-zero bytes are a valid value.
+    unsafe { mem::zeroed() }
+}
+
 /// Whether the kernel has AF_XDP sockets, and we may open one.
 pub(super) fn probe_af_xdp() -> io::Result<()> {
     // SAFETY: socket() has no memory preconditions; the result is checked and closed.

@@ -1,0 +1,283 @@
+//! One generator thread: its queue of the sending port (and of the receiving port, when the
+//! generator owns the far side too), the send loop (rate, count, duration), the receive
+//! loop, and the drain at the end. The stateful TCP mode (`tcp.rs`) runs on the same ports.
+
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use dataplane::runtime::io::PortIo;
+use dataplane::wire;
+use dataplane::xsk::{XskFrame, XskPorts};
+
+use super::flows::{Slots, TupleSpace};
+use super::frame::{self, Stamp, L2, L4};
+use super::spec::PktSize;
+use super::stats::{Live, RxState, Totals};
+
+/// What every thread is told to do.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub l4: L4,
+    pub stateful: bool,
+    /// Client to server (the sending port's frames) and back.
+    pub l2: L2,
+    pub l2_back: L2,
+    pub space: TupleSpace,
+    pub flows: u64,
+    pub flowlen: u64,
+    pub pkt_size: PktSize,
+    pub threads: usize,
+    /// This thread's share of `count` (0: no limit).
+    pub count: u64,
+    /// This thread's share of the packet rate (`None`: as fast as possible).
+    pub pps: Option<f64>,
+    /// Stateful: this thread's share of the connection-opening rate.
+    pub conn_rate: Option<f64>,
+    pub duration: Option<Duration>,
+    pub batch: usize,
+    /// How long to keep receiving after the last send, for packets still in flight.
+    pub settle: Duration,
+}
+
+/// One port of a thread: the AF_XDP queue and the frames on their way.
+pub struct Side {
+    pub io: XskPorts,
+    pub out: Vec<XskFrame>,
+    pub rx: Vec<XskFrame>,
+    /// A frame allocated and then not written (room for one, so nothing allocates).
+    spare: Vec<XskFrame>,
+}
+
+impl Side {
+    pub fn new(io: XskPorts, batch: usize) -> Self {
+        Side {
+            io,
+            out: Vec::with_capacity(batch * 4),
+            rx: Vec::with_capacity(batch),
+            spare: Vec::with_capacity(1),
+        }
+    }
+
+    /// Reap completions, top up the fill ring, push what waits to TX; the number sent.
+    pub fn pump(&mut self, tot: &mut Totals) -> usize {
+        self.io.complete(0);
+        self.io.fill(0);
+        if self.out.is_empty() {
+            return 0;
+        }
+        let before = self.out.len();
+        let sent = self.io.send(0, &mut self.out);
+        if sent < before {
+            tot.tx_ring_full += 1;
+        }
+        sent
+    }
+
+    /// Room for more outgoing frames without growing `out`.
+    pub fn room(&self) -> usize {
+        self.out.capacity() - self.out.len()
+    }
+
+    /// A free frame written by `f` (which returns the length; 0 = nothing written), queued.
+    pub fn queue(&mut self, f: impl FnOnce(&mut [u8]) -> usize) -> Option<usize> {
+        if self.room() == 0 {
+            return None;
+        }
+        let mut fr = self.io.alloc()?;
+        let cap = self.io.capacity();
+        let n = {
+            let mut d = self.io.set_len(&mut fr, cap);
+            f(&mut d)
+        };
+        if n == 0 {
+            self.spare.push(fr);
+            self.io.release(&mut self.spare);
+            return None;
+        }
+        self.io.set_len(&mut fr, n);
+        self.out.push(fr);
+        Some(n)
+    }
+}
+
+/// Nanoseconds since the epoch, as stamps carry them (mod 2^32).
+pub fn stamp_now(epoch: Instant) -> u32 {
+    epoch.elapsed().as_nanos() as u32
+}
+
+/// Paces a packet stream: how many may go now so that `rate` per second holds on average,
+/// bursts capped at one batch.
+#[derive(Debug)]
+pub struct Pacer {
+    rate: Option<f64>,
+    start: Instant,
+    done: u64,
+}
+
+impl Pacer {
+    pub fn new(rate: Option<f64>, start: Instant) -> Self {
+        Pacer {
+            rate,
+            start,
+            done: 0,
+        }
+    }
+
+    pub fn allowed(&mut self, batch: usize) -> usize {
+        let Some(r) = self.rate else {
+            return batch;
+        };
+        let due = (r * self.start.elapsed().as_secs_f64()) as u64;
+        if due > self.done + batch as u64 {
+            // Behind (the port pushed back): do not burst to catch up.
+            self.done = due - batch as u64;
+        }
+        (due.saturating_sub(self.done) as usize).min(batch)
+    }
+
+    pub fn took(&mut self, n: usize) {
+        self.done += n as u64;
+    }
+}
+
+/// The stateless modes (UDP, TCP with fixed flags such as a SYN flood, ICMP echo): send from
+/// `tx`, receive and check stamps on `rx`.
+pub fn stateless(
+    plan: &Plan,
+    t: usize,
+    tx: &mut Side,
+    mut rx: Option<&mut Side>,
+    live: &Live,
+    stop: &AtomicBool,
+    epoch: Instant,
+) -> (Totals, RxState) {
+    let mut tot = Totals::default();
+    let mut st = RxState::new(plan.flows as usize);
+    let mut slots = Slots::new(
+        plan.flows,
+        plan.flowlen,
+        plan.space.len(),
+        t as u64,
+        plan.threads as u64,
+    );
+    let mut seq = vec![0u32; slots.len()];
+    let start = Instant::now();
+    let mut pacer = Pacer::new(plan.pps, start);
+    let mut n = 0u64;
+    let mut last_rx = Instant::now();
+    let mut queued_bytes: Vec<usize> = Vec::with_capacity(plan.batch * 4);
+    loop {
+        let sending = !stop.load(Relaxed)
+            && (plan.count == 0 || tot.sent < plan.count)
+            && plan.duration.is_none_or(|d| start.elapsed() < d);
+        if sending {
+            let mut want = pacer.allowed(plan.batch);
+            if plan.count > 0 {
+                want = want.min((plan.count - tot.sent) as usize);
+            }
+            want = want.min(tx.room());
+            let ts = stamp_now(epoch);
+            for _ in 0..want {
+                let (k, idx) = slots.next_packet();
+                let tuple = plan.space.nth(idx);
+                let s = Stamp {
+                    slot: slots.global(k) as u32,
+                    seq: seq[k],
+                    ts,
+                };
+                let len = plan.pkt_size.nth(n) as usize;
+                let Some(bytes) =
+                    tx.queue(|b| frame::write(b, &plan.l2, &tuple, &plan.l4, len, Some(&s)))
+                else {
+                    break;
+                };
+                seq[k] = seq[k].wrapping_add(1);
+                n += 1;
+                queued_bytes.push(bytes);
+                pacer.took(1);
+            }
+        } else if tx.out.is_empty() && last_rx.elapsed() >= plan.settle {
+            break;
+        }
+        let sent = tx.pump(&mut tot);
+        if sent > 0 {
+            let b: usize = queued_bytes.drain(..sent).sum();
+            tot.sent += sent as u64;
+            tot.sent_bytes += b as u64;
+            Live::add(&live.sent, sent as u64);
+            Live::add(&live.sent_bytes, b as u64);
+        }
+        // Whatever comes back on the sending port (resets, ICMP errors, the host's own).
+        if receive(tx, &mut tot, &mut st, live, epoch, plan.batch) > 0 {
+            last_rx = Instant::now();
+        }
+        if let Some(r) = rx.as_mut() {
+            r.pump(&mut tot);
+            if receive(r, &mut tot, &mut st, live, epoch, plan.batch) > 0 {
+                last_rx = Instant::now();
+            }
+        }
+        if !sending && tx.out.is_empty() && last_rx.elapsed() < plan.settle {
+            // Draining: do not spin a core the gateway may need.
+            std::thread::sleep(Duration::from_micros(50));
+        }
+    }
+    tot.flows_started = slots.started;
+    tot.reordered = st.reordered;
+    (tot, st)
+}
+
+/// Receive one batch on `side`: stamped frames are counted and timed, the rest counted as
+/// other. The number of frames received.
+pub fn receive(
+    side: &mut Side,
+    tot: &mut Totals,
+    st: &mut RxState,
+    live: &Live,
+    epoch: Instant,
+    batch: usize,
+) -> usize {
+    let got = side.io.recv(0, &mut side.rx, batch);
+    if got == 0 {
+        return 0;
+    }
+    let now = stamp_now(epoch);
+    let (mut n, mut bytes) = (0u64, 0u64);
+    for f in &side.rx {
+        let data = side.io.data(f);
+        match wire::parse(data)
+            .ok()
+            .and_then(|m| m.is_ip.then(|| Stamp::read(m.payload(data))).flatten())
+        {
+            Some(s) => {
+                st.record(&s, now);
+                n += 1;
+                bytes += data.len() as u64;
+            }
+            None => tot.other_received += 1,
+        }
+    }
+    side.io.release(&mut side.rx);
+    tot.received += n;
+    tot.received_bytes += bytes;
+    Live::add(&live.received, n);
+    Live::add(&live.received_bytes, bytes);
+    got
+}
+
+/// Run thread `t`: the stateless or the stateful loop.
+pub fn run(
+    plan: &Plan,
+    t: usize,
+    tx: &mut Side,
+    rx: Option<&mut Side>,
+    live: &Live,
+    stop: &AtomicBool,
+    epoch: Instant,
+) -> (Totals, RxState) {
+    match rx {
+        // main() refuses the stateful mode without a receiving port.
+        Some(rx) if plan.stateful => super::tcp::run(plan, t, tx, rx, live, stop, epoch),
+        rx => stateless(plan, t, tx, rx, live, stop, epoch),
+    }
+}
