@@ -29,6 +29,8 @@ pub struct RunOptions {
     pub poll: PollMode,
     /// Pin worker i to core i (best effort).
     pub pin: bool,
+    /// Worker i's core is `cpus[i]` (`--cpus`); empty: worker i on core i.
+    pub cpus: Vec<usize>,
     /// Serve Prometheus metrics here (`--metrics`).
     pub metrics: Option<std::net::SocketAddr>,
 }
@@ -58,6 +60,31 @@ fn load(path: &Path) -> anyhow::Result<(config::Loaded, String)> {
     }
 }
 
+/// `--cpus`: one core per worker, each one this machine has.
+fn check_cpus(cpus: &[usize], workers: usize) -> anyhow::Result<()> {
+    if cpus.is_empty() {
+        return Ok(());
+    }
+    if cpus.len() < workers {
+        anyhow::bail!(
+            "--cpus names {} core(s) for {workers} workers: give one per worker (e.g. --cpus {})",
+            cpus.len(),
+            (0..workers)
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+    }
+    let have = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    if let Some(bad) = cpus.iter().find(|&&c| c >= have) {
+        anyhow::bail!(
+            "--cpus: there is no core {bad} (cores 0 to {} here)",
+            have - 1
+        );
+    }
+    Ok(())
+}
+
 /// Run until SIGINT/SIGTERM.
 pub fn run(opts: &RunOptions) -> anyhow::Result<()> {
     let (loaded, yaml) = load(&opts.config)?;
@@ -65,6 +92,7 @@ pub fn run(opts: &RunOptions) -> anyhow::Result<()> {
         eprintln!("{w}");
     }
     let workers = opts.workers.max(1);
+    check_cpus(&opts.cpus, workers)?;
     let mut ios = Vec::with_capacity(workers);
     let mut io_mode = Vec::new();
     for w in 0..workers {
@@ -90,6 +118,7 @@ pub fn run(opts: &RunOptions) -> anyhow::Result<()> {
     let cfg = RuntimeConfig {
         poll: opts.poll,
         pin: opts.pin,
+        cores: (!opts.cpus.is_empty()).then(|| opts.cpus.clone()),
         io_mode,
         ..RuntimeConfig::default()
     };
@@ -188,5 +217,26 @@ fn reload(handle: &crate::runtime::control::RuntimeHandle, path: &Path) {
                 handle.generation()
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpus_one_per_worker_and_real() {
+        assert!(check_cpus(&[], 4).is_ok());
+        assert!(check_cpus(&[0], 1).is_ok());
+        let e = check_cpus(&[0], 2).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "--cpus names 1 core(s) for 2 workers: give one per worker (e.g. --cpus 0,1)"
+        );
+        let e = check_cpus(&[100_000], 1).unwrap_err().to_string();
+        assert!(
+            e.starts_with("--cpus: there is no core 100000 (cores 0 to "),
+            "{e}"
+        );
     }
 }

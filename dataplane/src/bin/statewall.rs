@@ -35,8 +35,12 @@ enum Cmd {
         #[arg(long, default_value = "adaptive", value_parser = ["adaptive", "busy"])]
         poll: String,
         /// Do not pin workers to cores.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "cpus")]
         no_pin: bool,
+        /// Pin worker i to the i-th core of this list (e.g. `--cpus 1` keeps core 0 for the
+        /// rest of the box); default: worker i on core i.
+        #[arg(long, value_delimiter = ',', value_name = "CPU,...")]
+        cpus: Vec<usize>,
         /// Serve Prometheus metrics on this address (`PORT` means loopback, or HOST:PORT).
         #[arg(long, value_parser = dataplane::runtime::metrics::parse_addr)]
         metrics: Option<std::net::SocketAddr>,
@@ -91,6 +95,7 @@ fn main() -> ExitCode {
             control_socket,
             poll,
             no_pin,
+            cpus,
             metrics,
         } => dataplane::daemon::run(&dataplane::daemon::RunOptions {
             config,
@@ -102,6 +107,7 @@ fn main() -> ExitCode {
                 dataplane::runtime::PollMode::Adaptive
             },
             pin: !no_pin,
+            cpus,
             metrics,
         })
         .map(|()| ExitCode::SUCCESS),
