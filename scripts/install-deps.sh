@@ -18,6 +18,13 @@ PACKAGES=(
 	iputils-ping jq vsftpd iperf3 lftp ftp shellcheck ca-certificates tmux
 )
 
+# `--bench` adds what scripts/bench-e2e.sh compares against: DPDK's testpmd with its AF_XDP
+# driver (the raw AF_XDP forwarding ceiling) and conntrack-tools (to flush the kernel's table
+# between runs).
+if [[ ${1:-} == --bench ]]; then
+	PACKAGES+=(dpdk-dev librte-net-af-xdp23 conntrack)
+fi
+
 missing=()
 for p in "${PACKAGES[@]}"; do
 	# `dpkg -s` says "install ok installed" only for a package that is fully installed.

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The built-in lab (DESIGN.md §7): a gateway between two hosts, on one machine.
 #
-#   scripts/lab.sh up [--kernel]   build it
+#   scripts/lab.sh up [--kernel|--direct]   build it
 #   scripts/lab.sh down            remove it (also what `up` does first)
 #   scripts/lab.sh status          show the namespaces and addresses
 #
@@ -17,6 +17,9 @@
 # --kernel makes the gateway the kernel oracle instead: a Linux bridge br0 over lan and wan
 # with br_netfilter (bridge-nf-call-iptables/ip6tables = 1), so iptables' FORWARD chain in
 # sw-gw filters the bridged traffic (match ports with `-m physdev --physdev-in lan`).
+#
+# --direct joins the two hosts with one veth pair and no gateway at all: the baseline that
+# scripts/bench-e2e.sh subtracts to get what a gateway costs.
 set -euo pipefail
 
 LAB=${LAB:-sw}
@@ -60,14 +63,26 @@ host() { # ns mac v4 v6
 }
 
 up() {
-	local kernel=0
+	local kernel=0 direct=0
 	for a in "$@"; do
 		case $a in
 		--kernel) kernel=1 ;;
-		*) die "unknown option $a (try: up [--kernel])" ;;
+		--direct) direct=1 ;;
+		*) die "unknown option $a (try: up [--kernel|--direct])" ;;
 		esac
 	done
 	down
+	if ((direct)); then
+		ip netns add "$CLIENT"
+		ip netns add "$SERVER"
+		local qd="numtxqueues $QUEUES numrxqueues $QUEUES"
+		# shellcheck disable=SC2086 # $qd is two option pairs
+		ip link add eth0 netns "$CLIENT" $qd type veth peer name eth0 netns "$SERVER" $qd
+		host "$CLIENT" "$CLIENT_MAC" 10.10.0.2 fd00:10::2
+		host "$SERVER" "$SERVER_MAC" 10.10.0.3 fd00:10::3
+		echo "lab.sh: up (no gateway: $CLIENT and $SERVER joined directly)"
+		return
+	fi
 	ip netns add "$CLIENT"
 	ip netns add "$GW"
 	ip netns add "$SERVER"

@@ -1,0 +1,162 @@
+#!/usr/bin/env python3
+"""The report of scripts/bench-e2e.sh: medians over runs, per gateway, traffic and flow count.
+
+    python3 scripts/e2e_report.py DIR
+
+DIR holds machine.txt and raw/GATEWAY-TRAFFIC-FLOWS-RUN.json (statewall-pktgen --json) with
+raw/...cpu.json beside each (the gateway process's, core 1's and both cores' CPU time over
+that run). "gateway ns/pkt" is the machine's ns per delivered frame minus the `direct`
+baseline's (no gateway) for the same traffic and flow count.
+Prints Markdown.
+"""
+
+import json
+import re
+import statistics
+import sys
+from pathlib import Path
+
+NAME = re.compile(r"^(direct|statewall|kernel|testpmd)-(udp|tcp|latency)-(\d+)-(\d+)$")
+GATEWAYS = ["direct", "statewall", "kernel", "testpmd"]
+
+
+def load(raw):
+    runs = {}
+    for f in sorted(raw.glob("*.json")):
+        if f.name.endswith(".cpu.json"):
+            continue
+        m = NAME.match(f.stem)
+        if not m:
+            continue
+        gw, traffic, flows, _ = m.groups()
+        cpu_file = f.with_name(f.stem + ".cpu.json")
+        if not cpu_file.exists():
+            continue
+        gen = json.loads(f.read_text())
+        cpu = json.loads(cpu_file.read_text())
+        t = gen["totals"]
+        # Every frame the far sides took in crossed the gateway: stamped data and, in the
+        # stateful mode, the handshakes and resets.
+        delivered = t["received"] + t["other_received"]
+        lat = gen.get("latency") or {}
+        runs.setdefault((gw, traffic, int(flows)), []).append(
+            {
+                "mpps": delivered / gen["seconds"] / 1e6,
+                "sent_mpps": gen["sent_pps"] / 1e6,
+                "loss": gen.get("loss_pct") or 0.0,
+                "p50": lat.get("p50_us"),
+                "p99": lat.get("p99_us"),
+                "process_ns": cpu["process_ns"] / delivered if delivered and cpu["process_ns"] else None,
+                "core_ns": cpu["core1_ns"] / delivered if delivered else None,
+                "machine_ns": cpu["machine_ns"] / delivered if delivered else None,
+                "established": t.get("established", 0),
+            }
+        )
+    return runs
+
+
+def gateway_ns(runs, k):
+    """Machine ns/pkt of gateway k minus the direct baseline's, for the same traffic."""
+    if k[0] == "direct" or k not in runs:
+        return None
+    base = runs.get(("direct", k[1], k[2]))
+    a = med(runs[k], "machine_ns")
+    b = med(base, "machine_ns") if base else None
+    return a - b if a is not None and b is not None else None
+
+
+def med(rows, key):
+    vals = [r[key] for r in rows if r[key] is not None]
+    return statistics.median(vals) if vals else None
+
+
+def fmt(v, spec):
+    return "–" if v is None else format(v, spec)
+
+
+def main():
+    out = Path(sys.argv[1])
+    runs = load(out / "raw")
+    machine = (out / "machine.txt").read_text() if (out / "machine.txt").exists() else ""
+    print("## End-to-end: statewall vs the kernel vs dpdk-testpmd (net_af_xdp io-fwd)\n")
+    for line in machine.strip().splitlines():
+        print(f"- {line}")
+    n = max((len(v) for v in runs.values()), default=0)
+    print(f"\nMedians of {n} runs. Mpps: frames delivered to the far side per second; loss: "
+          "stamped packets sent but not received; latency: stamp to receipt (µs), at "
+          "saturation mostly queueing. CPU per delivered frame: machine = both cores' busy time; "
+          "gateway = machine minus the direct baseline (no gateway) for the same traffic; "
+          "process = the gateway process's threads; core 1 = the gateway's pinned core.\n")
+    for traffic, title in [("udp", "UDP, 64-byte frames, as fast as the generator goes"),
+                           ("tcp", "Stateful TCP (handshake, data both ways), 74-byte frames"),
+                           ("latency", "UDP at a fixed 100 kpps, 10k flows (below saturation)")]:
+        keys = sorted({k for k in runs if k[1] == traffic}, key=lambda k: (k[2], GATEWAYS.index(k[0])))
+        if not keys:
+            continue
+        print(f"### {title}\n")
+        print("| flows | gateway | Mpps delivered | loss % | p50 µs | p99 µs | machine ns/pkt "
+              "| gateway ns/pkt | process ns/pkt | core-1 ns/pkt |")
+        print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for k in keys:
+            r = runs[k]
+            g = gateway_ns(runs, k)
+            print(f"| {k[2]} | {k[0]} | {fmt(med(r, 'mpps'), '.3f')} | {fmt(med(r, 'loss'), '.2f')} | "
+                  f"{fmt(med(r, 'p50'), '.1f')} | {fmt(med(r, 'p99'), '.1f')} | "
+                  f"{fmt(med(r, 'machine_ns'), '.0f')} | {fmt(g, '.0f')} | "
+                  f"{fmt(med(r, 'process_ns'), '.0f')} | {fmt(med(r, 'core_ns'), '.0f')} |")
+        print()
+        ratios = []
+        for flows in sorted({k[2] for k in keys}):
+            sw = runs.get(("statewall", traffic, flows))
+            if not sw:
+                continue
+            row = [str(flows)]
+            a = gateway_ns(runs, ("statewall", traffic, flows))
+            for other in ("kernel", "testpmd"):
+                b = gateway_ns(runs, (other, traffic, flows))
+                row.append(fmt(a / b if a and b and b > 0 else None, ".2f"))
+            ratios.append(row)
+        if ratios:
+            print("statewall's gateway ns/pkt as a fraction of the others' (target: ≤ 0.33 of the "
+                  "kernel's, ≤ 1.10 of testpmd's):\n")
+            print("| flows | ÷ kernel | ÷ testpmd |")
+            print("|---:|---:|---:|")
+            for row in ratios:
+                print("| " + " | ".join(row) + " |")
+            print()
+    tf = out / "raw" / "table-full.json"
+    if tf.exists():
+        gen = json.loads(tf.read_text())
+        before = json.loads((out / "raw" / "table-full.stats-before.json").read_text())
+        after = json.loads((out / "raw" / "table-full.stats-after.json").read_text())
+        t = gen["totals"]
+        print("### Table full: statewall with max 1000 entries, 3000 stateful connections\n")
+        print(f"- generator: {t['syn_sent']} SYNs ({t['syn_retransmits']} retransmitted), "
+              f"{t['established']} connections established, {t['failed_handshakes']} gave up")
+        print(f"- data on established connections: {t['sent']} segments sent, {t['received']} "
+              f"received ({gen.get('loss_pct', 0):.2f}% lost)")
+        print(f"- statewall: {json.dumps(diff_drops(before, after))}")
+        print()
+
+
+def diff_drops(before, after):
+    """Drop and conntrack counters that moved during the table-full run."""
+    def flat(d, prefix=""):
+        out = {}
+        for k, v in d.items():
+            key = f"{prefix}{k}"
+            if isinstance(v, dict):
+                out.update(flat(v, key + "."))
+            elif isinstance(v, (int, float)) and not isinstance(v, bool):
+                out[key] = v
+        return out
+    a, b = flat(before), flat(after)
+    keep = ("drop", "table_full", "early", "entries", "inserted", "expired")
+    return {k: b[k] - a.get(k, 0) if "entries" not in k else b[k]
+            for k in sorted(b)
+            if any(s in k for s in keep) and (b[k] != a.get(k, 0) or "entries" in k)
+            and "per_core" not in k}
+
+
+if __name__ == "__main__":
+    main()
