@@ -280,6 +280,21 @@ fn run(a: &Args) -> anyhow::Result<()> {
             hdr + frame::STAMP_LEN
         );
     }
+    // The receive side counts only stamped frames: with a receiving port, frames too short
+    // for the stamp are sent long enough to carry it (as the kernel's pktgen makes room for
+    // its own header), or each would be reported lost.
+    let min_len = if a.rx_dev.is_some() && !stateful {
+        hdr + frame::STAMP_LEN
+    } else {
+        0
+    };
+    if (a.pkt_size.min() as usize) < min_len {
+        eprintln!(
+            "statewall-pktgen: frames under {min_len} B are sent at {min_len} B: {hdr} bytes of \
+             headers and the {}-byte stamp the receive side counts",
+            frame::STAMP_LEN
+        );
+    }
     let conn_rate = spec::si(&a.conn_rate).map_err(|e| anyhow::anyhow!("--conn-rate {e}"))?;
     let pps = a.rate.pps(a.pkt_size.average());
 
@@ -405,6 +420,7 @@ fn run(a: &Args) -> anyhow::Result<()> {
                 flows: a.flows,
                 flowlen: a.flowlen,
                 pkt_size: a.pkt_size,
+                min_len,
                 threads: threads as usize,
                 count: 0,
                 pps: None,
