@@ -191,6 +191,12 @@ impl Pipeline {
         self.shard.expire(now, budget)
     }
 
+    /// The clock-paced timeout sweep: the whole table once a second, at most `max` slots a
+    /// call (the runtime calls it after every batch).
+    pub fn sweep(&mut self, now: u64, max: usize) -> usize {
+        self.shard.sweep(now, max)
+    }
+
     /// Process a batch at time `now` (ns); `out[i]` receives packet `i`'s outcome, exactly
     /// as `process_one` would have given it, packet by packet in order.
     ///

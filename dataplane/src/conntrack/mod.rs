@@ -192,6 +192,14 @@ impl Shard {
         self.table.prefetch(hash);
     }
 
+    /// The clock-paced timeout sweep ([`table::Table::sweep`]): the slots due since the last
+    /// call, at most `max`.
+    pub fn sweep(&mut self, now: u64, max: usize) -> usize {
+        let n = self.table.sweep(now, max);
+        self.stats.expired += n as u64;
+        n
+    }
+
     /// Expire at most `budget` entries' worth of the table (one step of the batched sweep).
     pub fn expire(&mut self, now: u64, budget: usize) -> usize {
         let n = self.table.expire(now, budget);

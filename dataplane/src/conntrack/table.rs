@@ -21,6 +21,11 @@ pub const EVICTION_RANGE: usize = 8;
 #[repr(C, align(64))]
 struct Aligned(Entry);
 
+/// How long [`Table::sweep`] takes to walk the whole slab once: the most an entry outlives
+/// its timeout before the sweep removes it (the kernel's gc worker rescans its table every
+/// few seconds at most when entries expire).
+pub const SWEEP_PERIOD_NS: u64 = 1_000_000_000;
+
 #[derive(Debug)]
 pub struct Table {
     entries: Vec<Aligned>,
@@ -30,6 +35,8 @@ pub struct Table {
     live: usize,
     /// Sweep position in `entries` for batched expiry.
     cursor: usize,
+    /// Engine time up to which [`Table::sweep`] has paid for (0: not started).
+    swept_at: u64,
 }
 
 const TAG: u64 = 0xffff_ffff_0000_0000;
@@ -130,6 +137,7 @@ impl Table {
             mask: slots - 1,
             live: 0,
             cursor: 0,
+            swept_at: 0,
         }
     }
 
@@ -270,6 +278,30 @@ impl Table {
         self.entries[id as usize].0.status = 0;
         self.free.push(id);
         self.live -= 1;
+    }
+
+    /// The timeout sweep, paced by the clock: each call walks the slots due since the last
+    /// one, so the whole slab is walked once per [`SWEEP_PERIOD_NS`] however often it is
+    /// called (a worker calls it after every batch, idle or not), at most `max` slots a call.
+    /// Returns how many entries were removed. An entry outlives its timeout by at most about
+    /// one period; a lookup reaps an expired entry it meets sooner.
+    pub fn sweep(&mut self, now: u64, max: usize) -> usize {
+        if self.swept_at == 0 || now < self.swept_at {
+            self.swept_at = now.max(1);
+            return 0;
+        }
+        let n = self.entries.len() as u128;
+        let due = n * u128::from(now - self.swept_at) / u128::from(SWEEP_PERIOD_NS);
+        if due == 0 {
+            return 0;
+        }
+        let slots = due.min(max as u128);
+        self.swept_at = if slots == due {
+            now
+        } else {
+            self.swept_at + (slots * u128::from(SWEEP_PERIOD_NS) / n) as u64
+        };
+        self.expire(now, slots as usize)
     }
 
     /// Expire at most `budget` slots' worth of entries whose time has come; returns how many
@@ -421,5 +453,41 @@ mod tests {
         assert_eq!(calls, 10, "the sweep visits each slot once per round");
         assert_eq!(t.expire(1, 1000), 0);
         assert_eq!(t.expire(100, 1000), 50);
+    }
+
+    #[test]
+    fn the_sweep_walks_the_table_once_a_period() {
+        let mut t = Table::new(1000);
+        let slots = t.entries.len();
+        let ns = SWEEP_PERIOD_NS;
+        // The first call starts the clock.
+        assert_eq!(t.sweep(5, usize::MAX), 0);
+        // A tenth of the period later: a tenth of the slots, whatever the call rate.
+        let cursor = t.cursor;
+        t.sweep(5 + ns / 10, usize::MAX);
+        assert_eq!(t.cursor, (cursor + slots / 10) % slots);
+        t.sweep(5 + ns / 10, usize::MAX);
+        assert_eq!(t.cursor, (cursor + slots / 10) % slots, "no time, no work");
+        // Capped per call; the rest is paid by the calls that follow, until caught up.
+        let now = 5 + ns / 10 + ns / 2;
+        let mut walked = 0;
+        let mut calls = 0;
+        loop {
+            let before = t.cursor;
+            t.sweep(now, 7);
+            let step = (t.cursor + slots - before) % slots;
+            assert!(step <= 7);
+            if step == 0 {
+                break;
+            }
+            walked += step;
+            calls += 1;
+            assert!(calls <= slots, "the sweep never caught up");
+        }
+        let half = slots / 2;
+        assert!(
+            walked + 8 >= half && walked <= half + 1,
+            "walked {walked} of {slots}"
+        );
     }
 }

@@ -7,6 +7,7 @@
 //! between batches, answered on a one-shot channel the caller waits on with a timeout.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -35,6 +36,8 @@ use super::Shared;
 /// How long the control side waits for a worker to service a command. A worker services
 /// commands every batch, and an idle one within its wait timeout: seconds mean it is stuck.
 pub const WORKER_REPLY_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long publishing a ruleset waits for every worker to run it.
+const ADOPTION_WAIT: Duration = Duration::from_millis(500);
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Every critical section below leaves its state consistent at each step (plain field
@@ -243,12 +246,28 @@ impl RuntimeHandle {
     }
 
     fn publish(&self, st: &mut ControlState, rules: CompiledRuleset) {
+        let generation = u64::from(rules.generation);
         let old = Arc::clone(&self.shared.published().rules);
         self.shared.publish(Arc::new(rules));
         st.retired.push(old);
         st.retired.retain(|r| Arc::strong_count(r) > 1);
         for s in &self.shared.slots {
             s.wake();
+        }
+        // Return once every worker runs it: each adopts it at its next batch boundary (an
+        // idle one when its wait ends, within about a millisecond), so a packet sent after
+        // `apply` returns meets the new ruleset. Bounded, so that a stopped or stuck worker
+        // cannot hang the control socket.
+        let deadline = Instant::now() + ADOPTION_WAIT;
+        while self
+            .shared
+            .slots
+            .iter()
+            .any(|s| s.stats.read().generation < generation)
+            && Instant::now() < deadline
+            && !self.shared.stop.load(Ordering::Relaxed)
+        {
+            std::thread::sleep(Duration::from_micros(50));
         }
     }
 

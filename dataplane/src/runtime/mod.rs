@@ -41,9 +41,12 @@ use self::stats::{Hists, RuleCounters, StatsCell};
 
 /// Frames received per port per batch (DESIGN.md §2).
 pub const DEFAULT_BATCH: usize = 64;
-/// Table slots the expiry sweep visits per batch: a mass expiry never stalls a worker for
-/// more than this many entries.
-pub const DEFAULT_SWEEP_BUDGET: usize = 256;
+/// Most table slots the expiry sweep visits after one batch: a mass expiry never stalls a
+/// worker for more than this many entries. The sweep itself is paced by the clock (the whole
+/// table once a second, `conntrack::table::SWEEP_PERIOD_NS`), not by the batch rate: walking
+/// a fixed number of slots after every batch made a worker that loops fast (light load, small
+/// batches) spend most of its time streaming the table through the cache.
+pub const DEFAULT_SWEEP_BUDGET: usize = 1024;
 /// Packets a handoff ring holds (per receiving worker).
 pub const DEFAULT_HANDOFF_RING: usize = 1024;
 /// Commands a worker's queue holds.

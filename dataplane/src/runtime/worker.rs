@@ -151,7 +151,7 @@ impl<Io: PortIo> Worker<Io> {
                 t0
             };
             s.handed.clear();
-            let expired = self.pipeline.expire(t1, self.sweep_budget);
+            let expired = self.pipeline.sweep(t1, self.sweep_budget);
             if work > 0 || expired > 0 || dirty {
                 self.publish(&local);
                 idle_rounds = 0;
