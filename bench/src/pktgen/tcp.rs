@@ -82,7 +82,11 @@ struct Run<'a> {
     plan: &'a Plan,
     slots: Slots,
     conns: Vec<Conn>,
-    idle: Vec<usize>,
+    /// Slots waiting to open their next tuple, oldest first: taken in turn, so every slot's
+    /// generation advances alike and a tuple comes back only after the whole space (a stack
+    /// reopened the few hottest slots until their generations wrapped, in a second or two,
+    /// onto tuples the gateway still held in TIME_WAIT).
+    idle: VecDeque<usize>,
     /// Established slots, for round-robin data, and each slot's place in it.
     estab: Vec<usize>,
     place: Vec<usize>,
@@ -201,6 +205,11 @@ impl Run<'_> {
         self.place[k] = NOWHERE;
     }
 
+    /// The idle slot to open next, the one idle longest.
+    fn next_idle(&mut self) -> Option<usize> {
+        self.idle.pop_front()
+    }
+
     /// The slot is done with its tuple: next one, back to the idle list.
     fn recycle(&mut self, k: usize) {
         self.leave_established(k);
@@ -211,7 +220,7 @@ impl Run<'_> {
             ..IDLE
         };
         self.slots.rotate(k);
-        self.idle.push(k);
+        self.idle.push_back(k);
     }
 
     /// One data segment on the next established connection, the direction alternating.
@@ -472,7 +481,7 @@ pub fn run(
     let mut r = Run {
         plan,
         conns: vec![IDLE; n],
-        idle: (0..n).rev().collect(),
+        idle: (0..n).collect(),
         estab: Vec::with_capacity(n),
         place: vec![NOWHERE; n],
         next: 0,
@@ -499,9 +508,9 @@ pub fn run(
             r.timers(client, now);
             let opens = opener.allowed(plan.batch).min(r.idle.len());
             for _ in 0..opens {
-                let Some(k) = r.idle.pop() else { break };
+                let Some(k) = r.next_idle() else { break };
                 if !r.open(k, client, now) {
-                    r.idle.push(k);
+                    r.idle.push_front(k);
                     break;
                 }
                 opener.took(1);
@@ -544,4 +553,74 @@ pub fn run(
     r.tot.flows_started = r.slots.started;
     r.tot.reordered = r.st.reordered;
     (r.tot, r.st)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::flows::TupleSpace;
+    use super::super::frame::L2;
+    use super::super::spec::PktSize;
+    use super::*;
+
+    /// Connections that close before the next one opens (the connection-rate mode): every
+    /// open must take a fresh tuple until the space is used up, not the slot just closed
+    /// again (whose generation would wrap onto tuples the gateway still holds in TIME_WAIT).
+    #[test]
+    fn reopened_slots_take_fresh_tuples() {
+        let space = TupleSpace::new(
+            "10.10.0.2".parse().unwrap(),
+            "10.10.0.3".parse().unwrap(),
+            "1000-1999".parse().unwrap(),
+            "80".parse().unwrap(),
+        )
+        .unwrap();
+        let l2 = L2 {
+            src: [2, 0, 0, 0, 0, 2],
+            dst: [2, 0, 0, 0, 0, 3],
+            vlan: None,
+        };
+        let plan = Plan {
+            l4: L4::Udp,
+            stateful: true,
+            l2,
+            l2_back: l2,
+            space,
+            flows: 10,
+            flowlen: 10,
+            pkt_size: PktSize::Fixed(70),
+            min_len: 0,
+            threads: 1,
+            count: 0,
+            pps: None,
+            conn_rate: Some(1000.0),
+            duration: None,
+            batch: 64,
+            settle: Duration::ZERO,
+        };
+        let live = Live::default();
+        let n = 10;
+        let mut r = Run {
+            plan: &plan,
+            slots: Slots::new(10, 10, space.len(), 0, 1),
+            conns: vec![IDLE; n],
+            idle: (0..n).collect(),
+            estab: Vec::new(),
+            place: vec![NOWHERE; n],
+            next: 0,
+            timers: VecDeque::new(),
+            events: Vec::new(),
+            tot: Totals::default(),
+            st: RxState::new(2 * n),
+            epoch: Instant::now(),
+            live: &live,
+        };
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..1000 {
+            let k = r.next_idle().unwrap();
+            let idx = r.slots.tuple_index(k);
+            assert!(seen.insert(idx), "open {i} reuses tuple {idx}");
+            r.recycle(k);
+        }
+        assert_eq!(seen.len(), 1000, "the whole space, each tuple once");
+    }
 }
