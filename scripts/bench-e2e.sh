@@ -22,7 +22,7 @@
 #              through the gateway, then data both ways, reset at the end
 # Each case runs --runs times (default 5) for --duration seconds (default 4); the report gives
 # medians. A last run per gateway at a fixed 100 kpps (UDP, 10k flows) gives latency below
-# saturation. With statewall, a table-full run (max 1000 entries, 3000 stateful connections)
+# saturation. With statewall, a table-full run (max 1000 entries; 3000 stateful connections opened at 1000/s)
 # shows established flows forwarded while new ones are dropped and counted.
 #
 # CPU per packet: this machine has 2 cores and the generator needs one, so the comparable
@@ -244,15 +244,24 @@ one_run() { # one_run GATEWAY NAME PKTGEN-ARGS...
 }
 
 table_full() {
-	log "statewall: table-full run (max 1000 entries, 3000 stateful connections)"
-	"$CTL" --socket "$SOCK" conntrack flush >/dev/null
-	"$CTL" --socket "$SOCK" set max 1000 >/dev/null
+	log "statewall: table-full run (max 1000 entries; 3000 stateful connections opened at 1000/s)"
+	# The table is sized at start: restart with a small one.
+	stop_gateway
+	{
+		cat "$TMP/gateway.yaml"
+		printf 'conntrack:\n  max: 1000\n'
+	} >"$TMP/gateway-small.yaml"
+	rm -f "$SOCK"
+	ip netns exec "$GW" "$STATEWALL" run --config "$TMP/gateway-small.yaml" --workers 1 --cpus 1 \
+		--control-socket "$SOCK" >"$TMP/gateway-small.log" 2>&1 &
+	GW_PID=$!
+	wait_ctl
 	"$CTL" --socket "$SOCK" stats --json >"$OUT/raw/table-full.stats-before.json"
 	# shellcheck disable=SC2046 # pktgen_args prints words on purpose
-	taskset -c 0 "$PKTGEN" $(pktgen_args tcp 3000) --duration "$DURATION" \
+	taskset -c 0 "$PKTGEN" $(pktgen_args tcp 3000) --conn-rate 1000 --duration "$DURATION" \
 		>"$OUT/raw/table-full.json" 2>"$OUT/raw/table-full.log"
 	"$CTL" --socket "$SOCK" stats --json >"$OUT/raw/table-full.stats-after.json"
-	"$CTL" --socket "$SOCK" set max 262144 >/dev/null
+	"$CTL" --socket "$SOCK" stats >"$OUT/raw/table-full.stats.txt"
 }
 
 {
