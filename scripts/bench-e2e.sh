@@ -22,8 +22,8 @@
 #              through the gateway, then data both ways, reset at the end
 # Each case runs --runs times (default 5) for --duration seconds (default 4); the report gives
 # medians. A last run per gateway at a fixed 100 kpps (UDP, 10k flows) gives latency below
-# saturation. With statewall, a table-full run (max 1000 entries; 3000 stateful connections opened at 1000/s)
-# shows established flows forwarded while new ones are dropped and counted.
+# saturation. With statewall, a table-full run (max 1000 entries; 3000 stateful connections
+# opened at 1000/s) shows established flows forwarded while new ones are dropped and counted.
 #
 # CPU per packet: this machine has 2 cores and the generator needs one, so the comparable
 # figure is what the gateway costs per packet, not its throughput. On veth, part of a

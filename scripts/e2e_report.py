@@ -130,7 +130,7 @@ def main():
         before = json.loads((out / "raw" / "table-full.stats-before.json").read_text())
         after = json.loads((out / "raw" / "table-full.stats-after.json").read_text())
         t = gen["totals"]
-        print("### Table full: statewall with max 1000 entries, 3000 stateful connections\n")
+        print("### Table full: statewall with max 1000 entries, 3000 stateful connections opened at 1000/s\n")
         print(f"- generator: {t['syn_sent']} SYNs ({t['syn_retransmits']} retransmitted), "
               f"{t['established']} connections established, {t['failed_handshakes']} gave up")
         print(f"- data on established connections: {t['sent']} segments sent, {t['received']} "
