@@ -13,6 +13,9 @@
 #                     (parsed by scripts/nfct.py) shows exactly those 200, ESTABLISHED and
 #                     ASSURED with the generator's ports; the generator reports 200
 #                     established, 0 failed handshakes, no data segment lost
+#   conn-rate         stateful TCP at 1000 connections/s, 10 data segments each, then FIN: every
+#                     connection a fresh tuple, a NEW entry inserted for each SYN, every closed
+#                     one listed TIME_WAIT; no failed handshake, nothing lost
 #   ipv6-udp          UDP over IPv6 at 20 kpps: sent == received; IPv6 entries in the table
 #   imix              IMIX sizes (7:4:1 of 60, 590, 1514 bytes): sent == received, bytes too
 #   syn-flood         5000 SYNs from fresh ports: 5000 NEW entries inserted, listed as
@@ -300,6 +303,33 @@ case_stateful() {
 	DET="listed 200 ESTABLISHED [ASSURED] ports 20000-20199; generator: $est established, $(j stateful .totals.failed_handshakes) failed, $(j stateful .sent) data segments, lost $(j stateful .lost)"
 }
 
+case_conn_rate() {
+	local i0 i1 syn est closed tw ports other
+	i0=$(total inserted)
+	pktgen conn --mode stateful "${V4[@]}" --sport 50000-59999 --dport 80 --flows 100 --flowlen 10 \
+		--conn-rate 1k --rate 20k --duration 2 --pkt-size 70
+	all_delivered conn 10000
+	i1=$(total inserted)
+	syn=$(j conn .totals.syn_sent) est=$(j conn .totals.established) closed=$(j conn .totals.closed)
+	# The last SYNs may still wait for their SYN-ACK when the run stops (50 ms' worth at most).
+	((syn >= 1500 && est <= syn && syn - est <= 50 && closed <= est && est - closed <= 100)) ||
+		fail "SYNs $syn, established $est, closed $closed"
+	(($(j conn .totals.failed_handshakes) == 0 && $(j conn .totals.syn_retransmits) == 0)) ||
+		fail "failed handshakes $(j conn .totals.failed_handshakes), SYN retransmits $(j conn .totals.syn_retransmits)"
+	((i1 - i0 == syn)) || fail "$syn connections, but the daemon inserted $((i1 - i0)) entries"
+	ct_json -p tcp --dport 80 | jq -r 'select(.orig.sport >= 50000 and .orig.sport <= 59999)
+		| [.state, .orig.sport] | @tsv' >"$TMP/conn.tsv"
+	tw=$(awk -F'\t' '$1 == "TIME_WAIT"' "$TMP/conn.tsv" | wc -l)
+	ports=$(cut -f2 "$TMP/conn.tsv" | sort -u | wc -l)
+	((tw == closed)) || fail "$tw entries in TIME_WAIT for $closed connections closed"
+	# Each connection a tuple of its own. Those the run's end reset are CLOSE, or gone if
+	# the gateway had seen no reply yet (nf_ct_kill on a RST with no reply, as the kernel).
+	((est <= ports && ports <= syn)) || fail "$ports distinct tuples listed for $est established of $syn"
+	other=$(awk -F'\t' '$1 != "TIME_WAIT" && $1 != "CLOSE"' "$TMP/conn.tsv" | wc -l)
+	((other == 0)) || fail "$other entries neither TIME_WAIT nor CLOSE"
+	DET="$syn SYNs, $est established, $closed closed -> inserted +$((i1 - i0)), $tw TIME_WAIT, $ports distinct ports; $(j conn .sent) data segments, lost $(j conn .lost)"
+}
+
 case_ipv6_udp() {
 	local n
 	pktgen v6 "${V6[@]}" --dport 9 --flows 100 --rate 20k --duration 2
@@ -404,7 +434,7 @@ wait_for 20 sw_up || {
 	die "statewall run did not come up"
 }
 
-for c in udp-exact loss-rule-drops stateful ipv6-udp imix syn-flood; do
+for c in udp-exact loss-rule-drops stateful conn-rate ipv6-udp imix syn-flood; do
 	check "$c"
 done
 for c in pktgen-sh-cases pktgen-sh-lab pktgen-sh-sigint; do
