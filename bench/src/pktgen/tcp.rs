@@ -21,7 +21,7 @@ use dataplane::wire;
 use super::flows::{Slots, Tuple};
 use super::frame::{self, Stamp, TcpHdr, L4};
 use super::stats::{Live, RxState, Totals};
-use super::worker::{stamp_now, Pacer, Plan, Side};
+use super::worker::{stamp_at, stamp_now, Pacer, Plan, Side};
 
 const WSCALE: u8 = 7;
 const WINDOW: u16 = 0xffff;
@@ -238,7 +238,7 @@ impl Run<'_> {
         let len = self.plan.pkt_size.nth(n) as usize;
         let v4 = t.src.is_ipv4();
         let c = self.conns[k];
-        let ts = stamp_now(self.epoch);
+        let ts = stamp_at(self.epoch, now);
         let global = self.slots.global(k) as u32;
         let (ok, payload) = if c.to_server {
             let l4 = Self::tcp(c.c_nxt, c.c_rcv, ACK | PSH);
@@ -503,10 +503,10 @@ pub fn run(
         let now = Instant::now();
         let sending = !stop.load(Relaxed)
             && (plan.count == 0 || data_sent < plan.count)
-            && plan.duration.is_none_or(|d| start.elapsed() < d);
+            && plan.duration.is_none_or(|d| now.duration_since(start) < d);
         if sending {
             r.timers(client, now);
-            let opens = opener.allowed(plan.batch).min(r.idle.len());
+            let opens = opener.allowed(plan.batch, now).min(r.idle.len());
             for _ in 0..opens {
                 let Some(k) = r.next_idle() else { break };
                 if !r.open(k, client, now) {
@@ -515,7 +515,7 @@ pub fn run(
                 }
                 opener.took(1);
             }
-            let mut want = pacer.allowed(plan.batch);
+            let mut want = pacer.allowed(plan.batch, now);
             if plan.count > 0 {
                 want = want.min((plan.count - data_sent) as usize);
             }
@@ -532,8 +532,10 @@ pub fn run(
         } else if !ending {
             ending = true;
             r.reset_all(client);
-            last_rx = Instant::now();
-        } else if client.out.is_empty() && server.out.is_empty() && last_rx.elapsed() >= plan.settle
+            last_rx = now;
+        } else if client.out.is_empty()
+            && server.out.is_empty()
+            && now.saturating_duration_since(last_rx) >= plan.settle
         {
             break;
         }
@@ -543,9 +545,9 @@ pub fn run(
         r.receive(server, true);
         r.receive(client, false);
         if r.st.latency.len() + r.tot.other_received != got {
-            last_rx = Instant::now();
+            last_rx = now;
         }
-        if ending && last_rx.elapsed() < plan.settle {
+        if ending && now.saturating_duration_since(last_rx) < plan.settle {
             std::thread::sleep(Duration::from_micros(50));
         }
     }

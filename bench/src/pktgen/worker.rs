@@ -114,7 +114,13 @@ pub fn frame_len(size: PktSize, n: u64, min_len: usize) -> usize {
 
 /// Nanoseconds since the epoch, as stamps carry them (mod 2^32).
 pub fn stamp_now(epoch: Instant) -> u32 {
-    epoch.elapsed().as_nanos() as u32
+    stamp_at(epoch, Instant::now())
+}
+
+/// `now` as a stamp (one clock read serves a whole loop iteration: at these rates the
+/// vDSO clock was a fifth of the generator's time when read for every decision).
+pub fn stamp_at(epoch: Instant, now: Instant) -> u32 {
+    now.duration_since(epoch).as_nanos() as u32
 }
 
 /// Paces a packet stream: how many may go now so that `rate` per second holds on average,
@@ -135,11 +141,11 @@ impl Pacer {
         }
     }
 
-    pub fn allowed(&mut self, batch: usize) -> usize {
+    pub fn allowed(&mut self, batch: usize, now: Instant) -> usize {
         let Some(r) = self.rate else {
             return batch;
         };
-        let due = (r * self.start.elapsed().as_secs_f64()) as u64;
+        let due = (r * now.duration_since(self.start).as_secs_f64()) as u64;
         if due > self.done + batch as u64 {
             // Behind (the port pushed back): do not burst to catch up.
             self.done = due - batch as u64;
@@ -179,16 +185,17 @@ pub fn stateless(
     let mut last_rx = Instant::now();
     let mut queued_bytes: Vec<usize> = Vec::with_capacity(plan.batch * 4);
     loop {
+        let now = Instant::now();
         let sending = !stop.load(Relaxed)
             && (plan.count == 0 || tot.sent < plan.count)
-            && plan.duration.is_none_or(|d| start.elapsed() < d);
+            && plan.duration.is_none_or(|d| now.duration_since(start) < d);
         if sending {
-            let mut want = pacer.allowed(plan.batch);
+            let mut want = pacer.allowed(plan.batch, now);
             if plan.count > 0 {
                 want = want.min((plan.count - tot.sent) as usize);
             }
             want = want.min(tx.room());
-            let ts = stamp_now(epoch);
+            let ts = stamp_at(epoch, now);
             for _ in 0..want {
                 let (k, idx) = slots.next_packet();
                 let tuple = plan.space.nth(idx);
@@ -208,7 +215,7 @@ pub fn stateless(
                 queued_bytes.push(bytes);
                 pacer.took(1);
             }
-        } else if tx.out.is_empty() && last_rx.elapsed() >= plan.settle {
+        } else if tx.out.is_empty() && now.saturating_duration_since(last_rx) >= plan.settle {
             break;
         }
         let sent = tx.pump(&mut tot);
@@ -221,15 +228,15 @@ pub fn stateless(
         }
         // Whatever comes back on the sending port (resets, ICMP errors, the host's own).
         if receive(tx, &mut tot, &mut st, live, epoch, plan.batch) > 0 {
-            last_rx = Instant::now();
+            last_rx = now;
         }
         if let Some(r) = rx.as_mut() {
             r.pump(&mut tot);
             if receive(r, &mut tot, &mut st, live, epoch, plan.batch) > 0 {
-                last_rx = Instant::now();
+                last_rx = now;
             }
         }
-        if !sending && tx.out.is_empty() && last_rx.elapsed() < plan.settle {
+        if !sending && tx.out.is_empty() && now.saturating_duration_since(last_rx) < plan.settle {
             // Draining: do not spin a core the gateway may need.
             std::thread::sleep(Duration::from_micros(50));
         }
