@@ -1,6 +1,6 @@
 //! Statewall's engine micro-benchmarks. Each subcommand builds its inputs in memory, warms
 //! up, and times the engine with `std::time::Instant` (the engine itself never reads the
-//! clock; STYLE point 3). Run in release: `cargo run --release -p statewall-bench -- ...`.
+//! clock; STYLE point 3). Run in release: `cargo run --release --bin statewall-bench -- ...`.
 #![forbid(unsafe_code)]
 
 mod classifier;
