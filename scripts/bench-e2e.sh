@@ -25,17 +25,16 @@
 # saturation. With statewall, a table-full run (max 1000 entries; 3000 stateful connections
 # opened at 1000/s) shows established flows forwarded while new ones are dropped and counted.
 #
-# CPU per packet: this machine has 2 cores and the generator needs one, so the comparable
-# figure is what the gateway costs per packet, not its throughput. On veth, part of a
-# gateway's work runs in softirq on the core that sent the packet (the XDP redirect into an
-# AF_XDP socket runs in the sending veth's NAPI poll), so no one thread or core holds all of
-# it. The figure is therefore differential: "machine ns/pkt" is both cores' busy time
-# (/proc/stat: user, system, irq, softirq) over the run divided by the frames delivered;
-# "gateway ns/pkt" is that minus the same figure for `direct`, i.e. what putting the
-# gateway in the path costs the machine per packet. A polling gateway (testpmd always,
-# statewall while it spins before sleeping) is charged for its spinning too: that is what it
-# costs. "process ns/pkt" is the gateway process's own threads (schedstat), "core-1 ns/pkt"
-# core 1's busy time, both per delivered frame.
+# CPU per packet: this machine has 2 cores and the generator needs one (core 0), so the
+# comparable figure is what the gateway spends per packet, not its throughput. The gateway is
+# pinned to core 1 (statewall's worker, testpmd's forwarding lcore; for the kernel, RPS sends
+# the gateway ports' receive processing there). "core-1 ns/pkt" is core 1's busy time
+# (/proc/stat: user, system, irq, softirq) over the run per frame delivered; "process
+# ns/pkt" the gateway process's threads (schedstat); "machine - direct ns/pkt" both cores'
+# busy time per frame minus the same for `direct`. On veth part of the work runs where the
+# packet is sent, whatever the pinning: an AF_XDP gateway's receive (the XDP redirect and
+# copy into its socket) on the generator's core, and the far host's receive on the gateway's
+# core; the report says what each figure leaves in and out.
 #
 # Needs root. Installs what it needs (scripts/install-deps.sh --bench: DPDK's testpmd, the
 # net_af_xdp driver, conntrack-tools) and builds the release binaries. Writes raw results and
@@ -61,7 +60,7 @@ while (($#)); do
 	--no-table-full) TABLE_FULL=0 ;;
 	--out) OUT=$2 && shift ;;
 	-h | --help)
-		sed -n '2,42p' "$0" | sed 's/^# \{0,1\}//'
+		sed -n '2,41p' "$0" | sed 's/^# \{0,1\}//'
 		exit 0
 		;;
 	*)
