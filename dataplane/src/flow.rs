@@ -135,7 +135,7 @@ impl FlowKey {
             // The request's direction is canonical, so both directions agree.
             !icmp_valid_new(self.family, (self.dport >> 8) as u8)
         } else {
-            (self.src, self.sport) > (self.dst, self.dport)
+            self.endpoints_swapped()
         };
         if swapped {
             (self.reverse(), true)
@@ -144,41 +144,52 @@ impl FlowKey {
         }
     }
 
+    /// Whether `(src, sport) > (dst, dport)`: the addresses compared as big-endian 128-bit
+    /// numbers, which orders them exactly as comparing their bytes would.
+    #[inline]
+    fn endpoints_swapped(&self) -> bool {
+        (u128::from_be_bytes(self.src), self.sport) > (u128::from_be_bytes(self.dst), self.dport)
+    }
+
     /// Hash of the canonical form: equal for both directions of a flow.
     #[inline]
     pub fn symmetric_hash(&self) -> u64 {
-        self.canonical().0.hash64()
+        if is_icmp(self.family, self.proto) {
+            return self.canonical().0.hash64();
+        }
+        // Ports and addresses swap together: hash the canonical form without building it.
+        if self.endpoints_swapped() {
+            hash_parts(
+                &self.dst,
+                &self.src,
+                self.dport,
+                self.sport,
+                self.proto,
+                self.family,
+            )
+        } else {
+            hash_parts(
+                &self.src,
+                &self.dst,
+                self.sport,
+                self.dport,
+                self.proto,
+                self.family,
+            )
+        }
     }
 
     /// A fast 64-bit hash of this exact key (not symmetric).
     #[inline]
     pub fn hash64(&self) -> u64 {
-        // Five 64-bit words, mixed with multiply-rotate rounds (wyhash-style); keys are
-        // fixed-size, so no length handling. Seeded per process by `HASH_SEED`.
-        let mut w = [0u64; 5];
-        let b = self.as_bytes();
-        for (i, chunk) in b.chunks_exact(8).enumerate() {
-            let mut a = [0u8; 8];
-            a.copy_from_slice(chunk);
-            w[i] = u64::from_le_bytes(a);
-        }
-        let s = hash_seed();
-        let mut h = s ^ 0x9e37_79b9_7f4a_7c15;
-        for x in w {
-            h = mix(h ^ x, 0xbf58_476d_1ce4_e5b9);
-        }
-        mix(h, 0x94d0_49bb_1331_11eb)
-    }
-
-    fn as_bytes(&self) -> [u8; 40] {
-        let mut out = [0u8; 40];
-        out[..16].copy_from_slice(&self.src);
-        out[16..32].copy_from_slice(&self.dst);
-        out[32..34].copy_from_slice(&self.sport.to_le_bytes());
-        out[34..36].copy_from_slice(&self.dport.to_le_bytes());
-        out[36] = self.proto;
-        out[37] = self.family as u8;
-        out
+        hash_parts(
+            &self.src,
+            &self.dst,
+            self.sport,
+            self.dport,
+            self.proto,
+            self.family,
+        )
     }
 
     /// The key of a parsed packet, in the packet's direction; `None` for ICMP types that have
@@ -201,6 +212,29 @@ impl FlowKey {
     }
 }
 
+/// The key's five 64-bit words (addresses in halves; ports, protocol and family in the last),
+/// mixed wyhash-style: two independent 64×64→128-bit multiplies of the address words, one to
+/// combine them with the last word. Keys are fixed-size, so no length handling. Seeded per
+/// process by `HASH_SEED`.
+#[inline]
+fn hash_parts(src: &Addr, dst: &Addr, sport: u16, dport: u16, proto: u8, family: IpFamily) -> u64 {
+    let s = hash_seed();
+    let a = u128::from_le_bytes(*src);
+    let b = u128::from_le_bytes(*dst);
+    let tail =
+        u64::from(sport) | u64::from(dport) << 16 | u64::from(proto) << 32 | (family as u64) << 40;
+    let x = mix(
+        (a as u64) ^ s ^ 0xa076_1d64_78bd_642f,
+        ((a >> 64) as u64) ^ 0xe703_7ed1_a0b4_28db,
+    );
+    let y = mix(
+        (b as u64) ^ 0x8ebc_6af0_9c88_c6e3,
+        ((b >> 64) as u64) ^ s ^ 0x5899_65cc_7537_4cc3,
+    );
+    mix(x ^ tail ^ 0x1d8e_4e27_c47d_124f, y ^ 0x9e37_79b9_7f4a_7c15)
+}
+
+/// The folded 128-bit product (wyhash's `mum`).
 #[inline]
 fn mix(x: u64, k: u64) -> u64 {
     let p = u128::from(x) * u128::from(k);
@@ -259,6 +293,44 @@ mod tests {
             owner(k.symmetric_hash(), 4),
             owner(k.reverse().symmetric_hash(), 4)
         );
+    }
+
+    #[test]
+    fn hash_spreads_sequential_keys() {
+        // Keys that differ in a few low bits (ports, host part of an address) must spread
+        // over the table's low bits and the owners' high bits alike.
+        let mut keys = vec![];
+        for host in 0..64u8 {
+            for sport in 1024..2024u16 {
+                keys.push(FlowKey::new(
+                    IpFamily::V4,
+                    v4_mapped([10, 64, 0, host]),
+                    v4_mapped([203, 0, 113, 7]),
+                    6,
+                    sport,
+                    22,
+                ));
+            }
+        }
+        let n = keys.len();
+        let mut hashes: Vec<u64> = keys.iter().map(FlowKey::symmetric_hash).collect();
+        let mut buckets = vec![0u32; 1 << 17];
+        let mut owners = [0usize; 4];
+        for &h in &hashes {
+            buckets[h as usize & ((1 << 17) - 1)] += 1;
+            owners[owner(h, 4)] += 1;
+        }
+        assert!(*buckets.iter().max().unwrap() <= 12, "low bits clump");
+        for o in owners {
+            assert!(o.abs_diff(n / 4) < n / 40, "owners unbalanced: {owners:?}");
+        }
+        hashes.sort_unstable();
+        hashes.dedup();
+        assert_eq!(hashes.len(), n, "64-bit collisions");
+        for k in &keys {
+            assert_eq!(k.symmetric_hash(), k.canonical().0.hash64());
+            assert_eq!(k.reverse().symmetric_hash(), k.canonical().0.hash64());
+        }
     }
 
     #[test]
