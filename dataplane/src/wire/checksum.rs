@@ -4,29 +4,35 @@
 //! as summing 16-bit words (RFC 1071 §2(B): byte-order independence, parallel summation), with
 //! a quarter of the additions and the carries left to the end.
 
-/// The one's-complement partial sum of `data`, unfolded. Sums can be added together before
-/// [`fold`]ing as long as every part but the last has even length.
+/// The one's-complement partial sum of `data`, unfolded: at most 34 bits, zero only when
+/// every byte is. Sums can be added together before [`fold`]ing as long as every part but the
+/// last has even length.
 #[inline]
 pub fn sum(data: &[u8]) -> u64 {
-    // 64-bit words into a 128-bit accumulator: one add-with-carry per 8 bytes, no overflow
-    // for any length that fits in memory; folded to 64 bits at the end.
-    let mut wide: u128 = 0;
+    // 64-bit big-endian words added with end-around carry (one's-complement addition modulo
+    // 2^64 - 1, which 0xffff divides, so the residue of the 16-bit sum is kept; a sum of
+    // non-zero words never wraps to zero), then folded to 33 bits so callers can add more.
+    let mut acc: u64 = 0;
     let mut chunks = data.chunks_exact(8);
     for c in &mut chunks {
         if let Ok(w) = <[u8; 8]>::try_from(c) {
-            wide += u128::from(u64::from_be_bytes(w));
+            let (s, carry) = acc.overflowing_add(u64::from_be_bytes(w));
+            // On a carry s <= 2^64 - 2: adding it back cannot overflow.
+            acc = s + u64::from(carry);
         }
     }
-    let mut acc = u64::from(fold(wide as u64)) + u64::from(fold((wide >> 64) as u64));
-    let rest = chunks.remainder();
-    let mut words = rest.chunks_exact(2);
-    for w in &mut words {
-        if let &[a, b] = w {
-            acc += u64::from(u16::from_be_bytes([a, b]));
-        }
+    let mut acc = (acc & 0xffff_ffff) + (acc >> 32);
+    let mut rest = chunks.remainder();
+    if let Some((w, tail)) = rest.split_first_chunk::<4>() {
+        acc += u64::from(u32::from_be_bytes(*w));
+        rest = tail;
+    }
+    if let Some((w, tail)) = rest.split_first_chunk::<2>() {
+        acc += u64::from(u16::from_be_bytes(*w));
+        rest = tail;
     }
     // An odd trailing byte is padded with a zero on the right (RFC 1071).
-    if let &[a] = words.remainder() {
+    if let &[a] = rest {
         acc += u64::from(a) << 8;
     }
     acc
