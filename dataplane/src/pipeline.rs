@@ -218,7 +218,7 @@ impl Pipeline {
                 self.shard.prefetch(*h);
             }
             for (((p, m), h), o) in pkts.iter().zip(&parsed).zip(&hashes).zip(outs.iter_mut()) {
-                *o = self.process_hashed(now, p, *m, *h);
+                *o = self.process_ref(now, p, m, *h);
             }
         }
     }
@@ -251,6 +251,19 @@ impl Pipeline {
         parsed: Result<PacketMeta, L3Error>,
         hash: Option<u64>,
     ) -> Outcome {
+        self.process_ref(now, p, &parsed, hash)
+    }
+
+    /// [`Self::process_hashed`] on a parse result it borrows (the batch keeps its parse
+    /// results; copying each `PacketMeta` again would cost as much as the work saved).
+    #[inline]
+    fn process_ref(
+        &mut self,
+        now: u64,
+        p: &Packet,
+        parsed: &Result<PacketMeta, L3Error>,
+        hash: Option<u64>,
+    ) -> Outcome {
         // Disjoint borrows: the ruleset is read while the shard and counters are written.
         let Pipeline {
             rules,
@@ -265,7 +278,7 @@ impl Pipeline {
             Ok(m) => m,
             Err(e) => {
                 let o = Outcome {
-                    reason: Reason::Malformed(e),
+                    reason: Reason::Malformed(*e),
                     ..Outcome::default()
                 };
                 return counters.drop(o, DropReason::Malformed);
@@ -286,21 +299,22 @@ impl Pipeline {
                 ..Outcome::default()
             };
         }
-        let mut key = Key::from_meta(&m, p.in_port, out_port.unwrap_or(0), None, None);
-
-        let names = (
-            rules
-                .ports
-                .get(usize::from(p.in_port))
-                .map_or("", String::as_str),
-            rules
-                .ports
-                .get(usize::from(out_port.unwrap_or(0)))
-                .map_or("", String::as_str),
-        );
-        let decide = |stage: &CompiledStage, key: &Key| {
-            let (rule, action) = stage.decide(key);
-            match stage.hotdrop(&m, names.0, names.1, rule) {
+        // The classifier key is built only for a stage that is walked: a packet answered by
+        // the verdict cache (and an empty raw stage) needs none.
+        let decide = |stage: &CompiledStage, ctstate: Option<CtState>, ctdir| {
+            let key = Key::from_meta(m, p.in_port, out_port.unwrap_or(0), ctstate, ctdir);
+            let (rule, action) = stage.decide(&key);
+            let names = (
+                rules
+                    .ports
+                    .get(usize::from(p.in_port))
+                    .map_or("", String::as_str),
+                rules
+                    .ports
+                    .get(usize::from(out_port.unwrap_or(0)))
+                    .map_or("", String::as_str),
+            );
+            match stage.hotdrop(m, names.0, names.1, rule) {
                 Some(h) => (Some(h), Action::Drop),
                 None => (rule, action),
             }
@@ -311,7 +325,7 @@ impl Pipeline {
             // No raw rules: the policy (accept or drop), without a lookup.
             rules.raw.decide_policy()
         } else {
-            decide(&rules.raw, &key)
+            decide(&rules.raw, None, None)
         };
         let notrack = match raw_action {
             Action::Notrack => true,
@@ -344,8 +358,8 @@ impl Pipeline {
         } else {
             let csum_ok = !rules.timeouts.checksum
                 || !matches!(m.proto, 1 | 6 | 17 | 58 | 136)
-                || wire::l4_checksum_ok(p.frame, &m);
-            shard.track_hashed(now, &m, p.frame, csum_ok, hash)
+                || wire::l4_checksum_ok(p.frame, m);
+            shard.track_hashed(now, m, p.frame, csum_ok, hash)
         };
         let Some(state) = track.ctstate() else {
             let o = Outcome {
@@ -358,18 +372,18 @@ impl Pipeline {
         if let Track::Invalid(r) = track {
             counters.invalid[r as usize] += 1;
         }
-        key.ctstate = Some(state);
-        key.ctdir = track.ctdir();
+        let ctstate = Some(state);
+        let ctdir = track.ctdir();
 
         // Forward stage, through the per-flow verdict cache where the ruleset allows.
         let gen = rules.generation;
         let (rule, accept, cached) = match track {
-            Track::Tracked { id, dir, .. } if rules.forward.cacheable(key.ctstate, key.ctdir) => {
+            Track::Tracked { id, dir, .. } if rules.forward.cacheable(ctstate, ctdir) => {
                 let e = shard.entry_mut(id);
                 match e.cache[dir.idx()].get(gen, state as u8, p.in_port) {
                     Some((rule, accept)) => (rule, accept, true),
                     None => {
-                        let (rule, action) = decide(&rules.forward, &key);
+                        let (rule, action) = decide(&rules.forward, ctstate, ctdir);
                         let accept = action == Action::Accept;
                         e.cache[dir.idx()] =
                             CachedVerdict::new(gen, rule, state as u8, p.in_port, accept);
@@ -378,7 +392,7 @@ impl Pipeline {
                 }
             }
             _ => {
-                let (rule, action) = decide(&rules.forward, &key);
+                let (rule, action) = decide(&rules.forward, ctstate, ctdir);
                 (rule, action == Action::Accept, false)
             }
         };
@@ -388,7 +402,7 @@ impl Pipeline {
         if let Track::New { .. } = track {
             if accept {
                 if let Some(e) = shard.pending_mut() {
-                    if rules.forward.cacheable(key.ctstate, key.ctdir) {
+                    if rules.forward.cacheable(ctstate, ctdir) {
                         e.cache[0] = CachedVerdict::new(gen, rule, state as u8, p.in_port, true);
                     }
                 }
@@ -420,7 +434,7 @@ impl Pipeline {
             } = track
             {
                 if shard.entry(id).has(status::HELPER_FTP)
-                    && shard.help(id, dir, &m, p.frame, now) == HelperVerdict::Drop
+                    && shard.help(id, dir, m, p.frame, now) == HelperVerdict::Drop
                 {
                     let o = Outcome {
                         reason: Reason::HelperDrop,
