@@ -43,6 +43,9 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 REPO=$PWD
+PROG=bench-e2e
+# shellcheck source=scripts/lib/labtest.sh
+. scripts/lib/labtest.sh # stop_pid
 RUNS=5
 DURATION=4
 FLOWS="1 10000 100000"
@@ -105,16 +108,8 @@ HZ=$(getconf CLK_TCK)
 
 log() { printf '[bench-e2e %s] %s\n' "$(date +%T)" "$*" >&2; }
 
-stop_gateway() {
-	if [[ -n $GW_PID ]] && kill -0 "$GW_PID" 2>/dev/null; then
-		kill -INT "$GW_PID" 2>/dev/null || true
-		for _ in $(seq 50); do
-			kill -0 "$GW_PID" 2>/dev/null || break
-			sleep 0.1
-		done
-		kill -KILL "$GW_PID" 2>/dev/null || true
-		wait "$GW_PID" 2>/dev/null || true
-	fi
+stop_gateway() { # SIGINT (testpmd's way out too), up to 5 s, then KILL
+	stop_pid "$GW_PID" 5 INT
 	GW_PID=
 }
 

@@ -2,7 +2,9 @@
 # The built-in lab (DESIGN.md §7): a gateway between two hosts, on one machine.
 #
 #   scripts/lab.sh up [--kernel|--direct]   build it
-#   scripts/lab.sh down            remove it (also what `up` does first)
+#   scripts/lab.sh down            remove it (also what `up` does first): every process still
+#                                  in its namespaces is stopped (TERM, up to 1 s, then KILL),
+#                                  then the namespaces are deleted
 #   scripts/lab.sh status          show the namespaces and addresses
 #
 #   netns ${LAB}-client  eth0 10.10.0.2/24 fd00:10::2/64 ── veth ── lan ┐
@@ -42,7 +44,25 @@ need_root() {
 	command -v ip >/dev/null || die "needs iproute2 (scripts/install-deps.sh installs it)"
 }
 
+lab_pids() { # the processes in the lab's namespaces, one a line
+	local ns
+	for ns in "$CLIENT" "$GW" "$SERVER"; do
+		if [[ -e /run/netns/$ns ]]; then ip netns pids "$ns" 2>/dev/null || true; fi
+	done
+}
+
 down() {
+	local ns tries=10
+	local -a pids
+	# Whatever still runs in the lab (a daemon, servers, a test's leftovers) goes first: TERM,
+	# a short wait for it to exit, then KILL.
+	mapfile -t pids < <(lab_pids)
+	if ((${#pids[@]} > 0)); then
+		kill -TERM "${pids[@]}" 2>/dev/null || true
+		while ((tries-- > 0)) && [[ -n $(lab_pids) ]]; do sleep 0.1; done
+		mapfile -t pids < <(lab_pids)
+		((${#pids[@]} == 0)) || kill -KILL "${pids[@]}" 2>/dev/null || true
+	fi
 	for ns in "$CLIENT" "$GW" "$SERVER"; do
 		if ip netns list | grep -qw "^$ns"; then
 			ip netns delete "$ns"
@@ -138,7 +158,7 @@ down)
 	;;
 status) status ;;
 *)
-	sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
+	awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
 	exit 2
 	;;
 esac

@@ -58,13 +58,9 @@ PKTGEN=${STATEWALL_PKTGEN:-$TARGET/release/statewall-pktgen}
 BIN=${STATEWALL:-$TARGET/release/statewall}
 CTL=${STATEWALLCTL:-$TARGET/release/statewallctl}
 
-die() {
-	echo "pktgen.sh: $*" >&2
-	exit 2
-}
-usage() {
-	awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
-}
+PROG=pktgen.sh
+# shellcheck source=scripts/lib/labtest.sh
+. scripts/lib/labtest.sh # die, usage, stop_pid
 
 case_=''
 rate=100k duration=5 count='' flows='' pkt_size='' v6=0 vlan='' src='' dst='' sport='' dport=''
@@ -164,28 +160,16 @@ fi
 # --lab's teardown (a lab, the daemon and the generator, all started here).
 DPID='' GPID='' LAB_MADE=0 TMP=''
 cleanup() {
-	local rc=$? p
+	local rc=$?
 	trap - EXIT INT TERM
 	set +e
 	if [[ -n $GPID ]] && kill -0 "$GPID" 2>/dev/null; then
 		kill -TERM "$GPID" 2>/dev/null # stops sending, prints its report
 		wait "$GPID" 2>/dev/null
 	fi
-	if [[ -n $DPID ]] && kill -0 "$DPID" 2>/dev/null; then
-		kill -TERM "$DPID" 2>/dev/null
-		for _ in $(seq 50); do
-			kill -0 "$DPID" 2>/dev/null || break
-			sleep 0.1
-		done
-		kill -KILL "$DPID" 2>/dev/null
-		wait "$DPID" 2>/dev/null
-	fi
+	stop_pid "$DPID" 5
 	if ((LAB_MADE)); then
-		# Anything left in the lab's namespaces was started here.
-		for ns in "$CLIENT" "$GW" "$SERVER"; do
-			[[ -e /run/netns/$ns ]] || continue
-			for p in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$p" 2>/dev/null; done
-		done
+		# lab.sh down stops anything left in the lab's namespaces: all was started here.
 		LAB=$LAB scripts/lab.sh down >/dev/null 2>&1 || true
 		echo "pktgen.sh: lab $LAB removed" >&2
 	fi

@@ -60,29 +60,14 @@ SRV4=10.10.0.3
 WORKERS=2
 METRICS=127.0.0.1:9100
 
-die() {
-	echo "test-control: $*" >&2
-	exit 2
-}
+PROG=test-control
+# shellcheck source=scripts/lib/labtest.sh
+. scripts/lib/labtest.sh
 
-keep=0
-for a in "$@"; do
-	case $a in
-	--keep) keep=1 ;;
-	-h | --help)
-		awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
-		exit 0
-		;;
-	*) die "unknown argument $a (try --help)" ;;
-	esac
-done
-
-[[ $(id -u) -eq 0 ]] || die "needs root (network namespaces, XDP)"
-for t in ip iptables-legacy curl ping iperf3 jq tmux ss timeout "$PY"; do
-	command -v "$t" >/dev/null 2>&1 || die "needs $t (scripts/install-deps.sh installs it)"
-done
-[[ -x $BIN ]] || die "$BIN not found; run cargo build --release first"
-[[ -x $CTL ]] || die "$CTL not found; run cargo build --release first"
+keep_or_help "$@"
+need_root "network namespaces, XDP"
+need_cmds ip iptables-legacy curl ping iperf3 jq tmux ss timeout "$PY"
+need_bins "$BIN" "$CTL"
 
 TMP=$(mktemp -d /tmp/sw-control.XXXXXX)
 chmod 755 "$TMP"
@@ -93,52 +78,21 @@ LABS=()
 DPID=''
 BG=() # background processes started in the root namespace (watchers, pings, clients)
 
-# Every process in a lab's namespaces was started by this run.
-teardown_lab() {
-	local lab=$1 ns pids p
-	for ns in "$lab-client" "$lab-server" "$lab-gw"; do
-		[[ -e /run/netns/$ns ]] || continue
-		pids=$(ip netns pids "$ns" 2>/dev/null)
-		for p in $pids; do kill -TERM "$p" 2>/dev/null; done
-	done
-	sleep 0.2
-	for ns in "$lab-client" "$lab-server" "$lab-gw"; do
-		[[ -e /run/netns/$ns ]] || continue
-		pids=$(ip netns pids "$ns" 2>/dev/null)
-		for p in $pids; do kill -KILL "$p" 2>/dev/null; done
-	done
-	LAB=$lab scripts/lab.sh down >/dev/null 2>&1
-}
+# lab.sh down stops every process in a lab's namespaces: all were started by this run.
+teardown_lab() { LAB=$1 scripts/lab.sh down >/dev/null 2>&1; }
 cleanup() {
 	local l p
 	trap - EXIT INT TERM
 	for p in "${BG[@]}"; do kill "$p" 2>/dev/null; done
 	tmux -L "$TMUX_SOCK" kill-server 2>/dev/null
-	if [[ -n $DPID ]] && kill -0 "$DPID" 2>/dev/null; then
-		kill -TERM "$DPID" 2>/dev/null
-		for _ in $(seq 30); do
-			kill -0 "$DPID" 2>/dev/null || break
-			sleep 0.1
-		done
-		kill -KILL "$DPID" 2>/dev/null
-	fi
+	stop_pid "$DPID"
 	for l in "${LABS[@]}"; do teardown_lab "$l"; done
 	if ((keep)); then echo "test-control: work directory kept: $TMP"; else rm -rf "$TMP"; fi
 }
-trap cleanup EXIT
-trap 'echo; echo "test-control: interrupted" >&2; exit 130' INT
-trap 'exit 143' TERM
+lab_traps
 
 # ---------------------------------------------------------------- helpers
 
-wait_for() { # wait_for SECONDS CMD...: poll CMD every 0.1 s until it succeeds
-	local tries=$(($1 * 10))
-	shift
-	until "$@" >/dev/null 2>&1; do
-		((--tries > 0)) || return 1
-		sleep 0.1
-	done
-}
 ctl() { "$CTL" --socket "$SOCK" "$@"; }
 jctl() { "$CTL" --socket "$SOCK" --json "$@"; }
 total() { jctl stats | jq -r ".data.total.$1 // 0"; } # total rx_packets, dropped.rule, ...
@@ -156,7 +110,6 @@ grows() { # grows FILE COUNT: FILE has more than COUNT lines
 }
 in_client() { ip netns exec "$CLIENT" "$@"; }
 in_server() { ip netns exec "$SERVER" "$@"; }
-daemon_alive() { [[ -n $DPID ]] && kill -0 "$DPID" 2>/dev/null; }
 # The parsed (nfct.py) entry of the flow from source port $2 in listing file $1, reduced to
 # what the kernel and statewall must agree on.
 flow_of() {
@@ -170,39 +123,10 @@ ct_get_tcp() { # the listed entry of the client's TCP flow from source port $1 t
 	ctl conntrack get -p tcp -s "$CLI4" -d "$SRV4" --sport "$1" --dport 7001
 }
 
-passed=0
-failed=0
-FAILED=()
-result() { # result CASE ok|fail DETAIL
-	if [[ $2 == ok ]]; then
-		passed=$((passed + 1))
-		printf '  PASS %-20s %s\n' "$1" "$3"
-	else
-		failed=$((failed + 1))
-		FAILED+=("$1")
-		printf '  FAIL %-20s %s\n' "$1" "$3"
-	fi
-}
-# check CASE: run case_CASE, which sets WHY on failure and DET with what it saw.
-check() {
-	local c=$1 t0=$SECONDS fn
-	fn=case_${c//-/_}
-	WHY='' DET=''
-	if [[ $c != kernel-nfct ]] && ! daemon_alive; then
-		result "$c" fail "the daemon is not running"
-		return
-	fi
-	"$fn"
-	if [[ $c != kernel-nfct && $c != shutdown ]] && ! daemon_alive; then
-		WHY="${WHY:+$WHY; }the daemon died"
-	fi
-	if [[ -z $WHY ]]; then
-		result "$c" ok "$DET ($((SECONDS - t0))s)"
-	else
-		result "$c" fail "$WHY${DET:+ [$DET]} ($((SECONDS - t0))s)"
-	fi
-}
-fail() { WHY="${WHY:+$WHY; }$*"; }
+# The cases run with check (scripts/lib/labtest.sh); kernel-nfct runs before the daemon, and
+# shutdown stops it (clearing DPID).
+RESULT_WIDTH=20
+daemon_free() { [[ $1 == kernel-nfct ]]; }
 
 lab_up() { # lab_up PREFIX [--kernel]
 	LAB=$1
@@ -229,6 +153,13 @@ listening() { # listening tcp|udp PORT
 keep_flow() { # keep_flow tcp|udp PORT SPORT LOG: a long-lived flow from the client
 	in_client "$PY" "$PEER" "$1-keep" "$SRV4" "$2" "$3" "$4" 2>>"$TMP/peer.err" &
 	KEEP_PID=$!
+}
+renew_tcp_flow() { # renew_tcp_flow SPORT LOG: the long-lived TCP client replaced by a fresh one
+	kill "$TCP_PID" 2>/dev/null
+	keep_flow tcp 7001 "$1" "$2"
+	TCP_PID=$KEEP_PID
+	BG+=("$TCP_PID")
+	wait_for 5 grows "$2" 0 || fail "a new TCP connection is not admitted"
 }
 
 # ---------------------------------------------------------------- rulesets and data
@@ -427,7 +358,8 @@ case_apply_watch() {
 	local g0 wpid got
 	g0=$(generation)
 	base_rules accept drop >"$TMP/watch.yaml"
-	ctl apply --watch "$TMP/watch.yaml" >"$TMP/watch.out" 2>"$TMP/watch.err" &
+	# Not through ctl: $! must be statewallctl itself, for the kill below.
+	"$CTL" --socket "$SOCK" apply --watch "$TMP/watch.yaml" >"$TMP/watch.out" 2>"$TMP/watch.err" &
 	wpid=$!
 	BG+=("$wpid")
 	# Each outcome is one stamped line: [seconds.millis]: applied: ...
@@ -549,11 +481,7 @@ case_conntrack_flush_tcp() {
 	sw_flow 40002 | grep -q . || fail "the UDP entry was flushed too"
 	DET="1 deleted; tcp echoes stopped at $n1, policy drops +$(($(total dropped.policy) - pol)); udp untouched"
 	# The stalled client is replaced by a fresh connection for the cases that follow.
-	kill "$TCP_PID" 2>/dev/null
-	keep_flow tcp 7001 40011 "$TMP/tcp2.log"
-	TCP_PID=$KEEP_PID
-	BG+=("$TCP_PID")
-	wait_for 5 grows "$TMP/tcp2.log" 0 || fail "a new TCP connection is not admitted"
+	renew_tcp_flow 40011 "$TMP/tcp2.log"
 }
 
 case_conntrack_flush_udp() {
@@ -582,11 +510,7 @@ case_conntrack_flush_all() {
 	sleep 0.5
 	if ct_get_tcp 40011 >/dev/null 2>&1; then fail "the TCP entry came back without a SYN"; fi
 	DET="$n deleted; UDP back; TCP (no SYN) stays out ($t2 echoes)"
-	kill "$TCP_PID" 2>/dev/null
-	keep_flow tcp 7001 40012 "$TMP/tcp3.log"
-	TCP_PID=$KEEP_PID
-	BG+=("$TCP_PID")
-	wait_for 5 grows "$TMP/tcp3.log" 0 || fail "a new TCP connection is not admitted"
+	renew_tcp_flow 40012 "$TMP/tcp3.log"
 }
 
 udp_gone() { ! sw_flow 40013 | grep -q .; }
@@ -869,12 +793,4 @@ for c in socket-perms show-counters stats check apply apply-bad apply-watch conn
 	check "$c"
 done
 
-if ((failed > 0)); then
-	echo
-	echo "test-control: the daemon's log (last 15 lines):"
-	tail -n 15 "$LOG" | sed 's/^/  /'
-fi
-echo
-echo "test-control: $((SECONDS - START))s"
-echo "$passed passed, $failed failed"
-((failed == 0))
+finish 15

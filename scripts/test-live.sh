@@ -53,10 +53,9 @@ declare -A EXPECT=(
 	[ftp-epsv-nohelper]=fail [ftp-eprt-nohelper]=fail [shutdown]=ok
 )
 
-die() {
-	echo "test-live: $*" >&2
-	exit 2
-}
+PROG=test-live
+# shellcheck source=scripts/lib/labtest.sh
+. scripts/lib/labtest.sh
 
 sides=(kernel statewall)
 keep=0
@@ -67,7 +66,7 @@ for a in "$@"; do
 	--statewall-only) sides=(statewall) ;;
 	--keep) keep=1 ;;
 	-h | --help)
-		awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
+		usage
 		exit 0
 		;;
 	-*) die "unknown option $a (try --help)" ;;
@@ -90,12 +89,10 @@ for c in "${ALL_CASES[@]}"; do
 done
 cases=("${ordered[@]}")
 
-[[ $(id -u) -eq 0 ]] || die "needs root (network namespaces, iptables, XDP)"
-for t in ip iptables-legacy-restore ip6tables-legacy-restore curl ping vsftpd iperf3 jq ss \
-	ethtool md5sum timeout "$PY"; do
-	command -v "$t" >/dev/null 2>&1 || die "needs $t (scripts/install-deps.sh installs it)"
-done
-[[ -x $BIN ]] || die "$BIN not found; run cargo build --release first"
+need_root "network namespaces, iptables, XDP"
+need_cmds ip iptables-legacy-restore ip6tables-legacy-restore curl ping vsftpd iperf3 jq ss \
+	ethtool md5sum timeout "$PY"
+need_bins "$BIN"
 
 TMP=$(mktemp -d /tmp/sw-live.XXXXXX)
 chmod 755 "$TMP"
@@ -105,32 +102,12 @@ SIDE=''
 LAB=''
 CLIENT='' GW='' SERVER=''
 
-# Kill what runs in a lab's namespaces (the servers, the daemon, anything a case left), then
-# delete the lab. Every process in these namespaces was started by this run.
+# Stop the daemon (given its 3 s to exit), then delete the lab: lab.sh down stops what else
+# runs in its namespaces (the servers, anything a case left), all started by this run.
 teardown_lab() {
-	local lab=$1 ns pids
-	if [[ -n $DPID ]] && kill -0 "$DPID" 2>/dev/null; then
-		kill -TERM "$DPID" 2>/dev/null
-		for _ in 1 2 3 4 5 6 7 8 9 10; do
-			kill -0 "$DPID" 2>/dev/null || break
-			sleep 0.3
-		done
-		kill -KILL "$DPID" 2>/dev/null
-		wait "$DPID" 2>/dev/null
-	fi
+	stop_pid "$DPID"
 	DPID=''
-	for ns in "$lab-client" "$lab-server" "$lab-gw"; do
-		[[ -e /run/netns/$ns ]] || continue
-		pids=$(ip netns pids "$ns" 2>/dev/null)
-		for p in $pids; do kill -TERM "$p" 2>/dev/null; done
-	done
-	sleep 0.2
-	for ns in "$lab-client" "$lab-server" "$lab-gw"; do
-		[[ -e /run/netns/$ns ]] || continue
-		pids=$(ip netns pids "$ns" 2>/dev/null)
-		for p in $pids; do kill -KILL "$p" 2>/dev/null; done
-	done
-	LAB=$lab scripts/lab.sh down >/dev/null 2>&1
+	LAB=$1 scripts/lab.sh down >/dev/null 2>&1
 }
 cleanup() {
 	local l
@@ -138,9 +115,7 @@ cleanup() {
 	for l in "${LABS[@]}"; do teardown_lab "$l"; done
 	if ((keep)); then echo "test-live: work directory kept: $TMP"; else rm -rf "$TMP"; fi
 }
-trap cleanup EXIT
-trap 'echo; echo "test-live: interrupted" >&2; exit 130' INT
-trap 'exit 143' TERM
+lab_traps
 
 # ---------------------------------------------------------------- rulesets and peers' data
 
@@ -179,14 +154,6 @@ sed -e "s|@ROOT@|$TMP/pub|g" -e "s|@EMPTY@|$TMP/empty|g" -e "s|@FTPUSER@|$ftpuse
 
 in_client() { ip netns exec "$CLIENT" "$@"; }
 
-wait_for() { # wait_for SECONDS CMD...: poll CMD every 0.1 s
-	local tries=$(($1 * 10))
-	shift
-	until "$@" >/dev/null 2>&1; do
-		((--tries > 0)) || return 1
-		sleep 0.1
-	done
-}
 listening() { # listening tcp|udp PORT
 	local flag=-Hltn
 	[[ $1 == udp ]] && flag=-Hlun
@@ -201,8 +168,6 @@ kernel_load() { # kernel_load RULESET: both families, as iptables-restore does (
 xdp_on() { # xdp_on NS: an XDP program is attached to a link in NS
 	ip -n "$1" link show 2>/dev/null | grep -q xdp
 }
-
-daemon_alive() { [[ -n $DPID ]] && kill -0 "$DPID" 2>/dev/null; }
 
 sw_start() { # sw_start RULESET
 	cp "$TMP/$1.yaml" "$TMP/statewall.yaml"

@@ -60,30 +60,14 @@ DROPS=
 V4=(--src 10.10.0.2 --dst 10.10.0.3)
 V6=(--src fd00:10::2 --dst fd00:10::3)
 
-die() {
-	echo "test-pktgen: $*" >&2
-	exit 2
-}
+PROG=test-pktgen
+# shellcheck source=scripts/lib/labtest.sh
+. scripts/lib/labtest.sh
 
-keep=0
-for a in "$@"; do
-	case $a in
-	--keep) keep=1 ;;
-	-h | --help)
-		awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
-		exit 0
-		;;
-	*) die "unknown argument $a (try --help)" ;;
-	esac
-done
-
-[[ $(id -u) -eq 0 ]] || die "needs root (network namespaces, XDP)"
-for t in ip jq timeout env "$PY"; do
-	command -v "$t" >/dev/null 2>&1 || die "needs $t (scripts/install-deps.sh installs it)"
-done
-for b in "$BIN" "$CTL" "$PKTGEN"; do
-	[[ -x $b ]] || die "$b not found; run cargo build --release first"
-done
+keep_or_help "$@"
+need_root "network namespaces, XDP"
+need_cmds ip jq timeout env "$PY"
+need_bins "$BIN" "$CTL" "$PKTGEN"
 
 TMP=$(mktemp -d /tmp/sw-pktgen.XXXXXX)
 SOCK=$TMP/control.sock
@@ -91,27 +75,14 @@ LOG=$TMP/statewall.log
 DPID=''
 BG=() # generators and pktgen.sh runs started in the background
 
-teardown_lab() { # every process in the lab's namespaces was started by this run
-	local lab=$1 ns p
-	for ns in "$lab-client" "$lab-server" "$lab-gw"; do
-		[[ -e /run/netns/$ns ]] || continue
-		for p in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$p" 2>/dev/null; done
-	done
-	LAB=$lab scripts/lab.sh down >/dev/null 2>&1
-}
+# lab.sh down stops every process in a lab's namespaces: all were started by this run.
+teardown_lab() { LAB=$1 scripts/lab.sh down >/dev/null 2>&1; }
 cleanup() {
 	local p
 	trap - EXIT INT TERM
 	for p in "${BG[@]}"; do kill -TERM "$p" 2>/dev/null; done
 	for p in "${BG[@]}"; do wait "$p" 2>/dev/null; done
-	if [[ -n $DPID ]] && kill -0 "$DPID" 2>/dev/null; then
-		kill -TERM "$DPID" 2>/dev/null
-		for _ in $(seq 30); do
-			kill -0 "$DPID" 2>/dev/null || break
-			sleep 0.1
-		done
-		kill -KILL "$DPID" 2>/dev/null
-	fi
+	stop_pid "$DPID"
 	teardown_lab "$LAB"
 	for p in /run/netns/"$SHLAB"*-gw; do
 		[[ -e $p ]] || continue
@@ -120,24 +91,13 @@ cleanup() {
 	done
 	if ((keep)); then echo "test-pktgen: work directory kept: $TMP"; else rm -rf "$TMP"; fi
 }
-trap cleanup EXIT
-trap 'echo; echo "test-pktgen: interrupted" >&2; exit 130' INT
-trap 'exit 143' TERM
+lab_traps
 
 # ---------------------------------------------------------------- helpers
 
-wait_for() { # wait_for SECONDS CMD...: poll CMD every 0.1 s until it succeeds
-	local tries=$(($1 * 10))
-	shift
-	until "$@" >/dev/null 2>&1; do
-		((--tries > 0)) || return 1
-		sleep 0.1
-	done
-}
 ctl() { "$CTL" --socket "$SOCK" "$@"; }
 jctl() { "$CTL" --socket "$SOCK" --json "$@"; }
 total() { jctl stats | jq -r ".data.total.$1 // 0"; } # tx_packets, dropped.rule, inserted, ...
-daemon_alive() { [[ -n $DPID ]] && kill -0 "$DPID" 2>/dev/null; }
 # pktgen NAME ARGS...: run the generator between the lab's hosts, the JSON report in
 # $TMP/NAME.json and its stderr in $TMP/NAME.err.
 pktgen() {
@@ -190,37 +150,9 @@ all_delivered() { # all_delivered NAME MIN-SENT
 # The connection table in JSON lines (scripts/nfct.py), FILTERS as for conntrack list.
 ct_json() { ctl conntrack list "$@" | "$PY" "$NFCT"; }
 
-passed=0
-failed=0
-result() { # result CASE ok|fail DETAIL
-	if [[ $2 == ok ]]; then
-		passed=$((passed + 1))
-		printf '  PASS %-18s %s\n' "$1" "$3"
-	else
-		failed=$((failed + 1))
-		printf '  FAIL %-18s %s\n' "$1" "$3"
-	fi
-}
-# check CASE: run case_CASE, which sets WHY on failure and DET with what it saw.
-check() {
-	local c=$1 t0=$SECONDS fn
-	fn=case_${c//-/_}
-	WHY='' DET=''
-	if [[ $c != pktgen-sh-* ]] && ! daemon_alive; then
-		result "$c" fail "the daemon is not running"
-		return
-	fi
-	"$fn"
-	if [[ $c != pktgen-sh-* ]] && ! daemon_alive; then
-		WHY="${WHY:+$WHY; }the daemon died"
-	fi
-	if [[ -z $WHY ]]; then
-		result "$c" ok "$DET ($((SECONDS - t0))s)"
-	else
-		result "$c" fail "$WHY${DET:+ [$DET]} ($((SECONDS - t0))s)"
-	fi
-}
-fail() { WHY="${WHY:+$WHY; }$*"; }
+# The cases run with check (scripts/lib/labtest.sh); pktgen.sh's cases bring their own lab
+# and daemon.
+daemon_free() { [[ $1 == pktgen-sh-* ]]; }
 
 # ---------------------------------------------------------------- cases
 
@@ -441,12 +373,4 @@ for c in pktgen-sh-cases pktgen-sh-lab pktgen-sh-sigint; do
 	check "$c"
 done
 
-if ((failed > 0)); then
-	echo
-	echo "test-pktgen: the daemon's log (last 10 lines):"
-	tail -n 10 "$LOG" | sed 's/^/  /'
-fi
-echo
-echo "test-pktgen: $((SECONDS - START))s"
-echo "$passed passed, $failed failed"
-((failed == 0))
+finish 10
