@@ -306,7 +306,18 @@ impl Shard {
             } else {
                 CtState::New
             };
-            match update(e, dir, m, frame, now, &self.timeouts) {
+            // The commonest TCP segment first (a confirmed entry's in-window ACK), else the
+            // general tracker.
+            let fast = if m.proto == 6 {
+                tcp::established_ack(e, dir, m, frame, now, &self.timeouts)
+            } else {
+                None
+            };
+            let v = match fast {
+                Some(v) => v,
+                None => update(e, dir, m, frame, now, &self.timeouts),
+            };
+            match v {
                 TcpVerdict::Accept | TcpVerdict::Ignore => {
                     if dir == Dir::Reply {
                         e.set(status::SEEN_REPLY);

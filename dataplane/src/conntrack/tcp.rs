@@ -450,6 +450,44 @@ fn in_window(c: &mut TcpConn, dir: Dir, idx: u8, seg: &Segment, t: &Timeouts) ->
     if !seg.has(f::SYN) {
         win <<= c.seen[d].td_scale;
     }
+    let w = InWindow {
+        seq,
+        ack,
+        sack,
+        end,
+        win,
+        win_raw,
+    };
+    commit_in_window(c, dir, idx, seg.has(f::ACK), &w);
+    WindowAction::Accept
+}
+
+/// The values `tcp_in_window` settled for an in-window segment.
+struct InWindow {
+    seq: u32,
+    ack: u32,
+    sack: u32,
+    end: u32,
+    /// The window, scaled (unless a SYN).
+    win: u32,
+    /// The window field as sent.
+    win_raw: u16,
+}
+
+/// The accepting tail of `tcp_in_window`: update sender and receiver data, count
+/// retransmissions. Always inlined: both callers pass constants that fold.
+#[inline(always)]
+fn commit_in_window(c: &mut TcpConn, dir: Dir, idx: u8, has_ack: bool, w: &InWindow) {
+    let d = dir.idx();
+    let r = 1 - d;
+    let InWindow {
+        seq,
+        ack,
+        sack,
+        end,
+        win,
+        win_raw,
+    } = *w;
 
     // Update sender data.
     let swin = win.wrapping_add(sack.wrapping_sub(ack));
@@ -462,7 +500,7 @@ fn in_window(c: &mut TcpConn, dir: Dir, idx: u8, seg: &Segment, t: &Timeouts) ->
             sender.td_end = end;
             sender.flags |= flag::DATA_UNACKNOWLEDGED;
         }
-        if seg.has(f::ACK) {
+        if has_ack {
             if sender.flags & flag::MAXACK_SET == 0 {
                 sender.td_maxack = ack;
                 sender.flags |= flag::MAXACK_SET;
@@ -510,7 +548,86 @@ fn in_window(c: &mut TcpConn, dir: Dir, idx: u8, seg: &Segment, t: &Timeouts) ->
             c.retrans = 0;
         }
     }
-    WindowAction::Accept
+}
+
+/// [`packet`] for the commonest segment, an ACK without SYN, FIN or RST (pure ACK or data)
+/// on an ESTABLISHED connection whose sender is initialised, when `tcp_in_window` accepts it:
+/// the same checks and updates without the general path's table lookup, flag tests and
+/// calls. `None` (with the entry untouched) for anything else: the caller then runs
+/// [`packet`].
+#[inline(never)]
+pub fn established_ack(
+    e: &mut Entry,
+    dir: Dir,
+    m: &PacketMeta,
+    frame: &[u8],
+    now: u64,
+    t: &Timeouts,
+) -> Option<TcpVerdict> {
+    // tcp_conntracks[dir][ACK][ESTABLISHED] is ESTABLISHED in both directions, with no
+    // special case in nf_conntrack_tcp_packet.
+    if e.tcp.state != state::ESTABLISHED
+        || m.tcp.flags & (f::SYN | f::FIN | f::RST | f::ACK) != f::ACK
+    {
+        return None;
+    }
+    let d = dir.idx();
+    let r = 1 - d;
+    let c = &e.tcp;
+    let (sender, receiver) = (&c.seen[d], &c.seen[r]);
+    if sender.td_maxwin == 0 {
+        // The sender's first segment: tcp_in_window initialises it.
+        return None;
+    }
+    let seq = m.tcp.seq;
+    let ack = m.tcp.ack;
+    let mut sack = ack;
+    if receiver.flags & flag::SACK_PERM != 0 && m.tcp.header_len > 20 {
+        Segment::from_meta(m, frame).sack(&mut sack);
+    }
+    // segment_seq_plus_len without SYN or FIN.
+    let end = seq.wrapping_add(u32::from(m.l4_len).saturating_sub(u32::from(m.tcp.header_len)));
+    // tcp_in_window's four checks; any failure takes the general path (which complains,
+    // ignores or accepts under be_liberal).
+    if !before(seq, sender.td_maxend.wrapping_add(1))
+        || !before(sack, receiver.td_end.wrapping_add(1))
+        || !(receiver.td_maxwin == 0
+            || after(
+                end,
+                sender
+                    .td_end
+                    .wrapping_sub(receiver.td_maxwin)
+                    .wrapping_sub(1),
+            ))
+        || !after(
+            sack,
+            receiver
+                .td_end
+                .wrapping_sub(max_ack_window(sender))
+                .wrapping_sub(1),
+        )
+    {
+        return None;
+    }
+    let win_raw = m.tcp.window;
+    let w = InWindow {
+        seq,
+        ack,
+        sack,
+        end,
+        win: u32::from(win_raw) << sender.td_scale,
+        win_raw,
+    };
+    commit_in_window(&mut e.tcp, dir, index::ACK, true, &w);
+    Some(update_state(
+        e,
+        dir,
+        index::ACK,
+        state::ESTABLISHED,
+        state::ESTABLISHED,
+        now,
+        t,
+    ))
 }
 
 /// `nf_tcp_handle_invalid`: an ASSURED connection answering an invalid FIN/RST with
@@ -599,6 +716,7 @@ pub fn can_early_drop(c: &TcpConn) -> bool {
 
 /// `nf_conntrack_tcp_packet` for a segment of an entry (new or confirmed) in direction
 /// `dir`. `seen_reply` is the entry's SEEN_REPLY bit *before* this packet.
+#[inline]
 pub fn packet(e: &mut Entry, dir: Dir, seg: &Segment, now: u64, t: &Timeouts) -> TcpVerdict {
     let old_state = e.tcp.state;
     let idx = conntrack_index(seg.flags);
@@ -759,7 +877,7 @@ pub fn packet(e: &mut Entry, dir: Dir, seg: &Segment, now: u64, t: &Timeouts) ->
     }
 
     if skip_window {
-        return update_state(e, dir, idx, seg, old_state, new_state, now, t);
+        return update_state(e, dir, idx, old_state, new_state, now, t);
     }
     finish_in_window(e, dir, idx, seg, old_state, new_state, now, t)
 }
@@ -780,7 +898,7 @@ fn finish_in_window(
             handle_invalid(e, dir, idx, now, t);
             TcpVerdict::Invalid(InvalidReason::TcpOutOfWindow)
         }
-        WindowAction::Accept => update_state(e, dir, idx, seg, old_state, new_state, now, t),
+        WindowAction::Accept => update_state(e, dir, idx, old_state, new_state, now, t),
     }
 }
 
@@ -790,7 +908,6 @@ fn update_state(
     e: &mut Entry,
     dir: Dir,
     idx: u8,
-    seg: &Segment,
     old_state: u8,
     new_state: u8,
     now: u64,
@@ -821,7 +938,8 @@ fn update_state(
     };
 
     if !e.has(status::SEEN_REPLY) {
-        if seg.has(f::RST) {
+        if idx == index::RST {
+            // (conntrack_index gives RST exactly when the segment has RST.)
             // The only reply is a RST: no connection, delete the entry now.
             return TcpVerdict::AcceptKill;
         }
@@ -846,6 +964,7 @@ fn update_state(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::packet::PacketMeta;
 
     #[test]
     fn flag_table_matches_the_kernel() {
@@ -874,6 +993,123 @@ mod tests {
         assert_eq!(TCP_CONNTRACK_NEW[index::ACK as usize], state::ESTABLISHED);
         assert_eq!(TCP_CONNTRACK_NEW[index::SYNACK as usize], state::IV);
         assert_eq!(TCP_CONNTRACK_NEW[index::RST as usize], state::IV);
+    }
+
+    /// The fast path agrees with the general tracker wherever it answers, and leaves the
+    /// entry untouched where it does not.
+    #[test]
+    fn established_ack_matches_packet() {
+        let mut rng = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move |n: u32| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            (rng % u64::from(n)) as u32
+        };
+        let mut fast = 0;
+        let total = 200_000;
+        for _ in 0..total {
+            let t = Timeouts {
+                tcp_be_liberal: next(8) == 0,
+                ..Timeouts::default()
+            };
+            let base = next(u32::MAX);
+            let mut e = Entry::default();
+            e.tcp.state = if next(8) == 0 {
+                next(10) as u8
+            } else {
+                state::ESTABLISHED
+            };
+            for d in 0..2 {
+                let s = &mut e.tcp.seen[d];
+                s.td_end = base.wrapping_add(next(200_000)).wrapping_sub(100_000);
+                s.td_maxend = s.td_end.wrapping_add(next(140_000));
+                s.td_maxwin = if next(16) == 0 { 0 } else { next(140_000) };
+                s.td_maxack = s.td_end.wrapping_sub(next(1000));
+                s.td_scale = next(15) as u8;
+                s.flags = next(64) as u8;
+            }
+            e.tcp.retrans = next(6) as u8;
+            e.tcp.last_win = next(3) as u16;
+            e.tcp.last_dir = next(2) as u8;
+            e.tcp.last_seq = base;
+            e.tcp.last_end = base;
+            e.tcp.last_ack = base;
+            e.tcp.last_index = next(6) as u8;
+            e.status = next(16) as u16;
+            e.expires = 5;
+            let dir = if next(2) == 0 {
+                Dir::Original
+            } else {
+                Dir::Reply
+            };
+            let (d, r) = (dir.idx(), 1 - dir.idx());
+            let mut m = PacketMeta {
+                proto: 6,
+                l4_offset: 34,
+                ..PacketMeta::default()
+            };
+            let opts: Vec<u8> = match next(3) {
+                0 => vec![],
+                1 => vec![1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2],
+                _ => {
+                    let right = e.tcp.seen[r]
+                        .td_end
+                        .wrapping_add(next(2000))
+                        .wrapping_sub(1000);
+                    let mut o = vec![1, 1, 5, 10];
+                    o.extend_from_slice(&right.wrapping_sub(100).to_be_bytes());
+                    o.extend_from_slice(&right.to_be_bytes());
+                    o
+                }
+            };
+            let payload = if next(2) == 0 { 0 } else { next(1500) };
+            m.tcp.header_len = (20 + opts.len()) as u8;
+            m.l4_len = (20 + opts.len() as u32 + payload) as u16;
+            m.tcp.seq = if next(2) == 0 {
+                e.tcp.seen[d].td_end
+            } else {
+                e.tcp.seen[d]
+                    .td_end
+                    .wrapping_add(next(200_000))
+                    .wrapping_sub(100_000)
+            };
+            m.tcp.ack = if next(2) == 0 {
+                e.tcp.seen[r].td_end
+            } else {
+                e.tcp.seen[r]
+                    .td_end
+                    .wrapping_add(next(200_000))
+                    .wrapping_sub(100_000)
+            };
+            m.tcp.window = next(3) as u16 * next(65536) as u16;
+            m.tcp.flags = f::ACK | (next(256) as u8 & !(f::ACK));
+            if next(2) == 0 {
+                m.tcp.flags &= !(f::SYN | f::FIN | f::RST);
+            }
+            let mut frame = vec![0u8; 34 + usize::from(m.l4_len)];
+            frame[54..54 + opts.len()].copy_from_slice(&opts);
+            let now = u64::from(next(1000)) * 1_000_000_000;
+
+            let mut a = e;
+            match established_ack(&mut a, dir, &m, &frame, now, &t) {
+                Some(v) => {
+                    fast += 1;
+                    let mut b = e;
+                    let want = packet(&mut b, dir, &Segment::from_meta(&m, &frame), now, &t);
+                    assert_eq!(v, want);
+                    assert_eq!(a.tcp, b.tcp);
+                    assert_eq!(a.expires, b.expires);
+                    assert_eq!(a.status, b.status);
+                }
+                None => {
+                    assert_eq!(a.tcp, e.tcp);
+                    assert_eq!(a.expires, e.expires);
+                    assert_eq!(a.status, e.status);
+                }
+            }
+        }
+        assert!(fast > total / 20, "fast path taken {fast} times of {total}");
     }
 
     #[test]
