@@ -67,6 +67,12 @@ pub fn steer_hash(m: &PacketMeta) -> Option<u64> {
         };
         return Some(FlowKey::new(m.family, i.src, i.dst, i.proto, sport, dport).symmetric_hash());
     }
+    if !is_icmp(m.family, m.proto) {
+        // FlowKey::from_meta(m).symmetric_hash() without building the key.
+        return Some(symmetric_ports(
+            m.family, &m.src, &m.dst, m.proto, m.sport, m.dport,
+        ));
+    }
     FlowKey::from_meta(m).map(|k| k.symmetric_hash())
 }
 
@@ -157,26 +163,14 @@ impl FlowKey {
         if is_icmp(self.family, self.proto) {
             return self.canonical().0.hash64();
         }
-        // Ports and addresses swap together: hash the canonical form without building it.
-        if self.endpoints_swapped() {
-            hash_parts(
-                &self.dst,
-                &self.src,
-                self.dport,
-                self.sport,
-                self.proto,
-                self.family,
-            )
-        } else {
-            hash_parts(
-                &self.src,
-                &self.dst,
-                self.sport,
-                self.dport,
-                self.proto,
-                self.family,
-            )
-        }
+        symmetric_ports(
+            self.family,
+            &self.src,
+            &self.dst,
+            self.proto,
+            self.sport,
+            self.dport,
+        )
     }
 
     /// A fast 64-bit hash of this exact key (not symmetric).
@@ -232,6 +226,25 @@ fn hash_parts(src: &Addr, dst: &Addr, sport: u16, dport: u16, proto: u8, family:
         ((b >> 64) as u64) ^ s ^ 0x5899_65cc_7537_4cc3,
     );
     mix(x ^ tail ^ 0x1d8e_4e27_c47d_124f, y ^ 0x9e37_79b9_7f4a_7c15)
+}
+
+/// [`FlowKey::symmetric_hash`] of a tuple with ports (not ICMP), from its parts: ports and
+/// addresses swap together, so the canonical form is hashed without being built.
+#[inline(always)]
+fn symmetric_ports(
+    family: IpFamily,
+    src: &Addr,
+    dst: &Addr,
+    proto: u8,
+    sport: u16,
+    dport: u16,
+) -> u64 {
+    // As FlowKey::endpoints_swapped.
+    if (u128::from_be_bytes(*src), sport) > (u128::from_be_bytes(*dst), dport) {
+        hash_parts(dst, src, dport, sport, proto, family)
+    } else {
+        hash_parts(src, dst, sport, dport, proto, family)
+    }
 }
 
 /// The folded 128-bit product (wyhash's `mum`).
@@ -330,6 +343,19 @@ mod tests {
         for k in &keys {
             assert_eq!(k.symmetric_hash(), k.canonical().0.hash64());
             assert_eq!(k.reverse().symmetric_hash(), k.canonical().0.hash64());
+            for k in [*k, k.reverse()] {
+                let m = PacketMeta {
+                    is_ip: true,
+                    family: k.family,
+                    src: k.src,
+                    dst: k.dst,
+                    proto: k.proto,
+                    sport: k.sport,
+                    dport: k.dport,
+                    ..PacketMeta::default()
+                };
+                assert_eq!(steer_hash(&m), Some(k.symmetric_hash()));
+            }
         }
     }
 
