@@ -134,6 +134,22 @@ impl FlowKey {
         }
     }
 
+    /// Whether `self == other.reverse()`, without building the reverse (for the table's
+    /// reply-direction probe).
+    #[inline]
+    pub fn is_reverse_of(&self, other: &FlowKey) -> bool {
+        if is_icmp(other.family, other.proto) {
+            return *self == other.reverse();
+        }
+        self.src == other.dst
+            && self.dst == other.src
+            && self.sport == other.dport
+            && self.dport == other.sport
+            && self.proto == other.proto
+            && self.family == other.family
+        // (`_pad` is private and always zero.)
+    }
+
     /// The direction-independent form: the smaller endpoint first.
     #[inline]
     pub fn canonical(&self) -> (FlowKey, bool) {
@@ -343,6 +359,8 @@ mod tests {
         for k in &keys {
             assert_eq!(k.symmetric_hash(), k.canonical().0.hash64());
             assert_eq!(k.reverse().symmetric_hash(), k.canonical().0.hash64());
+            assert!(k.reverse().is_reverse_of(k) && k.is_reverse_of(&k.reverse()));
+            assert!(!k.is_reverse_of(k));
             for k in [*k, k.reverse()] {
                 let m = PacketMeta {
                     is_ip: true,
@@ -379,6 +397,8 @@ mod tests {
         std::mem::swap(&mut m.src, &mut m.dst);
         let rep = FlowKey::from_meta(&m).unwrap();
         assert_eq!(req.reverse(), rep);
+        assert!(rep.is_reverse_of(&req) && req.is_reverse_of(&rep));
+        assert!(!req.is_reverse_of(&req) && !same_dir_reply.is_reverse_of(&req));
         assert_eq!(req.canonical().0, rep.canonical().0);
         assert_eq!(req.symmetric_hash(), rep.symmetric_hash());
         m.icmp.ty = 3;

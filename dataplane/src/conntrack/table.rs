@@ -218,7 +218,7 @@ impl Table {
                 if e.key == *key {
                     return Some((id, Dir::Original));
                 }
-                if e.key == key.reverse() {
+                if e.key.is_reverse_of(key) {
                     return Some((id, Dir::Reply));
                 }
             }
