@@ -224,7 +224,7 @@ impl Shard {
 
     /// Find a live entry; an expired one is removed and not returned (the kernel's lookup
     /// skips and reaps expired entries).
-    #[inline]
+    #[inline(always)]
     fn lookup(&mut self, key: &FlowKey, hash: u64, now: u64) -> Option<(u32, Dir)> {
         let (id, dir) = self.table.find(key, hash)?;
         if self.table.get(id).expires <= now {
