@@ -13,16 +13,14 @@ pub fn sum(data: &[u8]) -> u64 {
     // 2^64 - 1, which 0xffff divides, so the residue of the 16-bit sum is kept; a sum of
     // non-zero words never wraps to zero), then folded to 33 bits so callers can add more.
     let mut acc: u64 = 0;
-    let mut chunks = data.chunks_exact(8);
-    for c in &mut chunks {
-        if let Ok(w) = <[u8; 8]>::try_from(c) {
-            let (s, carry) = acc.overflowing_add(u64::from_be_bytes(w));
-            // On a carry s <= 2^64 - 2: adding it back cannot overflow.
-            acc = s + u64::from(carry);
-        }
+    let mut rest = data;
+    while let Some((w, tail)) = rest.split_first_chunk::<8>() {
+        let (s, carry) = acc.overflowing_add(u64::from_be_bytes(*w));
+        // On a carry s <= 2^64 - 2: adding it back cannot overflow.
+        acc = s + u64::from(carry);
+        rest = tail;
     }
     let mut acc = (acc & 0xffff_ffff) + (acc >> 32);
-    let mut rest = chunks.remainder();
     if let Some((w, tail)) = rest.split_first_chunk::<4>() {
         acc += u64::from(u32::from_be_bytes(*w));
         rest = tail;
