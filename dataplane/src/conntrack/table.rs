@@ -203,7 +203,7 @@ impl Table {
     }
 
     /// Find the entry for `key` (either direction); `hash` is `key.symmetric_hash()`.
-    #[inline]
+    #[inline(always)]
     pub fn find(&self, key: &FlowKey, hash: u64) -> Option<(u32, Dir)> {
         let t = tag(hash);
         let mut pos = hash as usize & self.mask;
