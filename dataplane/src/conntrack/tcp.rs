@@ -1082,7 +1082,7 @@ mod tests {
                     .wrapping_add(next(200_000))
                     .wrapping_sub(100_000)
             };
-            m.tcp.window = next(3) as u16 * next(65536) as u16;
+            m.tcp.window = (next(3) as u16).wrapping_mul(next(65536) as u16);
             m.tcp.flags = f::ACK | (next(256) as u8 & !(f::ACK));
             if next(2) == 0 {
                 m.tcp.flags &= !(f::SYN | f::FIN | f::RST);
