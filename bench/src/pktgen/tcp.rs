@@ -125,21 +125,13 @@ impl Run<'_> {
         })
     }
 
-    /// Queue a segment on the client (`side` = tx) or server side.
-    fn send(
-        &self,
-        side: &mut Side,
-        t: &Tuple,
-        server: bool,
-        l4: L4,
-        len: usize,
-        s: Option<&Stamp>,
-    ) -> bool {
-        self.send_len(side, t, server, l4, len, s).is_some()
+    /// Queue a control segment (no payload, no stamp) on the client or server side.
+    fn control(&self, side: &mut Side, t: &Tuple, server: bool, l4: L4) -> bool {
+        self.send(side, t, server, l4, 0, None).is_some()
     }
 
-    /// As `send`, returning the frame's length.
-    fn send_len(
+    /// Queue a segment on the client (`side` = tx) or server side; the frame's length.
+    fn send(
         &self,
         side: &mut Side,
         t: &Tuple,
@@ -164,7 +156,7 @@ impl Run<'_> {
             St::SynSent { tries } => tries + 1,
             _ => 1,
         };
-        if !self.send(client, &t, false, Self::tcp(c_isn, 0, SYN), 0, None) {
+        if !self.control(client, &t, false, Self::tcp(c_isn, 0, SYN)) {
             return false;
         }
         let c = &mut self.conns[k];
@@ -248,7 +240,7 @@ impl Run<'_> {
                 seq: c.c_seq,
                 ts,
             };
-            (self.send_len(client, &t, false, l4, len, Some(&s)), pay)
+            (self.send(client, &t, false, l4, len, Some(&s)), pay)
         } else {
             let l4 = Self::tcp(c.s_nxt, c.s_rcv, ACK | PSH);
             let pay = len.saturating_sub(frame::header_len(&self.plan.l2_back, v4, &l4));
@@ -258,7 +250,7 @@ impl Run<'_> {
                 ts,
             };
             (
-                self.send_len(server, &reversed(&t), true, l4, len, Some(&s)),
+                self.send(server, &reversed(&t), true, l4, len, Some(&s)),
                 pay,
             )
         };
@@ -280,7 +272,7 @@ impl Run<'_> {
         c.data += 1;
         if self.plan.flowlen > 0 && u64::from(c.data) >= self.plan.flowlen {
             let (seq, ack) = (c.c_nxt, c.c_rcv);
-            if self.send(client, &t, false, Self::tcp(seq, ack, FIN | ACK), 0, None) {
+            if self.control(client, &t, false, Self::tcp(seq, ack, FIN | ACK)) {
                 let c = &mut self.conns[k];
                 c.c_nxt = c.c_nxt.wrapping_add(1);
                 c.st = St::Closing;
@@ -363,14 +355,14 @@ impl Run<'_> {
                 if flags & (SYN | ACK) == SYN {
                     let s_isn = isn(self.slots.tuple_index(k), true);
                     let l4 = Self::tcp(s_isn, seq.wrapping_add(1), SYN | ACK);
-                    if self.send(reply, &reversed(&pkt), true, l4, 0, None) {
+                    if self.control(reply, &reversed(&pkt), true, l4) {
                         let c = &mut self.conns[k];
                         c.s_nxt = s_isn.wrapping_add(1);
                         c.s_rcv = seq.wrapping_add(1);
                     }
                 } else if flags & FIN != 0 {
                     let l4 = Self::tcp(c.s_nxt, end.wrapping_add(1), FIN | ACK);
-                    if self.send(reply, &reversed(&pkt), true, l4, 0, None) {
+                    if self.control(reply, &reversed(&pkt), true, l4) {
                         let c = &mut self.conns[k];
                         c.s_nxt = c.s_nxt.wrapping_add(1);
                         c.s_rcv = end.wrapping_add(1);
@@ -382,7 +374,7 @@ impl Run<'_> {
                 if matches!(c.st, St::SynSent { .. }) {
                     let c_rcv = seq.wrapping_add(1);
                     let l4 = Self::tcp(c.c_nxt, c_rcv, ACK);
-                    if self.send(reply, &reversed(&pkt), false, l4, 0, None) {
+                    if self.control(reply, &reversed(&pkt), false, l4) {
                         self.conns[k].c_rcv = c_rcv;
                         self.set_established(k);
                     }
@@ -390,7 +382,7 @@ impl Run<'_> {
             } else if flags & FIN != 0 {
                 if c.st == St::Closing {
                     let l4 = Self::tcp(c.c_nxt, end.wrapping_add(1), ACK);
-                    if self.send(reply, &reversed(&pkt), false, l4, 0, None) {
+                    if self.control(reply, &reversed(&pkt), false, l4) {
                         self.tot.closed += 1;
                         self.recycle(k);
                     }
@@ -441,14 +433,7 @@ impl Run<'_> {
             while client.room() == 0 {
                 client.pump(&mut self.tot);
             }
-            if self.send(
-                client,
-                &t,
-                false,
-                Self::tcp(c.c_nxt, c.c_rcv, RST | ACK),
-                0,
-                None,
-            ) {
+            if self.control(client, &t, false, Self::tcp(c.c_nxt, c.c_rcv, RST | ACK)) {
                 self.conns[k] = IDLE;
             }
         }

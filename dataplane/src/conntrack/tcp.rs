@@ -1066,22 +1066,16 @@ mod tests {
             let payload = if next(2) == 0 { 0 } else { next(1500) };
             m.tcp.header_len = (20 + opts.len()) as u8;
             m.l4_len = (20 + opts.len() as u32 + payload) as u16;
-            m.tcp.seq = if next(2) == 0 {
-                e.tcp.seen[d].td_end
-            } else {
-                e.tcp.seen[d]
-                    .td_end
-                    .wrapping_add(next(200_000))
-                    .wrapping_sub(100_000)
+            // A side's td_end itself half the time, else within ±100 000 of it.
+            let mut near = |end: u32| {
+                if next(2) == 0 {
+                    end
+                } else {
+                    end.wrapping_add(next(200_000)).wrapping_sub(100_000)
+                }
             };
-            m.tcp.ack = if next(2) == 0 {
-                e.tcp.seen[r].td_end
-            } else {
-                e.tcp.seen[r]
-                    .td_end
-                    .wrapping_add(next(200_000))
-                    .wrapping_sub(100_000)
-            };
+            m.tcp.seq = near(e.tcp.seen[d].td_end);
+            m.tcp.ack = near(e.tcp.seen[r].td_end);
             m.tcp.window = (next(3) as u16).wrapping_mul(next(65536) as u16);
             m.tcp.flags = f::ACK | (next(256) as u8 & !(f::ACK));
             if next(2) == 0 {
