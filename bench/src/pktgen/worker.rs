@@ -404,6 +404,16 @@ mod tests {
         }
         ip(&["netns", "add", &ns]);
         let _gone = Gone(ns.clone());
+        // No IPv6 on the pair: its host stack would send its own frames (MLD, router
+        // solicitations) across it, and only the test's 8 may arrive.
+        ip(&[
+            "netns",
+            "exec",
+            &ns,
+            "sysctl",
+            "-qw",
+            "net.ipv6.conf.default.disable_ipv6=1",
+        ]);
         ip(&[
             "-n", &ns, "link", "add", "pga", "type", "veth", "peer", "name", "pgb",
         ]);
