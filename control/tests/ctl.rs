@@ -587,11 +587,13 @@ fn top_in_tmux_quits_on_q() {
     let d = Daemon::start("toptmux");
     let session = format!("swtop{}", std::process::id());
     let done = d.dir.join("top.exit");
+    // The shell creates a redirect's file before `echo` writes to it: write a temporary file and
+    // rename it, so `done` appears with its content in one step.
     let cmd = format!(
-        "{} --socket {} top; echo $? > {}",
-        env!("CARGO_BIN_EXE_statewallctl"),
-        d.socket.display(),
-        done.display()
+        "{ctl} --socket {sock} top; echo $? > {done}.tmp && mv {done}.tmp {done}",
+        ctl = env!("CARGO_BIN_EXE_statewallctl"),
+        sock = d.socket.display(),
+        done = done.display()
     );
     let tmux = |args: &[&str]| Command::new("tmux").args(args).output().unwrap();
     assert!(tmux(&[
