@@ -82,10 +82,10 @@ pub enum Traffic {
 }
 
 impl Traffic {
-    fn established(self) -> bool {
+    pub(crate) fn established(self) -> bool {
         self != Traffic::New
     }
-    fn new_conns(self) -> bool {
+    pub(crate) fn new_conns(self) -> bool {
         self != Traffic::Established
     }
 }
@@ -288,7 +288,7 @@ fn server_ack(c: SocketAddr, s: SocketAddr) -> Vec<u8> {
 }
 
 /// Frames stored contiguously at a 64-byte stride.
-struct Frames {
+pub(crate) struct Frames {
     buf: Vec<u8>,
 }
 
@@ -324,7 +324,7 @@ fn permutation(n: usize, seed: u64) -> Vec<u32> {
 /// Established trace: each flow's client ACK (from lan) and server ACK (from wan), all 2n
 /// in a random order. Frames are stored in trace order, as a NIC's receive ring hands them
 /// over (the frame read is sequential; the table accesses are what is random).
-fn established_frames(n: usize, tail: &[u32]) -> (Frames, Vec<(u32, u8)>) {
+pub(crate) fn established_frames(n: usize, tail: &[u32]) -> (Frames, Vec<(u32, u8)>) {
     let mut frames = Frames::with_capacity(2 * n);
     let mut order = Vec::with_capacity(2 * n);
     for (i, k) in permutation(2 * n, 0xe57a).into_iter().enumerate() {
@@ -342,7 +342,7 @@ fn established_frames(n: usize, tail: &[u32]) -> (Frames, Vec<(u32, u8)>) {
 }
 
 /// New-connection trace: each flow's SYN, in a random order (stored in trace order).
-fn syn_frames(n: usize, tail: &[u32]) -> (Frames, Vec<(u32, u8)>) {
+pub(crate) fn syn_frames(n: usize, tail: &[u32]) -> (Frames, Vec<(u32, u8)>) {
     let mut frames = Frames::with_capacity(n);
     let mut order = Vec::with_capacity(n);
     for (i, k) in permutation(n, 0x5e7).into_iter().enumerate() {
@@ -353,7 +353,7 @@ fn syn_frames(n: usize, tail: &[u32]) -> (Frames, Vec<(u32, u8)>) {
     (frames, order)
 }
 
-fn packets<'a>(frames: &'a Frames, order: &[(u32, u8)]) -> Vec<Packet<'a>> {
+pub(crate) fn packets<'a>(frames: &'a Frames, order: &[(u32, u8)]) -> Vec<Packet<'a>> {
     order
         .iter()
         .map(|&(k, port)| Packet {
@@ -365,7 +365,7 @@ fn packets<'a>(frames: &'a Frames, order: &[(u32, u8)]) -> Vec<Packet<'a>> {
 
 /// Engine time to advance per batch so that a key seen `n` packets ago has expired after
 /// `timeout` (a key's previous SYN is at least `n / batch - 1` batches back).
-fn new_conn_step(n: usize, batch: usize, timeout: u64) -> u64 {
+pub(crate) fn new_conn_step(n: usize, batch: usize, timeout: u64) -> u64 {
     let gap = (n / batch).saturating_sub(1).max(1) as u64;
     timeout / gap + 1
 }
@@ -377,7 +377,7 @@ fn new_conn_step(n: usize, batch: usize, timeout: u64) -> u64 {
 /// Run `count` packets of `pkts` (cycling from `*pos`) through `p` in batches, advancing
 /// the clock by `step` per batch and sweeping `sweep` entries after each.
 #[inline(never)]
-fn pipeline_loop(
+pub(crate) fn pipeline_loop(
     p: &mut Pipeline,
     pkts: &[Packet],
     pos: &mut usize,
@@ -451,7 +451,7 @@ fn shard_loop(
     black_box(ok)
 }
 
-fn median(mut v: Vec<f64>) -> (f64, f64, f64) {
+pub(crate) fn median(mut v: Vec<f64>) -> (f64, f64, f64) {
     v.sort_by(f64::total_cmp);
     (v[v.len() / 2], v[0], v[v.len() - 1])
 }
@@ -504,7 +504,7 @@ fn print_row(
 // Pipeline.
 
 /// Set up `n` established flows in a fresh pipeline.
-fn established_pipeline(
+pub(crate) fn established_pipeline(
     rules: &Arc<CompiledRuleset>,
     n: usize,
     tail: &[u32],

@@ -5,6 +5,7 @@
 
 mod classifier;
 mod engine;
+mod scale;
 
 use clap::{Parser, Subcommand};
 
@@ -25,6 +26,8 @@ enum Cmd {
     Pipeline(engine::Args),
     /// The conntrack shard alone: lookups of established flows and insertions.
     Shard(engine::Args),
+    /// The pipeline on several cores at once, one worker per core, flows split between them.
+    Scale(scale::ScaleArgs),
     /// Write a synthetic TCP capture (handshakes, then established ACKs) to time with
     /// `engine --pcap`, here or in another conntrack implementation.
     GenPcap(engine::GenArgs),
@@ -49,6 +52,10 @@ fn main() -> anyhow::Result<()> {
         Cmd::Shard(args) => {
             engine::print_header();
             engine::shard(&args)
+        }
+        Cmd::Scale(args) => {
+            engine::print_header();
+            scale::run(&args)
         }
         Cmd::GenPcap(args) => engine::gen_pcap(&args),
     }
