@@ -4,6 +4,7 @@
 #
 #   scripts/bench-e2e.sh [--runs N] [--duration S] [--flows "1 10000 100000"]
 #                        [--traffic "udp tcp"] [--gateways "direct statewall kernel testpmd"]
+#                        [--rates "1000 10000 100000"] [--statewall-args "--poll busy"]
 #                        [--no-table-full] [--out DIR]
 #
 # Gateways (each in a fresh lab, scripts/lab.sh, LAB=swe):
@@ -21,8 +22,10 @@
 #   tcp        stateful TCP (pkt_size 70: the smallest with the generator's stamp): handshakes
 #              through the gateway, then data both ways, reset at the end
 # Each case runs --runs times (default 5) for --duration seconds (default 4); the report gives
-# medians. A last run per gateway at a fixed 100 kpps (UDP, 10k flows) gives latency below
-# saturation. With statewall, a table-full run (max 1000 entries; 3000 stateful connections
+# medians. Then, per gateway, UDP at fixed rates below saturation (--rates, pps; 10k flows,
+# 2 s each): latency, and how busy the gateway's core is at a light load (an adaptive
+# statewall worker sleeps between packets; --statewall-args passes flags to `statewall run`,
+# e.g. "--poll busy" or "--busy-poll 0"). With statewall, a table-full run (max 1000 entries; 3000 stateful connections
 # opened at 1000/s) shows established flows forwarded while new ones are dropped and counted.
 #
 # CPU per packet: this machine has 2 cores and the generator needs one (core 0), so the
@@ -52,6 +55,8 @@ FLOWS="1 10000 100000"
 TRAFFIC="udp tcp"
 GATEWAYS="direct statewall kernel testpmd"
 TABLE_FULL=1
+RATES="1000 10000 100000"
+SW_ARGS=
 OUT=
 while (($#)); do
 	case $1 in
@@ -60,10 +65,12 @@ while (($#)); do
 	--flows) FLOWS=$2 && shift ;;
 	--traffic) TRAFFIC=$2 && shift ;;
 	--gateways) GATEWAYS=$2 && shift ;;
+	--rates) RATES=$2 && shift ;;
+	--statewall-args) SW_ARGS=$2 && shift ;;
 	--no-table-full) TABLE_FULL=0 ;;
 	--out) OUT=$2 && shift ;;
 	-h | --help)
-		sed -n '2,41p' "$0" | sed 's/^# \{0,1\}//'
+		sed -n '2,44p' "$0" | sed 's/^# \{0,1\}//'
 		exit 0
 		;;
 	*)
@@ -161,8 +168,9 @@ start_gateway() { # start_gateway NAME
 	statewall)
 		scripts/lab.sh up >/dev/null
 		rm -f "$SOCK"
+		# shellcheck disable=SC2086 # SW_ARGS is a list of flags on purpose
 		ip netns exec "$GW" "$STATEWALL" run --config "$TMP/gateway.yaml" --workers 1 --cpus 1 \
-			--control-socket "$SOCK" >"$TMP/gateway.log" 2>&1 &
+			--control-socket "$SOCK" $SW_ARGS >"$TMP/gateway.log" 2>&1 &
 		GW_PID=$!
 		wait_ctl
 		;;
@@ -264,7 +272,7 @@ table_full() {
 	echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) cores"
 	echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 	echo "testpmd: $(dpkg-query -W -f='${Version}' dpdk-dev 2>/dev/null)"
-	echo "command: scripts/bench-e2e.sh --runs $RUNS --duration $DURATION --flows \"$FLOWS\" --traffic \"$TRAFFIC\" --gateways \"$GATEWAYS\""
+	echo "command: scripts/bench-e2e.sh --runs $RUNS --duration $DURATION --flows \"$FLOWS\" --traffic \"$TRAFFIC\" --gateways \"$GATEWAYS\" --rates \"$RATES\"${SW_ARGS:+ --statewall-args \"$SW_ARGS\"}"
 } >"$OUT/machine.txt"
 
 for gw in $GATEWAYS; do
@@ -280,11 +288,13 @@ for gw in $GATEWAYS; do
 			done
 		done
 	done
-	for run in $(seq "$RUNS"); do
-		name=$gw-latency-10000-$run
-		log "$name (100 kpps)"
-		# shellcheck disable=SC2046
-		one_run "$gw" "$name" $(pktgen_args udp 10000) --rate 100k --duration 2
+	for rate in $RATES; do
+		for run in $(seq "$RUNS"); do
+			name=$gw-rate-$rate-$run
+			log "$name (UDP at $rate pps, 10k flows)"
+			# shellcheck disable=SC2046
+			one_run "$gw" "$name" $(pktgen_args udp 10000) --rate "$rate" --duration 2
+		done
 	done
 	if [[ $gw == statewall ]]; then
 		"$CTL" --socket "$SOCK" stats >"$OUT/raw/statewall-stats.txt"

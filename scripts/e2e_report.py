@@ -3,7 +3,8 @@
 
     python3 scripts/e2e_report.py DIR
 
-DIR holds machine.txt and raw/GATEWAY-TRAFFIC-FLOWS-RUN.json (statewall-pktgen --json) with
+DIR holds machine.txt and raw/GATEWAY-TRAFFIC-N-RUN.json (statewall-pktgen --json; N is the
+flow count, or for TRAFFIC `rate` the packets per second, at 10k flows) with
 raw/...cpu.json beside each (the gateway process's, core 1's and both cores' CPU time over
 that run). "gateway ns/pkt" is the machine's ns per delivered frame minus the `direct`
 baseline's (no gateway) for the same traffic and flow count.
@@ -16,7 +17,7 @@ import statistics
 import sys
 from pathlib import Path
 
-NAME = re.compile(r"^(direct|statewall|kernel|testpmd)-(udp|tcp|latency)-(\d+)-(\d+)$")
+NAME = re.compile(r"^(direct|statewall|kernel|testpmd)-(udp|tcp|rate)-(\d+)-(\d+)$")
 GATEWAYS = ["direct", "statewall", "kernel", "testpmd"]
 
 
@@ -48,6 +49,7 @@ def load(raw):
                 "p99": lat.get("p99_us"),
                 "process_ns": cpu["process_ns"] / delivered if delivered and cpu["process_ns"] else None,
                 "core_ns": cpu["core1_ns"] / delivered if delivered else None,
+                "busy_pct": 100 * cpu["core1_ns"] / (gen["seconds"] * 1e9) if gen["seconds"] else None,
                 "machine_ns": cpu["machine_ns"] / delivered if delivered else None,
                 "established": t.get("established", 0),
             }
@@ -97,27 +99,33 @@ def main():
           "for the generator's core idling on its losses). The AF_XDP gateways' receive side (the "
           "veth's XDP redirect into their socket, a copy) runs on the generator's core, so core 1 "
           "leaves it out of both statewall's and testpmd's figures alike; all three gateways' core "
-          "1 includes the far host's receive (its XDP copy runs where the gateway transmits).\n")
+          "1 includes the far host's receive (its XDP copy runs where the gateway transmits). "
+          "Core-1 busy %: its busy time over the run; /proc/stat samples it at the tick, which "
+          "under-reports work done in short wake-ups (light loads): there the process figure, "
+          "from schedstat, is exact.\n")
     for traffic, title in [("udp", "UDP, 64-byte frames, as fast as the generator goes"),
                            ("tcp", "Stateful TCP (handshake, data both ways), 74-byte frames"),
-                           ("latency", "UDP at a fixed 100 kpps, 10k flows (below saturation)")]:
+                           ("rate", "UDP at fixed rates below saturation, 10k flows: latency, and "
+                            "how busy the gateway's core is at a light load")]:
         keys = sorted({k for k in runs if k[1] == traffic}, key=lambda k: (k[2], GATEWAYS.index(k[0])))
         if not keys:
             continue
         print(f"### {title}\n")
-        print("| flows | gateway | Mpps delivered | loss % | p50 µs | p99 µs | core-1 ns/pkt "
-              "| process ns/pkt | machine − direct ns/pkt |")
-        print("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+        print(f"| {'pps' if traffic == 'rate' else 'flows'} | gateway | Mpps delivered | loss % "
+              "| p50 µs | p99 µs | core-1 busy % | core-1 ns/pkt | process ns/pkt "
+              "| machine − direct ns/pkt |")
+        print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
         for k in keys:
             r = runs[k]
             g = gateway_ns(runs, k)
             print(f"| {k[2]} | {k[0]} | {fmt(med(r, 'mpps'), '.3f')} | {fmt(med(r, 'loss'), '.2f')} | "
                   f"{fmt(med(r, 'p50'), '.1f')} | {fmt(med(r, 'p99'), '.1f')} | "
+                  f"{fmt(med(r, 'busy_pct'), '.0f')} | "
                   f"{fmt(med(r, 'core_ns'), '.0f')} | {fmt(med(r, 'process_ns'), '.0f')} | "
                   f"{fmt(g, '.0f')} |")
         print()
         ratios = []
-        for flows in sorted({k[2] for k in keys}):
+        for flows in sorted({k[2] for k in keys}):  # or rates
             sw = runs.get(("statewall", traffic, flows))
             if not sw:
                 continue
@@ -131,7 +139,7 @@ def main():
         if ratios:
             print("statewall's ns/pkt as a fraction of the others' (target: ≤ 0.33 of the "
                   "kernel's, ≤ 1.10 of testpmd's):\n")
-            print("| flows | core 1 ÷ kernel | core 1 ÷ testpmd | machine−direct ÷ kernel "
+            print(f"| {'pps' if traffic == 'rate' else 'flows'} | core 1 ÷ kernel | core 1 ÷ testpmd | machine−direct ÷ kernel "
                   "| machine−direct ÷ testpmd |")
             print("|---:|---:|---:|---:|---:|")
             for row in ratios:

@@ -27,6 +27,8 @@ pub struct RunOptions {
     pub workers: usize,
     pub control_socket: PathBuf,
     pub poll: PollMode,
+    /// Adaptive mode: µs an idle worker spins before it sleeps (`--busy-poll`).
+    pub busy_poll_us: u64,
     /// Pin worker i to core i (best effort).
     pub pin: bool,
     /// Worker i's core is `cpus[i]` (`--cpus`); empty: worker i on core i.
@@ -117,6 +119,7 @@ pub fn run(opts: &RunOptions) -> anyhow::Result<()> {
     }
     let cfg = RuntimeConfig {
         poll: opts.poll,
+        busy_poll_ns: opts.busy_poll_us.saturating_mul(1000),
         pin: opts.pin,
         cores: (!opts.cpus.is_empty()).then(|| opts.cpus.clone()),
         io_mode,

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use dataplane::runtime::doorbell::Doorbell;
 use dataplane::xsk::{
     AttachMode, PortConfig, PortIo, UmemConfig, XdpMode, XskError, XskPorts, ZeroCopy,
 };
@@ -226,10 +227,11 @@ impl Forwarder {
         let s = Arc::clone(&stop);
         let handle = thread::spawn(move || {
             let mut batch = Vec::with_capacity(64);
+            let bell = Doorbell::new().expect("doorbell");
             while !s.load(Ordering::Relaxed) {
                 let moved = forward_once(&mut io, &mut batch);
                 if moved == 0 && io.counts().tx == 0 {
-                    io.wait(10).expect("poll");
+                    io.wait(10, bell.fd()).expect("poll");
                 }
             }
             // Let the last completions come back.
@@ -379,6 +381,44 @@ fn auto_mode_on_veth_is_native_copy_and_forwards() {
     drop(io);
     // The last socket closed detaches libxdp's program.
     assert!(!xdp_attached(&a), "XDP program left on {a}");
+}
+
+/// A worker sleeping on its rings (AF_XDP `poll`) wakes when its doorbell rings: how a
+/// handoff, a command or shutdown reaches an idle worker without a short timeout.
+#[test]
+fn doorbell_wakes_a_wait_on_the_rings() {
+    require_root!();
+    let lab = Lab::new('d', 7);
+    let mut io = open(&lab, XdpMode::Auto, ZeroCopy::Auto, true);
+    let bell = Arc::new(Doorbell::new().expect("doorbell"));
+    // Let the hosts' own start-up frames (neighbour discovery) pass: wait for a quiet spell.
+    let mut batch = Vec::with_capacity(64);
+    let quiet_by = Instant::now() + Duration::from_secs(10);
+    while io.wait(300, bell.fd()).expect("poll") && Instant::now() < quiet_by {
+        for port in 0..io.port_count() {
+            io.fill(port);
+            io.recv(port, &mut batch, 64);
+            io.release(&mut batch);
+        }
+    }
+    for round in 0..3 {
+        let ringer = {
+            let bell = Arc::clone(&bell);
+            thread::spawn(move || {
+                thread::sleep(Duration::from_millis(100));
+                bell.ring();
+            })
+        };
+        let t = Instant::now();
+        io.wait(120_000, bell.fd()).expect("poll");
+        let took = t.elapsed();
+        ringer.join().unwrap();
+        assert!(
+            took < Duration::from_mins(1),
+            "round {round}: the rung doorbell did not end a 120 s wait ({took:?})"
+        );
+        assert!(bell.drain(), "round {round}: the ring is there to drain");
+    }
 }
 
 #[test]

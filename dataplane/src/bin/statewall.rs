@@ -34,6 +34,11 @@ enum Cmd {
         /// `adaptive` spins, then sleeps when idle; `busy` spins always (a dedicated box).
         #[arg(long, default_value = "adaptive", value_parser = ["adaptive", "busy"])]
         poll: String,
+        /// `adaptive`: microseconds an idle worker keeps spinning after its last packet before
+        /// it sleeps on the rings (like net.core.busy_poll); more buys latency with CPU time.
+        #[arg(long, value_name = "US", default_value_t = dataplane::runtime::DEFAULT_BUSY_POLL_US,
+              value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
+        busy_poll: u64,
         /// Do not pin workers to cores.
         #[arg(long, conflicts_with = "cpus")]
         no_pin: bool,
@@ -94,6 +99,7 @@ fn main() -> ExitCode {
             workers,
             control_socket,
             poll,
+            busy_poll,
             no_pin,
             cpus,
             metrics,
@@ -106,6 +112,7 @@ fn main() -> ExitCode {
             } else {
                 dataplane::runtime::PollMode::Adaptive
             },
+            busy_poll_us: busy_poll,
             pin: !no_pin,
             cpus,
             metrics,

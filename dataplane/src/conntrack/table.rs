@@ -290,6 +290,11 @@ impl Table {
             self.swept_at = now.max(1);
             return 0;
         }
+        if self.live == 0 {
+            // Nothing to expire: an idle gateway does not walk its empty slab.
+            self.swept_at = now;
+            return 0;
+        }
         let n = self.entries.len() as u128;
         let due = n * u128::from(now - self.swept_at) / u128::from(SWEEP_PERIOD_NS);
         if due == 0 {
@@ -460,6 +465,9 @@ mod tests {
         let mut t = Table::new(1000);
         let slots = t.entries.len();
         let ns = SWEEP_PERIOD_NS;
+        // One entry that outlives the test: an empty table is not walked (below).
+        let k = key(1);
+        t.insert(entry(k, u64::MAX), k.symmetric_hash());
         // The first call starts the clock.
         assert_eq!(t.sweep(5, usize::MAX), 0);
         // A tenth of the period later: a tenth of the slots, whatever the call rate.
@@ -489,5 +497,18 @@ mod tests {
             walked + 8 >= half && walked <= half + 1,
             "walked {walked} of {slots}"
         );
+    }
+
+    #[test]
+    fn an_empty_table_is_not_walked() {
+        let mut t = Table::new(1000);
+        assert_eq!(t.sweep(5, usize::MAX), 0);
+        t.sweep(5 + SWEEP_PERIOD_NS / 2, usize::MAX);
+        assert_eq!(t.cursor, 0, "an idle worker does not walk its empty slab");
+        // Once an entry is there, the sweep resumes from now, not from the idle spell.
+        let k = key(1);
+        t.insert(entry(k, u64::MAX), k.symmetric_hash());
+        t.sweep(5 + SWEEP_PERIOD_NS / 2 + SWEEP_PERIOD_NS / 10, usize::MAX);
+        assert_eq!(t.cursor, t.entries.len() / 10);
     }
 }

@@ -10,6 +10,7 @@
 
 use std::io;
 use std::ops::DerefMut;
+use std::os::fd::BorrowedFd;
 
 /// One worker's packet IO: `port_count()` ports, the worker's queue of each.
 ///
@@ -56,7 +57,8 @@ pub trait PortIo: Send + 'static {
     /// Top up `port`'s fill ring from the pool; the number moved.
     fn fill(&mut self, port: usize) -> usize;
 
-    /// Block up to `timeout_ms` until some port may have frames; whether one has. Used only
-    /// by an idle worker in adaptive poll mode; returning early is always allowed.
-    fn wait(&mut self, timeout_ms: i32) -> io::Result<bool>;
+    /// Block up to `timeout_ms` until some port may have frames or `bell` (the worker's
+    /// doorbell) is readable; whether something is. Used only by an idle worker in adaptive
+    /// poll mode; returning early is always allowed.
+    fn wait(&mut self, timeout_ms: i32, bell: BorrowedFd<'_>) -> io::Result<bool>;
 }

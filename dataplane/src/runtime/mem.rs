@@ -7,6 +7,7 @@
 
 use std::collections::VecDeque;
 use std::io;
+use std::os::fd::BorrowedFd;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, Thread};
 use std::time::Duration;
@@ -200,7 +201,8 @@ impl PortIo for MemPorts {
         0
     }
 
-    fn wait(&mut self, timeout_ms: i32) -> io::Result<bool> {
+    /// Parks: the doorbell's ringer unparks the thread as well (`WorkerSlot::wake`).
+    fn wait(&mut self, timeout_ms: i32, _bell: BorrowedFd<'_>) -> io::Result<bool> {
         {
             let mut w = lock(&self.net.waiters[self.queue]);
             if w.is_none() {

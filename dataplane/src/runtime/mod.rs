@@ -15,9 +15,11 @@
 
 pub mod cmd;
 pub mod control;
+pub mod doorbell;
 pub mod io;
 pub mod mem;
 pub mod metrics;
+mod poll;
 pub mod server;
 pub mod stats;
 mod worker;
@@ -36,6 +38,7 @@ use crate::ruleset::{CompileError, CompiledRuleset};
 
 use self::cmd::WorkerCmd;
 pub use self::control::RuntimeHandle;
+use self::doorbell::Doorbell;
 pub use self::io::PortIo;
 use self::stats::{Hists, RuleCounters, StatsCell};
 
@@ -52,12 +55,17 @@ pub const DEFAULT_HANDOFF_RING: usize = 1024;
 /// Commands a worker's queue holds.
 const CMD_QUEUE: usize = 16;
 
+/// Adaptive mode's default busy-poll time (µs): see `RuntimeConfig::busy_poll_ns`.
+pub const DEFAULT_BUSY_POLL_US: u64 = 50;
+
 /// How an idle worker waits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum PollMode {
     /// Spin forever: lowest latency, one core per worker at 100% (a dedicated box).
     Busy,
-    /// Spin, then yield, then wait on the IO with a short timeout: an idle gateway sleeps.
+    /// Spin while packets come closer together than the busy-poll time, for at most that
+    /// long, else wait on the IO with a short timeout (`poll.rs`): an idle or lightly loaded
+    /// gateway sleeps.
     #[default]
     Adaptive,
 }
@@ -102,6 +110,9 @@ impl Clock {
 pub struct RuntimeConfig {
     pub batch: usize,
     pub poll: PollMode,
+    /// Adaptive mode: how long an idle worker may spin before it waits on the IO (ns), like the
+    /// kernel's `net.core.busy_poll`.
+    pub busy_poll_ns: u64,
     pub sweep_budget: usize,
     pub handoff_ring: usize,
     /// Pin worker i to `cores[i]` (or, without a list, to the i-th core the OS offers).
@@ -117,6 +128,7 @@ impl Default for RuntimeConfig {
         RuntimeConfig {
             batch: DEFAULT_BATCH,
             poll: PollMode::Adaptive,
+            busy_poll_ns: DEFAULT_BUSY_POLL_US * 1000,
             sweep_budget: DEFAULT_SWEEP_BUDGET,
             handoff_ring: DEFAULT_HANDOFF_RING,
             pin: true,
@@ -143,6 +155,8 @@ pub enum StartError {
     Compile(#[from] CompileError),
     #[error("cannot start a worker thread: {0}")]
     Spawn(std::io::Error),
+    #[error("cannot create a worker's doorbell (a unix socket pair): {0}")]
+    Doorbell(std::io::Error),
 }
 
 /// A packet on its way to its owner: the bytes (a pooled buffer of the sender), the port it
@@ -167,14 +181,19 @@ pub(crate) struct Published {
 #[derive(Debug)]
 pub(crate) struct WorkerSlot {
     stats: StatsCell,
-    /// Set while the worker waits in adaptive mode (handoff senders then unpark it).
+    /// Set while the worker waits in adaptive mode (handoff senders then wake it).
     sleeping: AtomicBool,
+    /// Wakes the worker from its wait on the rings.
+    bell: Doorbell,
     thread: OnceLock<Thread>,
     cmds: Sender<WorkerCmd>,
 }
 
 impl WorkerSlot {
+    /// Wake the worker: ring its doorbell (its wait on the rings) and unpark its thread (the
+    /// in-memory IO's wait).
     fn wake(&self) {
+        self.bell.ring();
         if let Some(t) = self.thread.get() {
             t.unpark();
         }
@@ -275,6 +294,7 @@ impl Runtime {
             slots.push(WorkerSlot {
                 stats: StatsCell::default(),
                 sleeping: AtomicBool::new(false),
+                bell: Doorbell::new().map_err(StartError::Doorbell)?,
                 thread: OnceLock::new(),
                 cmds: tx,
             });
@@ -335,6 +355,7 @@ impl Runtime {
                 hists: Box::new(Hists::new()),
                 batch: cfg.batch.max(1),
                 poll: cfg.poll,
+                busy_poll_ns: cfg.busy_poll_ns,
                 sweep_budget: cfg.sweep_budget,
                 pool: (0..pool_size)
                     .map(|_| Vec::with_capacity(buf_capacity))

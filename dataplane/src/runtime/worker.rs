@@ -12,7 +12,7 @@
 //! 5. transmit accepted frames on their out port, release the rest, reap completions,
 //!    top up fill rings;
 //! 6. record latencies, run a bounded expiry sweep, publish counters;
-//! 7. when idle, spin, then yield, then (adaptive mode) wait on the IO with a short timeout.
+//! 7. when idle, spin, or (adaptive mode, see `poll`) wait on the IO with a short timeout.
 //!
 //! Nothing here allocates or locks per packet: every `Vec` is sized at start, the handoff
 //! rings and buffer pools are preallocated, counters are plain integers published by
@@ -33,17 +33,16 @@ use crate::wire;
 
 use super::cmd::{live, ScanAction, ScanReply, WorkerCmd, SCAN_SLOTS};
 use super::io::PortIo;
+use super::poll::IdlePolicy;
 use super::stats::{Hists, RuleCounters, WorkerCounters};
 use super::{Handoff, PollMode, Shared};
 
 /// Commands serviced per loop iteration at most.
 const CMDS_PER_BATCH: usize = 2;
-/// Empty iterations spent spinning, then yielding, before an adaptive worker waits.
-const SPIN_ROUNDS: u32 = 2000;
-const YIELD_ROUNDS: u32 = 200;
-/// An idle adaptive worker's wait (ms): the latency bound for a packet handed to it while
-/// it sleeps in an IO wait that a handoff cannot interrupt (AF_XDP `poll`).
-const IDLE_WAIT_MS: i32 = 1;
+/// An idle adaptive worker's longest wait (ms). Frames, handoffs, commands, rulesets and
+/// shutdown all wake it sooner (the rings and its doorbell); the timeout only paces the
+/// expiry sweep of an idle worker's table.
+const IDLE_WAIT_MS: i32 = 100;
 
 /// The runtime's own per-worker counters (the engine keeps the rest).
 #[derive(Debug, Default)]
@@ -70,6 +69,8 @@ pub(crate) struct Worker<Io: PortIo> {
     pub hists: Box<Hists>,
     pub batch: usize,
     pub poll: PollMode,
+    /// Adaptive mode: how long (ns) an idle worker may spin before it waits on the IO.
+    pub busy_poll_ns: u64,
     pub sweep_budget: usize,
     /// Free handoff buffers (capacity: the largest frame).
     pub pool: Vec<Vec<u8>>,
@@ -123,7 +124,7 @@ impl<Io: PortIo> Worker<Io> {
             parsed: Vec::with_capacity(self.batch),
         };
         let mut local = Local::default();
-        let mut idle_rounds: u32 = 0;
+        let mut idle = IdlePolicy::new(self.poll, self.busy_poll_ns, self.shared.clock.now());
         for p in 0..ports {
             self.io.fill(p);
         }
@@ -158,10 +159,11 @@ impl<Io: PortIo> Worker<Io> {
             let expired = self.pipeline.sweep(t1, self.sweep_budget);
             if work > 0 || expired > 0 || dirty {
                 self.publish(&local);
-                idle_rounds = 0;
+                idle.worked(t1);
+            } else if idle.spin(t1) {
+                std::hint::spin_loop();
             } else {
-                idle_rounds = idle_rounds.saturating_add(1);
-                self.idle(idle_rounds);
+                self.sleep();
             }
         }
         // Give every frame back before the IO is dropped.
@@ -453,26 +455,21 @@ impl<Io: PortIo> Worker<Io> {
         self.shared.slots[self.id].stats.publish(&w);
     }
 
-    fn idle(&mut self, rounds: u32) {
-        if self.poll == PollMode::Busy || rounds < SPIN_ROUNDS {
-            std::hint::spin_loop();
-            return;
-        }
-        if rounds < SPIN_ROUNDS + YIELD_ROUNDS {
-            thread::yield_now();
-            return;
-        }
+    /// Nothing to do, and not worth spinning for (`IdlePolicy`): wait on the IO until a frame
+    /// arrives, the doorbell rings or the timeout ends.
+    fn sleep(&mut self) {
         // Announce the sleep, then look once more: a worker that handed us a packet after
-        // our last look sees `sleeping` (SeqCst on both sides) and unparks us.
+        // our last look sees `sleeping` (SeqCst on both sides) and rings our doorbell.
         let slot = &self.shared.slots[self.id];
         slot.sleeping.store(true, Ordering::SeqCst);
         if self.shared.inbox[self.id].is_empty()
             && self.cmds.is_empty()
             && !self.shared.stop.load(Ordering::Relaxed)
         {
-            let _ = self.io.wait(IDLE_WAIT_MS);
+            let _ = self.io.wait(IDLE_WAIT_MS, slot.bell.fd());
         }
         slot.sleeping.store(false, Ordering::Relaxed);
+        slot.bell.drain();
     }
 }
 
@@ -530,9 +527,7 @@ fn handoff(
             fence(Ordering::SeqCst);
             let slot = &shared.slots[to];
             if slot.sleeping.load(Ordering::SeqCst) {
-                if let Some(t) = slot.thread.get() {
-                    t.unpark();
-                }
+                slot.wake();
             }
         }
         Err(h) => {

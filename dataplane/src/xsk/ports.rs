@@ -2,7 +2,7 @@
 
 use std::io;
 use std::num::NonZeroU32;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Once;
 use std::thread;
@@ -230,10 +230,14 @@ impl XskPorts {
         let fill_share = cfg.fill_size;
         let mut free = Vec::with_capacity(descs.len());
         free.extend(descs);
+        // One per port, and a last one for the worker's doorbell (set on each wait; poll(2)
+        // skips a negative fd).
         let pollfds = opened
             .iter()
-            .map(|p| libc::pollfd {
-                fd: p.fd,
+            .map(|p| p.fd)
+            .chain([-1])
+            .map(|fd| libc::pollfd {
+                fd,
                 events: libc::POLLIN,
                 revents: 0,
             })
@@ -816,7 +820,17 @@ impl PortIo for XskPorts {
         got
     }
 
-    fn wait(&mut self, timeout_ms: i32) -> io::Result<bool> {
+    fn wait(&mut self, timeout_ms: i32, bell: BorrowedFd<'_>) -> io::Result<bool> {
+        // Descriptors still on a TX ring (copy mode sends 32 a kick, `complete` kicks again):
+        // a wait for POLLIN would leave them there, so keep the worker going.
+        for (p, &tx) in self.ports.iter_mut().zip(&self.pool.tx) {
+            if tx > 0 && p.tx.nb_free_exact() < p.tx_size {
+                return Ok(true);
+            }
+        }
+        if let Some(last) = self.pollfds.last_mut() {
+            last.fd = bell.as_raw_fd();
+        }
         sys::poll_in(&mut self.pollfds, timeout_ms)
     }
 }
