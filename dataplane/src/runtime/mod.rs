@@ -64,8 +64,8 @@ pub enum PollMode {
     /// Spin forever: lowest latency, one core per worker at 100% (a dedicated box).
     Busy,
     /// Spin while packets come closer together than the busy-poll time, for at most that
-    /// long, else wait on the IO with a short timeout (`poll.rs`): an idle or lightly loaded
-    /// gateway sleeps.
+    /// long, else wait on the IO until a frame arrives or the doorbell rings (`poll.rs`): an
+    /// idle or lightly loaded gateway sleeps.
     #[default]
     Adaptive,
 }

@@ -12,7 +12,8 @@
 //! 5. transmit accepted frames on their out port, release the rest, reap completions,
 //!    top up fill rings;
 //! 6. record latencies, run a bounded expiry sweep, publish counters;
-//! 7. when idle, spin, or (adaptive mode, see `poll`) wait on the IO with a short timeout.
+//! 7. when idle, spin, or (adaptive mode, see `poll`) wait on the IO until a frame arrives or
+//!    the worker's doorbell rings.
 //!
 //! Nothing here allocates or locks per packet: every `Vec` is sized at start, the handoff
 //! rings and buffer pools are preallocated, counters are plain integers published by
