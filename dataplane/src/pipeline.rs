@@ -378,7 +378,7 @@ impl Pipeline {
         // Forward stage, through the per-flow verdict cache where the ruleset allows.
         let gen = rules.generation;
         let (rule, accept, cached) = match track {
-            Track::Tracked { id, dir, .. } if rules.forward.cacheable(ctstate, ctdir) => {
+            Track::Tracked { id, dir, .. } if rules.forward.cacheable(m, ctstate, ctdir) => {
                 let e = shard.entry_mut(id);
                 match e.cache[dir.idx()].get(gen, state as u8, p.in_port) {
                     Some((rule, accept)) => (rule, accept, true),
@@ -402,7 +402,7 @@ impl Pipeline {
         if let Track::New { .. } = track {
             if accept {
                 if let Some(e) = shard.pending_mut() {
-                    if rules.forward.cacheable(ctstate, ctdir) {
+                    if rules.forward.cacheable(m, ctstate, ctdir) {
                         e.cache[0] = CachedVerdict::new(gen, rule, state as u8, p.in_port, true);
                     }
                 }

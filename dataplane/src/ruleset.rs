@@ -157,10 +157,15 @@ impl CompiledStage {
         self.rules.get(i as usize).and_then(|r| r.reject_with)
     }
 
-    /// Whether verdicts for packets of this state and direction may be cached per flow.
+    /// Whether the verdict for this packet, of this state and direction, may be cached for
+    /// its flow direction, and a cached one used for it: no rule that tests TCP flags can
+    /// match the state, or none can match this packet's flags.
     #[inline]
-    pub fn cacheable(&self, state: Option<CtState>, dir: Option<CtDir>) -> bool {
+    pub fn cacheable(&self, m: &PacketMeta, state: Option<CtState>, dir: Option<CtDir>) -> bool {
         self.classifier.cacheable(state, dir)
+            || self
+                .classifier
+                .flags_irrelevant(m.proto, Key::tcp_flags_of(m))
     }
 }
 

@@ -317,6 +317,38 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// The verdict cache's soundness: two packets of one flow direction (the same key but for
+    /// the TCP flags) for which the cache may be used get the same first match.
+    #[test]
+    fn cached_verdicts_hold_for_every_packet_they_answer(
+        rules in prop::collection::vec(choices(16), 1..=100),
+        keys in prop::collection::vec((choices(12), any::<u8>()), 64),
+    ) {
+        let rules: Vec<Rule> = rules.iter().map(|c| rule(c)).collect();
+        let cl = Classifier::compile(&rules, &ports());
+        for (c, other_flags) in &keys {
+            let k0 = key(c);
+            let k1 = Key { tcp_flags: if k0.proto == 6 { *other_flags } else { 0 }, ..k0 };
+            let usable = |k: &Key| {
+                cl.cacheable(k.ctstate, k.ctdir) || cl.flags_irrelevant(k.proto, k.tcp_flags)
+            };
+            if usable(&k0) && usable(&k1) {
+                prop_assert_eq!(
+                    cl.classify(&k0),
+                    cl.classify(&k1),
+                    "flags {:#x} and {:#x} of {:?}",
+                    k0.tcp_flags,
+                    k1.tcp_flags,
+                    k0
+                );
+            }
+        }
+    }
+}
+
 /// xorshift64*: a small deterministic generator for the large test.
 struct Rng(u64);
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use config::matches::CtState;
 use dataplane::conntrack::listing;
-use dataplane::packet::tcp_flags::{ACK, FIN, PSH, RST, SYN};
+use dataplane::packet::tcp_flags::{ACK, FIN, PSH, RST, SYN, URG};
 use dataplane::pipeline::{Outcome, Packet, Pipeline, Reason, Verdict};
 use dataplane::ruleset::CompiledRuleset;
 use dataplane::wire::build::{self, Icmp, Tcp, Udp};
@@ -604,4 +604,67 @@ forward:
         (o.verdict, state(&o)),
         (Verdict::Accept, Some(CtState::Established))
     );
+}
+
+/// Rules that test TCP flags without a ctstate (the usual anti-scan rules) leave the verdict
+/// cache on for the flags none of them accepts: an established flow's ACKs are answered from
+/// the cache, while a packet whose flags such a rule does accept is classified every time,
+/// before and after cached ones.
+#[test]
+fn tcp_flag_rules_keep_the_cache_for_other_flags() {
+    const YAML: &str = r"
+ports: {lan: veth-lan, wan: veth-wan}
+forward:
+  policy: drop
+  rules:
+    - {proto: tcp, tcp_flags: {mask: all, comp: none}, action: drop}
+    - {proto: tcp, tcp_flags: {mask: [syn, fin], comp: [syn, fin]}, action: drop}
+    - {proto: tcp, tcp_flags: {mask: [psh, urg], comp: [psh, urg]}, action: drop}
+    - {ctstate: [established, related], action: accept}
+    - {in_port: lan, proto: tcp, dport: 80, ctstate: new, action: accept}
+";
+    let mut p = pipeline_with(YAML, 1);
+    let syn = run(&mut p, 0, LAN, &c2s(40000, 80, SYN, 1000, 0).frame());
+    assert_eq!((syn.verdict, syn.rule), (Verdict::Accept, Some(4)));
+    let synack = run(
+        &mut p,
+        1,
+        WAN,
+        &s2c(80, 40000, SYN | ACK, 5000, 1001).frame(),
+    );
+    assert_eq!((synack.verdict, synack.rule), (Verdict::Accept, Some(3)));
+    let mut t = 2;
+    let mut send = |p: &mut Pipeline, flags: u8| {
+        t += 1;
+        run(p, t, LAN, &c2s(40000, 80, flags, 1001, 5001).frame())
+    };
+    let first = send(&mut p, ACK);
+    assert_eq!(
+        (first.verdict, state(&first), first.rule, first.cached),
+        (Verdict::Accept, Some(CtState::Established), Some(3), false)
+    );
+    for flags in [ACK, ACK | PSH, ACK] {
+        let o = send(&mut p, flags);
+        assert_eq!(
+            (o.verdict, o.rule, o.cached),
+            (Verdict::Accept, Some(3), true),
+            "flags {flags:#x}: no flag rule accepts them, the cached verdict holds"
+        );
+    }
+    for _ in 0..2 {
+        let o = send(&mut p, ACK | PSH | URG);
+        assert_eq!(
+            (o.verdict, o.rule, o.cached),
+            (Verdict::Drop, Some(2), false),
+            "PSH+URG: the flag rule is checked on every such packet"
+        );
+        let o = send(&mut p, ACK);
+        assert_eq!(
+            (o.verdict, o.rule, o.cached),
+            (Verdict::Accept, Some(3), true),
+            "the drop was not cached over the accept"
+        );
+    }
+    let p2 = p.counters.cache_hits;
+    assert_eq!(p2, 5, "{:?}", p.counters);
 }

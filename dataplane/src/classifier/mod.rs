@@ -72,11 +72,7 @@ impl Key {
         // A later fragment has no L4 header; a truncated one is caught by the stage's hotdrop.
         // A TCP header with a bad data offset still has its flags (iptables' `-m tcp` reads
         // the fixed 20 bytes).
-        let has_l4 = meta.fragment != Fragment::Later
-            && !matches!(
-                meta.l4_invalid,
-                Some(InvalidReason::Truncated | InvalidReason::Fragment)
-            );
+        let has_l4 = has_l4(meta);
         let icmp_proto = match meta.family {
             IpFamily::V4 => 1,
             IpFamily::V6 => 58,
@@ -91,14 +87,36 @@ impl Key {
             sport: meta.sport,
             dport: meta.dport,
             icmp: (has_l4 && meta.proto == icmp_proto).then_some((meta.icmp.ty, meta.icmp.code)),
-            tcp_flags: if has_l4 && meta.proto == 6 {
-                meta.tcp.flags
-            } else {
-                0
-            },
+            tcp_flags: key_tcp_flags(meta, has_l4),
             ctstate,
             ctdir,
         }
+    }
+
+    /// The TCP flags value the key of this packet has (what `from_meta` puts there).
+    #[inline]
+    pub fn tcp_flags_of(meta: &PacketMeta) -> u8 {
+        key_tcp_flags(meta, has_l4(meta))
+    }
+}
+
+/// Whether the classifier sees the packet's L4 header (ICMP type, TCP flags).
+#[inline]
+fn has_l4(meta: &PacketMeta) -> bool {
+    meta.fragment != Fragment::Later
+        && !matches!(
+            meta.l4_invalid,
+            Some(InvalidReason::Truncated | InvalidReason::Fragment)
+        )
+}
+
+/// The key's TCP flags: the header's, or 0 without one (and for other protocols).
+#[inline]
+fn key_tcp_flags(meta: &PacketMeta, has_l4: bool) -> u8 {
+    if has_l4 && meta.proto == 6 {
+        meta.tcp.flags
+    } else {
+        0
     }
 }
 
@@ -152,6 +170,8 @@ pub struct Classifier {
     /// Bit `ct_value(state, dir)` set when some box that can match that conntrack value
     /// tests TCP flags (the verdict then depends on more than the flow).
     flags_by_ct: u32,
+    /// Bit `v` set when some box that tests TCP flags accepts the flags value `v`.
+    flag_values: [u64; 4],
 }
 
 const _: () = assert!(CT_VALUES as u32 <= u32::BITS);
@@ -172,6 +192,7 @@ impl Classifier {
         let mut constraints = Vec::new();
         let mut intervals = Vec::new();
         let mut flags_by_ct = 0u32;
+        let mut flag_values = [0u64; 4];
         for (shape, &rule) in shapes.iter().zip(&rule_of) {
             let start = constraints.len() as u32;
             for dim in CHECK_ORDER {
@@ -197,6 +218,11 @@ impl Classifier {
                 len: constraints.len() as u32 - start,
             });
             if !shape[FLAGS].is_full(FLAGS) {
+                for &(lo, hi) in &shape[FLAGS].0 {
+                    for v in lo..=hi.min(255) {
+                        flag_values[(v / 64) as usize] |= 1 << (v % 64);
+                    }
+                }
                 for v in 0..CT_VALUES {
                     if shape[CT].contains(u128::from(v)) {
                         flags_by_ct |= 1 << v;
@@ -215,6 +241,7 @@ impl Classifier {
             tree,
             stats,
             flags_by_ct,
+            flag_values,
         }
     }
 
@@ -245,6 +272,19 @@ impl Classifier {
     /// may then cache the verdict per flow direction and ruleset generation.
     pub fn cacheable(&self, ctstate: Option<CtState>, ctdir: Option<CtDir>) -> bool {
         self.flags_by_ct & (1 << ct_value(ctstate, ctdir)) == 0
+    }
+
+    /// Whether no rule that tests TCP flags can match a packet of protocol `proto` whose
+    /// key has these `tcp_flags` ([`Key::tcp_flags_of`]), whatever its other fields: it is
+    /// not TCP (such rules are TCP-only), or its flags are a value none of them accepts.
+    /// Among packets for which this holds, the flags play no part in the result, so where
+    /// [`Classifier::cacheable`] does not hold for their conntrack state, a verdict decided
+    /// for one such packet of a flow direction still holds for the next such one. It holds
+    /// past the usual anti-scan rules (`--tcp-flags ALL NONE`, `SYN,FIN SYN,FIN`, ...) and
+    /// `--syn` rules: an established flow's ACK, PSH|ACK or FIN|ACK matches none of them.
+    #[inline]
+    pub fn flags_irrelevant(&self, proto: u8, tcp_flags: u8) -> bool {
+        proto != 6 || self.flag_values[usize::from(tcp_flags / 64)] & (1 << (tcp_flags % 64)) == 0
     }
 
     /// Number of rules compiled (matching or not).
