@@ -208,6 +208,28 @@ fn socket_is_private() {
     d.ok(&["stats"]);
 }
 
+/// The accept loop blocks while idle; shutdown wakes it, removes the socket, and returns even
+/// when the socket file was taken away behind the daemon's back (nothing left to wake it).
+#[test]
+fn shutdown_stops_the_idle_accept_loop() {
+    let mut d = Daemon::start("shutdown");
+    d.ok(&["stats"]);
+    d.server.take().unwrap().shutdown();
+    assert!(!d.socket.exists(), "the socket file is removed");
+    assert!(UnixStream::connect(&d.socket).is_err());
+    // A new server on the same path serves again; then its socket file disappears.
+    d.server =
+        Some(ControlServer::bind(&d.socket, d.handle.clone(), ServerConfig::default()).unwrap());
+    d.ok(&["stats"]);
+    std::fs::remove_file(&d.socket).unwrap();
+    let t = Instant::now();
+    d.server.take().unwrap().shutdown();
+    assert!(
+        t.elapsed() < Duration::from_secs(30),
+        "shutdown hung on an accept loop it could not wake"
+    );
+}
+
 #[test]
 fn apply_good_and_bad_rulesets() {
     let d = Daemon::start("apply");

@@ -4,9 +4,6 @@
 //! SIGINT/SIGTERM shut down cleanly (workers joined, sockets closed, XDP programs detached).
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{bail, Context};
 use config::ruleset::PortSpec;
@@ -145,26 +142,20 @@ pub fn run(opts: &RunOptions) -> anyhow::Result<()> {
         opts.control_socket.display()
     );
 
-    // The signal that stops the daemon (0: none yet), logged on the way out.
-    let stop = Arc::new(AtomicUsize::new(0));
-    let hup = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register_usize(sig, Arc::clone(&stop), sig as usize)
-            .context("cannot handle signals")?;
-    }
-    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hup))
-        .context("cannot handle SIGHUP")?;
-
-    let sig = loop {
-        std::thread::sleep(Duration::from_millis(50));
-        if hup.swap(false, Ordering::Relaxed) {
+    // Block until a signal (no polling while idle): SIGHUP reloads, SIGINT/SIGTERM stop,
+    // and the one that stopped the daemon is logged on the way out.
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
+        .context("cannot handle signals")?;
+    let mut sig = SIGTERM;
+    for s in signals.forever() {
+        if s == SIGHUP {
             reload(&handle, &opts.config);
+        } else {
+            sig = s;
+            break;
         }
-        match stop.load(Ordering::Relaxed) {
-            0 => {}
-            s => break s,
-        }
-    };
+    }
     eprintln!("statewall: {} received; stopping", signal_name(sig));
     if let Some(m) = metrics {
         m.shutdown();
@@ -176,10 +167,10 @@ pub fn run(opts: &RunOptions) -> anyhow::Result<()> {
 }
 
 /// `SIGTERM`, `SIGINT`, or the number of another signal.
-fn signal_name(sig: usize) -> String {
-    match i32::try_from(sig) {
-        Ok(signal_hook::consts::SIGTERM) => "SIGTERM".into(),
-        Ok(signal_hook::consts::SIGINT) => "SIGINT".into(),
+fn signal_name(sig: i32) -> String {
+    match sig {
+        signal_hook::consts::SIGTERM => "SIGTERM".into(),
+        signal_hook::consts::SIGINT => "SIGINT".into(),
         _ => format!("signal {sig}"),
     }
 }

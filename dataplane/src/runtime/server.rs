@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use config::control::{decode_request, ErrorKind, ErrorReply, Reply, MAX_REQUEST};
 
@@ -74,8 +74,10 @@ pub struct ControlServer {
     thread: Option<JoinHandle<()>>,
 }
 
-/// How often the accept loop looks at the stop flag.
-const ACCEPT_POLL: Duration = Duration::from_millis(20);
+/// After an `accept` error (out of descriptors, say), how long the loop waits to retry.
+const ACCEPT_RETRY: Duration = Duration::from_millis(20);
+/// How long `shutdown` waits for the accept loop to see its wake-up connection.
+const STOP_WAIT: Duration = Duration::from_secs(2);
 
 impl ControlServer {
     /// Listen on `path` and serve `handle`.
@@ -104,9 +106,6 @@ impl ControlServer {
         let listener = UnixListener::bind(path).map_err(io_err(path, "cannot listen"))?;
         fs::set_permissions(path, Permissions::from_mode(0o600))
             .map_err(io_err(path, "cannot make the socket 0600"))?;
-        listener
-            .set_nonblocking(true)
-            .map_err(io_err(path, "cannot make the socket non-blocking"))?;
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = Arc::clone(&stop);
         let thread = thread::Builder::new()
@@ -129,11 +128,22 @@ impl ControlServer {
         self.stop_now();
     }
 
+    /// The accept loop blocks in `accept` (no polling while idle): set the flag, then wake
+    /// it with a connection of our own. Should that not reach it (the socket file was removed
+    /// or replaced behind our back), the thread is left blocked rather than the caller.
     fn stop_now(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         if let Some(t) = self.thread.take() {
-            let _ = t.join();
-            let _ = fs::remove_file(&self.path);
+            let woke = UnixStream::connect(&self.path);
+            let deadline = Instant::now() + STOP_WAIT;
+            while !t.is_finished() && Instant::now() < deadline {
+                thread::sleep(Duration::from_millis(1));
+            }
+            drop(woke);
+            if t.is_finished() {
+                let _ = t.join();
+                let _ = fs::remove_file(&self.path);
+            }
         }
     }
 }
@@ -153,6 +163,8 @@ fn accept_loop(
     let active = Arc::new(AtomicUsize::new(0));
     while !stop.load(Ordering::SeqCst) {
         match listener.accept() {
+            // The wake-up connection of `stop_now` (or a client that came with it).
+            Ok(_) if stop.load(Ordering::SeqCst) => break,
             Ok((stream, _)) => {
                 if active.fetch_add(1, Ordering::SeqCst) >= cfg.max_clients {
                     active.fetch_sub(1, Ordering::SeqCst);
@@ -183,11 +195,10 @@ fn accept_loop(
                     active.fetch_sub(1, Ordering::SeqCst);
                 }
             }
-            Err(e) if e.kind() == IoErrorKind::WouldBlock => thread::sleep(ACCEPT_POLL),
             Err(e) if e.kind() == IoErrorKind::Interrupted => {}
             Err(e) => {
                 eprintln!("statewall: control socket: accept: {e}");
-                thread::sleep(ACCEPT_POLL);
+                thread::sleep(ACCEPT_RETRY);
             }
         }
     }
