@@ -311,22 +311,17 @@ impl MetricsServer {
     /// Listen on `addr` and serve `handle`'s metrics.
     pub fn bind(addr: SocketAddr, handle: RuntimeHandle) -> std::io::Result<MetricsServer> {
         let listener = TcpListener::bind(addr)?;
-        listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
             .name("statewall-metrics".into())
             .spawn(move || {
-                while !flag.load(Ordering::Relaxed) {
+                // Blocks in `accept` while idle; `shutdown` wakes it with a connection.
+                while !flag.load(Ordering::SeqCst) {
                     match listener.accept() {
-                        Ok((conn, _)) => {
-                            let _ = conn.set_nonblocking(false);
-                            serve(conn, &handle);
-                        }
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                            std::thread::sleep(Duration::from_millis(50));
-                        }
+                        Ok(_) if flag.load(Ordering::SeqCst) => break,
+                        Ok((conn, _)) => serve(conn, &handle),
                         Err(_) => std::thread::sleep(Duration::from_millis(50)),
                     }
                 }
@@ -338,10 +333,28 @@ impl MetricsServer {
         })
     }
 
+    /// Stop serving: set the flag and wake the accept loop with a connection of our own
+    /// (waiting at most 2 s for it; a loop that cannot be reached is left blocked rather
+    /// than the caller).
     pub fn shutdown(mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop.store(true, Ordering::SeqCst);
         if let Some(t) = self.thread.take() {
-            let _ = t.join();
+            let mut to = self.addr;
+            if to.ip().is_unspecified() {
+                to.set_ip(match to {
+                    SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                    SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+                });
+            }
+            let woke = TcpStream::connect_timeout(&to, Duration::from_secs(1));
+            let deadline = std::time::Instant::now() + Duration::from_secs(2);
+            while !t.is_finished() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            drop(woke);
+            if t.is_finished() {
+                let _ = t.join();
+            }
         }
     }
 }
