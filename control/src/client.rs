@@ -23,7 +23,7 @@ impl Client {
         let stream = UnixStream::connect(path).with_context(|| {
             format!(
                 "cannot connect to the control socket {} (is statewall running, and may you \
-                 open its socket? it is root-only by default)",
+                 open its socket? it is root's, or also its --control-group's)",
                 path.display()
             )
         })?;

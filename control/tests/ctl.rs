@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use config::control::{ErrorKind, Outcome, Payload, Reply};
 use dataplane::packet::tcp_flags::{ACK, PSH, SYN};
 use dataplane::runtime::mem::MemNet;
-use dataplane::runtime::server::{ControlServer, ServerConfig};
+use dataplane::runtime::server::{resolve_group, ControlServer, ServerConfig};
 use dataplane::runtime::{PollMode, Runtime, RuntimeConfig, RuntimeHandle};
 use dataplane::wire::build::{Icmp, Tcp, Udp};
 
@@ -227,6 +227,72 @@ fn shutdown_stops_the_idle_accept_loop() {
     assert!(
         t.elapsed() < Duration::from_secs(30),
         "shutdown hung on an accept loop it could not wake"
+    );
+}
+
+/// `statewall run --control-group`: the group's members reach the socket, other users do
+/// not. Run as root (CI does): the check switches to an unprivileged user with `setpriv`.
+#[test]
+fn a_control_group_opens_the_socket_to_its_members() {
+    let root = Command::new("id").arg("-u").output().unwrap().stdout == b"0\n";
+    if !root {
+        eprintln!("SKIPPED: a_control_group_opens_the_socket_to_its_members needs root");
+        return;
+    }
+    // gid 1 (`daemon` on Debian) is the control group; the user is nobody (65534).
+    let d = Daemon::start("group");
+    std::fs::set_permissions(&d.dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let socket = d.dir.join("shared/control.sock");
+    let server = ControlServer::bind(
+        &socket,
+        d.handle.clone(),
+        ServerConfig {
+            group: Some(1),
+            ..ServerConfig::default()
+        },
+    )
+    .unwrap();
+    let meta = |p: &Path| std::fs::metadata(p).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        (meta(&socket).mode() & 0o777, meta(&socket).gid()),
+        (0o660, 1)
+    );
+    let dir = socket.parent().unwrap();
+    assert_eq!((meta(dir).mode() & 0o777, meta(dir).gid()), (0o750, 1));
+    let as_nobody = |gid: &str| {
+        Command::new("setpriv")
+            .args(["--reuid=65534", &format!("--regid={gid}"), "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_statewallctl"))
+            .arg("--socket")
+            .arg(&socket)
+            .arg("stats")
+            .output()
+            .expect("setpriv (util-linux)")
+    };
+    let member = as_nobody("1");
+    assert!(member.status.success(), "a member of the group: {member:?}");
+    assert!(String::from_utf8_lossy(&member.stdout).contains("total"));
+    let other = as_nobody("65534");
+    assert!(!other.status.success(), "not a member: {other:?}");
+    assert!(
+        stderr(&other).contains("cannot connect"),
+        "{}",
+        stderr(&other)
+    );
+    // The default socket stays root-only.
+    assert_eq!(meta(&d.socket).mode() & 0o777, 0o600);
+    server.shutdown();
+}
+
+#[test]
+fn control_group_names_and_numbers() {
+    assert_eq!(resolve_group("0"), Ok(0));
+    assert_eq!(resolve_group("root"), Ok(0));
+    let e = resolve_group("no-such-group-here").unwrap_err();
+    assert!(
+        e.contains("not in /etc/group") && e.contains("groupadd"),
+        "{e}"
     );
 }
 

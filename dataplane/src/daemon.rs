@@ -10,7 +10,7 @@ use config::ruleset::PortSpec;
 use config::validate::port_names;
 
 use crate::runtime::metrics::MetricsServer;
-use crate::runtime::server::{ControlServer, ServerConfig};
+use crate::runtime::server::{resolve_group, ControlServer, ServerConfig};
 use crate::runtime::{PollMode, Runtime, RuntimeConfig};
 use crate::xsk::{PortConfig, UmemConfig, XskPorts};
 
@@ -23,6 +23,8 @@ pub struct RunOptions {
     pub config: PathBuf,
     pub workers: usize,
     pub control_socket: PathBuf,
+    /// Members of this group (name or gid) may use the control socket too.
+    pub control_group: Option<String>,
     pub poll: PollMode,
     /// Adaptive mode: µs an idle worker spins before it sleeps (`--busy-poll`).
     pub busy_poll_us: u64,
@@ -92,6 +94,10 @@ pub fn run(opts: &RunOptions) -> anyhow::Result<()> {
     }
     let workers = opts.workers.max(1);
     check_cpus(&opts.cpus, workers)?;
+    let group = match &opts.control_group {
+        Some(g) => Some(resolve_group(g).map_err(|e| anyhow::anyhow!("--control-group: {e}"))?),
+        None => None,
+    };
     let mut ios = Vec::with_capacity(workers);
     let mut io_mode = Vec::new();
     for w in 0..workers {
@@ -125,8 +131,15 @@ pub fn run(opts: &RunOptions) -> anyhow::Result<()> {
     let file = opts.config.display().to_string();
     let rt = Runtime::start(&loaded.ruleset, &yaml, &file, ios, &cfg)?;
     let handle = rt.handle();
-    let server = ControlServer::bind(&opts.control_socket, rt.handle(), ServerConfig::default())
-        .with_context(|| format!("control socket {}", opts.control_socket.display()))?;
+    let server = ControlServer::bind(
+        &opts.control_socket,
+        rt.handle(),
+        ServerConfig {
+            group,
+            ..ServerConfig::default()
+        },
+    )
+    .with_context(|| format!("control socket {}", opts.control_socket.display()))?;
     let metrics = match opts.metrics {
         Some(addr) => {
             let m = MetricsServer::bind(addr, rt.handle())

@@ -31,6 +31,10 @@ enum Cmd {
         /// Control socket for statewallctl.
         #[arg(long, default_value = dataplane::daemon::DEFAULT_SOCKET)]
         control_socket: PathBuf,
+        /// Let this group (name or gid) use the control socket too: socket 0660 and its
+        /// directory 0750 of that group (default: root only).
+        #[arg(long, value_name = "GROUP")]
+        control_group: Option<String>,
         /// `adaptive` spins, then sleeps when idle; `busy` spins always (a dedicated box).
         #[arg(long, default_value = "adaptive", value_parser = ["adaptive", "busy"])]
         poll: String,
@@ -98,6 +102,7 @@ fn main() -> ExitCode {
             config,
             workers,
             control_socket,
+            control_group,
             poll,
             busy_poll,
             no_pin,
@@ -107,6 +112,7 @@ fn main() -> ExitCode {
             config,
             workers: usize::from(workers),
             control_socket,
+            control_group,
             poll: if poll == "busy" {
                 dataplane::runtime::PollMode::Busy
             } else {

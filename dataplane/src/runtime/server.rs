@@ -13,7 +13,7 @@
 
 use std::fs::{self, DirBuilder, Permissions};
 use std::io::{self, BufRead, BufReader, ErrorKind as IoErrorKind, Write};
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -33,6 +33,10 @@ pub struct ServerConfig {
     pub write_timeout: Duration,
     pub max_clients: usize,
     pub max_line: usize,
+    /// A group whose members may use the socket too (`statewall run --control-group`): the
+    /// socket becomes 0660 and its directory 0750, both of this gid. `None`: root only
+    /// (0600 and 0700).
+    pub group: Option<u32>,
 }
 
 impl Default for ServerConfig {
@@ -42,6 +46,7 @@ impl Default for ServerConfig {
             write_timeout: Duration::from_secs(10),
             max_clients: 128,
             max_line: MAX_REQUEST,
+            group: None,
         }
     }
 }
@@ -86,13 +91,16 @@ impl ControlServer {
         handle: RuntimeHandle,
         cfg: ServerConfig,
     ) -> Result<ControlServer, ServerError> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+        let mut created_dir = false;
+        if let Some(dir) = dir {
             if !dir.exists() {
                 DirBuilder::new()
                     .recursive(true)
                     .mode(0o700)
                     .create(dir)
                     .map_err(io_err(dir, "cannot create the socket's directory"))?;
+                created_dir = true;
             }
         }
         if path.exists() {
@@ -106,6 +114,9 @@ impl ControlServer {
         let listener = UnixListener::bind(path).map_err(io_err(path, "cannot listen"))?;
         fs::set_permissions(path, Permissions::from_mode(0o600))
             .map_err(io_err(path, "cannot make the socket 0600"))?;
+        if let Some(gid) = cfg.group {
+            share_with_group(path, dir, created_dir, gid)?;
+        }
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = Arc::clone(&stop);
         let thread = thread::Builder::new()
@@ -152,6 +163,59 @@ impl Drop for ControlServer {
     fn drop(&mut self) {
         self.stop_now();
     }
+}
+
+/// Open the socket to `gid`: the socket 0660 of that group, and its directory 0750 of that
+/// group when it is ours (created now, or an earlier run's: owned by whoever owns the new
+/// socket, mode 0700 or 0750). Another directory (`/tmp`, say) is left as it is.
+fn share_with_group(
+    path: &Path,
+    dir: Option<&Path>,
+    created_dir: bool,
+    gid: u32,
+) -> Result<(), ServerError> {
+    std::os::unix::fs::chown(path, None, Some(gid))
+        .map_err(io_err(path, "cannot give the socket to the control group"))?;
+    fs::set_permissions(path, Permissions::from_mode(0o660))
+        .map_err(io_err(path, "cannot make the socket 0660"))?;
+    let Some(dir) = dir else { return Ok(()) };
+    let ours = created_dir
+        || match (fs::metadata(dir), fs::metadata(path)) {
+            (Ok(d), Ok(s)) => d.uid() == s.uid() && matches!(d.mode() & 0o7777, 0o700 | 0o750),
+            _ => false,
+        };
+    if ours {
+        std::os::unix::fs::chown(dir, None, Some(gid)).map_err(io_err(
+            dir,
+            "cannot give the socket's directory to the control group",
+        ))?;
+        fs::set_permissions(dir, Permissions::from_mode(0o750))
+            .map_err(io_err(dir, "cannot make the socket's directory 0750"))?;
+    }
+    Ok(())
+}
+
+/// A group name (from /etc/group) or a numeric gid, as `--control-group` takes it.
+pub fn resolve_group(group: &str) -> Result<u32, String> {
+    if let Ok(gid) = group.parse::<u32>() {
+        return Ok(gid);
+    }
+    let table = fs::read_to_string("/etc/group").map_err(|e| {
+        format!("group `{group}`: cannot read /etc/group ({e}); give a numeric gid")
+    })?;
+    table
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split(':');
+            let name = f.next()?;
+            let gid = f.nth(1)?.parse::<u32>().ok()?;
+            Some((name, gid))
+        })
+        .find(|(name, _)| *name == group)
+        .map(|(_, gid)| gid)
+        .ok_or_else(|| {
+            format!("group `{group}` is not in /etc/group; create it (groupadd {group}) or give a numeric gid")
+        })
 }
 
 fn accept_loop(
