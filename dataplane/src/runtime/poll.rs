@@ -1,8 +1,9 @@
 //! When a worker with nothing to do spins and when it sleeps (adaptive poll mode).
 //!
 //! Spinning answers the next packet at once but costs the whole core; sleeping (a `poll` on
-//! the rings, which the kernel wakes when a frame lands) costs a wakeup per packet, some tens
-//! of microseconds of latency and a few microseconds of CPU on a VM, and nothing while idle.
+//! the rings, which the kernel wakes when a frame lands) costs a wakeup per packet (some tens
+//! of microseconds of latency, and about 14 µs of CPU on the 2-core VM of bench/RESULTS.md,
+//! most of it the context switch), and nothing while idle.
 //! Spinning pays off only when the next packet comes before the spin would have ended, so
 //! the worker spins for at most `busy_poll` (like the kernel's `net.core.busy_poll`), and
 //! only while packets have recently been coming closer together than that: a moving average
