@@ -11,11 +11,15 @@
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixDatagram;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 #[derive(Debug)]
 pub struct Doorbell {
     ring: UnixDatagram,
     wait: UnixDatagram,
+    /// Set after each ring's byte is sent: `drain` reads the socket only then, so a wake-up
+    /// by a frame or the timeout costs no extra system call.
+    rung: AtomicBool,
 }
 
 impl Doorbell {
@@ -23,13 +27,19 @@ impl Doorbell {
         let (ring, wait) = UnixDatagram::pair()?;
         ring.set_nonblocking(true)?;
         wait.set_nonblocking(true)?;
-        Ok(Doorbell { ring, wait })
+        Ok(Doorbell {
+            ring,
+            wait,
+            rung: AtomicBool::new(false),
+        })
     }
 
     /// Wake the worker if it waits, or make its next wait return at once.
     pub fn ring(&self) {
         // WouldBlock: the socket is full of earlier rings, which will wake it just the same.
         let _ = self.ring.send(&[1]);
+        // After the send: a drain that sees the flag finds the byte (or a later one).
+        self.rung.store(true, Ordering::SeqCst);
     }
 
     /// What to add to the `poll` set: readable while rung.
@@ -38,13 +48,15 @@ impl Doorbell {
     }
 
     /// Take back the rings (after a wait): the next wait sleeps again. Whether it was rung.
+    /// A byte sent but not yet flagged stays until the next drain, whose wait it ends at
+    /// once: one spurious wake-up, never a lost ring.
     pub fn drain(&self) -> bool {
-        let mut buf = [0u8; 64];
-        let mut rung = false;
-        while self.wait.recv(&mut buf).is_ok() {
-            rung = true;
+        if !self.rung.swap(false, Ordering::SeqCst) {
+            return false;
         }
-        rung
+        let mut buf = [0u8; 64];
+        while self.wait.recv(&mut buf).is_ok() {}
+        true
     }
 }
 

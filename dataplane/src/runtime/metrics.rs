@@ -347,14 +347,8 @@ impl MetricsServer {
                 });
             }
             let woke = TcpStream::connect_timeout(&to, Duration::from_secs(1));
-            let deadline = std::time::Instant::now() + Duration::from_secs(2);
-            while !t.is_finished() && std::time::Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(1));
-            }
+            super::join_within(t, Duration::from_secs(2));
             drop(woke);
-            if t.is_finished() {
-                let _ = t.join();
-            }
         }
     }
 }

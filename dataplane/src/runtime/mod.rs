@@ -55,6 +55,16 @@ pub const DEFAULT_HANDOFF_RING: usize = 1024;
 /// Commands a worker's queue holds.
 const CMD_QUEUE: usize = 16;
 
+/// Join `t` if it ends within `wait`; otherwise leave it running (an accept loop that its
+/// wake-up connection could not reach) and say so. For the servers' shutdowns.
+pub(crate) fn join_within(t: JoinHandle<()>, wait: std::time::Duration) -> bool {
+    let deadline = Instant::now() + wait;
+    while !t.is_finished() && Instant::now() < deadline {
+        thread::sleep(std::time::Duration::from_millis(1));
+    }
+    t.is_finished() && t.join().is_ok()
+}
+
 /// Adaptive mode's default busy-poll time (µs): see `RuntimeConfig::busy_poll_ns`.
 pub const DEFAULT_BUSY_POLL_US: u64 = 50;
 

@@ -19,11 +19,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use config::control::{decode_request, ErrorKind, ErrorReply, Reply, MAX_REQUEST};
 
 use super::control::RuntimeHandle;
+use super::join_within;
 
 /// Limits of the control server.
 #[derive(Debug, Clone)]
@@ -146,13 +147,9 @@ impl ControlServer {
         self.stop.store(true, Ordering::SeqCst);
         if let Some(t) = self.thread.take() {
             let woke = UnixStream::connect(&self.path);
-            let deadline = Instant::now() + STOP_WAIT;
-            while !t.is_finished() && Instant::now() < deadline {
-                thread::sleep(Duration::from_millis(1));
-            }
+            let joined = join_within(t, STOP_WAIT);
             drop(woke);
-            if t.is_finished() {
-                let _ = t.join();
+            if joined {
                 let _ = fs::remove_file(&self.path);
             }
         }
