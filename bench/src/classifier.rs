@@ -16,8 +16,8 @@ use config::matches::{
     Cidr, CtDir, CtState, Icmp4Type, IcmpType, Match, PortName, PortRange, Proto,
 };
 use config::ruleset::{Action, Rule};
-use dataplane::classifier::{Classifier, Key};
-use dataplane::packet::IpFamily;
+use engine::classifier::{Classifier, Key};
+use engine::packet::IpFamily;
 
 #[derive(clap::Args)]
 pub struct Args {

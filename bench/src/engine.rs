@@ -28,16 +28,16 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context};
 use config::matches::{CtState, Match};
 use config::ruleset::{Action, Policy, Rule, Ruleset, Stage};
-use dataplane::conntrack::entry::Entry;
-use dataplane::conntrack::expect::SharedExpectations;
-use dataplane::conntrack::tcp::state;
-use dataplane::conntrack::{Shard, Track};
-use dataplane::flow::steer_hash;
-use dataplane::packet::tcp_flags::{ACK, SYN};
-use dataplane::packet::PacketMeta;
-use dataplane::pipeline::{Outcome, Packet, Pipeline, Verdict};
-use dataplane::ruleset::CompiledRuleset;
-use dataplane::wire::{self, build};
+use engine::conntrack::entry::Entry;
+use engine::conntrack::expect::SharedExpectations;
+use engine::conntrack::tcp::state;
+use engine::conntrack::{Shard, Track};
+use engine::flow::steer_hash;
+use engine::packet::tcp_flags::{ACK, SYN};
+use engine::packet::PacketMeta;
+use engine::pipeline::{Outcome, Packet, Pipeline, Verdict};
+use engine::ruleset::CompiledRuleset;
+use engine::wire::{self, build};
 
 use crate::classifier::{host, ruleset, Rng};
 
@@ -670,7 +670,7 @@ fn metas(frames: &Frames, order: &[(u32, u8)]) -> anyhow::Result<Vec<(PacketMeta
 
 pub fn shard(a: &Args) -> anyhow::Result<()> {
     print_columns();
-    let timeouts = dataplane::conntrack::Timeouts::default();
+    let timeouts = engine::conntrack::Timeouts::default();
     for &n in &a.flows {
         let tail: Vec<u32> = Vec::new();
         let new_shard = || Shard::new(n, timeouts, &[], Arc::new(SharedExpectations::new(256)));
@@ -771,7 +771,13 @@ pub fn pcap(a: &EngineArgs) -> anyhow::Result<()> {
     let rules = Arc::new(CompiledRuleset::compile(&ruleset, 1)?);
     for path in &a.pcap {
         let t = Instant::now();
-        let frames = dataplane::replay::read_capture(path, a.ingress.as_deref())?;
+        let file =
+            std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        let frames = engine::capture::decode(
+            std::io::BufReader::new(file),
+            &path.display().to_string(),
+            a.ingress.as_deref(),
+        )?;
         let load = t.elapsed();
         let mut pkts = Vec::with_capacity(frames.len());
         let mut times = Vec::with_capacity(frames.len());

@@ -13,9 +13,9 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context};
-use dataplane::conntrack::tcp::state;
-use dataplane::pipeline::{Outcome, Pipeline};
-use dataplane::ruleset::CompiledRuleset;
+use engine::conntrack::tcp::state;
+use engine::pipeline::{Outcome, Pipeline};
+use engine::ruleset::CompiledRuleset;
 
 use crate::engine::{
     established_frames, established_pipeline, median, new_conn_step, packets, pipeline_loop,

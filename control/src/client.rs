@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use config::control::{Command, ProtocolError, Reply, Request};
+use config::protocol::{Command, ProtocolError, Reply, Request};
 
 /// How long to wait for the daemon's answer (a flush of a full table takes a while).
 const REPLY_TIMEOUT: Duration = Duration::from_mins(1);

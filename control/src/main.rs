@@ -1,5 +1,5 @@
 //! statewallctl: the operator's tool (DESIGN.md §6). It talks only to the daemon's control
-//! socket (`config::control`, newline-delimited JSON): human-readable output by default,
+//! socket (`config::protocol`, newline-delimited JSON): human-readable output by default,
 //! the daemon's reply verbatim with `--json`.
 //!
 //! Exit status: 0 done; 1 the daemon refused (invalid ruleset, bad setting, ...); 2 usage;
@@ -16,7 +16,7 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use config::control::{
+use config::protocol::{
     Command, ConntrackFilter, ConntrackOp, Family, Outcome, Payload, Reply, DEFAULT_SOCKET,
 };
 

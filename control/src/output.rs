@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use config::control::{ConntrackOp, CoreStats, HistSet, HistSummary, Payload, Stats};
+use config::protocol::{ConntrackOp, CoreStats, HistSet, HistSummary, Payload, Stats};
 
 /// What to print for a successful reply (ends with a newline, or is empty).
 /// `op` is the conntrack operation asked for, which decides how a conntrack reply reads: `list`

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use config::control::{Command, CoreStats, HistReply, Outcome, Payload, Stats};
+use config::protocol::{Command, CoreStats, HistReply, Outcome, Payload, Stats};
 
 use crate::client::Client;
 

@@ -11,12 +11,12 @@ use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use config::control::{ErrorKind, Outcome, Payload, Reply};
-use dataplane::packet::tcp_flags::{ACK, PSH, SYN};
+use config::protocol::{ErrorKind, Outcome, Payload, Reply};
 use dataplane::runtime::mem::MemNet;
 use dataplane::runtime::server::{resolve_group, ControlServer, ServerConfig};
 use dataplane::runtime::{PollMode, Runtime, RuntimeConfig, RuntimeHandle};
-use dataplane::wire::build::{Icmp, Tcp, Udp};
+use engine::packet::tcp_flags::{ACK, PSH, SYN};
+use engine::wire::build::{Icmp, Tcp, Udp};
 
 fn root() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))

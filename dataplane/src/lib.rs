@@ -1,21 +1,11 @@
-//! Statewall's engine and runtime.
+//! Statewall's runtime: the engine ([`engine`], a crate of its own) put to work.
 //!
-//! The engine is sans-IO: bytes and a clock in, verdicts out ([`pipeline::Pipeline`]).
-//! `wire` parses frames into [`packet::PacketMeta`]; `flow` keys them; `conntrack` tracks
-//! them in shards; `classifier` matches the compiled ruleset ([`ruleset`]); `replay` runs
-//! captures through the pipeline offline.
+//! `xsk` opens AF_XDP ports and moves frames through their rings; `runtime` runs pinned
+//! workers (one [`engine::pipeline::Pipeline`] each), hands packets to their flow's owner,
+//! publishes rulesets and serves the control socket and metrics; `daemon` is `statewall run`;
+//! `replay` runs a capture file through the engine offline.
 
-pub mod classifier;
-pub mod conntrack;
 pub mod daemon;
-pub mod flow;
-pub mod packet;
-pub mod pipeline;
-pub mod reason;
-pub mod reject;
 pub mod replay;
-pub mod ruleset;
 pub mod runtime;
-pub mod sharded;
-pub mod wire;
 pub mod xsk;

@@ -6,21 +6,19 @@
 //! `--conntrack`, the table in /proc/net/nf_conntrack format as of the last timestamp.
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Write};
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::io::{BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::{anyhow, bail, Context};
-use pcap_file::pcap::{PcapHeader, PcapPacket, PcapReader, PcapWriter};
-use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption;
-use pcap_file::pcapng::{Block, PcapNgReader};
+use anyhow::{anyhow, Context};
+use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
 use pcap_file::DataLink;
 
-use crate::conntrack::listing;
-use crate::pipeline::{Outcome, Packet, Verdict};
-use crate::ruleset::CompiledRuleset;
-use crate::sharded::Sharded;
+use engine::capture;
+use engine::conntrack::listing;
+use engine::pipeline::{Outcome, Packet, Verdict};
+use engine::ruleset::CompiledRuleset;
+use engine::sharded::Sharded;
 
 /// Options of `statewall replay`.
 #[derive(Debug, Clone)]
@@ -34,157 +32,16 @@ pub struct ReplayOptions {
     pub workers: usize,
 }
 
-/// One captured frame: its time (ns since the epoch), ingress port name and bytes.
-#[derive(Debug, Clone)]
-pub struct Frame {
-    pub ts_ns: u64,
-    pub port: String,
-    pub data: Vec<u8>,
-}
-
-const PCAPNG_MAGIC: [u8; 4] = [0x0a, 0x0d, 0x0d, 0x0a];
+pub use engine::capture::Frame;
 
 /// Read every frame of a pcap or pcapng file. Corrupt or truncated files are errors.
 pub fn read_capture(path: &Path, ingress: Option<&str>) -> anyhow::Result<Vec<Frame>> {
-    let mut f = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let mut magic = [0u8; 4];
-    f.read_exact(&mut magic)
-        .with_context(|| format!("{}: too short to be a capture file", path.display()))?;
-    drop(f);
-    let file = BufReader::new(File::open(path)?);
-    let name = path.display().to_string();
-    // The pcap parser is third-party code fed untrusted bytes: a panic in it must become
-    // an error, never a crash.
-    let result = catch_unwind(AssertUnwindSafe(|| {
-        if magic == PCAPNG_MAGIC {
-            read_pcapng(file, &name, ingress)
-        } else {
-            read_pcap(file, &name, ingress)
-        }
-    }));
-    result.unwrap_or_else(|_| Err(anyhow!("{name}: corrupt capture (the parser gave up)")))
-}
-
-fn read_pcap(
-    file: BufReader<File>,
-    name: &str,
-    ingress: Option<&str>,
-) -> anyhow::Result<Vec<Frame>> {
-    let mut r =
-        PcapReader::new(file).map_err(|e| anyhow!("{name}: not a pcap or pcapng file: {e}"))?;
-    let Some(port) = ingress else {
-        bail!("{name} is a classic pcap, which does not record interfaces: give the ingress port with --ingress PORT (or use pcapng with interface names)");
-    };
-    if r.header().datalink != DataLink::ETHERNET {
-        bail!(
-            "{name}: link type {:?} is not supported; capture on an Ethernet interface",
-            r.header().datalink
-        );
-    }
-    let mut frames = Vec::new();
-    while let Some(p) = r.next_packet() {
-        let p = p.map_err(|e| {
-            anyhow!(
-                "{name}: packet {}: corrupt or truncated capture: {e}",
-                frames.len()
-            )
-        })?;
-        frames.push(Frame {
-            ts_ns: u64::try_from(p.timestamp.as_nanos()).unwrap_or(u64::MAX),
-            port: port.to_string(),
-            data: p.data.into_owned(),
-        });
-    }
-    Ok(frames)
-}
-
-/// Nanoseconds per timestamp unit for an `if_tsresol` value (default 6: microseconds).
-fn ns_per_unit(tsresol: u8) -> Option<u64> {
-    if tsresol & 0x80 != 0 {
-        // Negative powers of two: only exact when the unit is at least 1 ns.
-        let p = u32::from(tsresol & 0x7f);
-        return (p <= 30).then(|| 1_000_000_000 >> p).filter(|&n| n > 0);
-    }
-    match tsresol {
-        0..=9 => Some(10u64.pow(9 - u32::from(tsresol))),
-        _ => None,
-    }
-}
-
-fn read_pcapng(
-    file: BufReader<File>,
-    name: &str,
-    ingress: Option<&str>,
-) -> anyhow::Result<Vec<Frame>> {
-    let mut r =
-        PcapNgReader::new(file).map_err(|e| anyhow!("{name}: not a valid pcapng file: {e}"))?;
-    // Per interface: (port name, ns per timestamp unit).
-    let mut ifaces: Vec<(Option<String>, u64)> = Vec::new();
-    let mut frames = Vec::new();
-    while let Some(block) = r.next_block() {
-        let block = block.map_err(|e| {
-            anyhow!(
-                "{name}: block after packet {}: corrupt or truncated capture: {e}",
-                frames.len()
-            )
-        })?;
-        match block {
-            Block::SectionHeader(_) => ifaces.clear(),
-            Block::InterfaceDescription(idb) => {
-                if idb.linktype != DataLink::ETHERNET {
-                    bail!(
-                        "{name}: interface {} has link type {:?}; only Ethernet is supported",
-                        ifaces.len(),
-                        idb.linktype
-                    );
-                }
-                let mut port = None;
-                let mut unit = 1_000;
-                for o in &idb.options {
-                    match o {
-                        InterfaceDescriptionOption::IfName(n) => port = Some(n.to_string()),
-                        InterfaceDescriptionOption::IfTsResol(t) => {
-                            unit = ns_per_unit(*t).ok_or_else(|| {
-                                anyhow!("{name}: interface {} has an unsupported timestamp resolution {t:#x}", ifaces.len())
-                            })?;
-                        }
-                        _ => {}
-                    }
-                }
-                ifaces.push((port, unit));
-            }
-            Block::EnhancedPacket(epb) => {
-                let Some((port, unit)) = ifaces.get(epb.interface_id as usize) else {
-                    bail!(
-                        "{name}: packet {} names interface {}, which the file does not describe",
-                        frames.len(),
-                        epb.interface_id
-                    );
-                };
-                let port = match (ingress, port) {
-                    (Some(p), _) => p.to_string(),
-                    (None, Some(p)) => p.clone(),
-                    (None, None) => bail!(
-                        "{name}: interface {} has no name (if_name); give the ingress port with --ingress PORT",
-                        epb.interface_id
-                    ),
-                };
-                // pcap-file reports the raw timestamp count as nanoseconds; scale it by the
-                // interface's unit.
-                let raw = u64::try_from(epb.timestamp.as_nanos()).unwrap_or(u64::MAX);
-                frames.push(Frame {
-                    ts_ns: raw.saturating_mul(*unit),
-                    port,
-                    data: epb.data.into_owned(),
-                });
-            }
-            Block::SimplePacket(_) => bail!(
-                "{name}: simple packet blocks carry no interface or time; re-save the capture with enhanced packet blocks"
-            ),
-            _ => {}
-        }
-    }
-    Ok(frames)
+    let f = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    Ok(capture::decode(
+        BufReader::new(f),
+        &path.display().to_string(),
+        ingress,
+    )?)
 }
 
 /// One output line: `{"index":N,"port":"lan","verdict":"accept","ctstate":"new","rule":3,"reason":"..."}`.

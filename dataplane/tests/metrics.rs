@@ -4,11 +4,11 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use dataplane::packet::tcp_flags::SYN;
 use dataplane::runtime::mem::MemNet;
 use dataplane::runtime::metrics::{parse_addr, MetricsServer};
 use dataplane::runtime::{Runtime, RuntimeConfig};
-use dataplane::wire::build::Tcp;
+use engine::packet::tcp_flags::SYN;
+use engine::wire::build::Tcp;
 
 const RULES: &str = "
 forward:

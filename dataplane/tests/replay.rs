@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use dataplane::packet::tcp_flags::{ACK, SYN};
-use dataplane::wire::build::{Tcp, Udp};
+use engine::packet::tcp_flags::{ACK, SYN};
+use engine::wire::build::{Tcp, Udp};
 use pcap_file::pcap::{PcapHeader, PcapPacket, PcapReader, PcapWriter};
 use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketBlock;
 use pcap_file::pcapng::blocks::interface_description::{

@@ -11,19 +11,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use config::control::{ConntrackFilter, ConntrackOp};
-use dataplane::conntrack::listing;
-use dataplane::flow::{owner, steer_hash};
-use dataplane::packet::tcp_flags::{ACK, FIN, PSH, SYN};
-use dataplane::pipeline::{Packet, Verdict};
-use dataplane::reason::DropReason;
+use config::protocol::{ConntrackFilter, ConntrackOp};
 use dataplane::replay::read_capture;
-use dataplane::ruleset::CompiledRuleset;
 use dataplane::runtime::mem::MemNet;
 use dataplane::runtime::stats::WorkerCounters;
 use dataplane::runtime::{Clock, PollMode, Runtime, RuntimeConfig, RuntimeHandle};
-use dataplane::sharded::Sharded;
-use dataplane::wire::build::{Icmp, Tcp, Udp};
+use engine::conntrack::listing;
+use engine::flow::{owner, steer_hash};
+use engine::packet::tcp_flags::{ACK, FIN, PSH, SYN};
+use engine::pipeline::{Packet, Verdict};
+use engine::reason::DropReason;
+use engine::ruleset::CompiledRuleset;
+use engine::sharded::Sharded;
+use engine::wire::build::{Icmp, Tcp, Udp};
 
 fn root() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
@@ -262,7 +262,7 @@ fn predicted_handoffs(trace: &Trace, workers: usize, queue: impl Fn(usize, u8) -
         .iter()
         .enumerate()
         .filter(|(i, (_, port, frame))| {
-            let own = dataplane::wire::parse(frame)
+            let own = engine::wire::parse(frame)
                 .ok()
                 .as_ref()
                 .and_then(steer_hash)
@@ -398,7 +398,7 @@ fn ruleset_swap_mid_traffic_keeps_established_flows() {
         "ctstate: neww\n      action: accept\n      comment: web",
     );
     let e = rig.handle.apply(&bad, "bad.yaml").unwrap_err();
-    assert_eq!(e.kind, config::control::ErrorKind::InvalidConfig);
+    assert_eq!(e.kind, config::protocol::ErrorKind::InvalidConfig);
     assert!(
         e.diagnostics
             .iter()

@@ -4,7 +4,7 @@
 //! Run: `cd dataplane/fuzz && cargo +nightly fuzz run config`.
 #![no_main]
 
-use dataplane::ruleset::CompiledRuleset;
+use engine::ruleset::CompiledRuleset;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

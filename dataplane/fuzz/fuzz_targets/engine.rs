@@ -7,8 +7,8 @@
 
 use std::sync::{Arc, OnceLock};
 
-use dataplane::pipeline::{Packet, Pipeline, Verdict};
-use dataplane::ruleset::CompiledRuleset;
+use engine::pipeline::{Packet, Pipeline, Verdict};
+use engine::ruleset::CompiledRuleset;
 use libfuzzer_sys::fuzz_target;
 
 const RULES: &str = "

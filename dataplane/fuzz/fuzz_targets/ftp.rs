@@ -3,9 +3,9 @@
 //! Run: `cd dataplane/fuzz && cargo +nightly fuzz run ftp`.
 #![no_main]
 
-use dataplane::conntrack::entry::Dir;
-use dataplane::conntrack::ftp::{search, Found, NlSeq};
-use dataplane::packet::{v4_mapped, IpFamily};
+use engine::conntrack::entry::Dir;
+use engine::conntrack::ftp::{search, Found, NlSeq};
+use engine::packet::{v4_mapped, IpFamily};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

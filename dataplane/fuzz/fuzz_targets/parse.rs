@@ -5,7 +5,7 @@
 //! written to `corpus/parse/` make good seeds.
 #![no_main]
 
-use dataplane::wire;
+use engine::wire;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|frame: &[u8]| {

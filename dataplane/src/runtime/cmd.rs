@@ -11,11 +11,11 @@ use std::net::IpAddr;
 
 use crossbeam::channel::Sender;
 
-use config::control::{ConntrackFilter, Family};
+use config::protocol::{ConntrackFilter, Family};
 
-use crate::conntrack::entry::{status, Entry};
-use crate::conntrack::tcp::state;
-use crate::packet::{v4_mapped, Addr, IpFamily};
+use engine::conntrack::entry::{status, Entry};
+use engine::conntrack::tcp::state;
+use engine::packet::{v4_mapped, Addr, IpFamily};
 
 use super::stats::Hists;
 
@@ -133,7 +133,7 @@ impl EntryFilter {
         })
     }
 
-    fn matches_key(&self, k: &crate::flow::FlowKey) -> bool {
+    fn matches_key(&self, k: &engine::flow::FlowKey) -> bool {
         self.family.is_none_or(|f| f == k.family)
             && self.proto.is_none_or(|p| p == k.proto)
             && self.src.is_none_or(|a| a == k.src)

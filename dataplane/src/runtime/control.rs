@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use crossbeam::channel::{self, Sender};
 use hdrhistogram::Histogram;
 
-use config::control::{
+use config::protocol::{
     Applied, Checked, Command, ConntrackEntry, ConntrackFilter, ConntrackOp, ConntrackReply,
     CoreStats, DiagnosticMsg, ErrorKind, ErrorReply, Family, HistReply, HistSet, HistSummary,
     Payload, RuleShow, Setting, Show, StageShow, Stats, Tuple,
@@ -22,12 +22,12 @@ use config::control::{
 use config::validate::{load_str, node_start, port_interfaces, port_names, port_pairs};
 use config::{ConntrackSettings, Diagnostic, Pos, Ruleset};
 
-use crate::conntrack::entry::{status, Entry};
-use crate::conntrack::listing::format_entry;
-use crate::conntrack::tcp::state;
-use crate::packet::{to_ip, IpFamily};
-use crate::reason::{DropReason, InvalidReason};
-use crate::ruleset::CompiledRuleset;
+use engine::conntrack::entry::{status, Entry};
+use engine::conntrack::listing::format_entry;
+use engine::conntrack::tcp::state;
+use engine::packet::{to_ip, IpFamily};
+use engine::reason::{DropReason, InvalidReason};
+use engine::ruleset::CompiledRuleset;
 
 use super::cmd::{EntryFilter, ScanAction, ScanReply, WorkerCmd, SCAN_SLOTS};
 use super::stats::{Hists, StageCounters, WorkerCounters};
@@ -584,7 +584,7 @@ impl RuntimeHandle {
                         }
                     }
                 } else {
-                    found.sort_by_key(|(_, e)| crate::conntrack::listing::order_key(e));
+                    found.sort_by_key(|(_, e)| engine::conntrack::listing::order_key(e));
                     reply.entries = found
                         .iter()
                         .map(|(w, e)| conntrack_entry(*w, e, now))
@@ -682,7 +682,7 @@ fn summary(h: &Histogram<u64>) -> HistSummary {
 fn conntrack_entry(shard: usize, e: &Entry, now: u64) -> ConntrackEntry {
     let k = &e.key;
     let r = k.reverse();
-    let tuple = |k: &crate::flow::FlowKey| Tuple {
+    let tuple = |k: &engine::flow::FlowKey| Tuple {
         src: to_ip(k.family, &k.src),
         dst: to_ip(k.family, &k.dst),
         sport: k.sport,

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use config::control::{CoreStats, HistSummary};
+use config::protocol::{CoreStats, HistSummary};
 
 use super::control::RuntimeHandle;
 

@@ -32,9 +32,9 @@ use std::time::Instant;
 use crossbeam::channel::{self, Sender};
 use crossbeam::queue::ArrayQueue;
 
-use crate::conntrack::expect::SharedExpectations;
-use crate::pipeline::Pipeline;
-use crate::ruleset::{CompileError, CompiledRuleset};
+use engine::conntrack::expect::SharedExpectations;
+use engine::pipeline::Pipeline;
+use engine::ruleset::{CompileError, CompiledRuleset};
 
 use self::cmd::WorkerCmd;
 pub use self::control::RuntimeHandle;

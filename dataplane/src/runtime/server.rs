@@ -1,4 +1,4 @@
-//! The control server: the control protocol (`config::control`) on a unix socket.
+//! The control server: the control protocol (`config::protocol`) on a unix socket.
 //!
 //! One accept thread; one thread per client, at most `max_clients` at once (more get a
 //! `busy` error). A client thread reads one request line at a time, at most `max_line`
@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use config::control::{decode_request, ErrorKind, ErrorReply, Reply, MAX_REQUEST};
+use config::protocol::{decode_request, ErrorKind, ErrorReply, Reply, MAX_REQUEST};
 
 use super::control::RuntimeHandle;
 use super::join_within;

@@ -15,7 +15,7 @@ use std::sync::atomic::{fence, AtomicU64, Ordering};
 
 use hdrhistogram::Histogram;
 
-use crate::reason::{DropReason, InvalidReason};
+use engine::reason::{DropReason, InvalidReason};
 
 /// Number of ctstates (`CtState as usize` indexes).
 pub const CTSTATES: usize = 5;

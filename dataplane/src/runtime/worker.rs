@@ -25,12 +25,12 @@ use std::thread;
 
 use crossbeam::channel::Receiver;
 
-use crate::conntrack::entry::Entry;
-use crate::flow::{owner, steer_hash};
-use crate::packet::PacketMeta;
-use crate::pipeline::{Outcome, Packet, Pipeline, StageId, Verdict};
-use crate::reason::{DropReason, L3Error};
-use crate::wire;
+use engine::conntrack::entry::Entry;
+use engine::flow::{owner, steer_hash};
+use engine::packet::PacketMeta;
+use engine::pipeline::{Outcome, Packet, Pipeline, StageId, Verdict};
+use engine::reason::{DropReason, L3Error};
+use engine::wire;
 
 use super::cmd::{live, ScanAction, ScanReply, WorkerCmd, SCAN_SLOTS};
 use super::io::PortIo;
@@ -120,7 +120,7 @@ impl<Io: PortIo> Worker<Io> {
             tx_bytes: vec![0; ports],
             release: Vec::with_capacity(per_port * ports.max(1)),
             handed: Vec::with_capacity(self.batch),
-            reject: vec![0; crate::reject::MAX_REPLY * REJECTS_PER_BATCH],
+            reject: vec![0; engine::reject::MAX_REPLY * REJECTS_PER_BATCH],
             replies: Vec::with_capacity(REJECTS_PER_BATCH),
             parsed: Vec::with_capacity(self.batch),
         };
@@ -309,7 +309,7 @@ impl<Io: PortIo> Worker<Io> {
 
         // Answers to rejected packets go out of the port their packet came in on.
         for (i, (port, len)) in s.replies.drain(..).enumerate() {
-            let slot = &s.reject[i * crate::reject::MAX_REPLY..][..len];
+            let slot = &s.reject[i * engine::reject::MAX_REPLY..][..len];
             match io.alloc() {
                 Some(mut f) if port < ports => {
                     io.set_len(&mut f, len).copy_from_slice(slot);
@@ -542,7 +542,7 @@ fn handoff(
 /// slots are used up or the kernel would send nothing).
 fn reject_reply(
     frame: &[u8],
-    o: &crate::pipeline::Outcome,
+    o: &engine::pipeline::Outcome,
     port: usize,
     buf: &mut [u8],
     replies: &mut Vec<(usize, usize)>,
@@ -551,10 +551,10 @@ fn reject_reply(
     if i >= REJECTS_PER_BATCH {
         return;
     }
-    let slot = &mut buf[i * crate::reject::MAX_REPLY..][..crate::reject::MAX_REPLY];
+    let slot = &mut buf[i * engine::reject::MAX_REPLY..][..engine::reject::MAX_REPLY];
     if let Some(len) = wire::parse(frame)
         .ok()
-        .and_then(|m| crate::reject::build(frame, &m, o.reject_with, slot))
+        .and_then(|m| engine::reject::build(frame, &m, o.reject_with, slot))
     {
         replies.push((port, len));
     }

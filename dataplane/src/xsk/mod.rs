@@ -42,15 +42,14 @@
 //!
 //! This module is the one place in `dataplane` where `unsafe` is allowed (the workspace
 //! denies it; the `expect` below lifts that here only). The FFI calls are in `sys.rs`; the
-//! UMEM accesses and ring operations are in `ports.rs`; the prefetch and huge-page advice
-//! the conntrack table uses are in `hints.rs`. Each block says why it is sound.
+//! UMEM accesses and ring operations are in `ports.rs`. Each block says why it is sound. (The
+//! engine crate's only `unsafe`, its prefetch and huge-page advice, is `engine::hints`.)
 
 #![expect(
     unsafe_code,
     reason = "AF_XDP needs FFI (libxdp/libbpf, socket options) and raw UMEM access; kept in this module"
 )]
 
-pub(crate) mod hints;
 mod ports;
 mod sys;
 

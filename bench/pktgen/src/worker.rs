@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use dataplane::runtime::io::PortIo;
-use dataplane::wire;
 use dataplane::xsk::{XskFrame, XskPorts};
+use engine::wire;
 
 use super::flows::{Slots, TupleSpace};
 use super::frame::{self, Stamp, L2, L4};
@@ -304,7 +304,7 @@ pub fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dataplane::packet::tcp_flags::{ACK, SYN};
+    use engine::packet::tcp_flags::{ACK, SYN};
 
     use super::super::flows::Tuple;
     use super::super::frame::{header_len, TcpHdr, STAMP_LEN};

@@ -6,10 +6,10 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use config::matches::CtState;
-use dataplane::packet::tcp_flags::{ACK, PSH, SYN};
-use dataplane::pipeline::{Outcome, Packet, Pipeline, Verdict};
-use dataplane::ruleset::CompiledRuleset;
-use dataplane::wire::build::Tcp;
+use engine::packet::tcp_flags::{ACK, PSH, SYN};
+use engine::pipeline::{Outcome, Packet, Pipeline, Verdict};
+use engine::ruleset::CompiledRuleset;
+use engine::wire::build::Tcp;
 
 const LAN: u8 = 0;
 const WAN: u8 = 1;
@@ -160,7 +160,7 @@ fn passive_data_connection_is_related_once() {
         st(&again.a_to_b(&mut p, SYN, b"")),
         (Verdict::Drop, Some(CtState::New))
     );
-    let listing = dataplane::conntrack::listing::format_all(p.shard().entries(), 0);
+    let listing = engine::conntrack::listing::format_all(p.shard().entries(), 0);
     assert!(
         listing
             .iter()

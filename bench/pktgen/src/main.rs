@@ -30,7 +30,7 @@ use dataplane::xsk::{self, PortConfig, UmemConfig, XdpMode, XskPorts, ZeroCopy};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use dataplane::packet::tcp_flags::SYN;
+use engine::packet::tcp_flags::SYN;
 use flows::TupleSpace;
 use frame::{TcpHdr, L2, L4};
 use spec::{Dev, IpRange, PktSize, PortRange, Rate};
@@ -253,7 +253,7 @@ fn run(a: &Args) -> anyhow::Result<()> {
         Mode::Tcp | Mode::Stateful => L4::Tcp(TcpHdr {
             seq: 1,
             ack: 1,
-            flags: dataplane::packet::tcp_flags::ACK,
+            flags: engine::packet::tcp_flags::ACK,
             window: 0xffff,
             syn_wscale: None,
         }),

@@ -3,8 +3,8 @@
 //! mixed address families).
 //!
 //! ```
-//! use dataplane::packet::tcp_flags::{ACK, SYN};
-//! use dataplane::wire::{build, parse};
+//! use engine::packet::tcp_flags::{ACK, SYN};
+//! use engine::wire::{build, parse};
 //!
 //! let syn = build::Tcp { seq: 1000, wscale: Some(7), ..build::Tcp::new("10.0.0.2:40000", "10.0.0.3:80", SYN) }
 //!     .vlan(10)

@@ -16,8 +16,8 @@ use config::matches::{
     Scalar, TcpFlag, TcpFlagsMatch,
 };
 use config::ruleset::{Action, Family, Rule};
-use dataplane::classifier::{reference, Classifier, Key};
-use dataplane::packet::IpFamily;
+use engine::classifier::{reference, Classifier, Key};
+use engine::packet::IpFamily;
 use proptest::prelude::*;
 
 const PORT_NAMES: [&str; 3] = ["lan", "wan", "dmz"];
@@ -366,7 +366,7 @@ impl Rng {
 
 /// Keys for the large test. The linear scan it is checked against costs ~0.4 ms a key over
 /// 10k rules in a debug build, so debug runs check a fifth of them;
-/// `cargo test --release -p statewall-dataplane --test classifier_prop` checks all.
+/// `cargo test --release -p statewall-engine --test classifier_prop` checks all.
 const LARGE_KEYS: usize = if cfg!(debug_assertions) {
     20_000
 } else {

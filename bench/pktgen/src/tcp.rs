@@ -14,9 +14,9 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-use dataplane::packet::tcp_flags::{ACK, FIN, PSH, RST, SYN};
 use dataplane::runtime::io::PortIo;
-use dataplane::wire;
+use engine::packet::tcp_flags::{ACK, FIN, PSH, RST, SYN};
+use engine::wire;
 
 use super::flows::{Slots, Tuple};
 use super::frame::{self, Stamp, TcpHdr, L4};

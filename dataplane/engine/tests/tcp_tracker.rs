@@ -7,18 +7,19 @@ use std::path::Path;
 use std::sync::Arc;
 
 use config::matches::CtState;
-use dataplane::conntrack::entry::{status, Dir};
-use dataplane::conntrack::expect::SharedExpectations;
-use dataplane::conntrack::tcp::{flag, state};
-use dataplane::conntrack::{Shard, Timeouts, Track};
-use dataplane::replay::read_capture;
-use dataplane::wire;
+use engine::capture;
+use engine::conntrack::entry::{status, Dir};
+use engine::conntrack::expect::SharedExpectations;
+use engine::conntrack::tcp::{flag, state};
+use engine::conntrack::{Shard, Timeouts, Track};
+use engine::wire;
 
 const SEC: u64 = 1_000_000_000;
 
 fn capture() -> Vec<Vec<u8>> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/http-gateway.pcapng");
-    read_capture(&path, None)
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/http-gateway.pcapng");
+    let file = std::io::BufReader::new(std::fs::File::open(&path).expect("bundled capture"));
+    capture::decode(file, "http-gateway.pcapng", None)
         .expect("bundled capture")
         .into_iter()
         .map(|f| f.data)
@@ -59,7 +60,7 @@ impl Tracker {
         }
     }
 
-    fn entry(&self) -> dataplane::conntrack::entry::Entry {
+    fn entry(&self) -> engine::conntrack::entry::Entry {
         *self.shard.entry(self.id.expect("entry"))
     }
 }
@@ -175,7 +176,7 @@ fn segments_out_of_order_or_outside_the_window_are_invalid() {
     let before = t.entry();
     assert_eq!(
         t.shard.track(SEC + 10, &m, &frames[8], true),
-        Track::Invalid(dataplane::reason::InvalidReason::TcpOutOfWindow)
+        Track::Invalid(engine::reason::InvalidReason::TcpOutOfWindow)
     );
     assert_eq!(t.entry().tcp, before.tcp);
 }

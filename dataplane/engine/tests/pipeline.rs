@@ -4,11 +4,11 @@
 use std::sync::Arc;
 
 use config::matches::CtState;
-use dataplane::conntrack::listing;
-use dataplane::packet::tcp_flags::{ACK, FIN, PSH, RST, SYN, URG};
-use dataplane::pipeline::{Outcome, Packet, Pipeline, Reason, Verdict};
-use dataplane::ruleset::CompiledRuleset;
-use dataplane::wire::build::{self, Icmp, Tcp, Udp};
+use engine::conntrack::listing;
+use engine::packet::tcp_flags::{ACK, FIN, PSH, RST, SYN, URG};
+use engine::pipeline::{Outcome, Packet, Pipeline, Reason, Verdict};
+use engine::ruleset::CompiledRuleset;
+use engine::wire::build::{self, Icmp, Tcp, Udp};
 
 const SEC: u64 = 1_000_000_000;
 const LAN: u8 = 0;
@@ -194,7 +194,7 @@ fn dropped_new_packet_leaves_no_state() {
         (
             Verdict::Drop,
             Some(CtState::Invalid),
-            Reason::Invalid(dataplane::reason::InvalidReason::TcpInvalidState)
+            Reason::Invalid(engine::reason::InvalidReason::TcpInvalidState)
         )
     );
     // A SYN from the WAN side matches no NEW rule: policy drop, no state.

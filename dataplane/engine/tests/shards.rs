@@ -5,12 +5,12 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
-use dataplane::conntrack::listing;
-use dataplane::packet::tcp_flags::{ACK, FIN, PSH, RST, SYN};
-use dataplane::pipeline::{Outcome, Packet};
-use dataplane::ruleset::CompiledRuleset;
-use dataplane::sharded::Sharded;
-use dataplane::wire::build::{Icmp, Tcp, Udp};
+use engine::conntrack::listing;
+use engine::packet::tcp_flags::{ACK, FIN, PSH, RST, SYN};
+use engine::pipeline::{Outcome, Packet};
+use engine::ruleset::CompiledRuleset;
+use engine::sharded::Sharded;
+use engine::wire::build::{Icmp, Tcp, Udp};
 
 const RULES: &str = r"
 helpers: {ftp: {ports: [21]}}

@@ -9,7 +9,7 @@
 //! touched at random, and with 4 KiB pages nearly every lookup would also miss the TLB).
 
 use crate::flow::FlowKey;
-use crate::xsk::hints::{advise_huge, prefetch_line};
+use crate::hints::{advise_huge, prefetch_line};
 
 use super::entry::{status, Dir, Entry};
 

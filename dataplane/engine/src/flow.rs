@@ -283,8 +283,11 @@ pub fn hash_seed() -> u64 {
         {
             return s;
         }
-        let rs = ahash::RandomState::new();
-        rs.hash_one(0x5eed_u64)
+        // std's RandomState draws its keys from the OS's randomness once per process.
+        std::hash::BuildHasher::hash_one(
+            &std::collections::hash_map::RandomState::new(),
+            0x5eed_u64,
+        )
     })
 }
 

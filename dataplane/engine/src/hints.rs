@@ -1,11 +1,17 @@
 //! Memory hints for the packet path's tables: prefetch a cache line, ask for huge pages.
 //! Both are advice that never changes what a program computes, but both are `unsafe` calls,
-//! and this module is where `dataplane`'s `unsafe` lives (see `xsk/mod.rs`); the conntrack
-//! table calls these safe wrappers.
+//! and this module is the one place in the engine where `unsafe` is allowed (the workspace
+//! denies it; the `expect` below lifts that here only); the conntrack table calls these safe
+//! wrappers.
+
+#![expect(
+    unsafe_code,
+    reason = "a prefetch intrinsic and madvise(2) have no safe form; both are advice only"
+)]
 
 /// Hint the CPU to fetch the cache line holding `p` (never faults, no effect on results).
 #[inline(always)]
-pub(crate) fn prefetch_line(p: *const u8) {
+pub fn prefetch_line(p: *const u8) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
@@ -22,7 +28,7 @@ pub(crate) fn prefetch_line(p: *const u8) {
 
 /// Ask for transparent huge pages over `v`'s buffer (before it is first written). Advice
 /// only: where it fails or THP is off, nothing changes but speed.
-pub(crate) fn advise_huge<T>(v: &Vec<T>) {
+pub fn advise_huge<T>(v: &Vec<T>) {
     #[cfg(target_os = "linux")]
     {
         const MADV_HUGEPAGE: i32 = 14;

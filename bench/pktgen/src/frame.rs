@@ -5,7 +5,7 @@
 
 use std::net::IpAddr;
 
-use dataplane::wire::checksum;
+use engine::wire::checksum;
 
 use super::flows::Tuple;
 
@@ -224,8 +224,8 @@ pub fn write(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dataplane::packet::tcp_flags::{ACK, SYN};
-    use dataplane::wire::{self, build};
+    use engine::packet::tcp_flags::{ACK, SYN};
+    use engine::wire::{self, build};
 
     const L2A: L2 = L2 {
         src: [2, 0x5e, 0, 0, 0, 2],
