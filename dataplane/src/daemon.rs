@@ -189,7 +189,7 @@ fn signal_name(sig: i32) -> String {
 }
 
 /// SIGHUP: re-read the config file and swap it in, or say why not and keep the running one.
-fn reload(handle: &crate::runtime::control::RuntimeHandle, path: &Path) {
+fn reload(handle: &crate::runtime::handle::RuntimeHandle, path: &Path) {
     let file = path.display().to_string();
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,

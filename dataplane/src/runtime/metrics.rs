@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use config::protocol::{CoreStats, HistSummary};
 
-use super::control::RuntimeHandle;
+use super::handle::RuntimeHandle;
 
 /// Parse `--metrics`: `9100` means `127.0.0.1:9100`.
 pub fn parse_addr(s: &str) -> Result<SocketAddr, String> {

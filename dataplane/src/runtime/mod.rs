@@ -14,7 +14,7 @@
 //! control protocol on a unix socket. `dataplane/docs/multicore.md` holds the reasoning.
 
 pub mod cmd;
-pub mod control;
+pub mod handle;
 pub mod doorbell;
 pub mod io;
 pub mod mem;
@@ -37,7 +37,7 @@ use engine::pipeline::Pipeline;
 use engine::ruleset::{CompileError, CompiledRuleset};
 
 use self::cmd::WorkerCmd;
-pub use self::control::RuntimeHandle;
+pub use self::handle::RuntimeHandle;
 use self::doorbell::Doorbell;
 pub use self::io::PortIo;
 use self::stats::{Hists, RuleCounters, StatsCell};

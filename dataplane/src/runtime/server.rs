@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use config::protocol::{decode_request, ErrorKind, ErrorReply, Reply, MAX_REQUEST};
 
-use super::control::RuntimeHandle;
+use super::handle::RuntimeHandle;
 use super::join_within;
 
 /// Limits of the control server.
