@@ -45,10 +45,9 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-REPO=$PWD
 PROG=bench-e2e
-# shellcheck source=scripts/lib/labtest.sh
-. scripts/lib/labtest.sh # stop_pid
+# shellcheck source=scripts/lib/common.sh
+. scripts/lib/common.sh
 RUNS=5
 DURATION=4
 FLOWS="1 10000 100000"
@@ -70,36 +69,22 @@ while (($#)); do
 	--no-table-full) TABLE_FULL=0 ;;
 	--out) OUT=$2 && shift ;;
 	-h | --help)
-		sed -n '2,44p' "$0" | sed 's/^# \{0,1\}//'
+		usage
 		exit 0
 		;;
-	*)
-		echo "bench-e2e: unknown option $1 (see --help)" >&2
-		exit 2
-		;;
+	*) die "unknown option $1 (see --help)" ;;
 	esac
 	shift
 done
-[[ $(id -u) -eq 0 ]] || {
-	echo "bench-e2e: needs root (network namespaces, XDP, iptables)" >&2
-	exit 1
-}
-[[ $(nproc) -ge 2 ]] || {
-	echo "bench-e2e: needs 2 cores (one for the generator, one for the gateway)" >&2
-	exit 1
-}
+need_root "network namespaces, XDP, iptables"
+[[ $(nproc) -ge 2 ]] || die "needs 2 cores (one for the generator, one for the gateway)"
 
 scripts/install-deps.sh --bench
-if ! command -v cargo >/dev/null 2>&1 && [[ -f "${CARGO_HOME:-$HOME/.cargo}/env" ]]; then
-	# shellcheck source=/dev/null
-	. "${CARGO_HOME:-$HOME/.cargo}/env"
-fi
-cargo build --release -q -p statewall-dataplane -p statewall-control -p statewall-bench
-TARGET=${CARGO_TARGET_DIR:-target}
-[[ $TARGET == /* ]] || TARGET=$REPO/$TARGET
-STATEWALL=$TARGET/release/statewall
-CTL=$TARGET/release/statewallctl
-PKTGEN=$TARGET/release/statewall-pktgen
+load_cargo_env
+cargo build --release -q -p statewall-dataplane -p statewall-control -p statewall-pktgen
+STATEWALL=$RELEASE/statewall
+CTL=$RELEASE/statewallctl
+PKTGEN=$RELEASE/statewall-pktgen
 
 export LAB=swe
 CLIENT=$LAB-client
@@ -305,5 +290,5 @@ for gw in $GATEWAYS; do
 	scripts/lab.sh down >/dev/null
 done
 
-python3 scripts/e2e_report.py "$OUT" | tee "$OUT/report.md"
+"$PY" "$SWLAB" e2e-report "$OUT" | tee "$OUT/report.md"
 log "raw results and report: $OUT"

@@ -23,23 +23,24 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-REPO=$PWD
 PREFIX=${1:-tests/data/http-gateway}
-PY=/usr/bin/python3 # apt's python3 (python3-scapy lives there), never a pyenv shim
+PROG=capture-lab
+# shellcheck source=scripts/lib/common.sh
+. scripts/lib/common.sh
+# shellcheck source=scripts/lib/netns.sh
+. scripts/lib/netns.sh
 
 C=swcap-client
 G=swcap-gw
 S=swcap-server
 
-die() {
-	echo "capture-lab: $*" >&2
-	exit 1
-}
-
-[[ $(id -u) -eq 0 ]] || die "needs root (network namespaces, iptables, tcpdump)"
-for t in ip iptables-legacy ip6tables-legacy tcpdump curl ping ethtool ss "$PY"; do
-	command -v "$t" >/dev/null || die "missing $t: run scripts/install-deps.sh"
-done
+case $PREFIX in -h | --help)
+	usage
+	exit 0
+	;;
+esac
+need_root "network namespaces, iptables, tcpdump"
+need_cmds ip iptables-legacy ip6tables-legacy tcpdump curl ping ethtool ss "$PY"
 
 # One run at a time: the namespace names are fixed, so a second run would tear down the first.
 mkdir -p /run/lock
@@ -50,17 +51,12 @@ WORK=$(mktemp -d /tmp/swcap.XXXXXX)
 PIDS=()
 
 cleanup() {
-	local rc=$?
+	local rc=$? pid
 	trap - EXIT INT TERM
 	for pid in "${PIDS[@]}"; do
-		kill "$pid" 2>/dev/null || true
+		stop_pid "$pid" 1
 	done
-	for pid in "${PIDS[@]}"; do
-		wait "$pid" 2>/dev/null || true
-	done
-	for ns in "$C" "$G" "$S"; do
-		ip netns del "$ns" 2>/dev/null || true
-	done
+	ns_down "$C" "$G" "$S"
 	if ((rc == 130 || rc == 143)); then
 		echo "capture-lab: interrupted; nothing written" >&2
 	elif ((rc != 0)); then
@@ -74,16 +70,8 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-nsx() {
-	local ns=$1
-	shift
-	ip netns exec "$ns" "$@"
-}
-
 # Leftovers of a run that was killed with SIGKILL (we hold the lock, so nobody else owns them).
-for ns in "$C" "$G" "$S"; do
-	ip netns del "$ns" 2>/dev/null || true
-done
+ns_down "$C" "$G" "$S"
 
 echo "capture-lab: building namespaces"
 for ns in "$C" "$G" "$S"; do
@@ -100,11 +88,10 @@ ip -n "$G" link add wan address 02:00:00:00:01:02 type veth \
 
 # No offloads: checksums are computed in software, so every captured frame carries a correct
 # checksum (conntrack and statewall both verify them), and no TSO/GRO super-frames appear.
-for pair in "$C eth0" "$S eth0" "$G lan" "$G wan"; do
-	read -r ns dev <<<"$pair"
-	nsx "$ns" ethtool -K "$dev" tx off rx off >/dev/null
-	nsx "$ns" ethtool -K "$dev" tso off gso off gro off >/dev/null 2>&1 || true
-done
+offloads_off "$C" eth0
+offloads_off "$S" eth0
+offloads_off "$G" lan
+offloads_off "$G" wan
 
 ip -n "$G" link add br0 address 02:00:00:00:01:00 type bridge \
 	stp_state 0 forward_delay 0 mcast_snooping 0
@@ -124,12 +111,9 @@ ip -n "$C" link set eth0 up
 ip -n "$S" link set eth0 up
 
 # br_netfilter: bridged IPv4/IPv6 traverse iptables (per-namespace sysctls; built into the
-# lab kernels, a module elsewhere).
-if [[ ! -e /proc/sys/net/bridge/bridge-nf-call-iptables ]]; then
-	modprobe br_netfilter 2>/dev/null || true
-fi
-nsx "$G" sysctl -qw net.bridge.bridge-nf-call-iptables=1 net.bridge.bridge-nf-call-ip6tables=1 \
-	net.bridge.bridge-nf-call-arptables=0
+# lab kernels, a module elsewhere); ARP does not go through arptables.
+bridge_netfilter "$G"
+nsx "$G" sysctl -qw net.bridge.bridge-nf-call-arptables=0
 
 echo "capture-lab: loading the seed ruleset (iptables-legacy)"
 # The seed ruleset, rule for rule as examples/seed-gateway.yaml. In front of it, the oracle's
@@ -165,15 +149,7 @@ ip netns exec "$S" "$PY" -m http.server 80 --protocol HTTP/1.1 --bind 10.10.0.3 
 	>"$WORK/http.log" 2>&1 &
 PIDS+=($!)
 
-wait_for() { # wait_for WHAT SECONDS CMD...: poll CMD every 0.1 s
-	local what=$1 tries=$(($2 * 10))
-	shift 2
-	until "$@" >/dev/null 2>&1; do
-		((--tries > 0)) || die "timed out waiting for $what"
-		sleep 0.1
-	done
-}
-wait_for "http.server" 10 bash -c "ip netns exec $S ss -Hltn 'sport = :80' | grep -q LISTEN"
+wait_for 10 ns_listening "$S" tcp 80 || die "timed out waiting for http.server"
 
 # Captures, all in the gateway: what arrives on each port, what leaves it, and the log.
 start_capture() { # NAME TCPDUMP-ARGS...
@@ -193,7 +169,7 @@ start_capture lan-out -i lan -Q out --time-stamp-precision=nano
 start_capture wan-out -i wan -Q out --time-stamp-precision=nano
 start_capture nflog -i nflog:1
 for c in "${CAPTURES[@]}"; do
-	wait_for "tcpdump ${c#*:}" 10 grep -q "listening on" "$WORK/${c#*:}.log"
+	wait_for 10 grep -q "listening on" "$WORK/${c#*:}.log" || die "timed out waiting for tcpdump ${c#*:}"
 done
 sleep 0.5
 
@@ -226,9 +202,9 @@ done
 	nsx "$G" ip6tables-legacy-save | grep -v '^#'
 } | sed -E 's/\[[0-9]+:[0-9]+\]/[0:0]/' >"$WORK/out.iptables"
 
-"$PY" "$REPO/scripts/pcapng.py" merge "$WORK/out.pcapng" \
+"$PY" "$SWLAB" pcapng merge "$WORK/out.pcapng" \
 	lan="$WORK/lan-in.pcap" wan="$WORK/wan-in.pcap"
-"$PY" "$REPO/scripts/kernel-oracle.py" --capture "$WORK/out.pcapng" --nflog "$WORK/nflog.pcap" \
+"$PY" "$SWLAB" kernel-oracle --capture "$WORK/out.pcapng" --nflog "$WORK/nflog.pcap" \
 	--egress lan="$WORK/lan-out.pcap" --egress wan="$WORK/wan-out.pcap" \
 	>"$WORK/out.kernel.jsonl"
 

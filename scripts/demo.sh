@@ -18,7 +18,9 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-PY=/usr/bin/python3
+PROG=demo
+# shellcheck source=scripts/lib/common.sh
+. scripts/lib/common.sh
 CONFIG=examples/seed-gateway.yaml
 deps=1
 offline=0
@@ -27,13 +29,10 @@ for arg in "$@"; do
 	--no-deps) deps=0 ;;
 	--offline) offline=1 ;;
 	-h | --help)
-		sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
+		usage
 		exit 0
 		;;
-	*)
-		echo "demo: unknown argument $arg (try --help)" >&2
-		exit 2
-		;;
+	*) die "unknown argument $arg (try --help)" ;;
 	esac
 done
 
@@ -50,10 +49,7 @@ if ((deps)); then
 	title "dependencies (scripts/install-deps.sh)"
 	scripts/install-deps.sh
 fi
-if ! command -v cargo >/dev/null 2>&1 && [[ -f "${CARGO_HOME:-$HOME/.cargo}/env" ]]; then
-	# shellcheck source=/dev/null
-	. "${CARGO_HOME:-$HOME/.cargo}/env"
-fi
+load_cargo_env
 
 # STATEWALL=/path/to/statewall uses that binary (and its statewallctl) instead of building.
 if [[ -n ${STATEWALL:-} ]]; then
@@ -76,13 +72,7 @@ SERVER=$LAB-server
 SOCK=$TMP/control.sock
 cleanup() {
 	set +e
-	if [[ -f $TMP/statewall.pid ]]; then
-		kill -TERM "$(cat "$TMP/statewall.pid")" 2>/dev/null
-		for _ in $(seq 50); do
-			kill -0 "$(cat "$TMP/statewall.pid")" 2>/dev/null || break
-			sleep 0.1
-		done
-	fi
+	[[ -f $TMP/statewall.pid ]] && stop_pid "$(cat "$TMP/statewall.pid")" 5
 	for p in "$TMP"/*.srvpid; do
 		[[ -f $p ]] && kill "$(cat "$p")" 2>/dev/null
 	done
@@ -99,9 +89,9 @@ if ((offline)); then
 	prefix=tests/data/http-gateway
 	title "statewall replay --config $CONFIG --pcap $prefix.pcapng"
 	"$BIN" replay --config "$CONFIG" --pcap "$prefix.pcapng" >"$TMP/replay.jsonl"
-	"$PY" scripts/verdicts.py table "$TMP/replay.jsonl" --capture "$prefix.pcapng"
+	"$PY" "$SWLAB" verdicts table "$TMP/replay.jsonl" --capture "$prefix.pcapng"
 	title "the same capture through the Linux kernel (bridge + br_netfilter + iptables)"
-	"$PY" scripts/verdicts.py compare "$prefix.kernel.jsonl" "$TMP/replay.jsonl" \
+	"$PY" "$SWLAB" verdicts compare "$prefix.kernel.jsonl" "$TMP/replay.jsonl" \
 		--capture "$prefix.pcapng"
 	exit 0
 fi

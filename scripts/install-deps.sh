@@ -4,17 +4,23 @@
 # Idempotent: when every package is already installed, apt is not touched, so repeated runs
 # (scripts/test.sh calls this each time) take well under a second. Run as root on a fresh
 # machine; as another user it only checks and reports what is missing.
-# Never downloads anything outside the distribution's package archive: the Rust toolchain
-# must come from rustup, installed beforehand (see the message below).
+# Downloads nothing outside the distribution's package archive but ruff, the Python linter
+# (from PyPI, into a venv under /opt); the Rust toolchain must come from rustup, installed
+# beforehand (see the message below).
 set -euo pipefail
+
+PROG=install-deps
+# shellcheck source=scripts/lib/common.sh
+. "$(dirname "$0")/lib/common.sh"
 
 # Build: the workspace, the AF_XDP/eBPF parts (clang, llvm, libelf, zlib), libpcap for replay.
 # Tests and lab: namespaces (iproute2), the kernel oracle (iptables, tcpdump, tshark), peers
 # (python3 http.server, scapy, vsftpd + lftp/ftp, iperf3, curl, ping), ethtool for offloads,
-# tmux (statewallctl top is tested on a real terminal).
+# tmux (statewallctl top is tested on a real terminal). Lints: shellcheck, and python3-venv
+# for ruff's venv.
 PACKAGES=(
 	build-essential pkg-config m4 clang llvm libelf-dev zlib1g-dev libpcap-dev
-	iproute2 iptables tcpdump tshark python3 python3-scapy curl ethtool procps
+	iproute2 iptables tcpdump tshark python3 python3-scapy python3-venv curl ethtool procps
 	iputils-ping jq vsftpd iperf3 lftp ftp shellcheck ca-certificates tmux
 )
 
@@ -57,11 +63,26 @@ else
 	echo "install-deps: all ${#PACKAGES[@]} system packages present"
 fi
 
-# The Rust toolchain comes from rustup (the distribution's cargo is too old for the workspace).
-if ! command -v cargo >/dev/null 2>&1 && [[ -f "${CARGO_HOME:-$HOME/.cargo}/env" ]]; then
-	# shellcheck source=/dev/null
-	. "${CARGO_HOME:-$HOME/.cargo}/env"
+# ruff lints scripts/swlab (scripts/test.sh, settings in scripts/ruff.toml). Debian's python3
+# is externally managed (PEP 668: no pip into the system), so ruff gets a venv of its own.
+# Without PyPI (an offline machine) this only warns: scripts/test.sh then byte-compiles the
+# Python instead.
+RUFF_VERSION=0.17.6
+RUFF_VENV=/opt/statewall-lint
+if [[ $("$RUFF_VENV/bin/ruff" --version 2>/dev/null) == "ruff $RUFF_VERSION" ]]; then
+	echo "install-deps: ruff $RUFF_VERSION present ($RUFF_VENV)"
+elif [[ $(id -u) -ne 0 ]]; then
+	echo "install-deps: ruff $RUFF_VERSION is not in $RUFF_VENV; run this script as root to install it" >&2
+elif "$PY" -m venv --clear "$RUFF_VENV" &&
+	"$RUFF_VENV/bin/pip" install -q --disable-pip-version-check "ruff==$RUFF_VERSION"; then
+	echo "install-deps: installed ruff $RUFF_VERSION in $RUFF_VENV"
+else
+	echo "install-deps: could not install ruff $RUFF_VERSION from PyPI into $RUFF_VENV;" \
+		"scripts/test.sh will only byte-compile the Python" >&2
 fi
+
+# The Rust toolchain comes from rustup (the distribution's cargo is too old for the workspace).
+load_cargo_env
 if ! command -v cargo >/dev/null 2>&1; then
 	cat >&2 <<'MSG'
 install-deps: cargo not found on PATH and no ~/.cargo/env to source.

@@ -24,6 +24,12 @@
 # scripts/bench-e2e.sh subtracts to get what a gateway costs.
 set -euo pipefail
 
+PROG=lab.sh
+# shellcheck source=scripts/lib/common.sh
+. "$(dirname "$0")/lib/common.sh"
+# shellcheck source=scripts/lib/netns.sh
+. "$(dirname "$0")/lib/netns.sh"
+
 LAB=${LAB:-sw}
 # Queues per veth (LAB_QUEUES=2 lets `statewall run --workers 2` give each worker a queue).
 QUEUES=${LAB_QUEUES:-1}
@@ -34,41 +40,9 @@ SERVER=$LAB-server
 CLIENT_MAC=02:5e:00:00:00:02
 SERVER_MAC=02:5e:00:00:00:03
 
-die() {
-	echo "lab.sh: $*" >&2
-	exit 1
-}
-
-need_root() {
-	[[ $(id -u) -eq 0 ]] || die "needs root (network namespaces and veth)"
-	command -v ip >/dev/null || die "needs iproute2 (scripts/install-deps.sh installs it)"
-}
-
-lab_pids() { # the processes in the lab's namespaces, one a line
-	local ns
-	for ns in "$CLIENT" "$GW" "$SERVER"; do
-		if [[ -e /run/netns/$ns ]]; then ip netns pids "$ns" 2>/dev/null || true; fi
-	done
-}
-
-down() {
-	local ns tries=10
-	local -a pids
-	# Whatever still runs in the lab (a daemon, servers, a test's leftovers) goes first: TERM,
-	# a short wait for it to exit, then KILL.
-	mapfile -t pids < <(lab_pids)
-	if ((${#pids[@]} > 0)); then
-		kill -TERM "${pids[@]}" 2>/dev/null || true
-		while ((tries-- > 0)) && [[ -n $(lab_pids) ]]; do sleep 0.1; done
-		mapfile -t pids < <(lab_pids)
-		((${#pids[@]} == 0)) || kill -KILL "${pids[@]}" 2>/dev/null || true
-	fi
-	for ns in "$CLIENT" "$GW" "$SERVER"; do
-		if ip netns list | grep -qw "^$ns"; then
-			ip netns delete "$ns"
-		fi
-	done
-}
+# Whatever still runs in the lab (a daemon, servers, a test's leftovers) goes first: TERM, a
+# short wait for it to exit, then KILL; then the namespaces.
+down() { ns_down "$CLIENT" "$GW" "$SERVER"; }
 
 host() { # ns mac v4 v6
 	local ns=$1 mac=$2 v4=$3 v6=$4
@@ -79,7 +53,7 @@ host() { # ns mac v4 v6
 	ip -n "$ns" link set lo up
 	# veth leaves TCP/UDP checksums to "offload"; frames that cross AF_XDP (copy mode) would
 	# then carry unfinished checksums, so the hosts compute them in software.
-	ip netns exec "$ns" ethtool -K eth0 tx off >/dev/null 2>&1 || true
+	nsx "$ns" ethtool -K eth0 tx off >/dev/null 2>&1 || true
 }
 
 up() {
@@ -117,25 +91,23 @@ up() {
 	for p in lan wan; do
 		# The gateway ports carry no addresses of their own: statewall (or the bridge) forwards
 		# between them, bump-in-the-wire.
-		ip netns exec "$GW" sysctl -qw "net.ipv6.conf.$p.disable_ipv6=1"
+		nsx "$GW" sysctl -qw "net.ipv6.conf.$p.disable_ipv6=1"
 		ip -n "$GW" link set "$p" up
 	done
 	if ((kernel)); then
 		ip -n "$GW" link add br0 type bridge
 		ip -n "$GW" link set lan master br0
 		ip -n "$GW" link set wan master br0
-		ip netns exec "$GW" sysctl -qw net.ipv6.conf.br0.disable_ipv6=1
+		nsx "$GW" sysctl -qw net.ipv6.conf.br0.disable_ipv6=1
 		ip -n "$GW" link set br0 up
-		modprobe br_netfilter 2>/dev/null || true
-		ip netns exec "$GW" sysctl -qw net.bridge.bridge-nf-call-iptables=1
-		ip netns exec "$GW" sysctl -qw net.bridge.bridge-nf-call-ip6tables=1
+		bridge_netfilter "$GW"
 	fi
 	echo "lab.sh: up ($([[ $kernel == 1 ]] && echo kernel bridge || echo "ports lan/wan for statewall") in $GW; hosts $CLIENT, $SERVER)"
 }
 
 status() {
 	for ns in "$CLIENT" "$GW" "$SERVER"; do
-		if ip netns list | grep -qw "^$ns"; then
+		if [[ -e /run/netns/$ns ]]; then
 			echo "== $ns"
 			ip -n "$ns" -brief addr
 		else
@@ -147,18 +119,21 @@ status() {
 cmd=${1:-}
 shift || true
 case $cmd in
-up)
-	need_root
-	up "$@"
+up | down)
+	need_root "network namespaces and veth"
+	need_cmds ip
 	;;
+esac
+case $cmd in
+up) up "$@" ;;
 down)
-	need_root
 	down
 	echo "lab.sh: down"
 	;;
 status) status ;;
+-h | --help) usage ;;
 *)
-	awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
+	usage >&2
 	exit 2
 	;;
 esac

@@ -51,16 +51,12 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-REPO=$PWD
-TARGET=${CARGO_TARGET_DIR:-target}
-[[ $TARGET == /* ]] || TARGET=$REPO/$TARGET
-PKTGEN=${STATEWALL_PKTGEN:-$TARGET/release/statewall-pktgen}
-BIN=${STATEWALL:-$TARGET/release/statewall}
-CTL=${STATEWALLCTL:-$TARGET/release/statewallctl}
-
 PROG=pktgen.sh
-# shellcheck source=scripts/lib/labtest.sh
-. scripts/lib/labtest.sh # die, usage, stop_pid
+# shellcheck source=scripts/lib/common.sh
+. scripts/lib/common.sh
+PKTGEN=${STATEWALL_PKTGEN:-$RELEASE/statewall-pktgen}
+BIN=${STATEWALL:-$RELEASE/statewall}
+CTL=${STATEWALLCTL:-$RELEASE/statewallctl}
 
 case_=''
 rate=100k duration=5 count='' flows='' pkt_size='' v6=0 vlan='' src='' dst='' sport='' dport=''
@@ -183,16 +179,13 @@ trap 'exit 143' TERM
 # ---------------------------------------------------------------- binaries
 
 build=()
-[[ -x $PKTGEN ]] || build+=(-p statewall-bench)
+[[ -x $PKTGEN ]] || build+=(-p statewall-pktgen)
 if ((lab)); then
 	[[ -x $BIN ]] || build+=(-p statewall-dataplane)
 	[[ -x $CTL ]] || build+=(-p statewall-control)
 fi
 if ((${#build[@]})); then
-	if ! command -v cargo >/dev/null 2>&1 && [[ -f "${CARGO_HOME:-$HOME/.cargo}/env" ]]; then
-		# shellcheck source=/dev/null
-		. "${CARGO_HOME:-$HOME/.cargo}/env"
-	fi
+	load_cargo_env
 	command -v cargo >/dev/null 2>&1 || die "cargo not found (install Rust, e.g. with rustup)"
 	echo "pktgen.sh: building: cargo build --release ${build[*]}" >&2
 	cargo build --release "${build[@]}" >&2

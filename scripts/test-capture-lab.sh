@@ -10,7 +10,9 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-PY=/usr/bin/python3
+PROG=test-capture-lab
+# shellcheck source=scripts/lib/common.sh
+. scripts/lib/common.sh
 
 TMP=$(mktemp -d /tmp/sw-caplab.XXXXXX)
 trap 'rm -rf "$TMP"' EXIT
@@ -23,7 +25,7 @@ for cap in tests/data/*.pcapng; do
 		fail=1
 		continue
 	}
-	"$PY" scripts/pcapng.py list "$cap" --json >"$TMP/list.jsonl"
+	"$PY" "$SWLAB" pcapng list "$cap" --json >"$TMP/list.jsonl"
 	if ! "$PY" - "$TMP/list.jsonl" "$prefix.kernel.jsonl" <<'PYEOF'; then
 import json, sys
 pk = [json.loads(l) for l in open(sys.argv[1])]
@@ -60,7 +62,7 @@ if ! diff -u <(shape tests/data/http-gateway.kernel.jsonl) <(shape "$TMP/fresh.k
 	echo "(port ctstate verdict per packet; - bundled, + fresh):" >&2
 	cat "$TMP/shape.diff" >&2
 	echo "fresh capture:" >&2
-	"$PY" scripts/pcapng.py list "$TMP/fresh.pcapng" >&2
+	"$PY" "$SWLAB" pcapng list "$TMP/fresh.pcapng" >&2
 	fail=1
 else
 	echo "test-capture-lab: fresh kernel recording has the bundled shape"

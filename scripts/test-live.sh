@@ -31,9 +31,11 @@
 set -uo pipefail
 
 cd "$(dirname "$0")/.." || exit 2
-REPO=$PWD
-PY=/usr/bin/python3
-BIN=${STATEWALL:-${CARGO_TARGET_DIR:-target}/release/statewall}
+PROG=test-live
+# shellcheck source=scripts/lib/labtest.sh
+. scripts/lib/labtest.sh
+
+BIN=${STATEWALL:-$RELEASE/statewall}
 [[ $BIN == /* ]] || BIN=$REPO/$BIN
 LIVE=$REPO/scripts/live
 START=$SECONDS
@@ -52,10 +54,6 @@ declare -A EXPECT=(
 	[iperf3-tcp]=ok [iperf3-udp]=ok [reload]=ok [bad-config-reload]=ok
 	[ftp-epsv-nohelper]=fail [ftp-eprt-nohelper]=fail [shutdown]=ok
 )
-
-PROG=test-live
-# shellcheck source=scripts/lib/labtest.sh
-. scripts/lib/labtest.sh
 
 sides=(kernel statewall)
 keep=0
@@ -107,7 +105,7 @@ CLIENT='' GW='' SERVER=''
 teardown_lab() {
 	stop_pid "$DPID"
 	DPID=''
-	LAB=$1 scripts/lab.sh down >/dev/null 2>&1
+	lab_down "$1"
 }
 cleanup() {
 	local l
@@ -151,14 +149,6 @@ sed -e "s|@ROOT@|$TMP/pub|g" -e "s|@EMPTY@|$TMP/empty|g" -e "s|@FTPUSER@|$ftpuse
 	-e "s|@LOG@|$TMP/vsftpd.log|g" "$LIVE/vsftpd.conf" >"$TMP/vsftpd.conf"
 
 # ---------------------------------------------------------------- the lab, one side at a time
-
-in_client() { ip netns exec "$CLIENT" "$@"; }
-
-listening() { # listening tcp|udp PORT
-	local flag=-Hltn
-	[[ $1 == udp ]] && flag=-Hlun
-	ip netns exec "$SERVER" ss "$flag" "sport = :$2" | grep -q .
-}
 
 kernel_load() { # kernel_load RULESET: both families, as iptables-restore does (all or nothing)
 	ip netns exec "$GW" iptables-legacy-restore <"$TMP/$1.v4" &&
@@ -271,7 +261,7 @@ side_up() { # side_up kernel|statewall; returns non-zero with SETUP_ERR set
 	ip netns exec "$SERVER" vsftpd "$TMP/vsftpd.conf" >"$TMP/$SIDE-vsftpd.out" 2>&1 &
 	ip netns exec "$SERVER" iperf3 -s -p 5201 >"$TMP/$SIDE-iperf3.log" 2>&1 &
 	for port in 80 8080 21 5201; do
-		wait_for 10 listening tcp "$port" || {
+		wait_for 10 ns_listening "$SERVER" tcp "$port" || {
 			SETUP_ERR="nothing listens on the server's port $port"
 			return 1
 		}

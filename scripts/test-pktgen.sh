@@ -10,7 +10,7 @@
 #                     packets to port 10, to a packet), and the lost count equals the daemon's
 #                     rule-drop counter delta
 #   stateful          200 real TCP connections: during the run `statewallctl conntrack list`
-#                     (parsed by scripts/nfct.py) shows exactly those 200, ESTABLISHED and
+#                     (parsed by `scripts/swlab nfct`) shows exactly those 200, ESTABLISHED and
 #                     ASSURED with the generator's ports; the generator reports 200
 #                     established, 0 failed handshakes, no data segment lost
 #   conn-rate         stateful TCP at 1000 connections/s, 10 data segments each, then FIN: every
@@ -38,14 +38,13 @@
 set -uo pipefail
 
 cd "$(dirname "$0")/.." || exit 2
-REPO=$PWD
-PY=/usr/bin/python3
-TARGET=${CARGO_TARGET_DIR:-target}
-[[ $TARGET == /* ]] || TARGET=$REPO/$TARGET
-BIN=${STATEWALL:-$TARGET/release/statewall}
+PROG=test-pktgen
+# shellcheck source=scripts/lib/labtest.sh
+. scripts/lib/labtest.sh
+
+BIN=${STATEWALL:-$RELEASE/statewall}
 CTL=${STATEWALLCTL:-$(dirname "$BIN")/statewallctl}
 PKTGEN=${STATEWALL_PKTGEN:-$(dirname "$BIN")/statewall-pktgen}
-NFCT=$REPO/scripts/nfct.py
 # scripts/pktgen.sh runs these binaries too.
 export STATEWALL=$BIN STATEWALLCTL=$CTL STATEWALL_PKTGEN=$PKTGEN
 START=$SECONDS
@@ -60,10 +59,6 @@ DROPS=
 V4=(--src 10.10.0.2 --dst 10.10.0.3)
 V6=(--src fd00:10::2 --dst fd00:10::3)
 
-PROG=test-pktgen
-# shellcheck source=scripts/lib/labtest.sh
-. scripts/lib/labtest.sh
-
 keep_or_help "$@"
 need_root "network namespaces, XDP"
 need_cmds ip jq timeout env "$PY"
@@ -75,19 +70,19 @@ LOG=$TMP/statewall.log
 DPID=''
 BG=() # generators and pktgen.sh runs started in the background
 
-# lab.sh down stops every process in a lab's namespaces: all were started by this run.
-teardown_lab() { LAB=$1 scripts/lab.sh down >/dev/null 2>&1; }
+# lab_down (lab.sh down) stops every process in a lab's namespaces: all were started by this
+# run.
 cleanup() {
 	local p
 	trap - EXIT INT TERM
 	for p in "${BG[@]}"; do kill -TERM "$p" 2>/dev/null; done
 	for p in "${BG[@]}"; do wait "$p" 2>/dev/null; done
 	stop_pid "$DPID"
-	teardown_lab "$LAB"
+	lab_down "$LAB"
 	for p in /run/netns/"$SHLAB"*-gw; do
 		[[ -e $p ]] || continue
 		p=${p#/run/netns/}
-		teardown_lab "${p%-gw}"
+		lab_down "${p%-gw}"
 	done
 	if ((keep)); then echo "test-pktgen: work directory kept: $TMP"; else rm -rf "$TMP"; fi
 }
@@ -95,9 +90,6 @@ lab_traps
 
 # ---------------------------------------------------------------- helpers
 
-ctl() { "$CTL" --socket "$SOCK" "$@"; }
-jctl() { "$CTL" --socket "$SOCK" --json "$@"; }
-total() { jctl stats | jq -r ".data.total.$1 // 0"; } # tx_packets, dropped.rule, inserted, ...
 # pktgen NAME ARGS...: run the generator between the lab's hosts, the JSON report in
 # $TMP/NAME.json and its stderr in $TMP/NAME.err.
 pktgen() {
@@ -147,8 +139,8 @@ all_delivered() { # all_delivered NAME MIN-SENT
 	((l == 0)) || fail "lost $l"
 	[[ -z $WHY || -z $DROPS ]] || fail "the kernel dropped frames at: $DROPS"
 }
-# The connection table in JSON lines (scripts/nfct.py), FILTERS as for conntrack list.
-ct_json() { ctl conntrack list "$@" | "$PY" "$NFCT"; }
+# The connection table in JSON lines (swlab nfct), FILTERS as for conntrack list.
+ct_json() { ctl conntrack list "$@" | "$PY" "$SWLAB" nfct; }
 
 # The cases run with check (scripts/lib/labtest.sh); pktgen.sh's cases bring their own lab
 # and daemon.

@@ -72,8 +72,17 @@ run_script_test() {
 
 # The scripts themselves must be shellcheck-clean.
 if command -v shellcheck >/dev/null 2>&1; then
-	mapfile -t shell_scripts < <(git ls-files -- 'scripts/*.sh' '.ci/run')
+	mapfile -t shell_scripts < <(git ls-files -- 'scripts/*.sh' 'scripts/lib/*.sh' '.ci/run')
 	run_script_test shellcheck shellcheck "${shell_scripts[@]}"
+fi
+# The Python under scripts/ (the swlab package) must pass ruff (scripts/ruff.toml; installed by
+# install-deps.sh); where ruff could not be installed, it must at least byte-compile.
+if [[ -x /opt/statewall-lint/bin/ruff ]]; then
+	run_script_test ruff /opt/statewall-lint/bin/ruff check --no-cache scripts/
+else
+	mapfile -t python_files < <(find scripts -name '*.py' | sort)
+	run_script_test py_compile env PYTHONPYCACHEPREFIX=/tmp/statewall-pycache \
+		/usr/bin/python3 -m py_compile "${python_files[@]}"
 fi
 for t in scripts/test-*.sh; do
 	[[ -e $t ]] || continue

@@ -1,28 +1,27 @@
 # shellcheck shell=bash
-# Helpers shared by the lab scripts (scripts/test-control.sh, test-pktgen.sh, test-live.sh,
-# pktgen.sh, bench-e2e.sh). Sourced, never run; not named test-*.sh, so scripts/test.sh does
-# not take it for a test. From the repository root, after setting PROG (the prefix of the
-# script's messages):
+# Helpers shared by the lab tests (scripts/test-control.sh, test-pktgen.sh, test-live.sh).
+# Sourced, never run; not named test-*.sh, so scripts/test.sh does not take it for a test.
+# From the repository root, after setting PROG (the prefix of the script's messages):
 #
 #   PROG=test-control
 #   # shellcheck source=scripts/lib/labtest.sh
 #   . scripts/lib/labtest.sh
 #
-#   die MSG...                    "PROG: MSG" on stderr, exit 2
-#   usage                         print the script's header comment (its --help)
+# It sources scripts/lib/common.sh (REPO, PY, SWLAB, RELEASE, die, usage, need_root,
+# need_cmds, need_bins, wait_for, stop_pid) and scripts/lib/netns.sh (nsx, ns_listening, ...),
+# and adds:
+#
 #   keep_or_help ARGS...          a lab test's arguments: --keep sets keep=1 (keep=0
 #                                 otherwise), -h/--help prints usage and exits 0, anything
 #                                 else dies
-#   need_root WHY                 die unless root: "needs root (WHY)"
-#   need_cmds CMD...              die naming the first CMD that is not installed
-#   need_bins FILE...             die naming the first FILE that is not executable (a release
-#                                 binary: cargo build --release)
-#   wait_for SECONDS CMD...       poll CMD (its output discarded) every 0.1 s until it
-#                                 succeeds; status 1 if it did not within SECONDS
-#   stop_pid PID [SECONDS [SIG]]  SIG (TERM) to PID, up to SECONDS (3) for it to exit, then
-#                                 KILL, and reap it if it is a child; nothing for an empty PID
-#                                 or one that is gone
+#   lab_down PREFIX               `LAB=PREFIX scripts/lab.sh down`, quietly: every process in
+#                                 the lab's namespaces, then the namespaces
+#   in_client CMD... / in_server CMD...
+#                                 CMD in $CLIENT's / $SERVER's namespace
 #   daemon_alive                  $DPID (the script's daemon) is set and running
+#   ctl ARGS... / jctl ARGS...    $CTL (statewallctl) on the daemon's socket $SOCK; jctl --json
+#   total KEY                     a field of `stats`' total (rx_packets, dropped.rule, ...), 0
+#                                 when absent
 #   lab_traps                     EXIT runs the script's `cleanup`; INT prints
 #                                 "PROG: interrupted" and exits 130; TERM exits 143
 #
@@ -40,20 +39,13 @@
 #                                 failure, the seconds since $START, "N passed, N failed";
 #                                 status 1 on a failure
 #
-# A lab (every process in its namespaces, then the namespaces) goes with
-# `LAB=PREFIX scripts/lab.sh down`. The helpers work under `set -euo pipefail`: only
-# wait_for, daemon_alive, daemon_free and finish return a status other than 0, as said.
+# The helpers work under `set -euo pipefail`: only wait_for, ns_listening, daemon_alive,
+# daemon_free and finish return a status other than 0, as said.
 
-PROG=${PROG:-$(basename "$0" .sh)}
-
-die() {
-	echo "$PROG: $*" >&2
-	exit 2
-}
-
-usage() {
-	awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
-}
+# shellcheck source=scripts/lib/common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+# shellcheck source=scripts/lib/netns.sh
+. "$(dirname "${BASH_SOURCE[0]}")/netns.sh"
 
 # shellcheck disable=SC2034 # keep is the calling script's
 keep_or_help() {
@@ -71,43 +63,16 @@ keep_or_help() {
 	done
 }
 
-need_root() {
-	[[ $(id -u) -eq 0 ]] || die "needs root ($1)"
-}
+lab_down() { LAB=$1 "$REPO/scripts/lab.sh" down >/dev/null 2>&1; }
 
-need_cmds() {
-	local t
-	for t in "$@"; do
-		command -v "$t" >/dev/null 2>&1 || die "needs $t (scripts/install-deps.sh installs it)"
-	done
-}
-
-need_bins() {
-	local b
-	for b in "$@"; do
-		[[ -x $b ]] || die "$b not found; run cargo build --release first"
-	done
-}
-
-wait_for() {
-	local tries=$(($1 * 10))
-	shift
-	until "$@" >/dev/null 2>&1; do
-		((--tries > 0)) || return 1
-		sleep 0.1
-	done
-}
-
-stop_pid() {
-	local pid=$1 tries=$((${2:-3} * 10)) sig=${3:-TERM}
-	[[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 0
-	kill "-$sig" "$pid" 2>/dev/null || true
-	while kill -0 "$pid" 2>/dev/null && ((tries-- > 0)); do sleep 0.1; done
-	kill -KILL "$pid" 2>/dev/null || true
-	wait "$pid" 2>/dev/null || true
-}
+in_client() { ip netns exec "$CLIENT" "$@"; }
+in_server() { ip netns exec "$SERVER" "$@"; }
 
 daemon_alive() { [[ -n ${DPID:-} ]] && kill -0 "$DPID" 2>/dev/null; }
+
+ctl() { "$CTL" --socket "$SOCK" "$@"; }
+jctl() { "$CTL" --socket "$SOCK" --json "$@"; }
+total() { jctl stats | jq -r ".data.total.$1 // 0"; }
 
 lab_traps() {
 	trap cleanup EXIT

@@ -1,7 +1,6 @@
-#!/usr/bin/env python3
 """The report of scripts/bench-e2e.sh: medians over runs, per gateway, traffic and flow count.
 
-    python3 scripts/e2e_report.py DIR
+    /usr/bin/python3 scripts/swlab e2e-report DIR
 
 DIR holds machine.txt and raw/GATEWAY-TRAFFIC-N-RUN.json (statewall-pktgen --json; N is the
 flow count, or for TRAFFIC `rate` the packets per second, at 10k flows) with
@@ -47,9 +46,11 @@ def load(raw):
                 "loss": gen.get("loss_pct") or 0.0,
                 "p50": lat.get("p50_us"),
                 "p99": lat.get("p99_us"),
-                "process_ns": cpu["process_ns"] / delivered if delivered and cpu["process_ns"] else None,
+                "process_ns": (cpu["process_ns"] / delivered
+                               if delivered and cpu["process_ns"] else None),
                 "core_ns": cpu["core1_ns"] / delivered if delivered else None,
-                "busy_pct": 100 * cpu["core1_ns"] / (gen["seconds"] * 1e9) if gen["seconds"] else None,
+                "busy_pct": (100 * cpu["core1_ns"] / (gen["seconds"] * 1e9)
+                             if gen["seconds"] else None),
                 "machine_ns": cpu["machine_ns"] / delivered if delivered else None,
                 "established": t.get("established", 0),
             }
@@ -82,8 +83,11 @@ def fmt(v, spec):
     return "–" if v is None else format(v, spec)
 
 
-def main():
-    out = Path(sys.argv[1])
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print(__doc__.strip(), file=sys.stderr)
+        return 2
+    out = Path(argv[0])
     runs = load(out / "raw")
     machine = (out / "machine.txt").read_text() if (out / "machine.txt").exists() else ""
     print("## End-to-end: statewall vs the kernel vs dpdk-testpmd (net_af_xdp io-fwd)\n")
@@ -107,7 +111,8 @@ def main():
                            ("tcp", "Stateful TCP (handshake, data both ways), 74-byte frames"),
                            ("rate", "UDP at fixed rates below saturation, 10k flows: latency, and "
                             "how busy the gateway's core is at a light load")]:
-        keys = sorted({k for k in runs if k[1] == traffic}, key=lambda k: (k[2], GATEWAYS.index(k[0])))
+        keys = sorted({k for k in runs if k[1] == traffic},
+                      key=lambda k: (k[2], GATEWAYS.index(k[0])))
         if not keys:
             continue
         print(f"### {title}\n")
@@ -118,7 +123,8 @@ def main():
         for k in keys:
             r = runs[k]
             g = gateway_ns(runs, k)
-            print(f"| {k[2]} | {k[0]} | {fmt(med(r, 'mpps'), '.3f')} | {fmt(med(r, 'loss'), '.2f')} | "
+            print(f"| {k[2]} | {k[0]} | {fmt(med(r, 'mpps'), '.3f')} | "
+                  f"{fmt(med(r, 'loss'), '.2f')} | "
                   f"{fmt(med(r, 'p50'), '.1f')} | {fmt(med(r, 'p99'), '.1f')} | "
                   f"{fmt(med(r, 'busy_pct'), '.0f')} | "
                   f"{fmt(med(r, 'core_ns'), '.0f')} | {fmt(med(r, 'process_ns'), '.0f')} | "
@@ -139,8 +145,8 @@ def main():
         if ratios:
             print("statewall's ns/pkt as a fraction of the others' (target: ≤ 0.33 of the "
                   "kernel's, ≤ 1.10 of testpmd's):\n")
-            print(f"| {'pps' if traffic == 'rate' else 'flows'} | core 1 ÷ kernel | core 1 ÷ testpmd | machine−direct ÷ kernel "
-                  "| machine−direct ÷ testpmd |")
+            print(f"| {'pps' if traffic == 'rate' else 'flows'} | core 1 ÷ kernel "
+                  "| core 1 ÷ testpmd | machine−direct ÷ kernel | machine−direct ÷ testpmd |")
             print("|---:|---:|---:|---:|---:|")
             for row in ratios:
                 print("| " + " | ".join(row) + " |")
@@ -151,7 +157,8 @@ def main():
         before = json.loads((out / "raw" / "table-full.stats-before.json").read_text())
         after = json.loads((out / "raw" / "table-full.stats-after.json").read_text())
         t = gen["totals"]
-        print("### Table full: statewall with max 1000 entries, 3000 stateful connections opened at 1000/s\n")
+        print("### Table full: statewall with max 1000 entries, 3000 stateful connections "
+              "opened at 1000/s\n")
         print(f"- generator: {t['syn_sent']} SYNs ({t['syn_retransmits']} retransmitted), "
               f"{t['established']} connections established, {t['failed_handshakes']} gave up")
         print(f"- data on established connections: {t['sent']} segments sent, {t['received']} "
@@ -178,6 +185,3 @@ def diff_drops(before, after):
             if any(s in k for s in keep) and (b[k] != a.get(k, 0) or "entries" in k)
             and "per_core" not in k}
 
-
-if __name__ == "__main__":
-    main()

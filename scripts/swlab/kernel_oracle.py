@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """Turn the kernel gateway's recordings into per-packet answers (scripts/capture-lab.sh).
 
 Inputs, all recorded inside the gateway namespace of the capture lab:
@@ -11,7 +10,7 @@ Inputs, all recorded inside the gateway namespace of the capture lab:
 
 A captured packet's ctstate is the prefix of the NFLOG entry carrying the same packet (null for
 frames that never reach iptables, such as ARP); its verdict is `accept` when the same packet
-left on the other port, `drop` otherwise. Packets are matched by scripts/pcapng.py's
+left on the other port, `drop` otherwise. Packets are matched by swlab.pcapng's
 flow_key: addresses, protocol, IPv4 id, length, ports, TCP seq/ack/flags or ICMP id/seq,
 and a digest of the payload (all bytes for non-IP frames); repeats match first-in first-out.
 
@@ -25,23 +24,21 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import os
 import sys
 
-sys.dont_write_bytecode = True  # no scripts/__pycache__ in the working tree
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import pcapng  # noqa: E402  (the sibling module, found through the path set above)
+from . import pcapng
 
 STATES = {"new", "established", "related", "invalid", "untracked"}
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="swlab kernel-oracle",
+                                 description=__doc__.splitlines()[0])
     ap.add_argument("--capture", required=True)
     ap.add_argument("--nflog", required=True)
     ap.add_argument("--egress", action="append", default=[], metavar="PORT=FILE")
     ap.add_argument("--pair", default="lan:wan", help="the two bridge ports, A:B")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
 
     a, _, b = args.pair.partition(":")
     peer = {a: b, b: a}
@@ -99,6 +96,3 @@ def main() -> int:
         print(json.dumps(r, separators=(",", ":")))
     return 1 if problems else 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,17 +1,18 @@
-#!/usr/bin/env python3
 """Small traffic peers for the lab tests (scripts/test-control.sh), with fixed source ports so
 each flow's conntrack tuple is known in advance.
 
-    netpeer.py serve-tcp PORT               line echo server (threaded), until killed
-    netpeer.py serve-udp PORT               datagram echo server, until killed
-    netpeer.py tcp-keep HOST PORT SPORT LOG one TCP connection from SPORT; sends a line every
-                                            0.1 s and appends a line to LOG per echo, until
-                                            killed (LOG growing = the connection is alive)
-    netpeer.py udp-keep HOST PORT SPORT LOG the same over UDP
-    netpeer.py udp-burst HOST PORT SPORT N [REPLIES]
-                                            send N datagrams from SPORT (1 ms apart); with
-                                            REPLIES=1 wait up to 2 s for the echoes and print
-                                            how many came back, else print N
+    swlab netpeer serve-tcp PORT          line echo server (threaded), until killed
+    swlab netpeer serve-udp PORT          datagram echo server, until killed
+    swlab netpeer tcp-keep HOST PORT SPORT LOG
+                                          one TCP connection from SPORT; sends a line every
+                                          0.1 s and appends a line to LOG per echo, until
+                                          killed (LOG growing = the connection is alive)
+    swlab netpeer udp-keep HOST PORT SPORT LOG
+                                          the same over UDP
+    swlab netpeer udp-burst HOST PORT SPORT N [REPLIES]
+                                          send N datagrams from SPORT (1 ms apart); with
+                                          REPLIES=1 wait up to 2 s for the echoes and print
+                                          how many came back, else print N
 """
 
 from __future__ import annotations
@@ -64,14 +65,14 @@ def keep(kind: str, host: str, port: int, sport: int, log: str) -> None:
             n += 1
             try:
                 s.send(b"ping %d\n" % n)
-            except (BlockingIOError, socket.timeout, ConnectionRefusedError):
+            except (TimeoutError, BlockingIOError, ConnectionRefusedError):
                 pass
             deadline = time.monotonic() + 0.1
             while (left := deadline - time.monotonic()) > 0:
                 s.settimeout(left)
                 try:
                     data = s.recv(65535)
-                except (socket.timeout, BlockingIOError, ConnectionRefusedError):
+                except (TimeoutError, BlockingIOError, ConnectionRefusedError):
                     break
                 if not data:  # TCP closed by the peer
                     out.write(f"{time.time():.3f} closed\n")
@@ -99,16 +100,22 @@ def udp_burst(host: str, port: int, sport: int, n: int, replies: bool) -> None:
         try:
             s.recvfrom(65535)
             got += 1
-        except socket.timeout:
+        except TimeoutError:
             break
     print(got)
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) < 3:
+    if len(argv) < 2:
         print(__doc__.strip(), file=sys.stderr)
         return 2
-    cmd, a = argv[1], argv[2:]
+    try:
+        return run(argv[0], argv[1:])
+    except KeyboardInterrupt:
+        return 130
+
+
+def run(cmd: str, a: list[str]) -> int:
     if cmd == "serve-tcp":
         serve_tcp(int(a[0]))
     elif cmd == "serve-udp":
@@ -118,13 +125,7 @@ def main(argv: list[str]) -> int:
     elif cmd == "udp-burst":
         udp_burst(a[0], int(a[1]), int(a[2]), int(a[3]), len(a) > 4 and a[4] == "1")
     else:
-        print(f"netpeer.py: unknown command {cmd}", file=sys.stderr)
+        print(f"swlab netpeer: unknown command {cmd}", file=sys.stderr)
         return 2
     return 0
 
-
-if __name__ == "__main__":
-    try:
-        sys.exit(main(sys.argv))
-    except KeyboardInterrupt:
-        sys.exit(130)

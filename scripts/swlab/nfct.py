@@ -1,7 +1,6 @@
-#!/usr/bin/env python3
 """Parse connection-table lines in the format of the kernel's /proc/net/nf_conntrack.
 
-    scripts/nfct.py [FILE]        one JSON object per entry on stdout (stdin without FILE)
+    scripts/swlab nfct [FILE]     one JSON object per entry on stdout (stdin without FILE)
 
 The same parser reads the kernel's own /proc/net/nf_conntrack and `statewallctl conntrack
 list` / `statewall replay --conntrack` output, so a script written against the kernel keeps
@@ -91,7 +90,7 @@ def parse_line(line: str) -> dict:
             extra[k] = v
     if len(tuples) != 2:
         raise ParseError(f"{len(tuples)} tuple(s), expected original and reply")
-    for name, tp in zip(("original", "reply"), tuples):
+    for name, tp in zip(("original", "reply"), tuples, strict=True):
         if "src" not in tp or "dst" not in tp:
             raise ParseError(f"{name} tuple without src/dst")
         if ("sport" in tp) != ("dport" in tp):
@@ -129,19 +128,16 @@ def parse(lines) -> list[dict]:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) > 2 or (len(argv) == 2 and argv[1] in ("-h", "--help")):
+    if len(argv) > 1 or (len(argv) == 1 and argv[0] in ("-h", "--help")):
         print(__doc__.strip())
-        return 0 if len(argv) == 2 else 2
-    f = open(argv[1], encoding="utf-8") if len(argv) == 2 else sys.stdin
+        return 0 if len(argv) == 1 else 2
+    f = open(argv[0], encoding="utf-8") if argv else sys.stdin
     try:
         entries = parse(f)
     except ParseError as e:
-        print(f"nfct.py: {e}", file=sys.stderr)
+        print(f"swlab nfct: {e}", file=sys.stderr)
         return 1
     for e in entries:
         print(json.dumps(e, sort_keys=True))
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv))

@@ -1,17 +1,16 @@
-#!/usr/bin/python3
 """Small pure-Python pcap/pcapng reader and pcapng writer for the Statewall lab scripts.
 
 No scapy, no tshark: the lab's captures are merged, listed and summarised with this module
 so that the bundled test data can be rebuilt and read on a bare machine.
 
-Commands:
-  pcapng.py merge OUT.pcapng NAME=IN.pcap [NAME=IN.pcap ...]
+Commands (`scripts/swlab pcapng ...`):
+  merge OUT.pcapng NAME=IN.pcap [NAME=IN.pcap ...]
       Merge classic pcap files (one per gateway port) by timestamp into one pcapng whose
       interfaces are named NAME (Interface Description Block option if_name), in the order
       given. Timestamps are written with microsecond resolution (the pcapng default); the
       merge sorts on the inputs' full resolution first, so packets that land in the same
       microsecond keep their true order in the file.
-  pcapng.py list FILE [--json]
+  list FILE [--json]
       One line per packet: index, interface name, timestamp, summary
       ("10.10.0.2:43210 > 10.10.0.3:80 TCP [S]"). --json prints objects instead.
 
@@ -26,7 +25,8 @@ import ipaddress
 import json
 import struct
 import sys
-from typing import Iterator, NamedTuple
+from collections.abc import Iterator
+from typing import NamedTuple
 
 LINKTYPE_ETHERNET = 1
 LINKTYPE_RAW = 101
@@ -42,6 +42,10 @@ OPT_ENDOFOPT = 0
 OPT_IF_NAME = 2
 OPT_IF_TSRESOL = 9
 OPT_SHB_USERAPPL = 4
+# The writer named in every capture this module writes (shb_userappl): this module's path
+# before it moved into scripts/swlab. The committed captures carry it; changing it changes
+# every one of them.
+WRITER = b"statewall scripts/pcapng.py"
 
 
 class Packet(NamedTuple):
@@ -169,7 +173,7 @@ def write_pcapng(path: str, interfaces: list[tuple[str, int]], packets) -> int:
     n = 0
     with open(path, "wb") as f:
         shb = struct.pack("<IHHq", BOM, 1, 0, -1)
-        shb += _opt(OPT_SHB_USERAPPL, b"statewall scripts/pcapng.py") + _opt(OPT_ENDOFOPT, b"")
+        shb += _opt(OPT_SHB_USERAPPL, WRITER) + _opt(OPT_ENDOFOPT, b"")
         f.write(_block(BT_SHB, shb))
         for name, linktype in interfaces:
             idb = struct.pack("<HHI", linktype, 0, 0)  # snaplen 0: no limit
@@ -387,17 +391,19 @@ def summarize(linktype: int, data: bytes, short: bool = False) -> str:
 # Command line
 
 
-def _main(argv: list[str]) -> int:
+def main(argv: list[str]) -> int:
+    # A terminal or log that is not UTF-8 gets escapes instead of a crash on "→".
+    sys.stdout.reconfigure(errors="backslashreplace")
     if len(argv) >= 3 and argv[0] == "merge":
         pairs = []
         for a in argv[2:]:
             name, sep, path = a.partition("=")
             if not sep or not name:
-                print(f"pcapng.py merge: expected NAME=FILE, got `{a}`", file=sys.stderr)
+                print(f"swlab pcapng merge: expected NAME=FILE, got `{a}`", file=sys.stderr)
                 return 2
             pairs.append((name, path))
         n = merge(argv[1], pairs)
-        print(f"pcapng.py: wrote {n} packets to {argv[1]}", file=sys.stderr)
+        print(f"swlab pcapng: wrote {n} packets to {argv[1]}", file=sys.stderr)
         return 0
     if len(argv) >= 2 and argv[0] == "list":
         as_json = "--json" in argv[2:]
@@ -413,8 +419,3 @@ def _main(argv: list[str]) -> int:
     print(__doc__, file=sys.stderr)
     return 2
 
-
-if __name__ == "__main__":
-    # A terminal or log that is not UTF-8 gets escapes instead of a crash on "→".
-    sys.stdout.reconfigure(errors="backslashreplace")
-    sys.exit(_main(sys.argv[1:]))

@@ -1,12 +1,11 @@
-#!/usr/bin/python3
 """Read `statewall replay` output beside a capture: compare it with the kernel, or print it.
 
-  verdicts.py compare KERNEL.jsonl REPLAY.jsonl [--capture FILE.pcapng] [--all]
+  compare KERNEL.jsonl REPLAY.jsonl [--capture FILE.pcapng] [--all]
       Compare ctstate and verdict per packet with the kernel's recorded answers (written by
-      scripts/capture-lab.sh or scripts/scenarios.py). Prints a table of the packets that
+      scripts/capture-lab.sh or `swlab kernel`). Prints a table of the packets that
       differ (--all: of every packet, differences marked `<<`) and exits 1 when any does (or
       when the packet counts or ports differ).
-  verdicts.py table REPLAY.jsonl --capture FILE.pcapng
+  table REPLAY.jsonl --capture FILE.pcapng
       A readable per-packet table (index, port, packet, verdict, ctstate, rule, reason) and
       accepted/dropped counts by ctstate.
 
@@ -18,12 +17,9 @@ from __future__ import annotations
 
 import collections
 import json
-import os
 import sys
 
-sys.dont_write_bytecode = True  # no scripts/__pycache__ in the working tree
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import pcapng  # noqa: E402  (the sibling module, found through the path set above)
+from . import pcapng
 
 
 def load_jsonl(path: str) -> dict[int, dict]:
@@ -163,6 +159,8 @@ def table(replay_path: str, capture: str) -> int:
 
 
 def main(argv: list[str]) -> int:
+    # A terminal or log that is not UTF-8 gets escapes instead of a crash on "→".
+    sys.stdout.reconfigure(errors="backslashreplace")
     capture = None
     if "--capture" in argv:
         i = argv.index("--capture")
@@ -180,8 +178,3 @@ def main(argv: list[str]) -> int:
     print(__doc__, file=sys.stderr)
     return 2
 
-
-if __name__ == "__main__":
-    # A terminal or log that is not UTF-8 gets escapes instead of a crash on "→".
-    sys.stdout.reconfigure(errors="backslashreplace")
-    sys.exit(main(sys.argv[1:]))

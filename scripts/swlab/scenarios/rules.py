@@ -1,0 +1,89 @@
+"""Rule constructs: raw-table notrack, multiport, negated states, --ctdir, ACCEPT policy."""
+
+from __future__ import annotations
+
+from ..dsl import ALLOW_HTTP, ALLOW_UDP, C4, S4, Tcp, bad_l4_csum, echo, scapy, scenario, udp
+
+
+@scenario
+def notrack_raw(sc):
+    """raw PREROUTING notrack (CT --notrack and NOTRACK) for UDP port 5000 both ways: UNTRACKED, accepted by an UNTRACKED rule; a tracked flow beside it."""
+    sc.raw4 = ["-A PREROUTING -p udp -m udp --dport 5000 -j CT --notrack",
+               "-A PREROUTING -p udp -m udp --sport 5000 -j NOTRACK"]
+    sc.stateful("-A FORWARD -m conntrack --ctstate UNTRACKED -j ACCEPT", ALLOW_UDP)
+    sc.send("c", udp("c", 33100, 5000, b"u1"))
+    sc.send("s", udp("s", 5000, 33100, b"u2"))
+    sc.send("s", udp("s", 5001, 33100, b"u3"))
+    sc.send("c", udp("c", 33101, 53, b"t1"))
+    sc.send("s", udp("s", 53, 33101, b"t2"))
+
+
+@scenario
+def notrack_then_state_rules(sc):
+    """notrack for TCP port 80: a handshake whose packets are all UNTRACKED, against rules that accept only NEW and ESTABLISHED."""
+    sc.raw4 = ["-A PREROUTING -p tcp -m tcp --dport 80 -j CT --notrack",
+               "-A PREROUTING -p tcp -m tcp --sport 80 -j CT --notrack"]
+    sc.stateful(ALLOW_HTTP, "-A FORWARD -s 10.10.0.2/32 -p tcp -m tcp --dport 8080 -m conntrack --ctstate NEW -j ACCEPT")
+    Tcp(sc).handshake()
+    Tcp(sc, sport=8080, cport=40600).handshake()
+
+
+@scenario
+def multiport(sc):
+    """-m multiport --dports 22,80,8000:8010 for NEW: SYNs to 22, 23, 80, 7999, 8000, 8005, 8010, 8011; UDP --sports list."""
+    sc.stateful(
+        "-A FORWARD -s 10.10.0.2/32 -p tcp -m multiport --dports 22,80,8000:8010 -m conntrack --ctstate NEW -j ACCEPT",
+        "-A FORWARD -p udp -m multiport --sports 1000:1010,2000 -j ACCEPT")
+    for i, port in enumerate((22, 23, 80, 7999, 8000, 8005, 8010, 8011)):
+        t = Tcp(sc, cport=41000 + i, sport=port)
+        t.seg("c", "S")
+        t.seg("s", "SA")
+    for sp in (999, 1000, 1010, 1011, 2000):
+        sc.send("s", udp("s", sp, 33110, b"m"))
+
+
+@scenario
+def negated_state(sc):
+    """`-m state ! --state` and `-m conntrack ! --ctstate`: accept all but NEW and INVALID, plus client UDP that is not INVALID."""
+    s = scapy()
+    sc.filter4 = ["-A FORWARD -m conntrack ! --ctstate NEW,INVALID -j ACCEPT",
+                  "-A FORWARD -s 10.10.0.2/32 -p udp -m state ! --state INVALID -j ACCEPT"]
+    sc.filter6 = []
+    sc.send("c", udp("c", 33120, 53, b"q"))
+    sc.send("s", udp("s", 53, 33120, b"a"))
+    sc.send("s", udp("s", 53, 33121, b"unasked"))
+    sc.send("s", echo("s", 93, 1, reply=True))
+    sc.send("c", echo("c", 94, 1))
+    sc.send("c", udp("c", 33122, 53, b"bad"), mangle=bad_l4_csum)
+    sc.send("c", s.IP(src=C4, dst=S4, proto=253) / s.Raw(b"generic"))
+
+
+@scenario
+def ctdir(sc):
+    """--ctdir ORIGINAL accepts the client's datagrams, --ctdir REPLY only replies from port 53; a server-opened flow is ORIGINAL too."""
+    sc.filter4 = ["-A FORWARD -s 10.10.0.2/32 -p udp -m conntrack --ctdir ORIGINAL -j ACCEPT",
+                  "-A FORWARD -p udp -m udp --sport 53 -m conntrack --ctdir REPLY -j ACCEPT"]
+    sc.filter6 = []
+    sc.send("c", udp("c", 33130, 53, b"q"))
+    sc.send("s", udp("s", 53, 33130, b"a"))
+    sc.send("c", udp("c", 33131, 54, b"q"))
+    sc.send("s", udp("s", 54, 33131, b"a"))
+    sc.send("s", udp("s", 53, 33132, b"server first"))
+    sc.send("c", udp("c", 33132, 53, b"client reply"))
+    sc.send("s", echo("s", 95, 1, reply=True))
+
+
+@scenario
+def policy_accept_invalid_passes(sc):
+    """ACCEPT policy without an INVALID rule: INVALID packets pass and do not change the connection (a later packet still judged on the old window)."""
+    sc.policy = "ACCEPT"
+    sc.filter4 = ["-A FORWARD -s 10.10.0.3/32 -p tcp -m conntrack --ctstate NEW -j DROP"]
+    sc.filter6 = []
+    t = Tcp(sc, swin=1000)
+    t.handshake()
+    base = t.nxt["c"]
+    t.seg("c", "PA", b"x" * 10, seq=base + 50_000)
+    t.seg("c", "SF", advance=False, opts=[])
+    t.seg("c", "PA", b"y" * 10)
+    t.seg("s", "A")
+    Tcp(sc, cport=40700, sport=80).seg("s", "S")
