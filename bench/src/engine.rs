@@ -594,7 +594,7 @@ pub fn pipeline(a: &Args) -> anyhow::Result<()> {
                 let mut p = Pipeline::new(Arc::clone(&rules), n);
                 let (frames, order) = syn_frames(n, &tail);
                 let pkts = packets(&frames, &order);
-                let step = new_conn_step(n, a.batch, rules.timeouts.tcp[state::SYN_SENT as usize]);
+                let step = new_conn_step(n, a.batch, rules.sysctls.tcp[state::SYN_SENT as usize]);
                 let (mut pos, mut now) = (0, 1);
                 // Warm-up: fill the table, then one more cycle (every SYN now replaces an
                 // expired entry).
@@ -670,7 +670,7 @@ fn metas(frames: &Frames, order: &[(u32, u8)]) -> anyhow::Result<Vec<(PacketMeta
 
 pub fn shard(a: &Args) -> anyhow::Result<()> {
     print_columns();
-    let timeouts = engine::conntrack::Timeouts::default();
+    let timeouts = engine::conntrack::Sysctls::default();
     for &n in &a.flows {
         let tail: Vec<u32> = Vec::new();
         let new_shard = || Shard::new(n, timeouts, &[], Arc::new(SharedExpectations::new(256)));
@@ -756,7 +756,7 @@ pub fn pcap(a: &EngineArgs) -> anyhow::Result<()> {
     let ruleset = match &a.ruleset {
         Some(path) => {
             let p = path.display().to_string();
-            match config::validate::load_file(&p) {
+            match config::load_file(&p) {
                 Ok(l) => l.ruleset,
                 Err(diags) => {
                     for d in &diags {

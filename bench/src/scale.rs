@@ -69,7 +69,7 @@ fn worker(j: &Job) -> anyhow::Result<Vec<Duration>> {
         Trace::New => {
             let p = Pipeline::new(Arc::clone(&j.rules), j.flows);
             let (frames, order) = syn_frames(j.flows, &j.tail);
-            let timeout = j.rules.timeouts.tcp[state::SYN_SENT as usize];
+            let timeout = j.rules.sysctls.tcp[state::SYN_SENT as usize];
             (
                 p,
                 frames,

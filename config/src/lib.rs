@@ -2,14 +2,34 @@
 //! the iptables importer and the control protocol's messages ([`protocol`]). No sockets, no
 //! packets.
 //!
-//! Loading is `text → serde_yaml → Ruleset → validate()`: type and syntax errors come from
-//! serde_yaml with their position; cross-field errors come from [`validate`] with positions
-//! looked up in a [`source_map::SourceMap`] of the same text.
+//! Loading ([`load`]) is `text → serde_yaml → Ruleset → validate() → lint()`: type and syntax
+//! errors come from serde_yaml with their position; cross-field errors come from [`validate`]
+//! with positions looked up in a [`source_map::SourceMap`] of the same text; warnings come
+//! from [`lint`].
+//!
+//! The modules, leaves first:
+//!
+//! | module | what it holds |
+//! |--------|---------------|
+//! | [`diag`] | [`Diagnostic`]: a message with file:line:col, severity and hint |
+//! | [`suggest`] | "did you mean" for misspelled names |
+//! | [`proto`] | IP protocol numbers and names ([`proto::Proto`]), shared with the engine |
+//! | [`settings`] | [`ConntrackSettings`], the kernel's conntrack sysctls |
+//! | [`matches`](mod@matches) | leaf values of a rule's matches as written in YAML (addresses, ports, states, ICMP types, TCP flags) and [`matches::Match`], the list-with-negation shape |
+//! | [`ruleset`] | the document ([`Ruleset`], stages, rules, ports) and its queries: ports with defaults applied, a rule's IP family |
+//! | [`source_map`] | where each YAML node starts, for diagnostics about fields and rules |
+//! | [`validate`] | errors no single field can know |
+//! | [`lint`] | rule-hygiene warnings (S5) |
+//! | [`load`] | parse → validate → lint: [`load_str`], [`load_file`], [`Loaded`] |
+//! | [`iptables`] | `import-iptables`: iptables-save text and command lines to a [`Ruleset`] |
+//! | [`protocol`] | the control protocol's messages between `statewallctl` and the daemon |
 
 pub mod diag;
 pub mod iptables;
 pub mod lint;
+pub mod load;
 pub mod matches;
+pub mod proto;
 pub mod protocol;
 pub mod ruleset;
 pub mod settings;
@@ -18,6 +38,6 @@ pub mod suggest;
 pub mod validate;
 
 pub use diag::{Diagnostic, Pos, Severity};
+pub use load::{load_file, load_str, Loaded};
 pub use ruleset::Ruleset;
 pub use settings::ConntrackSettings;
-pub use validate::{load_file, load_str, Loaded};

@@ -14,12 +14,10 @@
 use std::collections::BTreeMap;
 
 use crate::diag::{Diagnostic, Pos};
-use crate::matches::{
-    Cidr, CtState, Icmp4Type, Icmp6Type, IcmpType, Match, PortName, PortRange, Proto,
-};
+use crate::matches::{Cidr, CtState, Icmp4Type, Icmp6Type, IcmpType, Match, PortName, PortRange};
+use crate::proto::Proto;
 use crate::ruleset::{Action, Family, Policy, Rule, Ruleset};
 use crate::source_map::SourceMap;
-use crate::validate::rule_pos;
 
 /// The copy-paste fix for (a) and (d).
 const ESTABLISHED_RULE: &str = "- {ctstate: [established, related], action: accept}";
@@ -88,7 +86,7 @@ fn established_first(rules: &[Rule], source: &SourceMap, file: &str, out: &mut V
     out.push(
         Diagnostic::warning(
             file,
-            rule_pos(source, "forward", first_new),
+            source.rule_start("forward", first_new),
             format!(
                 "rule {first_new} accepts NEW packets, but no earlier rule accepts ESTABLISHED traffic"
             ),
@@ -140,7 +138,7 @@ fn new_on_every_port(rules: &[Rule], source: &SourceMap, file: &str, out: &mut V
         out.push(
             Diagnostic::warning(
                 file,
-                rule_pos(source, "forward", i),
+                source.rule_start("forward", i),
                 format!("rule {i} is accepting NEW on {what}"),
             )
             .with_hint(
@@ -197,7 +195,7 @@ fn shadowed(
             continue;
         };
         let a = &rules[i];
-        let line = rule_pos(source, stage, i).line;
+        let line = source.rule_start(stage, i).line;
         let (message, hint) = if a.action == b.action {
             (
                 format!(
@@ -218,7 +216,7 @@ fn shadowed(
                 ),
             )
         };
-        out.push(Diagnostic::warning(file, rule_pos(source, stage, j), message).with_hint(hint));
+        out.push(Diagnostic::warning(file, source.rule_start(stage, j), message).with_hint(hint));
     }
 }
 
@@ -258,42 +256,15 @@ fn covers_out_port(a: &Rule, b: &Rule) -> bool {
     covers_opt(a.out_port.as_ref(), b.out_port.as_ref(), &Names::of(a, b))
 }
 
-/// The family a rule pins, from `family`, ICMP matches and addresses. `with_negated` also
-/// reads negated address lists: whether `{not: 10.0.0.0/8}` implies IPv4 is the engine's
-/// business, so the shadowing check reads them for the earlier rule (fewer claims) and not
-/// for the later one (never claim B is IPv4-only when it might not be).
+/// The family a rule pins ([`Rule::family_evidence`]). `with_negated` also reads negated
+/// address lists: whether `{not: 10.0.0.0/8}` implies IPv4 is the engine's business, so the
+/// shadowing check reads them for the earlier rule (fewer claims) and not for the later one
+/// (never claim B is IPv4-only when it might not be).
 fn pinned_family(r: &Rule, with_negated: bool) -> Option<Family> {
-    if r.family.is_some() {
-        return r.family;
-    }
-    if r.icmp_type.is_some() {
-        return Some(Family::Ipv4);
-    }
-    if r.icmpv6_type.is_some() {
-        return Some(Family::Ipv6);
-    }
-    if let Some(m) = r.proto.as_ref().filter(|m| !m.negated) {
-        if m.values.iter().all(|p| *p == Proto::ICMP) {
-            return Some(Family::Ipv4);
-        }
-        if m.values.iter().all(|p| *p == Proto::ICMPV6) {
-            return Some(Family::Ipv6);
-        }
-    }
-    let of_cidrs = |m: &Option<Match<Cidr>>| {
-        m.as_ref()
-            .filter(|m| with_negated || !m.negated)
-            .and_then(|m| {
-                let v4 = m.values.iter().all(Cidr::is_v4);
-                let v6 = m.values.iter().all(|c| !c.is_v4());
-                match (v4, v6) {
-                    (true, false) => Some(Family::Ipv4),
-                    (false, true) => Some(Family::Ipv6),
-                    _ => None,
-                }
-            })
-    };
-    of_cidrs(&r.src).or_else(|| of_cidrs(&r.dst))
+    r.family_evidence()
+        .into_iter()
+        .find(|e| with_negated || !e.negated)
+        .map(|e| e.family)
 }
 
 fn family_covers(a: &Rule, b: &Rule) -> bool {

@@ -3,7 +3,8 @@
 //! Each type parses itself from a YAML scalar (string or integer), so that a bad value is
 //! reported by serde_yaml at the value's own line and column, with a hint.
 //! [`Match<T>`] is the shared shape of every list-valued match: a scalar, a list, or
-//! `{not: scalar-or-list}` for iptables' `!` negation.
+//! `{not: scalar-or-list}` for iptables' `!` negation. [`Proto`] lives in [`crate::proto`] and
+//! is re-exported here, beside the other match values.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -12,6 +13,7 @@ use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::ser::{SerializeMap, SerializeSeq, Serializer};
 use serde::{Deserialize, Serialize};
 
+pub use crate::proto::{Proto, PROTO_NAMES};
 use crate::suggest::did_you_mean;
 
 /// A value that can be written as one YAML scalar.
@@ -427,59 +429,14 @@ impl Scalar for PortRange {
 }
 
 // ---------------------------------------------------------------------------------------
-// Protocols
-
-/// An IP protocol number (`tcp`, `udp`, `icmp`, `icmpv6`, ... or 0-255).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Proto(pub u8);
-
-impl Proto {
-    pub const ICMP: Proto = Proto(1);
-    pub const TCP: Proto = Proto(6);
-    pub const UDP: Proto = Proto(17);
-    pub const ICMPV6: Proto = Proto(58);
-    pub const SCTP: Proto = Proto(132);
-    pub const UDPLITE: Proto = Proto(136);
-
-    /// Whether packets of this protocol carry source and destination ports.
-    pub fn has_ports(self) -> bool {
-        matches!(self.0, 6 | 17 | 132 | 136 | 33)
-    }
-}
-
-/// Names accepted for protocols, as in /etc/protocols and iptables.
-pub const PROTO_NAMES: &[(&str, u8)] = &[
-    ("icmp", 1),
-    ("igmp", 2),
-    ("ipip", 4),
-    ("tcp", 6),
-    ("udp", 17),
-    ("dccp", 33),
-    ("ipv6", 41),
-    ("gre", 47),
-    ("esp", 50),
-    ("ah", 51),
-    ("icmpv6", 58),
-    ("ipv6-icmp", 58),
-    ("sctp", 132),
-    ("udplite", 136),
-];
-
-impl fmt::Display for Proto {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        match PROTO_NAMES.iter().find(|(_, n)| *n == self.0) {
-            Some((name, _)) => f.write_str(name),
-            None => write!(f, "{}", self.0),
-        }
-    }
-}
+// Protocols (the type, its numbers and names are in `crate::proto`)
 
 impl Scalar for Proto {
     const EXPECTING: &'static str = "a protocol name (tcp, udp, icmp, icmpv6, ...) or number";
     fn parse_str(s: &str) -> Result<Self, String> {
         let lower = s.to_ascii_lowercase();
-        if let Some((_, n)) = PROTO_NAMES.iter().find(|(name, _)| *name == lower) {
-            return Ok(Proto(*n));
+        if let Some(p) = Proto::from_name(&lower) {
+            return Ok(p);
         }
         if let Ok(n) = lower.parse::<u8>() {
             return Ok(Proto(n));

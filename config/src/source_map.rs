@@ -9,6 +9,7 @@ use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
 use yaml_rust2::scanner::Marker;
 
 use crate::diag::Pos;
+use crate::ruleset::Rule;
 
 /// Positions of the nodes of one YAML document.
 #[derive(Debug, Default, Clone)]
@@ -156,6 +157,22 @@ impl SourceMap {
                 None => return self.key("").unwrap_or(Pos { line: 1, col: 1 }),
             }
         }
+    }
+
+    /// Where a map node starts: its first key. yaml-rust2 marks a block mapping's start
+    /// after its first key, so take the earliest of the node's mark and its keys' marks
+    /// (`keys`: the keys the node may have).
+    pub fn node_start(&self, path: &str, keys: &[&str]) -> Pos {
+        keys.iter()
+            .filter_map(|k| self.key(&format!("{path}.{k}")))
+            .chain(self.key(path))
+            .min()
+            .unwrap_or_else(|| self.locate(path))
+    }
+
+    /// Where rule `i` of a stage starts, for diagnostics about the whole rule.
+    pub fn rule_start(&self, stage: &str, i: usize) -> Pos {
+        self.node_start(&format!("{stage}.rules.{i}"), Rule::KEYS)
     }
 }
 

@@ -7,15 +7,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use config::ruleset::PortSpec;
-use config::validate::port_names;
 
 use crate::runtime::metrics::MetricsServer;
 use crate::runtime::server::{resolve_group, ControlServer, ServerConfig};
 use crate::runtime::{PollMode, Runtime, RuntimeConfig};
 use crate::xsk::{PortConfig, UmemConfig, XskPorts};
-
-/// Default control socket (DESIGN.md §6).
-pub const DEFAULT_SOCKET: &str = "/run/statewall/control.sock";
 
 /// Options of `statewall run`.
 #[derive(Debug, Clone)]
@@ -38,7 +34,7 @@ pub struct RunOptions {
 
 /// The ports of worker `queue`, in the ruleset's port order.
 fn port_configs(r: &config::Ruleset, queue: u32) -> Vec<PortConfig> {
-    port_names(r)
+    r.port_names()
         .iter()
         .map(|name| match r.ports.as_ref().and_then(|p| p.get(name)) {
             Some(spec) => PortConfig::from_spec(spec, queue),

@@ -6,47 +6,7 @@
 //! key (endpoints ordered), so one probe finds the entry whatever the direction.
 
 use crate::packet::{Addr, IpFamily, PacketMeta};
-
-/// ICMP(v4) query types and their answers (the kernel's `invmap` in nf_conntrack_proto_icmp.c).
-const ICMP_INVERSE: [(u8, u8); 8] = [
-    (8, 0),
-    (0, 8),
-    (13, 14),
-    (14, 13),
-    (15, 16),
-    (16, 15),
-    (17, 18),
-    (18, 17),
-];
-/// ICMPv6 query types and their answers (nf_conntrack_proto_icmpv6.c).
-const ICMPV6_INVERSE: [(u8, u8); 4] = [(128, 129), (129, 128), (139, 140), (140, 139)];
-
-/// The type of the answer to an ICMP query type (or of the query for an answer); `None` for
-/// types the kernel cannot invert, which therefore have no tuple.
-pub fn icmp_inverse(family: IpFamily, ty: u8) -> Option<u8> {
-    let table: &[(u8, u8)] = match family {
-        IpFamily::V4 => &ICMP_INVERSE,
-        IpFamily::V6 => &ICMPV6_INVERSE,
-    };
-    table.iter().find(|(t, _)| *t == ty).map(|(_, inv)| *inv)
-}
-
-/// Whether an ICMP type may start a connection (`valid_new` in the kernel: the requests).
-pub fn icmp_valid_new(family: IpFamily, ty: u8) -> bool {
-    match family {
-        IpFamily::V4 => matches!(ty, 8 | 13 | 15 | 17),
-        IpFamily::V6 => matches!(ty, 128 | 139),
-    }
-}
-
-/// Whether an ICMP type is an error that quotes a packet: v4 3, 4, 5, 11, 12 (`icmp_is_err`);
-/// v6 every type below 128 (`icmpv6_error` treats them all as errors).
-pub fn icmp_is_error(family: IpFamily, ty: u8) -> bool {
-    match family {
-        IpFamily::V4 => matches!(ty, 3 | 4 | 5 | 11 | 12),
-        IpFamily::V6 => ty < 128,
-    }
-}
+use crate::wire::icmp;
 
 /// The hash that decides which worker owns a packet: its flow's symmetric hash, or for an
 /// ICMP error the hash of the flow it quotes (DESIGN.md §3). `None` for packets without a
@@ -55,9 +15,9 @@ pub fn steer_hash(m: &PacketMeta) -> Option<u64> {
     if !m.is_ip || m.l4_invalid.is_some() {
         return None;
     }
-    if is_icmp(m.family, m.proto) && icmp_is_error(m.family, m.icmp.ty) {
+    if icmp::is_icmp(m.family, m.proto) && icmp::is_error(m.family, m.icmp.ty) {
         let i = m.inner?;
-        let (sport, dport) = if is_icmp(m.family, i.proto) {
+        let (sport, dport) = if icmp::is_icmp(m.family, i.proto) {
             (
                 i.icmp_id,
                 u16::from(i.icmp_type) << 8 | u16::from(i.icmp_code),
@@ -67,18 +27,13 @@ pub fn steer_hash(m: &PacketMeta) -> Option<u64> {
         };
         return Some(FlowKey::new(m.family, i.src, i.dst, i.proto, sport, dport).symmetric_hash());
     }
-    if !is_icmp(m.family, m.proto) {
+    if !icmp::is_icmp(m.family, m.proto) {
         // FlowKey::from_meta(m).symmetric_hash() without building the key.
         return Some(symmetric_ports(
             m.family, &m.src, &m.dst, m.proto, m.sport, m.dport,
         ));
     }
     FlowKey::from_meta(m).map(|k| k.symmetric_hash())
-}
-
-/// Whether `proto` is an ICMP protocol for the family.
-pub fn is_icmp(family: IpFamily, proto: u8) -> bool {
-    matches!((family, proto), (IpFamily::V4, 1) | (IpFamily::V6, 58))
 }
 
 /// One direction's tuple. 40 bytes, `Copy`, compared bytewise.
@@ -114,10 +69,10 @@ impl FlowKey {
     /// The tuple of the other direction.
     #[inline]
     pub fn reverse(&self) -> FlowKey {
-        if is_icmp(self.family, self.proto) {
+        if icmp::is_icmp(self.family, self.proto) {
             // The id stays; the type becomes its answer (a key exists only for invertible types).
             let ty = (self.dport >> 8) as u8;
-            let inv = icmp_inverse(self.family, ty).unwrap_or(ty);
+            let inv = icmp::inverse(self.family, ty).unwrap_or(ty);
             return FlowKey {
                 src: self.dst,
                 dst: self.src,
@@ -138,7 +93,7 @@ impl FlowKey {
     /// reply-direction probe).
     #[inline]
     pub fn is_reverse_of(&self, other: &FlowKey) -> bool {
-        if is_icmp(other.family, other.proto) {
+        if icmp::is_icmp(other.family, other.proto) {
             return *self == other.reverse();
         }
         self.src == other.dst
@@ -153,9 +108,9 @@ impl FlowKey {
     /// The direction-independent form: the smaller endpoint first.
     #[inline]
     pub fn canonical(&self) -> (FlowKey, bool) {
-        let swapped = if is_icmp(self.family, self.proto) {
+        let swapped = if icmp::is_icmp(self.family, self.proto) {
             // The request's direction is canonical, so both directions agree.
-            !icmp_valid_new(self.family, (self.dport >> 8) as u8)
+            !icmp::valid_new(self.family, (self.dport >> 8) as u8)
         } else {
             self.endpoints_swapped()
         };
@@ -176,7 +131,7 @@ impl FlowKey {
     /// Hash of the canonical form: equal for both directions of a flow.
     #[inline]
     pub fn symmetric_hash(&self) -> u64 {
-        if is_icmp(self.family, self.proto) {
+        if icmp::is_icmp(self.family, self.proto) {
             return self.canonical().0.hash64();
         }
         symmetric_ports(
@@ -205,8 +160,8 @@ impl FlowKey {
     /// The key of a parsed packet, in the packet's direction; `None` for ICMP types that have
     /// no tuple (errors and types without an inverse).
     pub fn from_meta(m: &PacketMeta) -> Option<FlowKey> {
-        if is_icmp(m.family, m.proto) {
-            icmp_inverse(m.family, m.icmp.ty)?;
+        if icmp::is_icmp(m.family, m.proto) {
+            icmp::inverse(m.family, m.icmp.ty)?;
             return Some(FlowKey::new(
                 m.family,
                 m.src,

@@ -17,7 +17,7 @@ use crate::flow::steer_hash;
 use crate::packet::PacketMeta;
 use crate::reason::{DropReason, InvalidReason, L3Error};
 use crate::ruleset::{CompiledRuleset, CompiledStage};
-use crate::wire;
+use crate::wire::{self, proto};
 
 /// Packets parsed and prefetched together by [`Pipeline::process`].
 pub const PREFETCH_GROUP: usize = 32;
@@ -158,7 +158,7 @@ impl Pipeline {
         capacity: usize,
         expect: Arc<SharedExpectations>,
     ) -> Pipeline {
-        let shard = Shard::new(capacity, rules.timeouts, &rules.ftp_ports, expect);
+        let shard = Shard::new(capacity, rules.sysctls, &rules.ftp_ports, expect);
         Pipeline {
             rules,
             shard,
@@ -173,7 +173,7 @@ impl Pipeline {
     /// Swap in a new ruleset (between batches). Conntrack state survives; cached verdicts
     /// of the old generation stop matching.
     pub fn set_rules(&mut self, rules: Arc<CompiledRuleset>) {
-        self.shard.set_timeouts(rules.timeouts);
+        self.shard.set_sysctls(rules.sysctls);
         self.shard.set_ftp_ports(&rules.ftp_ports);
         self.rules = rules;
     }
@@ -356,8 +356,11 @@ impl Pipeline {
         let track = if notrack {
             Track::Untracked
         } else {
-            let csum_ok = !rules.timeouts.checksum
-                || !matches!(m.proto, 1 | 6 | 17 | 58 | 136)
+            let csum_ok = !rules.sysctls.checksum
+                || !matches!(
+                    m.proto,
+                    proto::ICMP | proto::TCP | proto::UDP | proto::ICMPV6 | proto::UDPLITE
+                )
                 || wire::l4_checksum_ok(p.frame, m);
             shard.track_hashed(now, m, p.frame, csum_ok, hash)
         };

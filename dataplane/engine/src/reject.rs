@@ -14,6 +14,7 @@ use config::ruleset::RejectWith;
 
 use crate::packet::{tcp_flags, Fragment, IpFamily, PacketMeta};
 use crate::wire::checksum::{checksum, fold, pseudo_v4, pseudo_v6, sum};
+use crate::wire::{icmp, proto};
 
 /// Largest answer frame (IPv6 minimum MTU + Ethernet header).
 pub const MAX_REPLY: usize = 14 + 1280;
@@ -57,16 +58,13 @@ pub fn build(
     eth_out[..6].copy_from_slice(frame.get(6..12)?);
     eth_out[6..12].copy_from_slice(frame.get(..6)?);
     if with == RejectWith::TcpReset {
-        if m.proto != 6 || m.tcp.flags & tcp_flags::RST != 0 {
+        if m.proto != proto::TCP || m.tcp.flags & tcp_flags::RST != 0 {
             return None;
         }
         return tcp_reset(m, out, l3);
     }
     // No error about an error, or to a multicast/broadcast destination.
-    let icmp_error = match m.family {
-        IpFamily::V4 => m.proto == 1 && matches!(m.icmp.ty, 3 | 4 | 5 | 11 | 12),
-        IpFamily::V6 => m.proto == 58 && m.icmp.ty < 128,
-    };
+    let icmp_error = icmp::is_icmp(m.family, m.proto) && icmp::is_error(m.family, m.icmp.ty);
     let multicast = match m.family {
         IpFamily::V4 => m.dst[12] >= 224 || m.dst[12..] == [255, 255, 255, 255],
         IpFamily::V6 => m.dst[0] == 0xff,

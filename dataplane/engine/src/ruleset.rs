@@ -4,10 +4,9 @@
 
 use config::matches::{CtDir, CtState, Proto};
 use config::ruleset::{Action, Family, Policy, Rule, Ruleset};
-use config::validate::{port_names, port_pairs};
 
 use crate::classifier::{Classifier, Key};
-use crate::conntrack::Timeouts;
+use crate::conntrack::Sysctls;
 use crate::packet::{Fragment, IpFamily, PacketMeta};
 use crate::reason::InvalidReason;
 
@@ -26,6 +25,8 @@ pub struct CompiledStage {
     l4_need: Vec<u8>,
     /// The rules, for the rare truncated-header path.
     rules: Vec<Rule>,
+    /// Each rule's family ([`Rule::implied_family`]), worked out once for that path.
+    families: Vec<Option<Family>>,
     max_l4_need: u8,
 }
 
@@ -48,33 +49,16 @@ fn l4_need(r: &Rule) -> u8 {
     0
 }
 
-/// The family a rule is restricted to, explicit or implied by its matches.
-fn rule_family(r: &Rule) -> Option<Family> {
-    if r.family.is_some() {
-        return r.family;
-    }
-    for m in [&r.src, &r.dst].into_iter().flatten() {
-        if let Some(c) = m.values.first() {
-            return Some(if c.is_v4() {
-                Family::Ipv4
-            } else {
-                Family::Ipv6
-            });
-        }
-    }
-    if r.icmp_type.is_some() {
-        return Some(Family::Ipv4);
-    }
-    if r.icmpv6_type.is_some() {
-        return Some(Family::Ipv6);
-    }
-    None
-}
-
 /// Whether the IP-level part of a rule (family, ports, addresses, protocol) matches: what
 /// iptables checks before it runs the rule's match modules.
-fn ip_level_matches(r: &Rule, m: &PacketMeta, in_port: &str, out_port: &str) -> bool {
-    let family_ok = match rule_family(r) {
+fn ip_level_matches(
+    r: &Rule,
+    family: Option<Family>,
+    m: &PacketMeta,
+    in_port: &str,
+    out_port: &str,
+) -> bool {
+    let family_ok = match family {
         Some(Family::Ipv4) => m.family == IpFamily::V4,
         Some(Family::Ipv6) => m.family == IpFamily::V6,
         None => true,
@@ -147,7 +131,7 @@ impl CompiledStage {
         (0..end.min(self.rules.len()))
             .find(|&i| {
                 m.l4_len < u16::from(self.l4_need[i])
-                    && ip_level_matches(&self.rules[i], m, in_port, out_port)
+                    && ip_level_matches(&self.rules[i], self.families[i], m, in_port, out_port)
             })
             .map(|i| i as u32)
     }
@@ -180,7 +164,7 @@ pub struct CompiledRuleset {
     pub peer: Vec<Option<u8>>,
     pub raw: CompiledStage,
     pub forward: CompiledStage,
-    pub timeouts: Timeouts,
+    pub sysctls: Sysctls,
     pub max_entries: usize,
     pub expect_max: usize,
     pub ftp_ports: Vec<u16>,
@@ -204,13 +188,14 @@ fn stage(rules: &[Rule], policy: Policy, ports: &[String]) -> CompiledStage {
         max_l4_need: l4.iter().copied().max().unwrap_or(0),
         l4_need: l4,
         rules: rules.to_vec(),
+        families: rules.iter().map(Rule::implied_family).collect(),
     }
 }
 
 impl CompiledRuleset {
     /// Compile a validated ruleset.
     pub fn compile(r: &Ruleset, generation: u32) -> Result<CompiledRuleset, CompileError> {
-        let ports = port_names(r);
+        let ports = r.port_names();
         if ports.len() > MAX_PORTS {
             return Err(CompileError::TooManyPorts(ports.len()));
         }
@@ -224,7 +209,7 @@ impl CompiledRuleset {
         }
         let index = |n: &str| ports.iter().position(|p| p == n).map(|i| i as u8);
         let mut peer = vec![None; ports.len()];
-        for [a, b] in port_pairs(r) {
+        for [a, b] in r.port_pairs() {
             if let (Some(ia), Some(ib)) = (index(&a), index(&b)) {
                 peer[ia as usize] = Some(ib);
                 peer[ib as usize] = Some(ia);
@@ -236,7 +221,7 @@ impl CompiledRuleset {
             forward: stage(&r.forward.rules, r.forward.policy, &ports),
             peer,
             ports,
-            timeouts: Timeouts::from_settings(&r.conntrack),
+            sysctls: Sysctls::from_settings(&r.conntrack),
             max_entries: r.conntrack.max as usize,
             expect_max: r.conntrack.expect_max as usize,
             ftp_ports: r

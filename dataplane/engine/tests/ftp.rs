@@ -2,17 +2,15 @@
 //! connection RELATED, as the kernel's nf_conntrack_ftp does; without the helper the data
 //! connection is NEW and a seed-style ruleset drops it.
 
+mod common;
+
 use std::net::IpAddr;
-use std::sync::Arc;
 
 use config::matches::CtState;
 use engine::packet::tcp_flags::{ACK, PSH, SYN};
 use engine::pipeline::{Outcome, Packet, Pipeline, Verdict};
-use engine::ruleset::CompiledRuleset;
-use engine::wire::build::Tcp;
 
-const LAN: u8 = 0;
-const WAN: u8 = 1;
+use common::{LAN, WAN};
 
 fn rules(helper: bool, family_v6: bool) -> String {
     let (c, s) = if family_v6 {
@@ -39,11 +37,7 @@ forward:
 }
 
 fn pipeline(yaml: &str) -> Pipeline {
-    let loaded = config::load_str(yaml, "ftp.yaml").unwrap_or_else(|e| panic!("{e:?}"));
-    Pipeline::new(
-        Arc::new(CompiledRuleset::compile(&loaded.ruleset, 1).unwrap()),
-        1024,
-    )
+    Pipeline::new(common::compile_yaml(yaml, "ftp.yaml", 1), 1024)
 }
 
 /// One TCP connection's two sides, keeping sequence numbers right.
@@ -71,13 +65,10 @@ impl Conn {
     }
 
     fn a_to_b(&mut self, p: &mut Pipeline, flags: u8, data: &[u8]) -> Outcome {
-        let f = Tcp {
-            seq: self.seq_a,
-            ack: if flags & ACK != 0 { self.seq_b } else { 0 },
-            ..Tcp::new(self.a, self.b, flags)
-        }
-        .payload(data.to_vec())
-        .frame();
+        let ack = if flags & ACK != 0 { self.seq_b } else { 0 };
+        let f = common::tcp_seg(self.a, self.b, flags, self.seq_a, ack)
+            .payload(data.to_vec())
+            .frame();
         self.seq_a = self
             .seq_a
             .wrapping_add(data.len() as u32 + u32::from(flags & SYN != 0));
@@ -91,13 +82,10 @@ impl Conn {
     }
 
     fn b_to_a(&mut self, p: &mut Pipeline, flags: u8, data: &[u8]) -> Outcome {
-        let f = Tcp {
-            seq: self.seq_b,
-            ack: if flags & ACK != 0 { self.seq_a } else { 0 },
-            ..Tcp::new(self.b, self.a, flags)
-        }
-        .payload(data.to_vec())
-        .frame();
+        let ack = if flags & ACK != 0 { self.seq_a } else { 0 };
+        let f = common::tcp_seg(self.b, self.a, flags, self.seq_b, ack)
+            .payload(data.to_vec())
+            .frame();
         self.seq_b = self
             .seq_b
             .wrapping_add(data.len() as u32 + u32::from(flags & SYN != 0));

@@ -1,18 +1,15 @@
 //! The engine end to end, in memory: rulesets from YAML, frames from the builders, a fake
 //! clock. Each test states what the kernel does for the same packets.
 
-use std::sync::Arc;
+mod common;
 
 use config::matches::CtState;
 use engine::conntrack::listing;
 use engine::packet::tcp_flags::{ACK, FIN, PSH, RST, SYN, URG};
 use engine::pipeline::{Outcome, Packet, Pipeline, Reason, Verdict};
-use engine::ruleset::CompiledRuleset;
 use engine::wire::build::{self, Icmp, Tcp, Udp};
 
-const SEC: u64 = 1_000_000_000;
-const LAN: u8 = 0;
-const WAN: u8 = 1;
+use common::{LAN, SEC, WAN};
 
 /// The seed's gateway: established both ways first, invalid dropped, NEW to 80 and ICMP echo
 /// from the LAN, everything else dropped.
@@ -30,18 +27,9 @@ forward:
 ";
 
 fn pipeline_with(yaml: &str, generation: u32) -> Pipeline {
-    let loaded = config::load_str(yaml, "test.yaml").unwrap_or_else(|e| {
-        panic!(
-            "{}",
-            e.iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("\n")
-        )
-    });
-    let rules = CompiledRuleset::compile(&loaded.ruleset, generation).unwrap();
+    let rules = common::compile_yaml(yaml, "test.yaml", generation);
     let cap = rules.max_entries.min(1 << 16);
-    Pipeline::new(Arc::new(rules), cap)
+    Pipeline::new(rules, cap)
 }
 
 fn run(p: &mut Pipeline, now: u64, port: u8, frame: &[u8]) -> Outcome {
@@ -62,27 +50,23 @@ const C: &str = "10.10.0.2";
 const S: &str = "10.10.0.3";
 
 fn c2s(sport: u16, dport: u16, flags: u8, seq: u32, ack: u32) -> Tcp {
-    Tcp {
+    common::tcp_seg(
+        (C.parse().unwrap(), sport),
+        (S.parse().unwrap(), dport),
+        flags,
         seq,
         ack,
-        ..Tcp::new(
-            (C.parse::<std::net::IpAddr>().unwrap(), sport),
-            (S.parse::<std::net::IpAddr>().unwrap(), dport),
-            flags,
-        )
-    }
+    )
 }
 
 fn s2c(sport: u16, dport: u16, flags: u8, seq: u32, ack: u32) -> Tcp {
-    Tcp {
+    common::tcp_seg(
+        (S.parse().unwrap(), sport),
+        (C.parse().unwrap(), dport),
+        flags,
         seq,
         ack,
-        ..Tcp::new(
-            (S.parse::<std::net::IpAddr>().unwrap(), sport),
-            (C.parse::<std::net::IpAddr>().unwrap(), dport),
-            flags,
-        )
-    }
+    )
 }
 
 #[test]
@@ -482,10 +466,7 @@ forward:
     - {proto: tcp, dport: 22, ctstate: established, action: drop}
     - {ctstate: [established, related], action: accept}
 ";
-    let loaded = config::load_str(strict, "strict.yaml").unwrap();
-    p.set_rules(Arc::new(
-        CompiledRuleset::compile(&loaded.ruleset, 2).unwrap(),
-    ));
+    p.set_rules(common::compile_yaml(strict, "strict.yaml", 2));
     let o = run(
         &mut p,
         3,

@@ -2,15 +2,15 @@
 //! symmetric hash % N, ICMP errors to the quoted flow's owner, shared expectations) must give
 //! exactly what one shard gives, packet for packet, and the same table.
 
+mod common;
+
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::Arc;
 
 use engine::conntrack::listing;
 use engine::packet::tcp_flags::{ACK, FIN, PSH, RST, SYN};
 use engine::pipeline::{Outcome, Packet};
-use engine::ruleset::CompiledRuleset;
 use engine::sharded::Sharded;
-use engine::wire::build::{Icmp, Tcp, Udp};
+use engine::wire::build::{Icmp, Udp};
 
 const RULES: &str = r"
 helpers: {ftp: {ports: [21]}}
@@ -56,13 +56,9 @@ fn tcp(
     ack: u32,
     data: &[u8],
 ) -> Vec<u8> {
-    Tcp {
-        seq,
-        ack,
-        ..Tcp::new(src, dst, flags)
-    }
-    .payload(data.to_vec())
-    .frame()
+    common::tcp_seg(src, dst, flags, seq, ack)
+        .payload(data.to_vec())
+        .frame()
 }
 
 fn trace(seed: u64, flows: usize) -> Trace {
@@ -181,22 +177,15 @@ fn trace(seed: u64, flows: usize) -> Trace {
 }
 
 fn run(trace: &Trace, workers: usize) -> (Vec<Outcome>, Vec<String>) {
-    let loaded = config::load_str(RULES, "shards.yaml").unwrap();
-    let rules = Arc::new(CompiledRuleset::compile(&loaded.ruleset, 1).unwrap());
+    let rules = common::compile_yaml(RULES, "shards.yaml", 1);
     let mut e = Sharded::new(&rules, workers);
-    let mut out = Vec::new();
-    let mut now = 0;
-    for (ts, port, frame) in trace {
-        now = *ts;
-        e.expire(now, 16);
-        out.push(e.process_one(
-            now,
-            &Packet {
-                frame,
-                in_port: *port,
-            },
-        ));
-    }
+    let out = common::replay(
+        &mut e,
+        trace
+            .iter()
+            .map(|(ts, port, frame)| (*ts, *port, frame.as_slice())),
+    );
+    let now = trace.last().map_or(0, |x| x.0);
     let entries = e
         .pipelines()
         .iter()
@@ -234,8 +223,7 @@ fn any_number_of_shards_decides_like_one() {
 #[test]
 fn flows_really_spread_over_shards() {
     let t = trace(3, 300);
-    let loaded = config::load_str(RULES, "shards.yaml").unwrap();
-    let rules = Arc::new(CompiledRuleset::compile(&loaded.ruleset, 1).unwrap());
+    let rules = common::compile_yaml(RULES, "shards.yaml", 1);
     let mut e = Sharded::new(&rules, 4);
     for (ts, port, frame) in &t {
         e.process_one(

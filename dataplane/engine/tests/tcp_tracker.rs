@@ -3,24 +3,22 @@
 //! the window-tracking numbers checked after every segment against values worked out by
 //! hand from the kernel's rules.
 
-use std::path::Path;
+mod common;
+
 use std::sync::Arc;
 
 use config::matches::CtState;
-use engine::capture;
 use engine::conntrack::entry::{status, Dir};
 use engine::conntrack::expect::SharedExpectations;
 use engine::conntrack::tcp::{flag, state};
-use engine::conntrack::{Shard, Timeouts, Track};
+use engine::conntrack::{Shard, Sysctls, Track};
 use engine::wire;
 
-const SEC: u64 = 1_000_000_000;
+use common::SEC;
 
 fn capture() -> Vec<Vec<u8>> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/http-gateway.pcapng");
-    let file = std::io::BufReader::new(std::fs::File::open(&path).expect("bundled capture"));
-    capture::decode(file, "http-gateway.pcapng", None)
-        .expect("bundled capture")
+    common::read_capture(&common::repo_path("tests/data/http-gateway.pcapng"))
+        .unwrap_or_else(|e| panic!("bundled capture: {e}"))
         .into_iter()
         .map(|f| f.data)
         .collect()
@@ -33,7 +31,7 @@ struct Tracker {
 
 impl Tracker {
     fn new() -> Tracker {
-        let t = Timeouts::default();
+        let t = Sysctls::default();
         Tracker {
             shard: Shard::new(64, t, &[], Arc::new(SharedExpectations::new(8))),
             id: None,

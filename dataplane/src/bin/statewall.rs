@@ -29,7 +29,7 @@ enum Cmd {
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
         workers: u16,
         /// Control socket for statewallctl.
-        #[arg(long, default_value = dataplane::daemon::DEFAULT_SOCKET)]
+        #[arg(long, default_value = config::protocol::DEFAULT_SOCKET)]
         control_socket: PathBuf,
         /// Let this group (name or gid) use the control socket too: socket 0660 and its
         /// directory 0750 of that group (default: root only).

@@ -14,22 +14,22 @@ use std::time::{Duration, Instant};
 use crossbeam::channel::{self, Sender};
 use hdrhistogram::Histogram;
 
+use config::matches::Proto;
 use config::protocol::{
-    Applied, Checked, Command, ConntrackEntry, ConntrackFilter, ConntrackOp, ConntrackReply,
-    CoreStats, DiagnosticMsg, ErrorKind, ErrorReply, Family, HistReply, HistSet, HistSummary,
-    Payload, RuleShow, Setting, Show, StageShow, Stats, Tuple,
+    Applied, Checked, Command, ConntrackFilter, ConntrackOp, ConntrackReply, CoreStats,
+    DiagnosticMsg, ErrorKind, ErrorReply, HistReply, HistSet, HistSummary, Payload, RuleShow,
+    Setting, Show, StageShow, Stats,
 };
-use config::validate::{load_str, node_start, port_interfaces, port_names, port_pairs};
-use config::{ConntrackSettings, Diagnostic, Pos, Ruleset};
+use config::{load_str, ConntrackSettings, Diagnostic, Pos, Ruleset};
 
-use engine::conntrack::entry::{status, Entry};
-use engine::conntrack::listing::format_entry;
+use engine::conntrack::entry::Entry;
+use engine::conntrack::filter::EntryFilter;
+use engine::conntrack::listing;
 use engine::conntrack::tcp::state;
-use engine::packet::{to_ip, IpFamily};
 use engine::reason::{DropReason, InvalidReason};
 use engine::ruleset::CompiledRuleset;
 
-use super::cmd::{EntryFilter, ScanAction, ScanReply, WorkerCmd, SCAN_SLOTS};
+use super::cmd::{ScanAction, ScanReply, WorkerCmd, SCAN_SLOTS};
 use super::stats::{Hists, StageCounters, WorkerCounters};
 use super::Shared;
 
@@ -96,18 +96,6 @@ fn invalid_config(diags: &[Diagnostic]) -> ErrorReply {
     }
 }
 
-fn proto_name(p: u8) -> String {
-    match p {
-        6 => "tcp".into(),
-        17 => "udp".into(),
-        1 => "icmp".into(),
-        58 => "icmpv6".into(),
-        136 => "udplite".into(),
-        132 => "sctp".into(),
-        _ => p.to_string(),
-    }
-}
-
 /// Settings fixed at start: the table and the expectation table are allocated once.
 const FIXED_SETTINGS: &[&str] = &["max", "expect_max"];
 
@@ -164,8 +152,8 @@ impl RuntimeHandle {
     /// open and cannot change while running).
     fn validate(running: &Ruleset, yaml: &str, file: &str) -> Result<config::Loaded, ErrorReply> {
         let loaded = load_str(yaml, file).map_err(|d| invalid_config(&d))?;
-        if port_interfaces(&loaded.ruleset) != port_interfaces(running) {
-            let pos = node_start(&loaded.source, "ports", &[]);
+        if loaded.ruleset.port_interfaces() != running.port_interfaces() {
+            let pos = loaded.source.node_start("ports", &[]);
             let pos = if pos.line == 0 {
                 Pos { line: 1, col: 1 }
             } else {
@@ -176,7 +164,8 @@ impl RuntimeHandle {
                 pos,
                 format!(
                     "the ports differ from the running daemon's ({}); ports are opened at start",
-                    port_interfaces(running)
+                    running
+                        .port_interfaces()
                         .iter()
                         .map(|(k, v)| format!("{k}: {v}"))
                         .collect::<Vec<_>>()
@@ -380,8 +369,8 @@ impl RuntimeHandle {
             generation,
             file: st.file.clone(),
             age_s: at.elapsed().as_secs(),
-            ports: port_names(&st.ruleset),
-            pairs: port_pairs(&st.ruleset),
+            ports: st.ruleset.port_names(),
+            pairs: st.ruleset.port_pairs(),
             settings,
             stages: vec![
                 stage("raw", &st.ruleset.raw, |c| &c.raw),
@@ -574,20 +563,20 @@ impl RuntimeHandle {
                 reply.count = found.len() as u64;
                 if op == ConntrackOp::Count {
                     for (_, e) in &found {
-                        *reply.by_proto.entry(proto_name(e.key.proto)).or_default() += 1;
-                        if e.key.proto == 6 {
-                            let s = state::NAMES
-                                .get(usize::from(e.tcp.state))
-                                .copied()
-                                .unwrap_or("NONE");
+                        *reply
+                            .by_proto
+                            .entry(Proto(e.key.proto).to_string())
+                            .or_default() += 1;
+                        if e.key.proto == Proto::TCP.0 {
+                            let s = state::name(e.tcp.state);
                             *reply.by_state.entry(s.to_string()).or_default() += 1;
                         }
                     }
                 } else {
-                    found.sort_by_key(|(_, e)| engine::conntrack::listing::order_key(e));
+                    found.sort_by_key(|(_, e)| listing::order_key(e));
                     reply.entries = found
                         .iter()
-                        .map(|(w, e)| conntrack_entry(*w, e, now))
+                        .map(|(w, e)| listing::message(*w, e, now))
                         .collect();
                 }
             }
@@ -676,37 +665,5 @@ fn summary(h: &Histogram<u64>) -> HistSummary {
             .iter_recorded()
             .map(|v| (v.value_iterated_to(), v.count_since_last_iteration()))
             .collect(),
-    }
-}
-
-fn conntrack_entry(shard: usize, e: &Entry, now: u64) -> ConntrackEntry {
-    let k = &e.key;
-    let r = k.reverse();
-    let tuple = |k: &engine::flow::FlowKey| Tuple {
-        src: to_ip(k.family, &k.src),
-        dst: to_ip(k.family, &k.dst),
-        sport: k.sport,
-        dport: k.dport,
-    };
-    ConntrackEntry {
-        shard,
-        family: match k.family {
-            IpFamily::V4 => Family::Ipv4,
-            IpFamily::V6 => Family::Ipv6,
-        },
-        proto: k.proto,
-        timeout: e.expires.saturating_sub(now) / 1_000_000_000,
-        state: (k.proto == 6).then(|| {
-            state::NAMES
-                .get(usize::from(e.tcp.state))
-                .copied()
-                .unwrap_or("NONE")
-                .to_string()
-        }),
-        original: tuple(k),
-        reply: tuple(&r),
-        assured: e.has(status::ASSURED),
-        unreplied: !e.has(status::SEEN_REPLY),
-        line: format_entry(e, now),
     }
 }

@@ -4,9 +4,9 @@
 //! [`PortIo`] has the shape of the AF_XDP rings: frames are received from a port into the
 //! caller's hands as opaque handles, read in place, and either moved onto a port's TX ring
 //! ([`PortIo::send`]) or given back ([`PortIo::release`]); completions and the fill ring are
-//! topped up between batches. The AF_XDP ports (`xsk`) and [`super::mem::MemPorts`] (memory,
-//! for tests and benches) implement it. The method names and signatures are those of the
-//! `xsk` module's `FrameIo`, so one can implement the other by forwarding.
+//! topped up between batches. Two types implement it: the AF_XDP ports
+//! ([`crate::xsk::XskPorts`], the daemon's) and [`super::mem::MemPorts`] (frames in memory,
+//! for tests and benches); `statewall-pktgen` drives the same trait.
 
 use std::io;
 use std::ops::DerefMut;

@@ -14,8 +14,8 @@
 //! control protocol on a unix socket. `dataplane/docs/multicore.md` holds the reasoning.
 
 pub mod cmd;
-pub mod handle;
 pub mod doorbell;
+pub mod handle;
 pub mod io;
 pub mod mem;
 pub mod metrics;
@@ -37,8 +37,8 @@ use engine::pipeline::Pipeline;
 use engine::ruleset::{CompileError, CompiledRuleset};
 
 use self::cmd::WorkerCmd;
-pub use self::handle::RuntimeHandle;
 use self::doorbell::Doorbell;
+pub use self::handle::RuntimeHandle;
 pub use self::io::PortIo;
 use self::stats::{Hists, RuleCounters, StatsCell};
 

@@ -32,7 +32,7 @@ use engine::pipeline::{Outcome, Packet, Pipeline, StageId, Verdict};
 use engine::reason::{DropReason, L3Error};
 use engine::wire;
 
-use super::cmd::{live, ScanAction, ScanReply, WorkerCmd, SCAN_SLOTS};
+use super::cmd::{ScanAction, ScanReply, WorkerCmd, SCAN_SLOTS};
 use super::io::PortIo;
 use super::poll::IdlePolicy;
 use super::stats::{Hists, RuleCounters, WorkerCounters};
@@ -386,7 +386,7 @@ impl<Io: PortIo> Worker<Io> {
                     let mut matched = 0;
                     for id in from..end {
                         let e: &Entry = self.pipeline.shard().entry(id as u32);
-                        if !live(e, now) || !filter.matches(e) {
+                        if !e.is_live(now) || !filter.matches(e) {
                             continue;
                         }
                         matched += 1;

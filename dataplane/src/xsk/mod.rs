@@ -50,6 +50,7 @@
     reason = "AF_XDP needs FFI (libxdp/libbpf, socket options) and raw UMEM access; kept in this module"
 )]
 
+mod open;
 mod ports;
 mod sys;
 

@@ -17,41 +17,14 @@ use super::fields::{
 /// One conjunction of per-dimension sets (unconstrained dimensions are full).
 pub(crate) type Shape = [IntervalSet; NDIMS];
 
-/// The families a rule can match: explicit, or implied by its addresses and ICMP matches
-/// (and, as validation reads it, by a protocol list of only `icmp` or only `icmpv6`).
+/// The families a rule can match: those every key that implies a family agrees on
+/// ([`Rule::family_evidence`]); none for a rule whose keys disagree (validation rejects it).
 fn families(rule: &Rule) -> [bool; 2] {
-    let mut ok = [true, true];
-    let mut only = |f: Family| match f {
-        Family::Ipv4 => ok[1] = false,
-        Family::Ipv6 => ok[0] = false,
-    };
-    if let Some(f) = rule.family {
-        only(f);
-    }
-    for m in [&rule.src, &rule.dst].into_iter().flatten() {
-        let v4 = m.values.iter().any(Cidr::is_v4);
-        let v6 = m.values.iter().any(|c| !c.is_v4());
-        if v4 && !v6 {
-            only(Family::Ipv4);
-        } else if v6 && !v4 {
-            only(Family::Ipv6);
-        }
-    }
-    if rule.icmp_type.is_some() {
-        only(Family::Ipv4);
-    }
-    if rule.icmpv6_type.is_some() {
-        only(Family::Ipv6);
-    }
-    if let Some(m) = rule.proto.as_ref().filter(|m| !m.negated) {
-        if m.values.iter().all(|p| *p == Proto::ICMP) {
-            only(Family::Ipv4);
-        }
-        if m.values.iter().all(|p| *p == Proto::ICMPV6) {
-            only(Family::Ipv6);
-        }
-    }
-    ok
+    let evidence = rule.family_evidence();
+    [
+        evidence.iter().all(|e| e.family == Family::Ipv4),
+        evidence.iter().all(|e| e.family == Family::Ipv6),
+    ]
 }
 
 /// A list match as a set: the union of its values' sets, complemented when negated.

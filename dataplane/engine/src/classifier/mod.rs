@@ -31,6 +31,7 @@ use config::ruleset::Rule;
 
 use crate::packet::{Fragment, IpFamily, PacketMeta};
 use crate::reason::InvalidReason;
+use crate::wire::proto;
 use fields::{contains, ct_value, Interval, CT, CT_VALUES, FLAGS, NDIMS};
 use tree::Tree;
 pub use tree::TreeStats;
@@ -113,7 +114,7 @@ fn has_l4(meta: &PacketMeta) -> bool {
 /// The key's TCP flags: the header's, or 0 without one (and for other protocols).
 #[inline]
 fn key_tcp_flags(meta: &PacketMeta, has_l4: bool) -> u8 {
-    if has_l4 && meta.proto == 6 {
+    if has_l4 && meta.proto == proto::TCP {
         meta.tcp.flags
     } else {
         0
@@ -284,7 +285,8 @@ impl Classifier {
     /// `--syn` rules: an established flow's ACK, PSH|ACK or FIN|ACK matches none of them.
     #[inline]
     pub fn flags_irrelevant(&self, proto: u8, tcp_flags: u8) -> bool {
-        proto != 6 || self.flag_values[usize::from(tcp_flags / 64)] & (1 << (tcp_flags % 64)) == 0
+        proto != proto::TCP
+            || self.flag_values[usize::from(tcp_flags / 64)] & (1 << (tcp_flags % 64)) == 0
     }
 
     /// Number of rules compiled (matching or not).

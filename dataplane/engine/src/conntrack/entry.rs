@@ -108,6 +108,17 @@ impl Entry {
         self.status & bit != 0
     }
 
+    /// Whether this slot holds an entry that is alive at `now`.
+    #[inline]
+    pub fn is_live(&self, now: u64) -> bool {
+        self.has(status::IN_USE) && self.expires > now
+    }
+
+    /// Whole seconds until the entry expires, as the listing's timeout column shows them.
+    pub fn remaining_secs(&self, now: u64) -> u64 {
+        self.expires.saturating_sub(now) / 1_000_000_000
+    }
+
     #[inline]
     pub fn set(&mut self, bit: u16) {
         self.status |= bit;

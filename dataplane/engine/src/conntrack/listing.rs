@@ -6,25 +6,15 @@
 use std::fmt::Write as _;
 use std::net::Ipv6Addr;
 
-use crate::flow::{is_icmp, FlowKey};
+use config::matches::Proto;
+use config::protocol::{ConntrackEntry, Family, Tuple};
+
+use crate::flow::FlowKey;
 use crate::packet::{to_ip, IpFamily};
+use crate::wire::icmp::is_icmp;
 
 use super::entry::{status, Entry};
 use super::tcp::state;
-
-fn l4_name(proto: u8) -> &'static str {
-    match proto {
-        6 => "tcp",
-        17 => "udp",
-        1 => "icmp",
-        58 => "icmpv6",
-        136 => "udplite",
-        132 => "sctp",
-        33 => "dccp",
-        47 => "gre",
-        _ => "unknown",
-    }
-}
 
 /// `%pI6`: eight groups of four hex digits, uncompressed, as the kernel prints.
 fn ip6_full(a: &[u8; 16]) -> String {
@@ -57,7 +47,7 @@ fn tuple(out: &mut String, k: &FlowKey) {
             k.dport & 0xff,
             k.sport
         );
-    } else if matches!(k.proto, 6 | 17 | 136 | 132 | 33) {
+    } else if Proto(k.proto).has_ports() {
         let _ = write!(out, "sport={} dport={} ", k.sport, k.dport);
     }
 }
@@ -70,19 +60,15 @@ pub fn format_entry(e: &Entry, now: u64) -> String {
         IpFamily::V6 => ("ipv6", 10),
     };
     let mut out = String::with_capacity(200);
-    let secs = e.expires.saturating_sub(now) / 1_000_000_000;
+    let secs = e.remaining_secs(now);
     let _ = write!(
         out,
         "{l3:<8} {l3num} {:<8} {} {secs} ",
-        l4_name(k.proto),
+        Proto(k.proto).conntrack_name(),
         k.proto
     );
-    if k.proto == 6 {
-        let st = state::NAMES
-            .get(usize::from(e.tcp.state))
-            .copied()
-            .unwrap_or("NONE");
-        let _ = write!(out, "{st} ");
+    if k.proto == Proto::TCP.0 {
+        let _ = write!(out, "{} ", state::name(e.tcp.state));
     }
     tuple(&mut out, k);
     if !e.has(status::SEEN_REPLY) {
@@ -110,4 +96,32 @@ pub fn format_all<'a>(entries: impl Iterator<Item = &'a Entry>, now: u64) -> Vec
     let mut v: Vec<&Entry> = entries.collect();
     v.sort_by_key(|e| order_key(e));
     v.into_iter().map(|e| format_entry(e, now)).collect()
+}
+
+/// One entry as the control protocol's `conntrack list/get` reply carries it: the tuples
+/// as fields, and the listing line beside them. `shard` is the worker that holds it.
+pub fn message(shard: usize, e: &Entry, now: u64) -> ConntrackEntry {
+    let k = &e.key;
+    let r = k.reverse();
+    let tuple = |k: &FlowKey| Tuple {
+        src: to_ip(k.family, &k.src),
+        dst: to_ip(k.family, &k.dst),
+        sport: k.sport,
+        dport: k.dport,
+    };
+    ConntrackEntry {
+        shard,
+        family: match k.family {
+            IpFamily::V4 => Family::Ipv4,
+            IpFamily::V6 => Family::Ipv6,
+        },
+        proto: k.proto,
+        timeout: e.remaining_secs(now),
+        state: (k.proto == Proto::TCP.0).then(|| state::name(e.tcp.state).to_string()),
+        original: tuple(k),
+        reply: tuple(&r),
+        assured: e.has(status::ASSURED),
+        unreplied: !e.has(status::SEEN_REPLY),
+        line: format_entry(e, now),
+    }
 }

@@ -8,26 +8,28 @@
 
 pub mod entry;
 pub mod expect;
+pub mod filter;
 pub mod ftp;
 pub mod listing;
+pub mod sysctls;
 pub mod table;
 pub mod tcp;
-pub mod timeouts;
 
 use config::matches::{CtDir, CtState};
 
-use crate::flow::{icmp_inverse, icmp_is_error, icmp_valid_new, is_icmp, FlowKey};
+use crate::flow::FlowKey;
 use crate::packet::{IpFamily, PacketMeta};
 use crate::reason::InvalidReason;
+use crate::wire::{icmp, proto};
 
 use entry::{status, Dir, Entry};
 use std::sync::Arc;
 
 use expect::{Expectation, SharedExpectations, FTP_EXPECT_TIMEOUT_NS};
 use ftp::{Found, NlSeq};
+pub use sysctls::Sysctls;
 use table::Table;
 use tcp::{Segment, TcpVerdict};
-pub use timeouts::Timeouts;
 
 const NS: u64 = 1_000_000_000;
 
@@ -118,7 +120,7 @@ pub struct ShardStats {
 #[derive(Debug)]
 pub struct Shard {
     table: Table,
-    timeouts: Timeouts,
+    sysctls: Sysctls,
     ftp_ports: Vec<u16>,
     expect: Arc<SharedExpectations>,
     ftp_conns: Vec<FtpConn>,
@@ -132,13 +134,13 @@ impl Shard {
     /// shards of its engine.
     pub fn new(
         capacity: usize,
-        timeouts: Timeouts,
+        sysctls: Sysctls,
         ftp_ports: &[u16],
         expect: Arc<SharedExpectations>,
     ) -> Shard {
         Shard {
             table: Table::new(capacity),
-            timeouts,
+            sysctls,
             ftp_ports: ftp_ports.to_vec(),
             expect,
             ftp_conns: Vec::with_capacity(FTP_CONNS_MAX),
@@ -147,13 +149,13 @@ impl Shard {
         }
     }
 
-    pub fn timeouts(&self) -> &Timeouts {
-        &self.timeouts
+    pub fn sysctls(&self) -> &Sysctls {
+        &self.sysctls
     }
 
     /// New settings apply to later packets (existing timers keep running, as in the kernel).
-    pub fn set_timeouts(&mut self, t: Timeouts) {
-        self.timeouts = t;
+    pub fn set_sysctls(&mut self, t: Sysctls) {
+        self.sysctls = t;
     }
 
     pub fn set_ftp_ports(&mut self, ports: &[u16]) {
@@ -270,20 +272,20 @@ impl Shard {
         if let Some(r) = m.l4_invalid {
             return Track::Invalid(r);
         }
-        if m.family == IpFamily::V6 && m.proto == 59 {
+        if m.family == IpFamily::V6 && m.proto == proto::IPV6_NONXT {
             // ipv6_skip_exthdr gives up at "no next header": no tuple, INVALID.
             return Track::Invalid(InvalidReason::NoL4Header);
         }
-        let icmp = is_icmp(m.family, m.proto);
+        let icmp = icmp::is_icmp(m.family, m.proto);
         if icmp {
             if let Some(t) = self.icmp_error(now, m, checksum_ok) {
                 return t;
             }
         }
-        if !checksum_ok && matches!(m.proto, 6 | 17 | 136) {
+        if !checksum_ok && matches!(m.proto, proto::TCP | proto::UDP | proto::UDPLITE) {
             return Track::Invalid(InvalidReason::BadChecksum);
         }
-        if m.proto == 6 {
+        if m.proto == proto::TCP {
             if let Some(r) = tcp::error(m) {
                 return Track::Invalid(r);
             }
@@ -308,14 +310,14 @@ impl Shard {
             };
             // The commonest TCP segment first (a confirmed entry's in-window ACK), else the
             // general tracker.
-            let fast = if m.proto == 6 {
-                tcp::established_ack(e, dir, m, frame, now, &self.timeouts)
+            let fast = if m.proto == proto::TCP {
+                tcp::established_ack(e, dir, m, frame, now, &self.sysctls)
             } else {
                 None
             };
             let v = match fast {
                 Some(v) => v,
-                None => update(e, dir, m, frame, now, &self.timeouts),
+                None => update(e, dir, m, frame, now, &self.sysctls),
             };
             match v {
                 TcpVerdict::Accept | TcpVerdict::Ignore => {
@@ -356,7 +358,7 @@ impl Shard {
             self.stats.table_full += 1;
             return Track::TableFull;
         }
-        let t = self.timeouts;
+        let t = self.sysctls;
         let mut e = Entry {
             key,
             ..Entry::default()
@@ -367,7 +369,7 @@ impl Shard {
             state = CtState::Related;
         }
         match m.proto {
-            6 => {
+            proto::TCP => {
                 let seg = Segment::from_meta(m, frame);
                 if let Err(r) = tcp::new_conn(&mut e, &seg, &t) {
                     return Track::Invalid(r);
@@ -376,11 +378,11 @@ impl Shard {
                     e.set(status::HELPER_FTP);
                 }
             }
-            1 | 58 if is_icmp(m.family, m.proto) && !icmp_valid_new(m.family, m.icmp.ty) => {
+            1 | 58 if icmp::is_icmp(m.family, m.proto) && !icmp::valid_new(m.family, m.icmp.ty) => {
                 // An answer with no query: the kernel cannot start a connection with it.
                 return Track::Invalid(InvalidReason::IcmpUnsolicitedReply);
             }
-            17 | 136 => e.set_udp_stream_ts(now + 2 * NS),
+            proto::UDP | proto::UDPLITE => e.set_udp_stream_ts(now + 2 * NS),
             _ => {}
         }
         match update(&mut e, Dir::Original, m, frame, now, &t) {
@@ -404,7 +406,7 @@ impl Shard {
         now: u64,
     ) -> HelperVerdict {
         let payload = m.payload(frame);
-        if payload.is_empty() || m.proto != 6 {
+        if payload.is_empty() || m.proto != proto::TCP {
             return HelperVerdict::Accept;
         }
         let key = self.table.get(id).key;
@@ -489,9 +491,9 @@ impl Shard {
     /// Make room for a new flow by evicting a non-ASSURED (or closing TCP) entry near its
     /// hash slot; `false` when there is none (the kernel's "table full, dropping packet").
     fn early_drop(&mut self, hash: u64) -> bool {
-        let cand = self
-            .table
-            .early_drop_candidate(hash, |e| e.key.proto == 6 && tcp::can_early_drop(&e.tcp));
+        let cand = self.table.early_drop_candidate(hash, |e| {
+            e.key.proto == proto::TCP && tcp::can_early_drop(&e.tcp)
+        });
         match cand {
             Some(id) => {
                 self.table.remove(id);
@@ -534,14 +536,14 @@ impl Shard {
                 if ty > 18 {
                     return Some(Track::Invalid(InvalidReason::IcmpUntrackable));
                 }
-                icmp_is_error(m.family, ty)
+                icmp::is_error(m.family, ty)
             }
             IpFamily::V6 => {
                 // Neighbour discovery and MLD are left untracked.
                 if matches!(ty, 130..=136 | 143) {
                     return Some(Track::Untracked);
                 }
-                icmp_is_error(m.family, ty)
+                icmp::is_error(m.family, ty)
             }
         };
         if !is_error {
@@ -551,8 +553,8 @@ impl Shard {
             return Some(Track::Invalid(InvalidReason::IcmpBadInner));
         };
         // The quoted packet's tuple, inverted: the error travels against it.
-        let quoted = if is_icmp(m.family, inner.proto) {
-            if icmp_inverse(m.family, inner.icmp_type).is_none() {
+        let quoted = if icmp::is_icmp(m.family, inner.proto) {
+            if icmp::inverse(m.family, inner.icmp_type).is_none() {
                 return Some(Track::Invalid(InvalidReason::IcmpNoFlow));
             }
             FlowKey::new(
@@ -600,11 +602,11 @@ fn update(
     m: &PacketMeta,
     frame: &[u8],
     now: u64,
-    t: &Timeouts,
+    t: &Sysctls,
 ) -> TcpVerdict {
     match m.proto {
-        6 => tcp::packet(e, dir, &Segment::from_meta(m, frame), now, t),
-        17 | 136 => {
+        proto::TCP => tcp::packet(e, dir, &Segment::from_meta(m, frame), now, t),
+        proto::UDP | proto::UDPLITE => {
             // nf_conntrack_udp_packet: replied flows still active after 2 s are streams.
             // SEEN_REPLY is set after this update, so the first reply still counts as
             // unreplied, as in the kernel.

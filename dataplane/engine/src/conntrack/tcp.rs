@@ -9,7 +9,7 @@ use crate::packet::{tcp_flags as f, PacketMeta};
 use crate::reason::InvalidReason;
 
 use super::entry::{status, Dir, Entry};
-use super::timeouts::Timeouts;
+use super::sysctls::Sysctls;
 
 /// TCP conntrack states (`enum tcp_conntrack`), plus the table's pseudo-states.
 pub mod state {
@@ -41,6 +41,17 @@ pub mod state {
         "CLOSE",
         "SYN_SENT2",
     ];
+
+    /// A state's name as /proc/net/nf_conntrack prints it (`NONE` for anything else).
+    pub fn name(s: u8) -> &'static str {
+        NAMES.get(usize::from(s)).copied().unwrap_or("NONE")
+    }
+
+    /// The state a name (any case) stands for.
+    pub fn from_name(name: &str) -> Option<u8> {
+        let up = name.to_ascii_uppercase();
+        NAMES.iter().position(|n| *n == up).map(|i| i as u8)
+    }
 }
 
 /// Which flags a segment carries, as the table's row index (`enum tcp_bit_set`).
@@ -72,28 +83,75 @@ use state::{
     LAST_ACK as sLA, SYN_RECV as sSR, SYN_SENT as sSS, SYN_SENT2 as sS2, TIME_WAIT as sTW,
 };
 
-/// `tcp_conntracks[dir][index][old_state]`, transcribed row by row from the kernel.
+/// `tcp_conntracks[dir][index][old_state]`, transcribed row by row from the kernel. Below
+/// each row, why each old state goes where it goes. `sIG` (ignore) marks segments that may be
+/// valid or not and that the receiver may answer with a RST or a SYN/ACK: they pass without
+/// changing the state (see `TcpVerdict::Ignore`); `sIV` marks truly invalid ones.
 #[rustfmt::skip]
 const TCP_CONNTRACKS: [[[u8; 10]; 6]; 2] = [
     // ORIGINAL
     [
         //        sNO  sSS  sSR  sES  sFW  sCW  sLA  sTW  sCL  sS2
         /*syn*/  [sSS, sSS, sIG, sIG, sIG, sIG, sIG, sSS, sSS, sS2],
+        // sNO -> sSS  a new connection.
+        // sSS -> sSS  the SYN retransmitted.
+        // sSR..sLA -> sIG  a SYN inside a synchronised connection: the receiver answers with
+        //             a RST (closing it) or a challenge ACK, or we are out of sync and hold a
+        //             dead connection; the SYN/ACK that follows tells (resync).
+        // sTW, sCL -> sSS  the connection reopened (RFC 1122 4.2.2.13).
+        // sS2 -> sS2  a late retransmission of the SYN of a simultaneous open.
         /*synack*/[sIV, sIV, sSR, sIV, sIV, sIV, sIV, sIV, sIV, sSR],
+        // sNO -> sIV  too late, nothing to do with it.
+        // sSS -> sIV  the client cannot send a SYN and then a SYN/ACK.
+        // sSR -> sSR  a late retransmission of the client's SYN/ACK in a simultaneous open.
+        // sES..sCL -> sIV  a SYN/ACK from the client outside the handshake.
+        // sS2 -> sSR  the client answers the server's SYN of a simultaneous open.
         /*fin*/  [sIV, sIV, sFW, sFW, sLA, sLA, sLA, sTW, sCL, sIV],
+        // sNO, sSS, sS2 -> sIV  no FIN before the SYN/ACK has been seen.
+        // sSR, sES -> sFW  the close starts.
+        // sFW, sCW -> sLA  FIN seen both ways (or the FIN retransmitted): waiting for the
+        //             last ACK.
+        // sLA, sTW, sCL  stay: a retransmitted FIN.
         /*ack*/  [sES, sIV, sES, sES, sCW, sCW, sTW, sTW, sCL, sIV],
+        // sNO -> sES  assumed: a connection picked up in the middle (tcp_loose).
+        // sSS, sS2 -> sIV  an ACK before any SYN/ACK was seen.
+        // sSR -> sES  the handshake completes.
+        // sES -> sES  data.
+        // sFW -> sCW  the FIN acknowledged.
+        // sCW -> sCW, sLA -> sTW  the last ACK; sTW, sCL stay (retransmitted last ACK).
         /*rst*/  [sIV, sCL, sCL, sCL, sCL, sCL, sCL, sCL, sCL, sCL],
+        // sNO -> sIV  a RST of no connection; anything else closes (the window check and
+        //             the RST rules in `packet` decide whether it is believed).
         /*none*/ [sIV, sIV, sIV, sIV, sIV, sIV, sIV, sIV, sIV, sIV],
+        // no SYN, FIN, ACK or RST: never valid.
     ],
     // REPLY
     [
         //        sNO  sSS  sSR  sES  sFW  sCW  sLA  sTW  sCL  sS2
         /*syn*/  [sIV, sS2, sIV, sIV, sIV, sIV, sIV, sSS, sIV, sS2],
+        // sNO -> sIV  never reached (a reply direction needs an entry).
+        // sSS -> sS2  simultaneous open: the server sends its own SYN.
+        // sS2 -> sS2  that SYN retransmitted.
+        // sSR..sLA, sCL -> sIV  the server may not send a plain SYN once the handshake ran.
+        // sTW -> sSS  the connection reopened from the server's side.
         /*synack*/[sIV, sSR, sIG, sIG, sIG, sIG, sIG, sIG, sIG, sSR],
+        // sSS -> sSR  the normal open.
+        // sS2 -> sSR  the SYN/ACK of a simultaneous open.
+        // sSR..sCL -> sIG  a late or retransmitted SYN/ACK, or one answering a SYN that was
+        //             ignored (the resync check in `packet` acts on it).
         /*fin*/  [sIV, sIV, sFW, sFW, sLA, sLA, sLA, sTW, sCL, sIV],
+        // sSS, sS2 -> sIV  the server may not send a FIN before its SYN/ACK.
+        // sSR, sES -> sFW  the close starts; sFW, sCW -> sLA  FIN seen both ways.
+        // sLA, sTW, sCL  stay: a retransmitted FIN.
         /*ack*/  [sIV, sIG, sSR, sES, sCW, sCW, sTW, sTW, sCL, sIG],
+        // sSS, sS2 -> sIG  a plain ACK before the SYN/ACK: maybe a half-open connection the
+        //             server still holds; let the SYN/ACK decide.
+        // sSR -> sSR  an ACK answering a SYN the client resent late.
+        // sES -> sES  data; sFW -> sCW  the FIN acknowledged; sLA -> sTW  the last ACK.
         /*rst*/  [sIV, sCL, sCL, sCL, sCL, sCL, sCL, sCL, sCL, sCL],
+        // as the original direction.
         /*none*/ [sIV, sIV, sIV, sIV, sIV, sIV, sIV, sIV, sIV, sIV],
+        // no SYN, FIN, ACK or RST: never valid.
     ],
 ];
 
@@ -312,7 +370,7 @@ enum WindowAction {
 
 /// `nf_tcp_log_invalid`: under `be_liberal` every window complaint is accepted.
 #[inline]
-fn complain(sender: &TcpDir, t: &Timeouts, ret: WindowAction) -> WindowAction {
+fn complain(sender: &TcpDir, t: &Sysctls, ret: WindowAction) -> WindowAction {
     if sender.flags & flag::BE_LIBERAL != 0 || t.tcp_be_liberal {
         WindowAction::Accept
     } else {
@@ -321,7 +379,7 @@ fn complain(sender: &TcpDir, t: &Timeouts, ret: WindowAction) -> WindowAction {
 }
 
 /// `tcp_in_window`.
-fn in_window(c: &mut TcpConn, dir: Dir, idx: u8, seg: &Segment, t: &Timeouts) -> WindowAction {
+fn in_window(c: &mut TcpConn, dir: Dir, idx: u8, seg: &Segment, t: &Sysctls) -> WindowAction {
     let d = dir.idx();
     let r = 1 - d;
     let mut seq = seg.seq;
@@ -562,7 +620,7 @@ pub fn established_ack(
     m: &PacketMeta,
     frame: &[u8],
     now: u64,
-    t: &Timeouts,
+    t: &Sysctls,
 ) -> Option<TcpVerdict> {
     // tcp_conntracks[dir][ACK][ESTABLISHED] is ESTABLISHED in both directions, with no
     // special case in nf_conntrack_tcp_packet.
@@ -632,7 +690,7 @@ pub fn established_ack(
 
 /// `nf_tcp_handle_invalid`: an ASSURED connection answering an invalid FIN/RST with
 /// another gets the shorter "unacknowledged" timeout.
-fn handle_invalid(e: &mut Entry, dir: Dir, idx: u8, now: u64, t: &Timeouts) {
+fn handle_invalid(e: &mut Entry, dir: Dir, idx: u8, now: u64, t: &Sysctls) {
     if !e.has(status::ASSURED) {
         return;
     }
@@ -656,7 +714,7 @@ fn handle_invalid(e: &mut Entry, dir: Dir, idx: u8, now: u64, t: &Timeouts) {
 
 /// `tcp_new`: set up a new connection from its first segment. `Err` means no entry may be
 /// created (INVALID).
-pub fn new_conn(e: &mut Entry, seg: &Segment, t: &Timeouts) -> Result<(), InvalidReason> {
+pub fn new_conn(e: &mut Entry, seg: &Segment, t: &Sysctls) -> Result<(), InvalidReason> {
     let idx = conntrack_index(seg.flags);
     let new_state = TCP_CONNTRACK_NEW[idx as usize];
     if new_state >= state::IV {
@@ -717,7 +775,7 @@ pub fn can_early_drop(c: &TcpConn) -> bool {
 /// `nf_conntrack_tcp_packet` for a segment of an entry (new or confirmed) in direction
 /// `dir`. `seen_reply` is the entry's SEEN_REPLY bit *before* this packet.
 #[inline]
-pub fn packet(e: &mut Entry, dir: Dir, seg: &Segment, now: u64, t: &Timeouts) -> TcpVerdict {
+pub fn packet(e: &mut Entry, dir: Dir, seg: &Segment, now: u64, t: &Sysctls) -> TcpVerdict {
     let old_state = e.tcp.state;
     let idx = conntrack_index(seg.flags);
     let mut new_state = TCP_CONNTRACKS[dir.idx()][idx as usize][old_state as usize];
@@ -890,7 +948,7 @@ fn finish_in_window(
     old_state: u8,
     new_state: u8,
     now: u64,
-    t: &Timeouts,
+    t: &Sysctls,
 ) -> TcpVerdict {
     match in_window(&mut e.tcp, dir, idx, seg, t) {
         WindowAction::Ignore => TcpVerdict::Ignore,
@@ -911,7 +969,7 @@ fn update_state(
     old_state: u8,
     new_state: u8,
     now: u64,
-    t: &Timeouts,
+    t: &Sysctls,
 ) -> TcpVerdict {
     let d = dir.idx();
     let c = &mut e.tcp;
@@ -1009,9 +1067,9 @@ mod tests {
         let mut fast = 0;
         let total = 200_000;
         for _ in 0..total {
-            let t = Timeouts {
+            let t = Sysctls {
                 tcp_be_liberal: next(8) == 0,
-                ..Timeouts::default()
+                ..Sysctls::default()
             };
             let base = next(u32::MAX);
             let mut e = Entry::default();

@@ -1,8 +1,9 @@
 //! ICMP and ICMPv6: the 8-byte header, query identifiers, and the packet an error quotes
 //! (what the kernel's `icmp_error_message` / `nf_conntrack_inet_error` extract with
-//! `nf_ct_get_tuplepr` on the embedded header).
+//! `nf_ct_get_tuplepr` on the embedded header). Also the one place that knows what ICMP types
+//! mean: errors, queries and their answers, which types may open a connection.
 
-use crate::packet::{v4_mapped, InnerTuple, PacketMeta};
+use crate::packet::{v4_mapped, InnerTuple, IpFamily, PacketMeta};
 use crate::reason::InvalidReason;
 
 use super::{ipv6, proto};
@@ -33,6 +34,57 @@ pub fn is_query_v4(ty: u8) -> bool {
 #[inline]
 pub fn is_query_v6(ty: u8) -> bool {
     matches!(ty, 128 | 129 | 139 | 140)
+}
+
+/// ICMP(v4) query types and their answers (the kernel's `invmap` in nf_conntrack_proto_icmp.c).
+const ICMP_INVERSE: [(u8, u8); 8] = [
+    (8, 0),
+    (0, 8),
+    (13, 14),
+    (14, 13),
+    (15, 16),
+    (16, 15),
+    (17, 18),
+    (18, 17),
+];
+/// ICMPv6 query types and their answers (nf_conntrack_proto_icmpv6.c).
+const ICMPV6_INVERSE: [(u8, u8); 4] = [(128, 129), (129, 128), (139, 140), (140, 139)];
+
+/// The type of the answer to an ICMP query type (or of the query for an answer); `None` for
+/// types the kernel cannot invert, which therefore have no tuple.
+pub fn inverse(family: IpFamily, ty: u8) -> Option<u8> {
+    let table: &[(u8, u8)] = match family {
+        IpFamily::V4 => &ICMP_INVERSE,
+        IpFamily::V6 => &ICMPV6_INVERSE,
+    };
+    table.iter().find(|(t, _)| *t == ty).map(|(_, inv)| *inv)
+}
+
+/// Whether an ICMP type may start a connection (`valid_new` in the kernel: the requests).
+pub fn valid_new(family: IpFamily, ty: u8) -> bool {
+    match family {
+        IpFamily::V4 => matches!(ty, 8 | 13 | 15 | 17),
+        IpFamily::V6 => matches!(ty, 128 | 139),
+    }
+}
+
+/// Whether conntrack treats an ICMP type as an error about another packet: v4 3, 4, 5, 11,
+/// 12 (`icmp_is_err`, [`is_error_v4`]); v6 every type below 128 (`icmpv6_error` treats them
+/// all as errors, though only [`is_error_v6`]'s types quote a packet the parser extracts).
+/// No ICMP error is ever sent about one of these (`reject`).
+pub fn is_error(family: IpFamily, ty: u8) -> bool {
+    match family {
+        IpFamily::V4 => is_error_v4(ty),
+        IpFamily::V6 => ty < 128,
+    }
+}
+
+/// Whether `proto` is an ICMP protocol for the family.
+pub fn is_icmp(family: IpFamily, proto: u8) -> bool {
+    matches!(
+        (family, proto),
+        (IpFamily::V4, proto::ICMP) | (IpFamily::V6, proto::ICMPV6)
+    )
 }
 
 /// Parses the ICMP (`v6 == false`) or ICMPv6 message `l4` at `l4_offset` in the frame.

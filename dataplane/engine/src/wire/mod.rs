@@ -25,16 +25,8 @@ mod tests;
 use crate::packet::{Fragment, IpFamily, PacketMeta};
 use crate::reason::L3Error;
 
-/// IP protocol numbers (IANA) the parser looks into.
-pub mod proto {
-    pub const ICMP: u8 = 1;
-    pub const TCP: u8 = 6;
-    pub const UDP: u8 = 17;
-    pub const DCCP: u8 = 33;
-    pub const ICMPV6: u8 = 58;
-    pub const SCTP: u8 = 132;
-    pub const UDPLITE: u8 = 136;
-}
+/// IP protocol numbers (IANA): config's one table, under the name the engine has always used.
+pub use config::proto::number as proto;
 
 /// The largest frame whose offsets fit the `u16` fields of [`PacketMeta`]; bytes beyond it
 /// are not looked at (no link this runs on carries such frames).

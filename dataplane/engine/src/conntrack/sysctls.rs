@@ -1,4 +1,4 @@
-//! Timeouts and TCP knobs in engine units (nanoseconds), derived from the sysctl-named
+//! Sysctls and TCP knobs in engine units (nanoseconds), derived from the sysctl-named
 //! settings of the config.
 
 use config::ConntrackSettings;
@@ -7,9 +7,9 @@ use super::tcp::state;
 
 const NS: u64 = 1_000_000_000;
 
-/// Conntrack parameters the packet path reads, precomputed from [`ConntrackSettings`].
+/// The conntrack sysctls the packet path reads, precomputed from [`ConntrackSettings`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Timeouts {
+pub struct Sysctls {
     /// By TCP state (`tcp::state::*`), as the kernel's `timeouts[]` array.
     pub tcp: [u64; 10],
     pub tcp_max_retrans_timeout: u64,
@@ -26,7 +26,7 @@ pub struct Timeouts {
     pub checksum: bool,
 }
 
-impl Timeouts {
+impl Sysctls {
     pub fn from_settings(s: &ConntrackSettings) -> Self {
         let t = |secs: u32| u64::from(secs) * NS;
         let mut tcp = [0; 10];
@@ -42,7 +42,7 @@ impl Timeouts {
         tcp[state::CLOSE as usize] = t(s.tcp_timeout_close);
         // SYN_SENT2 has no sysctl; the kernel's value is 2 minutes.
         tcp[state::SYN_SENT2 as usize] = 120 * NS;
-        Timeouts {
+        Sysctls {
             tcp,
             tcp_max_retrans_timeout: t(s.tcp_timeout_max_retrans),
             tcp_unack_timeout: t(s.tcp_timeout_unacknowledged),
@@ -60,8 +60,8 @@ impl Timeouts {
     }
 }
 
-impl Default for Timeouts {
+impl Default for Sysctls {
     fn default() -> Self {
-        Timeouts::from_settings(&ConntrackSettings::default())
+        Sysctls::from_settings(&ConntrackSettings::default())
     }
 }

@@ -3,6 +3,11 @@
 //! These types are both what serde_yaml reads (unknown keys are errors) and what
 //! `import-iptables` writes. [`crate::validate`] checks what a type cannot (cross-field rules,
 //! port names) and reports positions through [`crate::source_map`].
+//!
+//! Queries over a document live beside it, as methods: the ports with their defaults applied
+//! (`ports.rs`: [`Ruleset::port_names`], [`Ruleset::port_pairs`],
+//! [`Ruleset::port_interfaces`]) and the IP family a rule is restricted to (`family.rs`:
+//! [`Rule::implied_family`], [`Rule::family_evidence`]).
 
 use std::collections::BTreeMap;
 
@@ -12,9 +17,18 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
 use crate::matches::{
-    Cidr, CtDir, CtState, Icmp4Type, Icmp6Type, Match, PortName, PortRange, Proto, TcpFlagsMatch,
+    Cidr, CtDir, CtState, Icmp4Type, Icmp6Type, Match, PortName, PortRange, TcpFlagsMatch,
 };
+use crate::proto::Proto;
 use crate::settings::ConntrackSettings;
+
+// Data and logic: this file has the document's types; `family.rs` and `ports.rs` add `impl`
+// blocks of queries over them (and use the types from here), and `FamilyEvidence`, the
+// answer type of one query, is re-exported here so that it is named beside `Rule`.
+mod family;
+mod ports;
+
+pub use family::FamilyEvidence;
 
 /// A whole configuration file.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -298,6 +312,29 @@ pub struct Rule {
 }
 
 impl Rule {
+    /// The keys of a rule, in the order the schema lists them (for "did you mean" and for
+    /// finding where a rule starts in its file).
+    pub const KEYS: &'static [&'static str] = &[
+        "family",
+        "in_port",
+        "out_port",
+        "src",
+        "dst",
+        "proto",
+        "sport",
+        "dport",
+        "ports",
+        "icmp_type",
+        "icmpv6_type",
+        "tcp_flags",
+        "syn",
+        "ctstate",
+        "ctdir",
+        "action",
+        "reject_with",
+        "comment",
+    ];
+
     /// A rule with no matches and the given action.
     pub fn new(action: Action) -> Self {
         Rule {
@@ -330,5 +367,18 @@ impl Rule {
         }
         // --syn is `--tcp-flags SYN,RST,ACK,FIN SYN`.
         self.syn.map(|s| (0x17, 0x02, !s))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rule_keys_are_the_fields_serde_knows() {
+        let e = serde_yaml::from_str::<Rule>("{nope: 1, action: accept}").unwrap_err();
+        let msg = e.to_string();
+        let listed: Vec<&str> = msg.split('`').skip(3).step_by(2).collect();
+        assert_eq!(listed, Rule::KEYS, "{msg}");
     }
 }

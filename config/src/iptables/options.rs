@@ -1,0 +1,352 @@
+//! The match options of a rule specification: addresses, interfaces, protocol, match
+//! modules, conntrack states, ports, TCP flags and ICMP types.
+
+use crate::matches::{
+    Cidr, CtState, Icmp4Type, Icmp6Type, Match, PortName, PortRange, Scalar, TcpFlag, TcpFlagsMatch,
+};
+use crate::proto::Proto;
+use crate::ruleset::Family;
+
+use super::family::fam_tool;
+use super::rule::{set_once, RuleParser, SUPPORTED_MATCHES};
+use super::words::Tok;
+
+impl RuleParser<'_> {
+    pub(super) fn addr(&mut self, tok: &Tok, src: bool) {
+        let neg = self.take_neg();
+        let Some(v) = self.value(tok) else { return };
+        let neg = neg || self.take_neg();
+        let Some(values) = self.list::<Cidr>(tok, v) else {
+            return;
+        };
+        let mut off = 0;
+        for (item, c) in v.text.split(',').zip(&values) {
+            if c.is_v4() != (self.fam == Family::Ipv4) {
+                self.err(
+                    v.at(off),
+                    format!(
+                        "`{c}` is an {} address in an {} rule",
+                        if c.is_v4() { "IPv4" } else { "IPv6" },
+                        fam_tool(self.fam)
+                    ),
+                    "put IPv4 rules in iptables input and IPv6 rules in ip6tables input",
+                );
+            }
+            off += item.chars().count() + 1;
+        }
+        let m = Match {
+            negated: neg,
+            values,
+        };
+        let (slot, what) = if src {
+            (&mut self.out.rule.src, "source address")
+        } else {
+            (&mut self.out.rule.dst, "destination address")
+        };
+        set_once(&mut self.out.errs, self.file, slot, m, tok, what);
+    }
+
+    pub(super) fn iface(&mut self, tok: &Tok, input: bool) {
+        let neg = self.take_neg();
+        let Some(v) = self.value(tok) else { return };
+        let neg = neg || self.take_neg();
+        let name = v.text.as_str();
+        if name.ends_with('+') {
+            self.err(
+                v.pos,
+                format!("interface wildcard `{name}` cannot be translated"),
+                "statewall ports are single interfaces: name the interface itself",
+            );
+            return;
+        }
+        if name.is_empty() || name.len() > 15 || name.contains(['/', ' ', ',']) {
+            self.err(
+                v.pos,
+                format!("invalid interface name `{name}`"),
+                "a Linux interface name has 1 to 15 characters, no `/`, `,` or spaces",
+            );
+            return;
+        }
+        self.out.ifaces.push((name.to_string(), v.pos));
+        let m = Match {
+            negated: neg,
+            values: vec![PortName(name.to_string())],
+        };
+        let (slot, what) = if input {
+            (&mut self.out.rule.in_port, "input interface")
+        } else {
+            (&mut self.out.rule.out_port, "output interface")
+        };
+        set_once(&mut self.out.errs, self.file, slot, m, tok, what);
+    }
+
+    pub(super) fn proto(&mut self, tok: &Tok) {
+        let neg = self.take_neg();
+        let Some(v) = self.value(tok) else { return };
+        let neg = neg || self.take_neg();
+        let lower = v.text.to_ascii_lowercase();
+        if lower == "all" || lower == "0" {
+            if neg {
+                self.err(
+                    tok.pos,
+                    format!("`! -p {}` never matches", v.text),
+                    "remove the rule",
+                );
+            }
+            return;
+        }
+        let p = if lower == "icmp6" {
+            Ok(Proto::ICMPV6)
+        } else {
+            Proto::parse_str(&lower)
+        };
+        let p = match p {
+            Ok(p) => p,
+            Err(msg) => {
+                self.err(
+                    v.pos,
+                    format!("`-p {}`: {msg}", v.text),
+                    "write a protocol name or number",
+                );
+                return;
+            }
+        };
+        let other = match self.fam {
+            Family::Ipv4 => Proto::ICMPV6,
+            Family::Ipv6 => Proto::ICMP,
+        };
+        if p == other && !neg {
+            self.err(
+                v.pos,
+                format!(
+                    "protocol `{}` in an {} rule never matches",
+                    v.text,
+                    fam_tool(self.fam)
+                ),
+                "use icmp in iptables rules and icmpv6 in ip6tables rules",
+            );
+        }
+        let m = Match {
+            negated: neg,
+            values: vec![p],
+        };
+        set_once(
+            &mut self.out.errs,
+            self.file,
+            &mut self.out.rule.proto,
+            m,
+            tok,
+            "protocol",
+        );
+    }
+
+    pub(super) fn module(&mut self, tok: &Tok) {
+        self.no_neg(tok);
+        let Some(v) = self.value(tok) else { return };
+        let name = v.text.as_str();
+        let ok = match name {
+            "state" | "conntrack" | "multiport" | "tcp" | "udp" | "comment" | "physdev" => true,
+            "icmp" | "icmp6" => {
+                let own = if self.fam == Family::Ipv4 {
+                    "icmp"
+                } else {
+                    "icmp6"
+                };
+                if name != own {
+                    self.err(
+                        v.pos,
+                        format!("`-m {name}` in an {} rule", fam_tool(self.fam)),
+                        format!("{} uses `-m {own}`", fam_tool(self.fam)),
+                    );
+                }
+                true
+            }
+            _ => false,
+        };
+        if ok {
+            self.modules.push(name.to_string());
+            return;
+        }
+        let hint = match name {
+            "limit" | "hashlimit" | "connlimit" => {
+                "statewall has no rate or connection limits; remove the rule, or enforce the limit elsewhere".to_string()
+            }
+            "recent" => "statewall keeps no address lists; remove the rule".to_string(),
+            "iprange" => "write the range as CIDR networks with -s/-d".to_string(),
+            "helper" => {
+                "connections the FTP helper expects are matched with `--ctstate RELATED`".to_string()
+            }
+            "mark" | "connmark" => "statewall sets and matches no marks".to_string(),
+            "sctp" | "dccp" | "udplite" => {
+                format!("match `-p {name}` by protocol only; ports are translated for tcp and udp")
+            }
+            _ => format!("{SUPPORTED_MATCHES}; rewrite the rule with those, or remove it"),
+        };
+        self.err(tok.pos, format!("unsupported match `-m {name}`"), hint);
+        self.skipping = true;
+    }
+
+    pub(super) fn ctstate(&mut self, tok: &Tok) {
+        let neg = self.take_neg();
+        let Some(v) = self.value(tok) else { return };
+        let neg = neg || self.take_neg();
+        let mut values = Vec::new();
+        let mut off = 0;
+        let mut ok = true;
+        for item in v.text.split(',') {
+            let upper = item.to_ascii_uppercase();
+            if upper == "SNAT" || upper == "DNAT" {
+                ok = false;
+                self.err(
+                    v.at(off),
+                    format!(
+                        "unsupported conntrack state `{item}` in `{} {}`",
+                        tok.text, v.text
+                    ),
+                    "statewall does no NAT, so no connection is SNAT or DNAT; remove the state",
+                );
+            } else {
+                match CtState::parse_str(item) {
+                    Ok(s) => values.push(s),
+                    Err(msg) => {
+                        ok = false;
+                        self.err(
+                            v.at(off),
+                            format!("`{} {}`: {msg}", tok.text, v.text),
+                            "states are NEW, ESTABLISHED, RELATED, INVALID, UNTRACKED",
+                        );
+                    }
+                }
+            }
+            off += item.chars().count() + 1;
+        }
+        if ok {
+            // Canonical order (new, established, related, invalid, untracked).
+            values.sort();
+            values.dedup();
+            let m = Match {
+                negated: neg,
+                values,
+            };
+            set_once(
+                &mut self.out.errs,
+                self.file,
+                &mut self.out.rule.ctstate,
+                m,
+                tok,
+                "connection state",
+            );
+        }
+    }
+
+    pub(super) fn ports(&mut self, tok: &Tok) {
+        let neg = self.take_neg();
+        let Some(v) = self.value(tok) else { return };
+        let neg = neg || self.take_neg();
+        let Some(values) = self.list::<PortRange>(tok, v) else {
+            return;
+        };
+        let m = Match {
+            negated: neg,
+            values,
+        };
+        let (slot, what) = match tok.text.as_str() {
+            "--dports" | "--destination-ports" | "--dport" | "--destination-port" => {
+                (&mut self.out.rule.dport, "destination port")
+            }
+            "--sports" | "--source-ports" | "--sport" | "--source-port" => {
+                (&mut self.out.rule.sport, "source port")
+            }
+            _ => (&mut self.out.rule.ports, "either-side port"),
+        };
+        set_once(&mut self.out.errs, self.file, slot, m, tok, what);
+    }
+
+    pub(super) fn tcp_flags(&mut self, tok: &Tok) {
+        let neg = self.take_neg();
+        let Some(mask) = self.value(tok) else { return };
+        let Some(comp) = self.next() else {
+            self.err(
+                tok.pos,
+                "`--tcp-flags` needs two values: MASK COMP",
+                "e.g. `--tcp-flags SYN,RST,ACK,FIN SYN`",
+            );
+            return;
+        };
+        let neg = neg || self.take_neg();
+        let (Some(m), Some(c)) = (
+            self.list::<TcpFlag>(tok, mask),
+            self.list::<TcpFlag>(tok, comp),
+        ) else {
+            return;
+        };
+        let f = TcpFlagsMatch {
+            mask: Match::new(m),
+            comp: Match::new(c),
+            not: neg,
+        };
+        set_once(
+            &mut self.out.errs,
+            self.file,
+            &mut self.out.rule.tcp_flags,
+            f,
+            tok,
+            "TCP flags",
+        );
+    }
+
+    pub(super) fn icmp(&mut self, tok: &Tok, v6: bool) {
+        let neg = self.take_neg();
+        let Some(v) = self.value(tok) else { return };
+        let neg = neg || self.take_neg();
+        if v.text.eq_ignore_ascii_case("any") {
+            if neg {
+                self.err(
+                    v.pos,
+                    format!("`! {} any` never matches", tok.text),
+                    "remove the rule",
+                );
+            }
+            return;
+        }
+        if v6 {
+            match Icmp6Type::parse_str(&v.text) {
+                Ok(t) => set_once(
+                    &mut self.out.errs,
+                    self.file,
+                    &mut self.out.rule.icmpv6_type,
+                    Match {
+                        negated: neg,
+                        values: vec![t],
+                    },
+                    tok,
+                    "ICMPv6 type",
+                ),
+                Err(msg) => self.err(
+                    v.pos,
+                    format!("`{} {}`: {msg}", tok.text, v.text),
+                    "write a type name or TYPE[/CODE]",
+                ),
+            }
+        } else {
+            match Icmp4Type::parse_str(&v.text) {
+                Ok(t) => set_once(
+                    &mut self.out.errs,
+                    self.file,
+                    &mut self.out.rule.icmp_type,
+                    Match {
+                        negated: neg,
+                        values: vec![t],
+                    },
+                    tok,
+                    "ICMP type",
+                ),
+                Err(msg) => self.err(
+                    v.pos,
+                    format!("`{} {}`: {msg}", tok.text, v.text),
+                    "write a type name or TYPE[/CODE]",
+                ),
+            }
+        }
+    }
+}

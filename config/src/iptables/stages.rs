@@ -1,0 +1,533 @@
+//! From translated rule lines to the ruleset: each line's chain becomes a stage and its
+//! target an action (or an FTP helper port), `-I` positions are honoured, chain policies of
+//! the two families are merged, interfaces become ports, and every translated rule is checked
+//! by the loader's validation.
+
+use std::collections::BTreeMap;
+
+use crate::diag::{Diagnostic, Pos};
+use crate::matches::{Match, PortName, PortRange};
+use crate::proto::Proto;
+use crate::ruleset::{Action, Family, FtpHelper, Policy, PortSpec, Rule, Ruleset};
+use crate::source_map::SourceMap;
+use crate::suggest::did_you_mean;
+use crate::validate::validate;
+
+use super::family::{fam_index, fam_tool};
+use super::import::{builtin_chains, Entry, Importer, Item, TABLES};
+use super::rule::{Parsed, Target};
+use super::words::Tok;
+
+impl Importer<'_> {
+    pub(super) fn add_rule(
+        &mut self,
+        fam: Family,
+        table: &str,
+        table_pos: Pos,
+        chain: &Tok,
+        insert: Option<(usize, Pos)>,
+        parsed: Parsed,
+        pos: Pos,
+    ) {
+        let Parsed {
+            mut rule,
+            target,
+            ifaces,
+            physdev_bridged,
+            mut errs,
+            ..
+        } = parsed;
+        let name = chain.text.as_str();
+        if let Some(p) = physdev_bridged {
+            // With br_netfilter, filter FORWARD sees bridged packets (true) and routed ones
+            // (false); a bump-in-the-wire gateway routes nothing, so in FORWARD the match is
+            // always true and drops out. INPUT/OUTPUT (translated to `forward` here) see
+            // locally delivered or sent packets, for which it is false; PREROUTING is before
+            // the bridging decision.
+            if !(table == "filter" && name == "FORWARD") {
+                errs.push(
+                    Diagnostic::error(
+                        self.file,
+                        p,
+                        format!("`--physdev-is-bridged` in {table} {name} cannot be translated"),
+                    )
+                    .with_hint(
+                        "it is always true in filter FORWARD on a bridge, where import drops it; elsewhere remove the rule or move it to FORWARD",
+                    ),
+                );
+            }
+        }
+        let ok = errs.is_empty();
+        self.errs.append(&mut errs);
+        let key = (fam, table.to_string(), name.to_string());
+        let stage_table: &'static str = match (table, name) {
+            ("filter", "INPUT" | "FORWARD" | "OUTPUT") => "filter",
+            ("raw", "PREROUTING") => "raw",
+            _ => {
+                let (msg, hint) = if self.user_chains.contains(&key) {
+                    (
+                        format!("rule in user-defined chain `{name}` cannot be translated"),
+                        "statewall has one ordered rule list per stage: inline the chain's rules where it is jumped to".to_string(),
+                    )
+                } else {
+                    match table {
+                        "nat" => (
+                            format!("`{name}` in table `nat`: statewall does no NAT"),
+                            "remove the nat table (do NAT on another box); import the filter and raw tables".to_string(),
+                        ),
+                        "mangle" | "security" => (
+                            format!("`{name}` in table `{table}` cannot be translated"),
+                            format!("statewall has no {table} table; remove these rules"),
+                        ),
+                        "raw" if name == "OUTPUT" => (
+                            "raw OUTPUT rules cannot be translated".to_string(),
+                            "raw OUTPUT sees locally generated packets, and a bump-in-the-wire gateway has none; use raw PREROUTING".to_string(),
+                        ),
+                        "filter" | "raw" => (
+                            format!("no chain `{name}` in table `{table}`"),
+                            format!(
+                                "built-in chains of `{table}`: {}",
+                                builtin_chains(table).join(", ")
+                            ),
+                        ),
+                        _ => (
+                            format!("unknown table `{table}`{}", did_you_mean(table, TABLES)),
+                            format!("tables are {}", TABLES.join(", ")),
+                        ),
+                    }
+                };
+                let at = if TABLES.contains(&table) {
+                    chain.pos
+                } else {
+                    table_pos
+                };
+                self.err(at, msg, hint);
+                return;
+            }
+        };
+        let Some((target, tpos)) = target else {
+            self.err(
+                pos,
+                "rule without a target (`-j`)",
+                "a counting-only rule has no statewall equivalent; add `-j ACCEPT`/`-j DROP` or remove it",
+            );
+            return;
+        };
+        let item = match (stage_table, target) {
+            ("filter" | "raw", Target::Accept) => {
+                rule.action = Action::Accept;
+                Item::Rule(Box::new(rule))
+            }
+            ("filter", Target::Drop) => {
+                rule.action = Action::Drop;
+                Item::Rule(Box::new(rule))
+            }
+            ("filter", Target::Reject(rw)) => {
+                rule.action = Action::Reject;
+                rule.reject_with = rw;
+                Item::Rule(Box::new(rule))
+            }
+            (
+                "raw",
+                Target::Notrack
+                | Target::Ct {
+                    notrack: true,
+                    helper: None,
+                },
+            ) => {
+                rule.action = Action::Notrack;
+                Item::Rule(Box::new(rule))
+            }
+            (
+                "raw",
+                Target::Ct {
+                    notrack: false,
+                    helper: Some(h),
+                },
+            ) => match self.ftp_port(&rule, &h, tpos) {
+                Some(p) => Item::FtpPort(p),
+                None => return,
+            },
+            (_, Target::Ct { notrack, helper }) if stage_table == "raw" => {
+                let msg = if notrack && helper.is_some() {
+                    "`-j CT` with both --notrack and --helper"
+                } else {
+                    "`-j CT` without --notrack or --helper"
+                };
+                self.err(
+                    tpos,
+                    msg,
+                    "statewall translates `-j CT --notrack` and `-p tcp --dport N -j CT --helper ftp`",
+                );
+                return;
+            }
+            ("filter", Target::Ct { .. } | Target::Notrack) => {
+                self.err(
+                    tpos,
+                    "`-j CT`/`-j NOTRACK` belongs in the raw table",
+                    "use `iptables -t raw -A PREROUTING ...`",
+                );
+                return;
+            }
+            ("raw", Target::Drop | Target::Reject(_)) => {
+                self.err(
+                    tpos,
+                    "dropping in the raw table cannot be translated",
+                    "statewall's raw stage only decides what to track (notrack, accept); drop in the filter FORWARD chain",
+                );
+                return;
+            }
+            (_, Target::Other(t)) => {
+                self.other_target(fam, table, &t, tpos);
+                return;
+            }
+            (_, t) => {
+                self.err(
+                    tpos,
+                    format!("target {t:?} cannot be translated here"),
+                    "use ACCEPT, DROP or REJECT in filter chains, CT --notrack or ACCEPT in raw PREROUTING",
+                );
+                return;
+            }
+        };
+        if !ok {
+            return;
+        }
+        let item = match item {
+            Item::Rule(mut r) => {
+                if r.implied_family().is_none() {
+                    r.family = Some(fam);
+                }
+                if name != "FORWARD" && stage_table == "filter" && r.comment.is_none() {
+                    r.comment = Some(format!("from {name}"));
+                }
+                Item::Rule(r)
+            }
+            i @ Item::FtpPort(_) => i,
+        };
+        let entry = Entry {
+            fam,
+            table: stage_table,
+            chain: name.to_string(),
+            item,
+            pos,
+            ifaces,
+        };
+        self.insert(entry, insert);
+    }
+
+    pub(super) fn other_target(&mut self, fam: Family, table: &str, t: &str, pos: Pos) {
+        let key = (fam, table.to_string(), t.to_string());
+        let (msg, hint) = if self.user_chains.contains(&key) {
+            (
+                format!("jump to user-defined chain `{t}` cannot be translated"),
+                "statewall has one ordered rule list per stage: inline the chain's rules here"
+                    .to_string(),
+            )
+        } else {
+            let hint = match t {
+                "LOG" | "NFLOG" | "ULOG" => {
+                    "statewall counts verdicts per rule and reason (statewallctl stats); remove the LOG rule"
+                }
+                "RETURN" => "statewall has no chains to return from; rewrite the rules without RETURN",
+                "MASQUERADE" | "SNAT" | "DNAT" | "REDIRECT" | "NETMAP" => "statewall does no NAT",
+                "MARK" | "CONNMARK" | "TOS" | "DSCP" | "TTL" | "HL" | "TCPMSS" => {
+                    "statewall does not modify packets"
+                }
+                "QUEUE" | "NFQUEUE" => "statewall does not queue packets to user space",
+                _ => "targets statewall translates: ACCEPT, DROP, REJECT; in raw PREROUTING also CT --notrack, NOTRACK, CT --helper ftp",
+            };
+            let known = [
+                "LOG",
+                "NFLOG",
+                "ULOG",
+                "RETURN",
+                "MASQUERADE",
+                "SNAT",
+                "DNAT",
+                "REDIRECT",
+                "NETMAP",
+                "MARK",
+                "CONNMARK",
+                "TOS",
+                "DSCP",
+                "TTL",
+                "HL",
+                "TCPMSS",
+                "QUEUE",
+                "NFQUEUE",
+                "TRACE",
+                "AUDIT",
+                "TEE",
+                "CLASSIFY",
+                "SET",
+                "CHECKSUM",
+                "SECMARK",
+                "CONNSECMARK",
+            ];
+            if known.contains(&t) {
+                (format!("unsupported target `-j {t}`"), hint.to_string())
+            } else {
+                (
+                    format!(
+                        "unknown target `-j {t}`: no such chain{}",
+                        did_you_mean(t, &["ACCEPT", "DROP", "REJECT", "CT", "NOTRACK"])
+                    ),
+                    hint.to_string(),
+                )
+            }
+        };
+        self.err(pos, msg, hint);
+    }
+
+    /// `-p tcp --dport N -j CT --helper ftp` → N.
+    pub(super) fn ftp_port(&mut self, rule: &Rule, helper: &str, pos: Pos) -> Option<u16> {
+        if helper != "ftp" {
+            self.err(
+                pos,
+                format!("unsupported conntrack helper `{helper}`"),
+                "statewall has the FTP helper only",
+            );
+            return None;
+        }
+        let port = rule.dport.as_ref().and_then(|m| match m.values.as_slice() {
+            [r] if !m.negated && r.lo == r.hi => Some(r.lo),
+            _ => None,
+        });
+        if let Some(p) = port {
+            let mut probe = Rule::new(rule.action);
+            probe.proto = Some(Match::new(vec![Proto::TCP]));
+            probe.dport = Some(Match::new(vec![PortRange { lo: p, hi: p }]));
+            probe.comment.clone_from(&rule.comment);
+            if probe == *rule {
+                return Some(p);
+            }
+        }
+        self.err(
+            pos,
+            "`-j CT --helper ftp` is translated only as `-p tcp --dport PORT -j CT --helper ftp`",
+            "statewall's FTP helper watches TCP control ports for all addresses and interfaces: list them under helpers.ftp.ports (or in --helpers)",
+        );
+        None
+    }
+
+    /// Append, or insert at a chain position (1-based) as `-I CHAIN N` does.
+    pub(super) fn insert(&mut self, entry: Entry, at: Option<(usize, Pos)>) {
+        let Some((n, npos)) = at else {
+            self.entries.push(entry);
+            return;
+        };
+        let same: Vec<usize> = self
+            .entries
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.fam == entry.fam && e.table == entry.table && e.chain == entry.chain)
+            .map(|(i, _)| i)
+            .collect();
+        if n == 0 || n > same.len() + 1 {
+            self.err(
+                npos,
+                format!(
+                    "cannot insert at position {n}: chain `{}` has {} rule(s) here",
+                    entry.chain,
+                    same.len()
+                ),
+                "positions start at 1 and go up to the rule count plus one",
+            );
+            return;
+        }
+        let idx = match same.get(n - 1) {
+            Some(i) => *i,
+            None => same.last().map_or(self.entries.len(), |i| i + 1),
+        };
+        self.entries.insert(idx, entry);
+    }
+
+    pub(super) fn stage_policy(&self, table: &str, chain: &str) -> (Policy, Vec<Rule>) {
+        let fams: Vec<Family> = [Family::Ipv4, Family::Ipv6]
+            .into_iter()
+            .filter(|f| self.families[fam_index(*f)])
+            .collect();
+        let per: Vec<(Family, Policy)> = fams
+            .iter()
+            .map(|f| {
+                let p = self
+                    .policies
+                    .get(&(*f, table.to_string(), chain.to_string()))
+                    .copied()
+                    .unwrap_or_default();
+                (*f, p)
+            })
+            .collect();
+        let first = per.first().map_or(Policy::Accept, |(_, p)| *p);
+        if per.iter().all(|(_, p)| *p == first) {
+            return (first, Vec::new());
+        }
+        let tail = per
+            .iter()
+            .filter(|(_, p)| *p == Policy::Accept)
+            .map(|(f, _)| {
+                let mut r = Rule::new(Action::Accept);
+                r.family = Some(*f);
+                r.comment = Some(format!("{} {chain} policy ACCEPT", fam_tool(*f)));
+                r
+            })
+            .collect();
+        (Policy::Drop, tail)
+    }
+
+    /// Ports from interfaces, stages, helpers; then a check of every translated rule.
+    pub(super) fn finish(mut self) -> (Ruleset, Vec<Diagnostic>) {
+        let mut rs = Ruleset::default();
+        // Interfaces → ports.
+        let mut ifaces: Vec<(String, Pos)> = Vec::new();
+        let mut lo_seen = false;
+        for e in &self.entries {
+            for (name, pos) in &e.ifaces {
+                if name == "lo" {
+                    lo_seen = true;
+                    self.errs.push(
+                        Diagnostic::error(
+                            self.file,
+                            *pos,
+                            "loopback interface `lo` cannot be translated",
+                        )
+                        .with_hint(
+                            "it carries only the host's own traffic, and a bump-in-the-wire gateway forwards none; remove the rule",
+                        ),
+                    );
+                } else if !ifaces.iter().any(|(n, _)| n == name) {
+                    ifaces.push((name.clone(), *pos));
+                }
+            }
+        }
+        let mut names: BTreeMap<String, String> = BTreeMap::new();
+        // One interface, `lan` or `wan`: the other is the other default port, so no `ports:`
+        // key (the rules' names stay as they are). Two are declared, even `lan` and `wan`.
+        let defaults = ifaces.len() == 1 && ifaces.iter().all(|(n, _)| n == "lan" || n == "wan");
+        if !ifaces.is_empty() && !lo_seen && !defaults {
+            if ifaces.len() == 2 {
+                let mut ports = BTreeMap::new();
+                for (iface, _) in &ifaces {
+                    let mut name = port_name(iface);
+                    while ports.contains_key(&name) {
+                        name.push('_');
+                    }
+                    ports.insert(name.clone(), PortSpec::Interface(iface.clone()));
+                    names.insert(iface.clone(), name);
+                }
+                rs.ports = Some(ports);
+            } else {
+                let list: Vec<&str> = ifaces.iter().map(|(n, _)| n.as_str()).collect();
+                let pos = ifaces
+                    .get(2)
+                    .or(ifaces.first())
+                    .map_or(Pos::default(), |(_, p)| *p);
+                self.errs.push(
+                    Diagnostic::error(
+                        self.file,
+                        pos,
+                        format!(
+                            "the rules name {} interface(s) ({}): a statewall gateway forwards between a pair of ports",
+                            list.len(),
+                            list.join(", ")
+                        ),
+                    )
+                    .with_hint(
+                        "name exactly two interfaces with -i/-o or --physdev-in/--physdev-out (the gateway's two sides), only `lan` or only `wan` (the default ports), or none, and declare further ports and pairs in the YAML by hand",
+                    ),
+                );
+            }
+        }
+        let rename = |m: &mut Option<Match<PortName>>| {
+            if let Some(m) = m {
+                for v in &mut m.values {
+                    if let Some(n) = names.get(&v.0) {
+                        v.0.clone_from(n);
+                    }
+                }
+            }
+        };
+        let mut ftp: Vec<u16> = Vec::new();
+        let mut checked: Vec<(Pos, &'static str, Rule)> = Vec::new();
+        for e in &self.entries {
+            match &e.item {
+                Item::FtpPort(p) => {
+                    if !ftp.contains(p) {
+                        ftp.push(*p);
+                    }
+                }
+                Item::Rule(r) => {
+                    let mut r = (**r).clone();
+                    rename(&mut r.in_port);
+                    rename(&mut r.out_port);
+                    checked.push((e.pos, e.table, r.clone()));
+                    if e.table == "raw" {
+                        rs.raw.rules.push(r);
+                    } else {
+                        rs.forward.rules.push(r);
+                    }
+                }
+            }
+        }
+        if !ftp.is_empty() {
+            rs.helpers.ftp = Some(FtpHelper { ports: ftp });
+        }
+        let (p, mut tail) = self.stage_policy("filter", "FORWARD");
+        rs.forward.policy = p;
+        rs.forward.rules.append(&mut tail);
+        let (p, mut tail) = self.stage_policy("raw", "PREROUTING");
+        rs.raw.policy = p;
+        rs.raw.rules.append(&mut tail);
+        // Each rule through the loader's validation, reported at its line.
+        for (pos, table, mut r) in checked {
+            r.in_port = None;
+            r.out_port = None;
+            let mut one = Ruleset::default();
+            if table == "raw" {
+                one.raw.rules.push(r);
+            } else {
+                one.forward.rules.push(r);
+            }
+            for d in validate(&one, &SourceMap::default(), self.file) {
+                let mut e = Diagnostic::error(
+                    self.file,
+                    pos,
+                    format!("the translated rule would be invalid: {}", d.message),
+                );
+                e.hint = d.hint;
+                self.errs.push(e);
+            }
+        }
+        if self.errs.is_empty() {
+            for d in validate(&rs, &SourceMap::default(), self.file) {
+                let mut e = Diagnostic::error(
+                    self.file,
+                    Pos::default(),
+                    format!("the translated ruleset would be invalid: {}", d.message),
+                );
+                e.hint = d.hint;
+                self.errs.push(e);
+            }
+        }
+        (rs, self.errs)
+    }
+}
+
+/// A port name for an interface: letters, digits, `-`, `_`, starting with a letter.
+fn port_name(iface: &str) -> String {
+    let mut s: String = iface
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if !s.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        s.insert_str(0, "if");
+    }
+    s
+}

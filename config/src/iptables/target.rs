@@ -1,0 +1,141 @@
+//! The target options of a rule specification: `-j`, `--reject-with`, and `-j CT`'s
+//! `--notrack`/`--helper`.
+
+use crate::ruleset::{Family, RejectWith};
+use crate::suggest::did_you_mean;
+
+use super::family::fam_tool;
+use super::rule::{RuleParser, Target};
+use super::words::Tok;
+
+impl RuleParser<'_> {
+    pub(super) fn jump(&mut self, tok: &Tok) {
+        self.no_neg(tok);
+        let Some(v) = self.value(tok) else { return };
+        let target = match v.text.as_str() {
+            "ACCEPT" => Target::Accept,
+            "DROP" => Target::Drop,
+            "REJECT" => Target::Reject(None),
+            "CT" => Target::Ct {
+                notrack: false,
+                helper: None,
+            },
+            "NOTRACK" => Target::Notrack,
+            other => {
+                self.skipping = true;
+                Target::Other(other.to_string())
+            }
+        };
+        if self.out.target.is_some() {
+            self.err(tok.pos, "a second `-j` in one rule", "give one target");
+            return;
+        }
+        self.out.target = Some((target, v.pos));
+    }
+
+    pub(super) fn reject_with(&mut self, tok: &Tok) {
+        self.no_neg(tok);
+        let Some(v) = self.value(tok) else { return };
+        if !matches!(self.out.target, Some((Target::Reject(_), _))) {
+            self.err(
+                tok.pos,
+                "`--reject-with` without `-j REJECT` before it",
+                "write `-j REJECT --reject-with TYPE`",
+            );
+            return;
+        }
+        let name = v.text.as_str();
+        let v4 = [
+            ("icmp-port-unreachable", None),
+            ("port-unreach", None),
+            (
+                "icmp-host-unreachable",
+                Some(RejectWith::IcmpHostUnreachable),
+            ),
+            ("host-unreach", Some(RejectWith::IcmpHostUnreachable)),
+            ("icmp-net-unreachable", Some(RejectWith::IcmpNetUnreachable)),
+            ("net-unreach", Some(RejectWith::IcmpNetUnreachable)),
+            (
+                "icmp-proto-unreachable",
+                Some(RejectWith::IcmpProtoUnreachable),
+            ),
+            ("proto-unreach", Some(RejectWith::IcmpProtoUnreachable)),
+            (
+                "icmp-admin-prohibited",
+                Some(RejectWith::IcmpAdminProhibited),
+            ),
+            ("admin-prohib", Some(RejectWith::IcmpAdminProhibited)),
+            ("tcp-reset", Some(RejectWith::TcpReset)),
+            ("tcp-rst", Some(RejectWith::TcpReset)),
+        ];
+        let v6 = [
+            ("icmp6-port-unreachable", None),
+            ("port-unreach", None),
+            (
+                "icmp6-adm-prohibited",
+                Some(RejectWith::IcmpAdminProhibited),
+            ),
+            ("adm-prohibited", Some(RejectWith::IcmpAdminProhibited)),
+            ("icmp6-no-route", Some(RejectWith::IcmpNetUnreachable)),
+            ("no-route", Some(RejectWith::IcmpNetUnreachable)),
+            (
+                "icmp6-addr-unreachable",
+                Some(RejectWith::IcmpHostUnreachable),
+            ),
+            ("addr-unreach", Some(RejectWith::IcmpHostUnreachable)),
+            ("tcp-reset", Some(RejectWith::TcpReset)),
+            ("tcp-rst", Some(RejectWith::TcpReset)),
+        ];
+        let table: &[(&str, Option<RejectWith>)] = if self.fam == Family::Ipv4 { &v4 } else { &v6 };
+        if let Some((_, rw)) = table.iter().find(|(n, _)| *n == name) {
+            self.out.target = Some((Target::Reject(*rw), v.pos));
+            return;
+        }
+        let names: Vec<&str> = table.iter().map(|(n, _)| *n).collect();
+        let hint = match name {
+            "icmp-net-prohibited" | "icmp-host-prohibited" | "net-prohib" | "host-prohib" => {
+                "statewall's closest answer is icmp-admin-prohibited (code 13); change the rule to it if that is acceptable".to_string()
+            }
+            _ => format!(
+                "{} reject types statewall translates: {}",
+                fam_tool(self.fam),
+                names.join(", ")
+            ),
+        };
+        self.err(
+            v.pos,
+            format!(
+                "unsupported `--reject-with {name}` in an {} rule{}",
+                fam_tool(self.fam),
+                did_you_mean(name, &names)
+            ),
+            hint,
+        );
+    }
+
+    pub(super) fn ct_option(&mut self, tok: &Tok) {
+        self.no_neg(tok);
+        let helper = if tok.text == "--helper" {
+            match self.value(tok) {
+                Some(v) => Some(v.text.clone()),
+                None => return,
+            }
+        } else {
+            None
+        };
+        match &mut self.out.target {
+            Some((Target::Ct { notrack, helper: h }, _)) => {
+                if let Some(name) = helper {
+                    *h = Some(name);
+                } else {
+                    *notrack = true;
+                }
+            }
+            _ => self.err(
+                tok.pos,
+                format!("`{}` without `-j CT` before it", tok.text),
+                format!("write `-j CT {}`", tok.text),
+            ),
+        }
+    }
+}
