@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it (.ci/run): dependencies, format, lints, release build,
-# every cargo test (unit, integration, property), then the script-level tests
-# (scripts/test-*.sh: replay against the kernel's recorded answers, lab tests), which need
-# root and network namespaces.
+# the engine's dependency graph, every cargo test (unit, integration, property, and the
+# engine against the kernel's recorded answers), then the script-level tests (lints, the live
+# kernel check, lab tests; scripts/test-*.sh), which need root and network namespaces.
+# docs/testing.md says what each layer covers and how to run one test.
 #
 #   scripts/test.sh
 #
@@ -42,6 +43,12 @@ cargo test --workspace
 # needs nightly and cargo-fuzz: `cd dataplane/fuzz && cargo +nightly fuzz run engine`.
 step "cargo check (fuzz targets)"
 (cd dataplane/fuzz && cargo check --quiet --bins)
+
+# The engine is a pure library: it, the engine benches and the fuzz targets must build on a
+# machine without clang or libelf, so none of the AF_XDP runtime's crates (nor threads,
+# histograms, CLI or anyhow) may enter their dependency graphs.
+step "dependency graphs: statewall-engine, statewall-bench, fuzz"
+scripts/check-engine-deps.sh
 
 step "script-level tests"
 if [[ $(id -u) -ne 0 ]]; then

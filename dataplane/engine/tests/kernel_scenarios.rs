@@ -3,9 +3,8 @@
 //! and every kernel-recorded capture of tests/data/ goes through the engine as
 //! `statewall replay` runs it (capture timestamps as the clock, the expiry sweep before each
 //! packet), with one shard and with two, and every packet's verdict and ctstate must equal
-//! what the kernel decided (`kernel.jsonl`). This is the comparison of
-//! `scripts/test-differential.sh --recorded` and `scripts/test-replay-capture.sh`
-//! (scripts/swlab/verdicts.py: port, ctstate and verdict per packet; a null ctstate, a packet
+//! what the kernel decided (`kernel.jsonl`). This is the comparison the scripts made before it
+//! moved here (scripts/swlab/verdicts.py: port, ctstate and verdict per packet; a null ctstate, a packet
 //! that never reached filter FORWARD such as ARP or a bad IPv4 header checksum, must be null
 //! on both sides), without binaries, root or a lab.
 //!
@@ -341,7 +340,7 @@ fn every_recorded_capture_agrees_with_the_kernel() {
         .collect();
     names.sort();
     assert!(!names.is_empty(), "no NAME.pcapng in tests/data");
-    // The ruleset scripts/test-replay-capture.sh replays them under (its CONFIG default).
+    // The ruleset the capture lab (scripts/capture-lab.sh) runs the kernel under.
     let seed = read(&common::repo_path("examples/seed-gateway.yaml"))
         .and_then(|text| load_yaml(&text, "examples/seed-gateway.yaml"))
         .unwrap_or_else(|e| panic!("{e}"));
