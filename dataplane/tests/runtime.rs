@@ -12,10 +12,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use config::protocol::{ConntrackFilter, ConntrackOp};
-use dataplane::replay::read_capture;
 use dataplane::runtime::mem::MemNet;
 use dataplane::runtime::stats::WorkerCounters;
 use dataplane::runtime::{Clock, PollMode, Runtime, RuntimeConfig, RuntimeHandle};
+use engine::capture;
 use engine::conntrack::listing;
 use engine::flow::{owner, steer_hash};
 use engine::packet::tcp_flags::{ACK, FIN, PSH, SYN};
@@ -42,7 +42,8 @@ type Trace = Vec<(u64, u8, Vec<u8>)>;
 
 fn capture() -> Trace {
     let rules = CompiledRuleset::compile(&load(&seed_yaml()), 1).unwrap();
-    read_capture(&root().join("tests/data/http-gateway.pcapng"), None)
+    let file = std::fs::File::open(root().join("tests/data/http-gateway.pcapng")).unwrap();
+    capture::decode(std::io::BufReader::new(file), "http-gateway.pcapng", None)
         .unwrap()
         .into_iter()
         .map(|f| (f.ts_ns, rules.port_index(&f.port).unwrap(), f.data))

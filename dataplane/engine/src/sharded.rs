@@ -59,4 +59,14 @@ impl Sharded {
             p.expire(now, budget);
         }
     }
+
+    /// One packet of a capture, as `statewall replay` runs it: the capture's timestamp is the
+    /// clock, and [`REPLAY_SWEEP_BUDGET`] entries of each shard are swept before the packet.
+    pub fn replay_one(&mut self, now: u64, p: &Packet) -> Outcome {
+        self.expire(now, REPLAY_SWEEP_BUDGET);
+        self.process_one(now, p)
+    }
 }
+
+/// Entries each shard's expiry sweep examines per packet in an offline replay.
+pub const REPLAY_SWEEP_BUDGET: usize = 16;

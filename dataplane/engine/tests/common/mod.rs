@@ -23,10 +23,6 @@ pub const SEC: u64 = 1_000_000_000;
 pub const LAN: u8 = 0;
 pub const WAN: u8 = 1;
 
-/// Entries examined per packet by the expiry sweep, as `statewall replay` does
-/// (`SWEEP_BUDGET` in dataplane/src/replay.rs).
-pub const SWEEP_BUDGET: usize = 16;
-
 /// The workspace root (the directory holding tests/, examples/, scripts/).
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -83,9 +79,6 @@ pub fn replay<'a>(
 ) -> Vec<Outcome> {
     packets
         .into_iter()
-        .map(|(now, in_port, frame)| {
-            engine.expire(now, SWEEP_BUDGET);
-            engine.process_one(now, &Packet { frame, in_port })
-        })
+        .map(|(now, in_port, frame)| engine.replay_one(now, &Packet { frame, in_port }))
         .collect()
 }

@@ -1,5 +1,8 @@
 //! `statewall`: the gateway binary. Subcommands per DESIGN.md §6.
 
+mod daemon;
+mod replay;
+
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -108,7 +111,7 @@ fn main() -> ExitCode {
             no_pin,
             cpus,
             metrics,
-        } => dataplane::daemon::run(&dataplane::daemon::RunOptions {
+        } => daemon::run(&daemon::RunOptions {
             config,
             workers: usize::from(workers),
             control_socket,
@@ -241,7 +244,7 @@ fn replay(
             return Ok(ExitCode::from(1));
         }
     };
-    let opts = dataplane::replay::ReplayOptions {
+    let opts = replay::ReplayOptions {
         pcap: pcap.to_path_buf(),
         ingress: ingress.map(str::to_string),
         out: out.map(std::path::Path::to_path_buf),
@@ -250,6 +253,6 @@ fn replay(
     };
     let stdout = std::io::stdout();
     let mut w = std::io::BufWriter::new(stdout.lock());
-    dataplane::replay::run(&loaded.ruleset, &opts, &mut w)?;
+    replay::run(&loaded.ruleset, &opts, &mut w)?;
     Ok(ExitCode::SUCCESS)
 }

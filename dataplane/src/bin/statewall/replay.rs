@@ -58,9 +58,6 @@ pub fn json_line(index: usize, port: &str, o: &Outcome) -> String {
     )
 }
 
-/// Entries examined per packet by the expiry sweep during replay.
-const SWEEP_BUDGET: usize = 16;
-
 /// Replay a capture, writing one JSON object per packet to `out`.
 pub fn run(
     ruleset: &config::Ruleset,
@@ -96,8 +93,7 @@ pub fn run(
     let mut now = 0;
     for (i, (f, &port)) in frames.iter().zip(&port_ids).enumerate() {
         now = f.ts_ns;
-        engine.expire(now, SWEEP_BUDGET);
-        let o = engine.process_one(
+        let o = engine.replay_one(
             now,
             &Packet {
                 frame: &f.data,

@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use config::ruleset::PortSpec;
 
-use crate::runtime::metrics::MetricsServer;
-use crate::runtime::server::{resolve_group, ControlServer, ServerConfig};
-use crate::runtime::{PollMode, Runtime, RuntimeConfig};
-use crate::xsk::{PortConfig, UmemConfig, XskPorts};
+use dataplane::runtime::metrics::MetricsServer;
+use dataplane::runtime::server::{resolve_group, ControlServer, ServerConfig};
+use dataplane::runtime::{PollMode, Runtime, RuntimeConfig};
+use dataplane::xsk::{PortConfig, UmemConfig, XskPorts};
 
 /// Options of `statewall run`.
 #[derive(Debug, Clone)]
@@ -185,7 +185,7 @@ fn signal_name(sig: i32) -> String {
 }
 
 /// SIGHUP: re-read the config file and swap it in, or say why not and keep the running one.
-fn reload(handle: &crate::runtime::handle::RuntimeHandle, path: &Path) {
+fn reload(handle: &dataplane::runtime::handle::RuntimeHandle, path: &Path) {
     let file = path.display().to_string();
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
