@@ -154,7 +154,7 @@ start_gateway() { # start_gateway NAME
 		scripts/lab.sh up >/dev/null
 		rm -f "$SOCK"
 		# shellcheck disable=SC2086 # SW_ARGS is a list of flags on purpose
-		ip netns exec "$GW" "$STATEWALL" run --config "$TMP/gateway.yaml" --workers 1 --cpus 1 \
+		ip netns exec "$GW" "$STATEWALL" run --config "$TMP/gateway.yaml" --state none --workers 1 --cpus 1 \
 			--control-socket "$SOCK" $SW_ARGS >"$TMP/gateway.log" 2>&1 &
 		GW_PID=$!
 		wait_ctl
@@ -239,7 +239,7 @@ table_full() {
 		printf 'conntrack:\n  max: 1000\n'
 	} >"$TMP/gateway-small.yaml"
 	rm -f "$SOCK"
-	ip netns exec "$GW" "$STATEWALL" run --config "$TMP/gateway-small.yaml" --workers 1 --cpus 1 \
+	ip netns exec "$GW" "$STATEWALL" run --config "$TMP/gateway-small.yaml" --state none --workers 1 --cpus 1 \
 		--control-socket "$SOCK" >"$TMP/gateway-small.log" 2>&1 &
 	GW_PID=$!
 	wait_ctl

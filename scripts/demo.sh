@@ -134,7 +134,7 @@ ip netns exec "$SERVER" vsftpd "$TMP/vsftpd.conf" >"$TMP/vsftpd.log" 2>&1 &
 echo $! >"$TMP/ftp.srvpid"
 
 title "statewall run --config $CONFIG (in $GW)"
-ip netns exec "$GW" "$BIN" run --config "$CONFIG" --control-socket "$SOCK" \
+ip netns exec "$GW" "$BIN" run --config "$CONFIG" --state "$TMP/state" --control-socket "$SOCK" \
 	>"$TMP/statewall.log" 2>&1 &
 echo $! >"$TMP/statewall.pid"
 for _ in $(seq 100); do

@@ -16,19 +16,21 @@ PROG=install-deps
 # Build: the workspace, the AF_XDP/eBPF parts (clang, llvm, libelf, zlib), libpcap for replay.
 # Tests and lab: namespaces (iproute2), the kernel oracle (iptables, tcpdump, tshark), peers
 # (python3 http.server, scapy, vsftpd + lftp/ftp, iperf3, curl, ping), ethtool for offloads,
-# tmux (statewallctl top is tested on a real terminal). Lints: shellcheck, and python3-venv
-# for ruff's venv.
+# tmux (statewallctl top is tested on a real terminal); systemd-analyze (systemd), strace and
+# setpriv/unshare/prlimit/nsenter (util-linux) for the unit's test (test-systemd.sh).
+# Lints: shellcheck, and python3-venv for ruff's venv.
 PACKAGES=(
 	build-essential pkg-config m4 clang llvm libelf-dev zlib1g-dev libpcap-dev
 	iproute2 iptables tcpdump tshark python3 python3-scapy python3-venv curl ethtool procps
-	iputils-ping jq vsftpd iperf3 lftp ftp shellcheck ca-certificates tmux
+	iputils-ping jq vsftpd iperf3 lftp ftp shellcheck ca-certificates tmux conntrack man-db
+	systemd strace util-linux
 )
 
 # `--bench` adds what scripts/bench-e2e.sh compares against: DPDK's testpmd with its AF_XDP
 # driver (the raw AF_XDP forwarding ceiling) and conntrack-tools (to flush the kernel's table
 # between runs).
 if [[ ${1:-} == --bench ]]; then
-	PACKAGES+=(dpdk-dev librte-net-af-xdp23 conntrack)
+	PACKAGES+=(dpdk-dev librte-net-af-xdp23)
 fi
 
 missing=()

@@ -224,7 +224,7 @@ pin=()
 cores=$(nproc)
 # The gateway on the last core; the generator and the hosts' softirqs have the others.
 ((cores >= 2)) && pin=(--cpus $((cores - 1)))
-ip netns exec "$GW" "$BIN" run --config "$TMP/gateway.yaml" --control-socket "$SOCK" \
+ip netns exec "$GW" "$BIN" run --config "$TMP/gateway.yaml" --state none --control-socket "$SOCK" \
 	--workers 1 "${pin[@]}" >"$TMP/statewall.log" 2>&1 &
 DPID=$!
 for _ in $(seq 100); do

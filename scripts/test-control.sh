@@ -579,7 +579,7 @@ LABS=()
 
 echo "test-control: statewall lab, $BIN run --workers $WORKERS"
 lab_up "swc$$"
-ip netns exec "$GW" "$BIN" run --config "$TMP/gw.yaml" --control-socket "$SOCK" \
+ip netns exec "$GW" "$BIN" run --config "$TMP/gw.yaml" --state none --control-socket "$SOCK" \
 	--workers "$WORKERS" --no-pin --metrics "$METRICS" >"$LOG" 2>&1 &
 DPID=$!
 sw_up() { [[ -S $SOCK ]] && ctl stats >/dev/null 2>&1 && ip -n "$GW" link show lan | grep -q xdp; }

@@ -165,7 +165,7 @@ sw_start() { # sw_start RULESET
 	if [[ -n ${STATEWALL_RUN_ARGS:-} ]]; then read -ra args <<<"$STATEWALL_RUN_ARGS"; fi
 	echo "=== $(date +%T) statewall run ($1)" >>"$TMP/statewall.log"
 	rm -f "$TMP/statewall.sock"
-	ip netns exec "$GW" "$BIN" run --config "$TMP/statewall.yaml" \
+	ip netns exec "$GW" "$BIN" run --config "$TMP/statewall.yaml" --state none \
 		--control-socket "$TMP/statewall.sock" "${args[@]}" >>"$TMP/statewall.log" 2>&1 &
 	DPID=$!
 	local tries=100

@@ -349,7 +349,7 @@ case_pktgen_sh_sigint() {
 echo "test-pktgen: lab $LAB, $BIN run (bench/lab/gateway.rules)"
 LAB=$LAB scripts/lab.sh up >"$TMP/lab.log" 2>&1 || die "scripts/lab.sh up failed: $(tail -1 "$TMP/lab.log")"
 "$BIN" import-iptables bench/lab/gateway.rules >"$TMP/gateway.yaml" || die "import-iptables failed"
-$NICE ip netns exec "$GW" "$BIN" run --config "$TMP/gateway.yaml" --control-socket "$SOCK" \
+$NICE ip netns exec "$GW" "$BIN" run --config "$TMP/gateway.yaml" --state none --control-socket "$SOCK" \
 	--workers 1 --no-pin >"$LOG" 2>&1 &
 DPID=$!
 sw_up() { [[ -S $SOCK ]] && ctl stats >/dev/null 2>&1 && ip -n "$GW" link show lan | grep -q xdp; }

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Live multi-worker test: statewall with two workers on a lab whose veths have two queues.
+# Live multi-worker test: statewall with two workers on a lab whose veths have two queues
+# (`--workers auto`, which must find the two queues: one worker per queue).
 # Flows arrive on either queue; each is owned by one worker (symmetric hash), packets that
 # arrive on the other worker's queue are handed over. Requires: every connection works, the
 # table holds exactly one entry per flow, handoffs happened, and shutdown detaches XDP.
@@ -29,7 +30,7 @@ ip netns exec "$LAB-server" /usr/bin/python3 -m http.server 80 --bind 10.10.0.3 
 	--directory "$TMP" >/dev/null 2>&1 &
 echo $! >"$TMP/http"
 echo ok >"$TMP/index.html"
-ip netns exec "$LAB-gw" "$BIN" run --config examples/seed-gateway.yaml --workers 2 \
+ip netns exec "$LAB-gw" "$BIN" run --config examples/seed-gateway.yaml --state none --workers auto \
 	--control-socket "$TMP/sock" --no-pin >"$TMP/log" 2>&1 &
 echo $! >"$TMP/pid"
 for _ in $(seq 100); do [[ -S $TMP/sock ]] && break; sleep 0.1; done
@@ -62,6 +63,11 @@ xdp_left=$(ip -n "$LAB-gw" link show | grep -c xdp || true)
 
 echo "test-workers: $ok/$flows connections, tcp entries $count (per worker: $per_core), handoffs $handoffs, xdp left $xdp_left"
 fail=0
+grep -q -- '--workers auto: 2 worker(s), one per queue' "$TMP/log" || {
+	echo "test-workers: --workers auto did not start one worker per queue:" >&2
+	cat "$TMP/log" >&2
+	fail=1
+}
 ((ok == flows)) || fail=1
 ((count == flows)) || fail=1
 ((handoffs > 0)) || fail=1

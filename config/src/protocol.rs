@@ -96,6 +96,47 @@ pub enum Command {
         key: String,
         value: String,
     },
+    /// Load `conntrack -L -o save` lines into the table (`conntrack -R`): all of `text` is
+    /// read first, and nothing is added unless every line is good. `file` names the input
+    /// in errors; `first_line` is the number of `text`'s first line in it (a client sends a
+    /// large file in pieces); with `check`, the lines are only read, not added (a client
+    /// checks every piece before it adds any).
+    ConntrackRestore {
+        text: String,
+        file: String,
+        #[serde(default = "first_line", skip_serializing_if = "is_first_line")]
+        first_line: usize,
+        #[serde(default, skip_serializing_if = "is_false")]
+        check: bool,
+    },
+}
+
+fn first_line() -> usize {
+    1
+}
+
+#[expect(
+    clippy::trivially_copy_pass_by_ref,
+    reason = "serde's skip_serializing_if signature"
+)]
+fn is_first_line(n: &usize) -> bool {
+    *n == 1
+}
+
+#[expect(
+    clippy::trivially_copy_pass_by_ref,
+    reason = "serde's skip_serializing_if signature"
+)]
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+#[expect(
+    clippy::trivially_copy_pass_by_ref,
+    reason = "serde's skip_serializing_if signature"
+)]
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -109,6 +150,8 @@ pub enum ConntrackOp {
     Flush,
     /// The entry of one tuple, in either direction (`conntrack -G`).
     Get,
+    /// The matching entries as `conntrack -L -o save` lines, which `conntrack -R` loads.
+    Save,
 }
 
 /// Which entries a conntrack request is about; unset fields match everything. Addresses and
@@ -254,6 +297,8 @@ pub enum ErrorKind {
     InvalidConfig,
     /// `get`/`set` of an unknown setting or a value out of range.
     InvalidSetting,
+    /// `conntrack_restore` lines that cannot be read or held; `diagnostics` say where.
+    InvalidEntries,
     /// Too many clients at once; try again.
     Busy,
     /// A worker did not answer in time.
@@ -271,6 +316,7 @@ impl ErrorKind {
             ErrorKind::Timeout => "timeout",
             ErrorKind::InvalidConfig => "invalid_config",
             ErrorKind::InvalidSetting => "invalid_setting",
+            ErrorKind::InvalidEntries => "invalid_entries",
             ErrorKind::Busy => "busy",
             ErrorKind::WorkerTimeout => "worker_timeout",
             ErrorKind::Internal => "internal",
@@ -417,6 +463,7 @@ pub enum Payload {
     Conntrack(ConntrackReply),
     Hist(HistReply),
     Setting(Setting),
+    Restored(Restored),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -556,6 +603,31 @@ pub struct ConntrackReply {
     /// For `flush`: entries removed.
     #[serde(default)]
     pub flushed: u64,
+    /// For `save`: the lines, in listing order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lines: Vec<String>,
+    /// For `save`: matching entries that have no line (SCTP, DCCP: `conntrack -R` needs
+    /// protocol state Statewall does not track).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub skipped: u64,
+}
+
+/// What `conntrack_restore` did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Restored {
+    /// Entries read (lines less blank lines and comments).
+    pub parsed: u64,
+    /// Added to the table.
+    pub added: u64,
+    /// Already in the table (left as they are).
+    pub present: u64,
+    /// Their timeout ran out (`-t 0`, or while being added).
+    pub expired: u64,
+    /// Not added: their worker's share of the table is full.
+    pub full: u64,
+    /// Only read (`check`): nothing was added.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub checked: bool,
 }
 
 /// One tracked connection.
@@ -683,6 +755,22 @@ mod tests {
             key: "udp_timeout".into(),
             value: "10".into(),
         });
+        round_trip(Command::Conntrack {
+            op: ConntrackOp::Save,
+            filter: ConntrackFilter::default(),
+        });
+        round_trip(Command::ConntrackRestore {
+            text: "-A -t 30 -u UNSET -s 10.0.0.1 -d 10.0.0.2 -p 50\n".into(),
+            file: "kernel.save".into(),
+            first_line: 1,
+            check: false,
+        });
+        round_trip(Command::ConntrackRestore {
+            text: String::new(),
+            file: "<stdin>".into(),
+            first_line: 4001,
+            check: true,
+        });
     }
 
     #[test]
@@ -697,6 +785,30 @@ mod tests {
                 filter: ConntrackFilter::default()
             }
         );
+        let r = decode_request(r#"{"v":1,"id":3,"cmd":"conntrack","op":"save"}"#).unwrap();
+        assert_eq!(
+            r.body,
+            Command::Conntrack {
+                op: ConntrackOp::Save,
+                filter: ConntrackFilter::default()
+            }
+        );
+        let line = r#"{"v":1,"id":4,"cmd":"conntrack_restore","text":"x","file":"f"}"#;
+        let r = decode_request(line).unwrap();
+        assert_eq!(
+            r.body,
+            Command::ConntrackRestore {
+                text: "x".into(),
+                file: "f".into(),
+                first_line: 1,
+                check: false
+            }
+        );
+        // Defaults are left out on the wire too.
+        assert_eq!(r.to_line(), line);
+        let e =
+            decode_request(r#"{"v":1,"id":5,"cmd":"conntrack_restore","file":"f"}"#).unwrap_err();
+        assert!(e.message.contains("text"), "{}", e.message);
     }
 
     #[test]
@@ -770,12 +882,73 @@ mod tests {
                 },
             ),
             Reply::error(None, ErrorReply::new(ErrorKind::BadJson, "x")),
+            Reply::ok(
+                7,
+                Payload::Conntrack(ConntrackReply {
+                    lines: vec![
+                        "-A -t 29 -u UNSET -s 10.0.0.1 -d 10.0.0.2 -r 10.0.0.2 -q 10.0.0.1 -p 50"
+                            .into(),
+                    ],
+                    count: 2,
+                    skipped: 1,
+                    ..ConntrackReply::default()
+                }),
+            ),
+            Reply::ok(
+                8,
+                Payload::Restored(Restored {
+                    parsed: 5,
+                    added: 2,
+                    present: 1,
+                    expired: 1,
+                    full: 1,
+                    checked: false,
+                }),
+            ),
+            Reply::ok(
+                9,
+                Payload::Restored(Restored {
+                    parsed: 5,
+                    checked: true,
+                    ..Restored::default()
+                }),
+            ),
+            Reply::error(
+                Some(10),
+                ErrorReply {
+                    kind: ErrorKind::InvalidEntries,
+                    message: "1 bad line in kernel.save; nothing was restored".into(),
+                    diagnostics: vec![DiagnosticMsg {
+                        severity: "error".into(),
+                        file: "kernel.save".into(),
+                        line: 12,
+                        col: 40,
+                        message: "the entry is source-NAT'd".into(),
+                        hint: Some("leave it out".into()),
+                    }],
+                },
+            ),
         ];
         for r in replies {
             let line = r.to_line();
             assert!(line.starts_with(r#"{"v":1,"#), "{line}");
             assert_eq!(Reply::from_line(&line).unwrap(), r, "{line}");
         }
+    }
+
+    #[test]
+    fn conntrack_replies_without_save_fields_read() {
+        let line = r#"{"v":1,"id":2,"status":"ok","data":{"type":"conntrack","entries":[],"count":0,"by_proto":{},"by_state":{},"flushed":0}}"#;
+        let r = Reply::from_line(line).unwrap();
+        let Outcome::Ok {
+            data: Payload::Conntrack(c),
+        } = r.result
+        else {
+            panic!("{r:?}")
+        };
+        assert!(c.lines.is_empty() && c.skipped == 0);
+        // And a list reply stays as it was on the wire.
+        assert_eq!(Reply::ok(2, Payload::Conntrack(c)).to_line(), line);
     }
 
     #[test]

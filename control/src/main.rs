@@ -8,6 +8,7 @@
 
 mod client;
 mod output;
+mod save;
 mod top;
 
 use std::net::IpAddr;
@@ -15,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use config::protocol::{
     Command, ConntrackFilter, ConntrackOp, Family, Outcome, Payload, Reply, DEFAULT_SOCKET,
 };
@@ -60,10 +61,15 @@ enum Cmd {
         #[arg(long)]
         per_core: bool,
     },
-    /// The connection table: list, count, flush, get.
+    /// The connection table: list, count, flush, get; save and restore it as the lines of
+    /// `conntrack -L -o save` (what `conntrack -R` loads).
     Conntrack {
         #[arg(value_enum)]
         op: CtOp,
+        /// save: write the lines to FILE (standard output without it); restore: read them
+        /// from FILE (standard input without it, or with `-`). Nothing is restored unless
+        /// every line is good.
+        file: Option<PathBuf>,
         #[command(flatten)]
         filter: FilterArgs,
     },
@@ -93,6 +99,8 @@ enum CtOp {
     Count,
     Flush,
     Get,
+    Save,
+    Restore,
 }
 
 #[derive(Args)]
@@ -165,6 +173,7 @@ enum Done {
 }
 
 fn main() -> ExitCode {
+    clidoc::generate_if_asked(Cli::command);
     let cli = Cli::parse();
     match run(&cli) {
         Ok(Done::Ok) => ExitCode::SUCCESS,
@@ -201,15 +210,42 @@ fn run(cli: &Cli) -> anyhow::Result<Done> {
         Cmd::Stats { per_core } => Command::Stats {
             per_core: *per_core,
         },
-        Cmd::Conntrack { op, filter } => Command::Conntrack {
-            op: match op {
+        Cmd::Conntrack { op, file, filter } => {
+            let op = match op {
                 CtOp::List => ConntrackOp::List,
                 CtOp::Count => ConntrackOp::Count,
                 CtOp::Flush => ConntrackOp::Flush,
                 CtOp::Get => ConntrackOp::Get,
-            },
-            filter: filter.filter(),
-        },
+                CtOp::Save => {
+                    let ok = save::save(&cli.socket, cli.json, filter.filter(), file.as_deref())?;
+                    return Ok(if ok { Done::Ok } else { Done::Refused });
+                }
+                CtOp::Restore => {
+                    if !filter.filter().is_empty() {
+                        Cli::command()
+                            .error(
+                                clap::error::ErrorKind::ArgumentConflict,
+                                "conntrack restore takes no filter options: it loads every line",
+                            )
+                            .exit();
+                    }
+                    let ok = save::restore(&cli.socket, cli.json, file.as_deref())?;
+                    return Ok(if ok { Done::Ok } else { Done::Refused });
+                }
+            };
+            if file.is_some() {
+                Cli::command()
+                    .error(
+                        clap::error::ErrorKind::ArgumentConflict,
+                        "a FILE goes only with conntrack save and conntrack restore",
+                    )
+                    .exit();
+            }
+            Command::Conntrack {
+                op,
+                filter: filter.filter(),
+            }
+        }
         Cmd::Hist { reset, per_core } => Command::Hist {
             reset: *reset,
             per_core: *per_core,

@@ -86,12 +86,32 @@ pub fn payload(p: &Payload, op: Option<ConntrackOp>) -> String {
             Some(ConntrackOp::Count) => {
                 let _ = writeln!(o, "{}", c.count);
             }
+            Some(ConntrackOp::Save) => {
+                for l in &c.lines {
+                    let _ = writeln!(o, "{l}");
+                }
+            }
             Some(ConntrackOp::List | ConntrackOp::Get) | None => {
                 for e in &c.entries {
                     let _ = writeln!(o, "{}", e.line);
                 }
             }
         },
+        Payload::Restored(r) => {
+            if r.checked {
+                let _ = writeln!(o, "ok: {} entries read, none added (check)", r.parsed);
+            } else {
+                let _ = write!(
+                    o,
+                    "restored: {} added, {} already present, {} expired",
+                    r.added, r.present, r.expired
+                );
+                if r.full > 0 {
+                    let _ = write!(o, ", {} did not fit (the table is full)", r.full);
+                }
+                o.push('\n');
+            }
+        }
         Payload::Hist(h) => {
             let _ = writeln!(
                 o,

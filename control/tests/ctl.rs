@@ -88,6 +88,26 @@ impl Daemon {
             .unwrap()
     }
 
+    /// statewallctl with `input` on its standard input.
+    fn ctl_stdin(&self, args: &[&str], input: &str) -> Output {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_statewallctl"))
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    }
+
     fn ok(&self, args: &[&str]) -> String {
         let o = self.ctl(args);
         assert!(o.status.success(), "statewallctl {args:?}: {o:?}");
@@ -726,4 +746,261 @@ fn top_in_tmux_quits_on_q() {
     let code = std::fs::read_to_string(&done).unwrap();
     tmux(&["kill-session", "-t", &session]);
     assert_eq!(code.trim(), "0");
+}
+
+/// Save lines without their timeout (`-t N` ticks between two reads), in order.
+fn untimed(text: &str) -> Vec<String> {
+    let mut v: Vec<String> = text
+        .lines()
+        .map(|l| {
+            let mut w: Vec<&str> = l.split(' ').collect();
+            assert_eq!(&w[..2], ["-A", "-t"], "{l}");
+            w.remove(2);
+            w.join(" ")
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// The table as `(shard, family, proto, original tuple, state, assured, unreplied)`.
+fn table(d: &Daemon) -> Vec<String> {
+    let Payload::Conntrack(c) = data(&d.json(&["conntrack", "list"])).clone() else {
+        panic!()
+    };
+    let mut v: Vec<String> = c
+        .entries
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {:?} {} {:?} {:?} {} {}",
+                e.shard, e.family, e.proto, e.original, e.state, e.assured, e.unreplied
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn conntrack_save_and_restore() {
+    let d = Daemon::start("save");
+    d.traffic(5);
+    // To standard output, in conntrack-tools' format; the count on standard error.
+    let o = d.ctl(&["conntrack", "save"]);
+    assert!(o.status.success(), "{o:?}");
+    let saved = String::from_utf8(o.stdout.clone()).unwrap();
+    assert_eq!(saved.lines().count(), 6, "5 TCP, 1 ICMP: {saved}");
+    assert!(
+        stderr(&o).contains("6 flow entries have been saved."),
+        "{o:?}"
+    );
+    assert!(
+        saved.contains(" -u SEEN_REPLY,ASSURED -s 10.10.0.2 -d 10.10.0.3 -r 10.10.0.3 -q 10.10.0.2 -p tcp --sport 40000 --dport 80 --reply-port-src 80 --reply-port-dst 40000 --state ESTABLISHED\n"),
+        "{saved}"
+    );
+    assert!(
+        saved.contains(" -u UNSET -s 10.10.0.2 -d 10.10.0.3 -r 10.10.0.3 -q 10.10.0.2 -p icmp --icmp-type 8 --icmp-code 0 --icmp-id 7\n"),
+        "{saved}"
+    );
+    // To a file: the same lines, readable by the owner only.
+    let path = d.dir.join("table.save");
+    let file = path.display().to_string();
+    d.ok(&["conntrack", "save", &file]);
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(untimed(&text), untimed(&saved));
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    // Gone and back: each entry in the shard that owns it, as before.
+    let before = table(&d);
+    d.ok(&["conntrack", "flush"]);
+    assert_eq!(d.ok(&["conntrack", "count"]).trim(), "0");
+    assert_eq!(
+        d.ok(&["conntrack", "restore", &file]),
+        "restored: 6 added, 0 already present, 0 expired\n"
+    );
+    assert_eq!(table(&d), before);
+    assert_eq!(untimed(&d.ok(&["conntrack", "save"])), untimed(&saved));
+    // Again, from standard input: all there already.
+    let o = d.ctl_stdin(&["conntrack", "restore"], &text);
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "restored: 0 added, 6 already present, 0 expired\n"
+    );
+
+    // The restored connections go on mid-stream: their next segments, both ways, are
+    // ESTABLISHED and forwarded, though the entries came without window data.
+    let stats = |d: &Daemon| {
+        let Payload::Stats(s) = data(&d.json(&["stats"])).clone() else {
+            panic!()
+        };
+        s.total
+    };
+    let t0 = stats(&d);
+    let (c, srv) = ("10.10.0.2:40002", "10.10.0.3:80");
+    let data_seg = Tcp {
+        seq: 106,
+        ack: 901,
+        ..Tcp::new(c, srv, ACK | PSH)
+    }
+    .payload(b"more".to_vec())
+    .frame();
+    let ack_seg = Tcp {
+        seq: 901,
+        ack: 110,
+        ..Tcp::new(srv, c, ACK)
+    }
+    .frame();
+    d.net.inject(0, 0, &data_seg);
+    d.settle(t0.processed + 1);
+    d.net.inject(1, 1, &ack_seg);
+    d.settle(t0.processed + 2);
+    let t1 = stats(&d);
+    assert_eq!(t1.accepted - t0.accepted, 2, "{t1:?}");
+    assert_eq!(t1.ctstate["established"] - t0.ctstate["established"], 2);
+    assert_eq!(t1.invalid, t0.invalid);
+
+    // A Linux box's `conntrack -L -o save` (conntrack-tools 1.4.7, Linux 6.18).
+    let kernel = std::fs::read_to_string(
+        root().join("dataplane/fuzz/seeds/conntrack_save/kernel-1.4.7.txt"),
+    )
+    .unwrap();
+    let n = kernel.lines().filter(|l| l.starts_with("-A")).count();
+    let o = d.ctl_stdin(&["conntrack", "restore", "-"], &kernel);
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        format!("restored: {n} added, 0 already present, 0 expired\n")
+    );
+    let list = d.ok(&["conntrack", "list"]);
+    for want in [
+        "unknown  50 ",
+        "gre      47 ",
+        "ipv6     10 tcp      6 ",
+        "type=128 code=0 id=9",
+        "TIME_WAIT src=10.0.0.1 dst=10.0.0.2 sport=40006 dport=443",
+    ] {
+        assert!(list.contains(want), "{want}: {list}");
+    }
+    // The FTP helper watches a restored control connection, as a new one.
+    assert!(
+        list.contains("sport=40001 dport=21 [UNREPLIED] src=10.0.0.2 dst=10.0.0.1 sport=21 dport=40001 helper=ftp "),
+        "{list}"
+    );
+    let count = d.ok(&["conntrack", "count"]);
+    assert_eq!(count.trim(), (6 + n).to_string());
+
+    // Bad lines: every one said with file:line:col, and nothing added.
+    let bad = d.file(
+        "bad.save",
+        "-A -t 30 -u UNSET -s 10.9.0.1 -d 10.0.0.2 -p 50\n\
+         -A -t 30 -s 10.9.0.2 -d 10.0.0.2 -g 192.0.2.7 -q 10.9.0.2 -p 50\n\
+         # a comment\n\
+         conntrack -L\n",
+    );
+    let o = d.ctl(&["conntrack", "restore", &bad]);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    let err = stderr(&o);
+    assert!(
+        err.contains(&format!(
+            "{bad}:2:34: `-g`: the entry is destination-NAT'd: its reply source is not the original destination; Statewall does no NAT"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "{bad}:4:1: `conntrack` is not a command that adds an entry"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "2 bad lines in {bad}; nothing was restored (invalid_entries)"
+        )),
+        "{err}"
+    );
+    assert_eq!(d.ok(&["conntrack", "count"]), count);
+    let r = d.json(&["conntrack", "restore", &bad]);
+    let Outcome::Error { error } = &r.result else {
+        panic!("{r:?}")
+    };
+    assert_eq!(error.kind, ErrorKind::InvalidEntries);
+    assert_eq!(
+        error
+            .diagnostics
+            .iter()
+            .map(|d| (d.line, d.col))
+            .collect::<Vec<_>>(),
+        [(2, 34), (4, 1)]
+    );
+
+    // A large input goes in pieces: a bad line near the end stops all of it, then without
+    // it every entry is added (and one whose timeout is 0 counts as expired).
+    let big_line = |i: usize| {
+        format!(
+            "-A -t 600 -u SEEN_REPLY -s 10.20.{}.{} -d 10.30.0.1 -r 10.30.0.1 -q 10.20.{}.{} -p udp --sport {} --dport 53 --reply-port-src 53 --reply-port-dst {}\n",
+            i / 250,
+            i % 250 + 1,
+            i / 250,
+            i % 250 + 1,
+            1024 + i,
+            1024 + i
+        )
+    };
+    let mut big: String = (0..3000).map(big_line).collect();
+    big.push_str("-A -t 0 -u UNSET -s 10.21.0.1 -d 10.30.0.1 -p 50\n");
+    assert!(big.len() > 6 * 32 * 1024, "several pieces");
+    let mut broken = big.clone();
+    broken.push_str(
+        "-A -t 600 -s 10.21.0.2 -d 10.30.0.1 -p udp --sport 1 --dport 53 --reply-port-dst 9\n",
+    );
+    let o = d.ctl_stdin(&["conntrack", "restore"], &broken);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(
+        stderr(&o).contains("<stdin>:3002:82: the reply tuple is not the inverse"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(d.ok(&["conntrack", "count"]), count);
+    let o = d.ctl_stdin(&["conntrack", "restore"], &big);
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "restored: 3000 added, 0 already present, 1 expired\n"
+    );
+    assert_eq!(
+        d.ok(&["conntrack", "count"]).trim(),
+        (6 + n + 3000).to_string()
+    );
+
+    // JSON: the lines in the reply; filters choose what is saved.
+    let Payload::Conntrack(c) =
+        data(&d.json(&["conntrack", "save", "-p", "icmp", "-f", "ipv4"])).clone()
+    else {
+        panic!()
+    };
+    assert_eq!(c.lines.len(), 3, "{:?}", c.lines);
+    // SCTP has no save line (conntrack -R needs its state): left out, and said so.
+    let sctp = "-A -t 600 -u UNSET -s 10.0.0.1 -d 10.0.0.2 -r 10.0.0.2 -q 10.0.0.1 -p sctp --sport 1 --dport 2 --reply-port-src 2 --reply-port-dst 1 --state ESTABLISHED --orig-vtag 10 --reply-vtag 11\n";
+    assert!(d
+        .ctl_stdin(&["conntrack", "restore"], sctp)
+        .status
+        .success());
+    let o = d.ctl(&["conntrack", "save", "-p", "sctp"]);
+    assert!(o.status.success() && o.stdout.is_empty(), "{o:?}");
+    assert!(
+        stderr(&o).contains("1 SCTP/DCCP entries were left out"),
+        "{o:?}"
+    );
+    // Usage: a file only with save and restore, no filter with restore.
+    assert_eq!(d.ctl(&["conntrack", "list", &file]).status.code(), Some(2));
+    assert_eq!(
+        d.ctl(&["conntrack", "restore", "-p", "tcp", &file])
+            .status
+            .code(),
+        Some(2)
+    );
 }

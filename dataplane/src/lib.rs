@@ -6,5 +6,8 @@
 //! (`src/bin/statewall/`: `run`, `check`, `replay`, `import-iptables`) is built on them; it
 //! alone uses `anyhow`.
 
+pub mod caps;
+pub mod log;
 pub mod runtime;
+pub mod systemd;
 pub mod xsk;

@@ -153,7 +153,12 @@ fn missing_file_exits_1() {
 #[test]
 fn shipped_examples_pass() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    for name in ["examples/minimal.yaml", "examples/seed-multiport.yaml"] {
+    // packaging/statewall.yaml is the package's /etc/statewall/statewall.yaml.
+    for name in [
+        "examples/minimal.yaml",
+        "examples/seed-multiport.yaml",
+        "packaging/statewall.yaml",
+    ] {
         let path = root.join(name);
         let (code, stdout, stderr) = check(path.to_str().expect("UTF-8 path"));
         assert_eq!(code, 0, "{name}: {stdout}{stderr}");

@@ -158,6 +158,16 @@ struct Rig {
 
 impl Rig {
     fn new(yaml: &str, workers: usize, poll: PollMode) -> Rig {
+        Rig::with_state(yaml, workers, poll, None)
+    }
+
+    /// A rig whose table lives in the state file `state` (`--state`).
+    fn with_state(
+        yaml: &str,
+        workers: usize,
+        poll: PollMode,
+        state: Option<std::path::PathBuf>,
+    ) -> Rig {
         let net = MemNet::new(2, workers);
         let clock = Arc::new(AtomicU64::new(1));
         let cfg = RuntimeConfig {
@@ -165,6 +175,7 @@ impl Rig {
             poll,
             clock: Clock::Manual(Arc::clone(&clock)),
             io_mode: vec!["memory".into()],
+            state,
             ..RuntimeConfig::default()
         };
         let ios = (0..workers).map(|q| net.ports_for(q)).collect();
@@ -558,4 +569,97 @@ fn flush_and_filters() {
         .message
         .contains("ESTABLISHED"));
     rig.stop();
+}
+
+/// Web connections opened (handshake and a request) from `client`s to the server, at `t0`.
+fn opened(flows: u16, t0: u64) -> Trace {
+    let server = IpAddr::V4(Ipv4Addr::new(10, 10, 0, 3));
+    let mut t = Vec::new();
+    for f in 0..flows {
+        let now = t0 + u64::from(f) * 1_000_000;
+        let (c, s) = ((host((f % 50) as u8 + 2), 40_000 + f), (server, 80));
+        t.push((now, 0, tcp(c, s, SYN, 100, 0, b"")));
+        t.push((now + 1, 1, tcp(s, c, SYN | ACK, 900, 101, b"")));
+        t.push((
+            now + 2,
+            0,
+            tcp(c, s, ACK | PSH, 101, 901, b"GET / HTTP/1.1\r\n\r\n"),
+        ));
+    }
+    t
+}
+
+/// The same connections going on: the server speaks first (its answer), then the client
+/// acknowledges it.
+fn going_on(flows: u16, t0: u64) -> Trace {
+    let server = IpAddr::V4(Ipv4Addr::new(10, 10, 0, 3));
+    let mut t = Vec::new();
+    for f in 0..flows {
+        let now = t0 + u64::from(f) * 1_000_000;
+        let (c, s) = ((host((f % 50) as u8 + 2), 40_000 + f), (server, 80));
+        t.push((now, 1, tcp(s, c, ACK | PSH, 901, 119, &[b'x'; 200])));
+        t.push((now + 1, 0, tcp(c, s, ACK, 119, 1101, b"")));
+    }
+    t
+}
+
+/// `--state`: the table outlives the runtime. Connections opened under two workers go on
+/// under three, with a ruleset that admits no new web connection (and a packet in the middle
+/// of a connection is NEW to a table that does not know it: `nf_conntrack_tcp_loose`), so
+/// only the restored entries let them through — and without the state file they are dropped.
+#[test]
+fn the_table_outlives_the_runtime_and_a_worker_count_change() {
+    let dir = std::env::temp_dir().join(format!("statewall-restart-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let state = dir.join("state");
+    let yaml = seed_yaml();
+    let established = Some(config::matches::CtState::Established as usize);
+
+    let rig = Rig::with_state(&yaml, 2, PollMode::Adaptive, Some(state.clone()));
+    let open = opened(24, 1_000_000_000);
+    let got = rig.lockstep(&open, |i, _| i % 2);
+    assert!(got.iter().all(|(v, _)| *v == Verdict::Accept), "{got:?}");
+    let before = table(&rig.handle);
+    assert_eq!(before.len(), 24);
+    rig.stop();
+
+    let strict = no_new_web(&yaml);
+    let rig = Rig::with_state(&strict, 3, PollMode::Adaptive, Some(state.clone()));
+    assert_eq!(rig.rt.as_ref().unwrap().restored().restored, 24);
+    // The same entries (the timeout column aside: the clock moved on).
+    let strip = |lines: Vec<String>| -> Vec<String> {
+        let mut v: Vec<String> = lines
+            .into_iter()
+            .map(|l| {
+                l.split_whitespace()
+                    .filter(|w| w.parse::<u64>().is_err())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(strip(table(&rig.handle)), strip(before));
+    let more = going_on(24, 2_000_000_000);
+    let got = rig.lockstep(&more, |i, _| i % 3);
+    for (i, g) in got.iter().enumerate() {
+        assert_eq!(
+            *g,
+            (Verdict::Accept, established),
+            "packet {i} after the restart"
+        );
+    }
+    // A connection the table never saw is refused by the same ruleset.
+    let stranger = going_on(25, 3_000_000_000).split_off(48);
+    let got = rig.lockstep(&stranger, |_, _| 0);
+    assert!(got.iter().all(|(v, _)| *v == Verdict::Drop), "{got:?}");
+    rig.stop();
+
+    // Without the state file, the same packets are strangers too.
+    let rig = Rig::with_state(&strict, 3, PollMode::Adaptive, None);
+    let got = rig.lockstep(&going_on(24, 2_000_000_000), |i, _| i % 3);
+    assert!(got.iter().all(|(v, _)| *v == Verdict::Drop), "{got:?}");
+    rig.stop();
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -685,6 +685,57 @@ fn stale_program_from_a_killed_run() {
     assert!(!xdp_attached(&lab.a));
 }
 
+/// `--workers auto` counts queues: veth reports channels (RX and TX apart: the fewer counts),
+/// a bridge reports none (sysfs then), a missing interface is named.
+#[test]
+fn queue_counts() {
+    require_root!();
+    let pid = std::process::id() % 1_000_000;
+    let (a, b, br) = (
+        format!("swq{pid}a"),
+        format!("swq{pid}b"),
+        format!("swq{pid}br"),
+    );
+    struct Links(Vec<String>);
+    impl Drop for Links {
+        fn drop(&mut self) {
+            for l in &self.0 {
+                let _ = run("ip", &["link", "del", l]);
+            }
+        }
+    }
+    let _links = Links(vec![a.clone(), br.clone()]);
+    must(
+        "ip",
+        &[
+            "link",
+            "add",
+            &a,
+            "numtxqueues",
+            "2",
+            "numrxqueues",
+            "3",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &b,
+            "numtxqueues",
+            "4",
+            "numrxqueues",
+            "4",
+        ],
+    );
+    must("ip", &["link", "add", &br, "type", "bridge"]);
+    let count = |i: &str| dataplane::xsk::queue_count(i).map(|q| (q.queues, q.source));
+    use dataplane::xsk::QueueSource::{Channels, Sysfs};
+    assert_eq!(count(&a).unwrap(), (2, Channels));
+    assert_eq!(count(&b).unwrap(), (4, Channels));
+    assert_eq!(count(&br).unwrap(), (1, Sysfs));
+    let e = count(&format!("swq{pid}none")).unwrap_err();
+    assert!(matches!(e, XskError::NoSuchInterface { .. }), "{e}");
+}
+
 /// Run by `stale_program_from_a_killed_run`: open a port and wait to be killed.
 #[test]
 #[ignore = "run by stale_program_from_a_killed_run"]

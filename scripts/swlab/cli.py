@@ -29,6 +29,14 @@ COMMANDS = {
     "netpeer": ("netpeer", "main",
                 "serve-tcp|serve-udp|tcp-keep|udp-keep|udp-burst ...  lab traffic peers"),
     "e2e-report": ("e2e_report", "main", "DIR  the Markdown report of scripts/bench-e2e.sh"),
+    "sd-listen": ("systemd", "main_listen",
+                  "SOCKET  play systemd's NOTIFY_SOCKET: each notification as a JSON line"),
+    "stall-thread": ("systemd", "main_stall",
+                     "PID NAME SECONDS  root: stop one thread of PID (ptrace) for SECONDS"),
+    "sd-check-strace": ("systemd", "main_check_strace",
+                        "UNIT STRACE  the daemon's system calls and sockets (strace -f) against "
+                        "the unit's SystemCallFilter=, RestrictAddressFamilies=, "
+                        "MemoryDenyWriteExecute="),
 }
 
 

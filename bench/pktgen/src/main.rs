@@ -25,7 +25,7 @@ use std::sync::{mpsc, Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use clap::{Parser, ValueEnum};
+use clap::{CommandFactory, Parser, ValueEnum};
 use dataplane::xsk::{self, PortConfig, UmemConfig, XdpMode, XskPorts, ZeroCopy};
 use hdrhistogram::Histogram;
 use serde::Serialize;
@@ -179,6 +179,7 @@ struct Report {
 }
 
 fn main() {
+    clidoc::generate_if_asked(Args::command);
     let args = Args::parse();
     if let Err(e) = run(&args) {
         eprintln!("statewall-pktgen: {e:#}");

@@ -37,7 +37,19 @@ pub fn steer_hash(m: &PacketMeta) -> Option<u64> {
 }
 
 /// One direction's tuple. 40 bytes, `Copy`, compared bytewise.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Default,
+    zerocopy::TryFromBytes,
+    zerocopy::IntoBytes,
+    zerocopy::KnownLayout,
+    zerocopy::Immutable,
+)]
 #[repr(C)]
 pub struct FlowKey {
     pub src: Addr,
@@ -48,12 +60,24 @@ pub struct FlowKey {
     pub dport: u16,
     pub proto: u8,
     pub family: IpFamily,
-    _pad: [u8; 2],
+    pad: [u8; 2],
 }
 
 const _: () = assert!(std::mem::size_of::<FlowKey>() == 40);
 
 impl FlowKey {
+    /// Whether this key could have come from [`FlowKey::new`]: padding zero (keys compare
+    /// bytewise) and IPv4 addresses IPv4-mapped. For keys read back from outside.
+    pub fn check(&self) -> Result<(), &'static str> {
+        if self.pad != [0; 2] {
+            return Err("the key's padding is not zero");
+        }
+        if self.family == IpFamily::V4 && !(is_v4_mapped(&self.src) && is_v4_mapped(&self.dst)) {
+            return Err("an IPv4 key with an address that is not IPv4");
+        }
+        Ok(())
+    }
+
     pub fn new(family: IpFamily, src: Addr, dst: Addr, proto: u8, sport: u16, dport: u16) -> Self {
         FlowKey {
             src,
@@ -62,7 +86,7 @@ impl FlowKey {
             dport,
             proto,
             family,
-            _pad: [0; 2],
+            pad: [0; 2],
         }
     }
 
@@ -102,7 +126,7 @@ impl FlowKey {
             && self.dport == other.sport
             && self.proto == other.proto
             && self.family == other.family
-        // (`_pad` is private and always zero.)
+        // (`pad` is private and always zero.)
     }
 
     /// The direction-independent form: the smaller endpoint first.
@@ -252,6 +276,11 @@ pub fn owner(hash: u64, workers: usize) -> usize {
     // The table uses the low bits; take the high bits for ownership so shard and slot
     // choices are independent.
     ((hash >> 32) % workers.max(1) as u64) as usize
+}
+
+/// Whether a 16-byte address is IPv4-mapped (`::ffff:a.b.c.d`), as IPv4 addresses are kept.
+fn is_v4_mapped(a: &Addr) -> bool {
+    a[..10] == [0; 10] && a[10..12] == [0xff, 0xff]
 }
 
 #[cfg(test)]

@@ -22,4 +22,5 @@ pub mod reason;
 pub mod reject;
 pub mod ruleset;
 pub mod sharded;
+pub mod state;
 pub mod wire;

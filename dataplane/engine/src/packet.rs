@@ -10,7 +10,19 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use crate::reason::InvalidReason;
 
 /// IP version of a packet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Default,
+    zerocopy::TryFromBytes,
+    zerocopy::IntoBytes,
+    zerocopy::KnownLayout,
+    zerocopy::Immutable,
+)]
 #[repr(u8)]
 pub enum IpFamily {
     #[default]

@@ -12,7 +12,7 @@ use config::ruleset::{Action, RejectWith};
 use crate::classifier::Key;
 use crate::conntrack::entry::{status, CachedVerdict};
 use crate::conntrack::expect::SharedExpectations;
-use crate::conntrack::{HelperVerdict, Shard, Track};
+use crate::conntrack::{HeapSlab, HelperVerdict, Shard, SlabMemory, Track};
 use crate::flow::steer_hash;
 use crate::packet::PacketMeta;
 use crate::reason::{DropReason, InvalidReason, L3Error};
@@ -138,9 +138,9 @@ impl Counters {
 
 /// One worker's engine.
 #[derive(Debug)]
-pub struct Pipeline {
+pub struct Pipeline<M: SlabMemory = HeapSlab> {
     rules: Arc<CompiledRuleset>,
-    shard: Shard,
+    shard: Shard<M>,
     pub counters: Counters,
 }
 
@@ -158,7 +158,18 @@ impl Pipeline {
         capacity: usize,
         expect: Arc<SharedExpectations>,
     ) -> Pipeline {
-        let shard = Shard::new(capacity, rules.sysctls, &rules.ftp_ports, expect);
+        Pipeline::with_slab(rules, crate::conntrack::table::heap_slab(capacity), expect)
+    }
+}
+
+impl<M: SlabMemory> Pipeline<M> {
+    /// One worker's pipeline whose shard keeps its entries in `slab` (one per slot).
+    pub fn with_slab(
+        rules: Arc<CompiledRuleset>,
+        slab: M,
+        expect: Arc<SharedExpectations>,
+    ) -> Pipeline<M> {
+        let shard = Shard::with_slab(slab, rules.sysctls, &rules.ftp_ports, expect);
         Pipeline {
             rules,
             shard,
@@ -178,11 +189,11 @@ impl Pipeline {
         self.rules = rules;
     }
 
-    pub fn shard(&self) -> &Shard {
+    pub fn shard(&self) -> &Shard<M> {
         &self.shard
     }
 
-    pub fn shard_mut(&mut self) -> &mut Shard {
+    pub fn shard_mut(&mut self) -> &mut Shard<M> {
         &mut self.shard
     }
 

@@ -236,3 +236,50 @@ fn ipv6_epsv() {
         (Verdict::Accept, Some(CtState::Related))
     );
 }
+
+/// A control connection taken into a new table (a restart's state file, a restore): the
+/// helper has no line history, so it picks up at the next segment of each direction, as the
+/// kernel's helper does for injected entries (`NF_CT_FTP_SEQ_PICKUP`); the PASV that follows
+/// opens a RELATED data connection. Without the pickup the first reply would not be searched.
+#[test]
+fn an_adopted_control_connection_picks_up_its_lines() {
+    let yaml = rules(true, false);
+    let mut old = pipeline(&yaml);
+    let mut ctl = control(&mut old, "10.10.0.2", "10.10.0.3");
+    let entries: Vec<_> = old.shard().entries().copied().collect();
+    assert_eq!(entries.len(), 1);
+
+    let mut new = pipeline(&yaml);
+    for e in entries {
+        new.shard_mut().adopt(e).unwrap();
+    }
+    assert_eq!(
+        new.shard_mut()
+            .adopt(old.shard().entries().next().copied().unwrap()),
+        Err(engine::conntrack::AdoptError::Duplicate)
+    );
+    ctl.a_to_b(&mut new, ACK | PSH, b"PASV\r\n");
+    let o = ctl.b_to_a(
+        &mut new,
+        ACK | PSH,
+        b"227 Entering Passive Mode (10,10,0,3,117,48).\r\n",
+    );
+    assert_eq!(st(&o), (Verdict::Accept, Some(CtState::Established)));
+    assert_eq!(
+        new.shard().expectations().len(),
+        1,
+        "the reply was searched"
+    );
+    let mut data = Conn::new(("10.10.0.2", 40001), ("10.10.0.3", 30000), LAN);
+    assert_eq!(
+        st(&data.a_to_b(&mut new, SYN, b"")),
+        (Verdict::Accept, Some(CtState::Related))
+    );
+    // A bad entry is refused, not inserted.
+    let mut bad = new.shard().entries().next().copied().unwrap();
+    bad.tcp.state = 42;
+    assert!(matches!(
+        pipeline(&yaml).shard_mut().adopt(bad),
+        Err(engine::conntrack::AdoptError::Invalid(_))
+    ));
+}

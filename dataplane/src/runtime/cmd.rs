@@ -11,11 +11,14 @@ use crossbeam::channel::Sender;
 
 use engine::conntrack::entry::Entry;
 use engine::conntrack::filter::EntryFilter;
+use engine::conntrack::save::Adopted;
 
 use super::stats::Hists;
 
 /// Table slots a worker walks per scan request.
 pub const SCAN_SLOTS: usize = 8192;
+/// Restored entries a worker takes in per adopt request.
+pub const ADOPT_ENTRIES: usize = 1024;
 
 /// What to do with the entries a scan matches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,9 +51,44 @@ pub enum WorkerCmd {
     FlushAll { reply: Sender<u64> },
     /// Run the expiry sweep over `slots` slots (reaps entries a filtered flush expired).
     Sweep { slots: usize, reply: Sender<usize> },
+    /// Take in restored entries this worker owns (`engine::conntrack::save::adopt`); the
+    /// emptied buffer goes back with the counts, to be freed off the worker.
+    Adopt {
+        entries: Vec<Entry>,
+        reply: Sender<AdoptReply>,
+    },
     /// Take `spare` (empty) as the recording set and send back the one recorded so far.
     SwapHist {
         spare: Box<Hists>,
         reply: Sender<Box<Hists>>,
     },
+}
+
+/// What became of an `Adopt` request's entries.
+#[derive(Debug, Default)]
+pub struct AdoptReply {
+    pub added: u64,
+    pub present: u64,
+    pub expired: u64,
+    pub full: u64,
+    /// Refused as invalid (never for entries the save reader made), with the first reason.
+    pub invalid: u64,
+    pub invalid_reason: Option<&'static str>,
+    pub entries: Vec<Entry>,
+}
+
+impl AdoptReply {
+    /// Count one entry's outcome.
+    pub fn count(&mut self, r: Result<Adopted, &'static str>) {
+        match r {
+            Ok(Adopted::Added) => self.added += 1,
+            Ok(Adopted::Present) => self.present += 1,
+            Ok(Adopted::Expired) => self.expired += 1,
+            Ok(Adopted::Full) => self.full += 1,
+            Err(m) => {
+                self.invalid += 1;
+                self.invalid_reason.get_or_insert(m);
+            }
+        }
+    }
 }

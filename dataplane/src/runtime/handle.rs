@@ -17,19 +17,21 @@ use hdrhistogram::Histogram;
 use config::matches::Proto;
 use config::protocol::{
     Applied, Checked, Command, ConntrackFilter, ConntrackOp, ConntrackReply, CoreStats,
-    DiagnosticMsg, ErrorKind, ErrorReply, HistReply, HistSet, HistSummary, Payload, RuleShow,
-    Setting, Show, StageShow, Stats,
+    DiagnosticMsg, ErrorKind, ErrorReply, HistReply, HistSet, HistSummary, Payload, Restored,
+    RuleShow, Setting, Show, StageShow, Stats,
 };
 use config::{load_str, ConntrackSettings, Diagnostic, Pos, Ruleset};
 
 use engine::conntrack::entry::Entry;
 use engine::conntrack::filter::EntryFilter;
 use engine::conntrack::listing;
+use engine::conntrack::save;
 use engine::conntrack::tcp::state;
+use engine::flow::owner;
 use engine::reason::{DropReason, InvalidReason};
 use engine::ruleset::CompiledRuleset;
 
-use super::cmd::{ScanAction, ScanReply, WorkerCmd, SCAN_SLOTS};
+use super::cmd::{ScanAction, ScanReply, WorkerCmd, ADOPT_ENTRIES, SCAN_SLOTS};
 use super::stats::{Hists, StageCounters, WorkerCounters};
 use super::Shared;
 
@@ -96,6 +98,9 @@ fn invalid_config(diags: &[Diagnostic]) -> ErrorReply {
     }
 }
 
+/// Bad lines a `conntrack_restore` error lists at most.
+const MAX_RESTORE_ERRORS: usize = 100;
+
 /// Settings fixed at start: the table and the expectation table are allocated once.
 const FIXED_SETTINGS: &[&str] = &["max", "expect_max"];
 
@@ -145,6 +150,12 @@ impl RuntimeHandle {
             Command::Hist { reset, per_core } => Payload::Hist(self.hist(*reset, *per_core)?),
             Command::Get { key } => Payload::Setting(self.get(key)?),
             Command::Set { key, value } => Payload::Setting(self.set(key, value)?),
+            Command::ConntrackRestore {
+                text,
+                file,
+                first_line,
+                check,
+            } => Payload::Restored(self.restore(text, file, *first_line, *check)?),
         })
     }
 
@@ -536,7 +547,7 @@ impl RuntimeHandle {
         Ok(())
     }
 
-    /// `conntrack list|count|flush|get`.
+    /// `conntrack list|count|flush|get|save`.
     pub fn conntrack(
         &self,
         op: ConntrackOp,
@@ -554,14 +565,17 @@ impl RuntimeHandle {
             .map_err(|m| err(ErrorKind::BadRequest, m))?;
         let mut reply = ConntrackReply::default();
         match op {
-            ConntrackOp::List | ConntrackOp::Get | ConntrackOp::Count => {
+            ConntrackOp::List | ConntrackOp::Get | ConntrackOp::Count | ConntrackOp::Save => {
                 let mut found: Vec<(usize, Entry)> = Vec::new();
                 self.scan(ef, ScanAction::Copy, |w, r| {
                     found.extend(r.entries.into_iter().map(|e| (w, e)));
                 })?;
                 let now = self.now();
                 reply.count = found.len() as u64;
-                if op == ConntrackOp::Count {
+                if op == ConntrackOp::Save {
+                    (reply.lines, reply.skipped) =
+                        save::format_all(found.iter().map(|(_, e)| e), now);
+                } else if op == ConntrackOp::Count {
                     for (_, e) in &found {
                         *reply
                             .by_proto
@@ -604,6 +618,92 @@ impl RuntimeHandle {
             }
         }
         Ok(reply)
+    }
+
+    /// `conntrack_restore`: read every line of `text` (line `first_line` of `file`); unless
+    /// all are good, add nothing and say which are not. With `check`, only read. Each entry
+    /// goes to the worker that owns its flow, in slices of [`ADOPT_ENTRIES`].
+    pub fn restore(
+        &self,
+        text: &str,
+        file: &str,
+        first_line: usize,
+        check: bool,
+    ) -> Result<Restored, ErrorReply> {
+        let now = self.now();
+        let parsed = save::parse(text, now).map_err(|errors| {
+            let n = errors.len();
+            ErrorReply {
+                kind: ErrorKind::InvalidEntries,
+                message: format!(
+                    "{n} bad line{} in {file}{}; nothing was restored",
+                    if n == 1 { "" } else { "s" },
+                    if n > MAX_RESTORE_ERRORS {
+                        format!(" (the first {MAX_RESTORE_ERRORS} shown)")
+                    } else {
+                        String::new()
+                    }
+                ),
+                diagnostics: errors
+                    .into_iter()
+                    .take(MAX_RESTORE_ERRORS)
+                    .map(|e| DiagnosticMsg {
+                        severity: "error".into(),
+                        file: file.to_string(),
+                        line: e.line + first_line.max(1) - 1,
+                        col: e.col,
+                        message: e.message,
+                        hint: Some(e.hint),
+                    })
+                    .collect(),
+            }
+        })?;
+        let mut done = Restored {
+            parsed: parsed.len() as u64,
+            checked: check,
+            ..Restored::default()
+        };
+        if check {
+            return Ok(done);
+        }
+        let workers = self.shared.workers;
+        let mut per_worker: Vec<Vec<Entry>> = vec![Vec::new(); workers];
+        for p in parsed {
+            per_worker[owner(p.entry.key.symmetric_hash(), workers)].push(p.entry);
+        }
+        let mut invalid = (0, None);
+        for (w, entries) in per_worker.iter().enumerate() {
+            for slice in entries.chunks(ADOPT_ENTRIES) {
+                let r = self
+                    .ask(w, |reply| WorkerCmd::Adopt {
+                        entries: slice.to_vec(),
+                        reply,
+                    })
+                    .map_err(|mut e| {
+                        e.message = format!(
+                            "{}; {} entries were added before that, the rest of {file} was not",
+                            e.message, done.added
+                        );
+                        e
+                    })?;
+                done.added += r.added;
+                done.present += r.present;
+                done.expired += r.expired;
+                done.full += r.full;
+                invalid.0 += r.invalid;
+                invalid.1 = invalid.1.or(r.invalid_reason);
+            }
+        }
+        if let (n @ 1.., Some(why)) = invalid {
+            return Err(err(
+                ErrorKind::Internal,
+                format!(
+                    "the table refused {n} restored entries ({why}); {} were added",
+                    done.added
+                ),
+            ));
+        }
+        Ok(done)
     }
 
     /// Latency histograms since start or the last reset.

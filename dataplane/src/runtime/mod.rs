@@ -17,10 +17,12 @@ pub mod cmd;
 pub mod doorbell;
 pub mod handle;
 pub mod io;
+pub mod liveness;
 pub mod mem;
 pub mod metrics;
 mod poll;
 pub mod server;
+pub mod state;
 pub mod stats;
 mod worker;
 
@@ -31,6 +33,7 @@ use std::time::Instant;
 
 use crossbeam::channel::{self, Sender};
 use crossbeam::queue::ArrayQueue;
+use crossbeam::utils::CachePadded;
 
 use engine::conntrack::expect::SharedExpectations;
 use engine::pipeline::Pipeline;
@@ -131,6 +134,9 @@ pub struct RuntimeConfig {
     pub clock: Clock,
     /// How the ports are driven, one line per port/queue, for `stats` (XDP mode, zero-copy).
     pub io_mode: Vec<String>,
+    /// The state file (`--state PATH`): the table is restored from it at start and lives in
+    /// it while running; `None` keeps the table in anonymous memory (`--state none`).
+    pub state: Option<std::path::PathBuf>,
 }
 
 impl Default for RuntimeConfig {
@@ -145,6 +151,7 @@ impl Default for RuntimeConfig {
             cores: None,
             clock: Clock::monotonic(),
             io_mode: Vec::new(),
+            state: None,
         }
     }
 }
@@ -167,6 +174,8 @@ pub enum StartError {
     Spawn(std::io::Error),
     #[error("cannot create a worker's doorbell (a unix socket pair): {0}")]
     Doorbell(std::io::Error),
+    #[error("{0}")]
+    State(#[from] state::StateError),
 }
 
 /// A packet on its way to its owner: the bytes (a pooled buffer of the sender), the port it
@@ -197,6 +206,12 @@ pub(crate) struct WorkerSlot {
     bell: Doorbell,
     thread: OnceLock<Thread>,
     cmds: Sender<WorkerCmd>,
+    /// Set by the worker when it enters its loop, cleared when it leaves it.
+    running: AtomicBool,
+    /// Bumped by the worker once per loop iteration (`liveness`: the watchdog's evidence
+    /// that it makes progress). On a line of its own: the worker writes it every iteration,
+    /// and handoff senders read `sleeping` beside it.
+    heartbeat: CachePadded<AtomicU64>,
 }
 
 impl WorkerSlot {
@@ -262,6 +277,8 @@ pub struct Runtime {
     shared: Arc<Shared>,
     handle: RuntimeHandle,
     threads: Vec<JoinHandle<()>>,
+    state: Option<state::StateFile>,
+    restored: state::RestoreReport,
 }
 
 impl Runtime {
@@ -307,6 +324,8 @@ impl Runtime {
                 bell: Doorbell::new().map_err(StartError::Doorbell)?,
                 thread: OnceLock::new(),
                 cmds: tx,
+                running: AtomicBool::new(false),
+                heartbeat: CachePadded::new(AtomicU64::new(0)),
             });
         }
         let shared = Arc::new(Shared {
@@ -333,7 +352,7 @@ impl Runtime {
         let cores = if cfg.pin {
             let ids = core_affinity::get_core_ids().unwrap_or_default();
             if ids.is_empty() {
-                eprintln!("statewall: cannot list the CPU cores; workers run unpinned");
+                crate::log_warn!("cannot list the CPU cores; workers run unpinned");
             }
             let pick = |i: usize| -> Option<core_affinity::CoreId> {
                 match &cfg.cores {
@@ -345,19 +364,33 @@ impl Runtime {
         } else {
             vec![None; n]
         };
+        // The shards' slabs in the state file (or anonymous memory), and the old file's
+        // entries adopted by the shards that own them in this process.
+        let geometry = engine::state::Geometry {
+            shards: n as u32,
+            slots_per_shard: per_shard.max(1) as u32,
+            expect_max: rules.expect_max as u32,
+        };
+        let now = cfg.clock.now();
+        let mut opened = state::StateFile::open(cfg.state.as_deref(), geometry, now)?;
+        let mut pipelines: Vec<Pipeline<state::ShardSlab>> = std::mem::take(&mut opened.slabs)
+            .into_iter()
+            .map(|slab| Pipeline::with_slab(Arc::clone(&rules), slab, Arc::clone(&expect)))
+            .collect();
+        let (state_file, restored) = opened.restore(now, &expect, |e| {
+            let o = engine::flow::owner(e.key.symmetric_hash(), n);
+            pipelines[o].shard_mut().adopt(e)
+        })?;
         let mut threads = Vec::with_capacity(n);
         let published = shared.published();
         let counters = published.counters.clone();
         drop(published);
-        for (i, (io, cmds)) in ios.into_iter().zip(receivers).enumerate() {
+        for (i, ((io, cmds), pipeline)) in ios.into_iter().zip(receivers).zip(pipelines).enumerate()
+        {
             let w = worker::Worker {
                 id: i,
                 io,
-                pipeline: Pipeline::with_expectations(
-                    Arc::clone(&rules),
-                    per_shard,
-                    Arc::clone(&expect),
-                ),
+                pipeline,
                 shared: Arc::clone(&shared),
                 cmds,
                 generation: rules.generation,
@@ -391,7 +424,14 @@ impl Runtime {
             shared,
             handle,
             threads,
+            state: Some(state_file),
+            restored,
         })
+    }
+
+    /// What the start restored from the state file.
+    pub fn restored(&self) -> &state::RestoreReport {
+        &self.restored
     }
 
     /// The control side's handle (cheap to clone, usable from any thread).
@@ -401,6 +441,11 @@ impl Runtime {
 
     pub fn workers(&self) -> usize {
         self.shared.workers
+    }
+
+    /// Whether the workers run and make progress (for systemd's watchdog).
+    pub fn liveness(&self) -> liveness::Liveness {
+        liveness::Liveness::new(Arc::clone(&self.shared))
     }
 
     /// Stop the workers (each finishes its batch) and wait for them.
@@ -415,7 +460,15 @@ impl Runtime {
         }
         for t in self.threads.drain(..) {
             if t.join().is_err() {
-                eprintln!("statewall: a worker panicked");
+                crate::log_error!("a worker panicked");
+            }
+        }
+        // Every worker is gone, and its slab with it: mark the state file cleanly stopped.
+        if let Some(mut s) = self.state.take() {
+            if !s.close_clean(&self.shared.expect) {
+                crate::log_warn!(
+                    "state: could not mark the state file cleanly stopped; the next start checks it slot by slot"
+                );
             }
         }
     }

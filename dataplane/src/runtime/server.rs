@@ -258,7 +258,7 @@ fn accept_loop(
             }
             Err(e) if e.kind() == IoErrorKind::Interrupted => {}
             Err(e) => {
-                eprintln!("statewall: control socket: accept: {e}");
+                crate::log_warn!("control socket: accept: {e}");
                 thread::sleep(ACCEPT_RETRY);
             }
         }

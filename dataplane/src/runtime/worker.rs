@@ -26,13 +26,14 @@ use std::thread;
 use crossbeam::channel::Receiver;
 
 use engine::conntrack::entry::Entry;
+use engine::conntrack::save;
 use engine::flow::{owner, steer_hash};
 use engine::packet::PacketMeta;
 use engine::pipeline::{Outcome, Packet, Pipeline, StageId, Verdict};
 use engine::reason::{DropReason, L3Error};
 use engine::wire;
 
-use super::cmd::{ScanAction, ScanReply, WorkerCmd, SCAN_SLOTS};
+use super::cmd::{AdoptReply, ScanAction, ScanReply, WorkerCmd, SCAN_SLOTS};
 use super::io::PortIo;
 use super::poll::IdlePolicy;
 use super::stats::{Hists, RuleCounters, WorkerCounters};
@@ -62,7 +63,7 @@ struct Local {
 pub(crate) struct Worker<Io: PortIo> {
     pub id: usize,
     pub io: Io,
-    pub pipeline: Pipeline,
+    pub pipeline: Pipeline<super::state::ShardSlab>,
     pub shared: Arc<Shared>,
     pub cmds: Receiver<WorkerCmd>,
     pub generation: u32,
@@ -105,9 +106,10 @@ impl<Io: PortIo> Worker<Io> {
     pub fn run(mut self) {
         if let Some(core) = self.core {
             if !core_affinity::set_for_current(core) {
-                eprintln!(
-                    "statewall: worker {}: could not pin to core {} (running unpinned)",
-                    self.id, core.id
+                crate::log_warn!(
+                    "worker {}: could not pin to core {} (running unpinned)",
+                    self.id,
+                    core.id
                 );
             }
         }
@@ -130,7 +132,16 @@ impl<Io: PortIo> Worker<Io> {
             self.io.fill(p);
         }
         self.publish(&local);
+        // Liveness (`liveness.rs`): in the loop now, and a heartbeat per iteration.
+        let mut beat = 0u64;
+        self.shared.slots[self.id]
+            .running
+            .store(true, Ordering::Release);
         while !self.shared.stop.load(Ordering::Relaxed) {
+            beat = beat.wrapping_add(1);
+            self.shared.slots[self.id]
+                .heartbeat
+                .store(beat, Ordering::Relaxed);
             let mut dirty = self.check_publication();
             let (t0, received, fwd, drop) = self.poll_once(&mut s, &mut local);
             dirty |= self.service_commands(t0);
@@ -167,6 +178,9 @@ impl<Io: PortIo> Worker<Io> {
                 self.sleep();
             }
         }
+        self.shared.slots[self.id]
+            .running
+            .store(false, Ordering::Release);
         // Give every frame back before the IO is dropped.
         for (p, q) in s.tx.iter_mut().enumerate() {
             self.io.send(p, q);
@@ -415,6 +429,14 @@ impl<Io: PortIo> Worker<Io> {
                 WorkerCmd::Sweep { slots, reply } => {
                     let n = self.pipeline.expire(now, slots);
                     let _ = reply.try_send(n);
+                }
+                WorkerCmd::Adopt { mut entries, reply } => {
+                    let mut r = AdoptReply::default();
+                    for e in entries.drain(..) {
+                        r.count(save::adopt(self.pipeline.shard_mut(), e, now));
+                    }
+                    r.entries = entries;
+                    let _ = reply.try_send(r);
                 }
                 WorkerCmd::SwapHist { mut spare, reply } => {
                     std::mem::swap(&mut self.hists, &mut spare);

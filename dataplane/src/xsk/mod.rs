@@ -50,6 +50,7 @@
     reason = "AF_XDP needs FFI (libxdp/libbpf, socket options) and raw UMEM access; kept in this module"
 )]
 
+mod mtu;
 mod open;
 mod ports;
 mod sys;
@@ -59,6 +60,7 @@ use std::io;
 
 pub use crate::runtime::io::PortIo;
 pub use config::ruleset::{PortDetail, PortSpec, XdpMode, ZeroCopy};
+pub use mtu::{check_mtu, interface_mtu, max_frame_len, max_mtu, mtu_fits, ETH_HLEN, VLAN_HLEN};
 pub use ports::{KernelStats, PortStats, XskFrame, XskPorts};
 pub use sys::{detach_xdp, enter_netns, hw_addr};
 
@@ -69,8 +71,8 @@ pub enum XskError {
     NoSuchInterface { interface: String },
     #[error(
         "{what} on `{interface}` was refused ({source}): AF_XDP needs root, or CAP_NET_RAW, \
-         CAP_NET_ADMIN and CAP_BPF (CAP_SYS_ADMIN before Linux 5.8), and room under RLIMIT_MEMLOCK \
-         (or CAP_IPC_LOCK) for the UMEM"
+         CAP_NET_ADMIN and CAP_SYS_ADMIN (libxdp opens its program and maps by id), and room under \
+         RLIMIT_MEMLOCK (or CAP_IPC_LOCK) for the UMEM"
     )]
     Privileges {
         interface: String,
@@ -122,6 +124,28 @@ pub enum XskError {
     },
     #[error("AF_XDP configuration: {0}")]
     Config(String),
+    /// The port's MTU is more than one UMEM frame holds (no multi-buffer AF_XDP yet).
+    #[error(
+        "{label}: MTU {mtu} is larger than the {max} bytes of IP packet an AF_XDP frame holds \
+         here (a {frame_size}-byte frame less {headroom} of XDP headroom, {eth} of Ethernet \
+         header and {vlan} of VLAN tag); set it to {suggest} with \
+         `ip link set dev {interface} mtu {suggest}` (jumbo frames are not supported yet)",
+        label = mtu::port_label(.port, .interface),
+        headroom = ports::XDP_HEADROOM,
+        eth = ETH_HLEN,
+        vlan = VLAN_HLEN
+    )]
+    MtuTooLarge {
+        /// The ruleset's name for the port.
+        port: String,
+        interface: String,
+        mtu: u32,
+        /// The largest MTU that fits ([`max_mtu`]).
+        max: u32,
+        frame_size: u32,
+        /// The MTU to set instead: 1500, or `max` if that is less.
+        suggest: u32,
+    },
 }
 
 fn kernel_says(detail: &str) -> String {
@@ -168,6 +192,59 @@ impl PortConfig {
     }
 }
 
+/// How many queues an interface offers AF_XDP (each socket needs a queue with a receive and
+/// a transmit side), and where that number came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueCount {
+    pub queues: u32,
+    pub source: QueueSource,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueSource {
+    /// The driver's channels (`ethtool -l`, the `ETHTOOL_GCHANNELS` ioctl): combined channels,
+    /// plus RX-only channels that have a TX-only twin.
+    Channels,
+    /// `/sys/class/net/IF/queues/`: the fewer of its `rx-*` and `tx-*` entries (drivers that
+    /// report no channels: bridges, bonds, tun, ...).
+    Sysfs,
+}
+
+impl fmt::Display for QueueSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            QueueSource::Channels => "ethtool channels",
+            QueueSource::Sysfs => "sysfs queues",
+        })
+    }
+}
+
+/// The queues of `interface` (in this network namespace): its channel count where the driver
+/// reports one, else what sysfs lists.
+pub fn queue_count(interface: &str) -> Result<QueueCount, XskError> {
+    if sys::if_index(interface).is_none() {
+        return Err(XskError::NoSuchInterface {
+            interface: interface.to_string(),
+        });
+    }
+    if let Some(queues) = sys::channel_queues(interface).filter(|&n| n > 0) {
+        return Ok(QueueCount {
+            queues,
+            source: QueueSource::Channels,
+        });
+    }
+    match (sys::rx_queues(interface), sys::tx_queues(interface)) {
+        (Some(rx), Some(tx)) if rx.min(tx) > 0 => Ok(QueueCount {
+            queues: rx.min(tx),
+            source: QueueSource::Sysfs,
+        }),
+        _ => Err(XskError::Config(format!(
+            "`{interface}`: cannot count its queues: the driver reports no channels \
+             (ethtool -l) and /sys/class/net/{interface}/queues/ is not readable here"
+        ))),
+    }
+}
+
 /// UMEM and ring dimensions for one worker. Ring sizes are powers of two.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UmemConfig {
@@ -194,6 +271,19 @@ impl Default for UmemConfig {
             rx_size: 2048,
             tx_size: 2048,
         }
+    }
+}
+
+impl UmemConfig {
+    /// Bytes of locked memory (charged against RLIMIT_MEMLOCK without CAP_IPC_LOCK) the UMEM
+    /// of one worker with `ports` ports takes.
+    pub fn locked_bytes(&self, ports: usize) -> u64 {
+        let frames = if self.frame_count == 0 {
+            default_frame_count(self, ports)
+        } else {
+            self.frame_count
+        };
+        u64::from(frames) * u64::from(self.frame_size)
     }
 }
 

@@ -54,10 +54,19 @@ pub(super) fn if_index(name: &str) -> Option<u32> {
 
 /// The interface's receive queue count (`real_num_rx_queues`, as sysfs lists them).
 pub(super) fn rx_queues(name: &str) -> Option<u32> {
+    sysfs_queues(name, "rx-")
+}
+
+/// The interface's transmit queue count (`real_num_tx_queues`, as sysfs lists them).
+pub(super) fn tx_queues(name: &str) -> Option<u32> {
+    sysfs_queues(name, "tx-")
+}
+
+fn sysfs_queues(name: &str, prefix: &str) -> Option<u32> {
     let dir = std::fs::read_dir(format!("/sys/class/net/{name}/queues")).ok()?;
     let n = dir
         .filter_map(Result::ok)
-        .filter(|e| e.file_name().to_string_lossy().starts_with("rx-"))
+        .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
         .count();
     Some(n as u32)
 }
@@ -81,31 +90,75 @@ struct EthtoolDrvinfo {
 
 const ETHTOOL_GDRVINFO: u32 = 0x3;
 
-/// The interface's driver name (`ethtool -i`), `None` when the kernel does not say.
-pub(super) fn driver(name: &str) -> Option<String> {
+/// `struct ethtool_channels` (include/uapi/linux/ethtool.h).
+#[repr(C)]
+#[derive(Default)]
+struct EthtoolChannels {
+    cmd: u32,
+    max_rx: u32,
+    max_tx: u32,
+    max_other: u32,
+    max_combined: u32,
+    rx_count: u32,
+    tx_count: u32,
+    other_count: u32,
+    combined_count: u32,
+}
+
+const ETHTOOL_GCHANNELS: u32 = 0x3c;
+
+/// `SIOCETHTOOL` on `name`: the kernel reads the command from `data`'s first `u32` and
+/// answers into `data`. `false` when the interface or its driver refuses (`EOPNOTSUPP`: lo,
+/// bridges, ...).
+///
+/// # Safety
+///
+/// `T` must be the `#[repr(C)]` struct the command in its first field reads and writes (the
+/// kernel writes that struct's size into `data`).
+unsafe fn ethtool<T>(name: &str, data: &mut T) -> bool {
     if name.len() >= libc::IFNAMSIZ {
-        return None;
+        return false;
     }
     // SAFETY: socket() has no memory preconditions; the result is checked.
     let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {
-        return None;
+        return false;
     }
     let fd = Fd(fd);
-    // SAFETY: both are plain C structs for which all-zero bytes are a valid value.
-    let mut info: EthtoolDrvinfo = unsafe { mem::zeroed() };
-    info.cmd = ETHTOOL_GDRVINFO;
-    // SAFETY: as above.
+    // SAFETY: a plain C struct for which all-zero bytes are a valid value.
     let mut ifr: libc::ifreq = unsafe { mem::zeroed() };
     for (dst, src) in ifr.ifr_name.iter_mut().zip(name.bytes()) {
         *dst = src as libc::c_char;
     }
-    ifr.ifr_ifru.ifru_data = ptr::addr_of_mut!(info).cast();
-    // SAFETY: SIOCETHTOOL with ETHTOOL_GDRVINFO reads the NUL-terminated name from `ifr` and
-    // writes at most size_of::<EthtoolDrvinfo>() bytes to `info`, which ifru_data points at
-    // and which outlives the call.
-    let r = unsafe { libc::ioctl(fd.0, libc::SIOCETHTOOL, ptr::addr_of_mut!(ifr)) };
-    if r < 0 {
+    ifr.ifr_ifru.ifru_data = ptr::from_mut(data).cast();
+    // SAFETY: SIOCETHTOOL reads the NUL-terminated name (shorter than IFNAMSIZ, the rest
+    // zeroed) from `ifr` and, by the caller's contract, writes at most size_of::<T>() bytes to
+    // `data`, which ifru_data points at and which outlives the call.
+    unsafe { libc::ioctl(fd.0, libc::SIOCETHTOOL, ptr::addr_of_mut!(ifr)) >= 0 }
+}
+
+/// The interface's queues that have both a receive and a transmit side, by its channels
+/// (`ethtool -l`): the combined channels, plus the RX-only channels that have a TX-only twin
+/// (veth reports its queues that way). `None` when the driver does not report channels.
+pub(super) fn channel_queues(name: &str) -> Option<u32> {
+    let mut ch = EthtoolChannels {
+        cmd: ETHTOOL_GCHANNELS,
+        ..EthtoolChannels::default()
+    };
+    // SAFETY: ETHTOOL_GCHANNELS reads and writes a struct ethtool_channels.
+    if !unsafe { ethtool(name, &mut ch) } {
+        return None;
+    }
+    Some(ch.combined_count + ch.rx_count.min(ch.tx_count))
+}
+
+/// The interface's driver name (`ethtool -i`), `None` when the kernel does not say.
+pub(super) fn driver(name: &str) -> Option<String> {
+    // SAFETY: a plain C struct for which all-zero bytes are a valid value.
+    let mut info: EthtoolDrvinfo = unsafe { mem::zeroed() };
+    info.cmd = ETHTOOL_GDRVINFO;
+    // SAFETY: ETHTOOL_GDRVINFO reads and writes a struct ethtool_drvinfo.
+    if !unsafe { ethtool(name, &mut info) } {
         return None;
     }
     let end = info.driver.iter().position(|&b| b == 0).unwrap_or(32);
@@ -473,6 +526,11 @@ mod tests {
         assert_eq!(if_index("bad\0name"), None);
         assert!(rx_queues("lo").is_some_and(|n| n >= 1));
         assert_eq!(rx_queues("no-such-if-xyz"), None);
+        assert!(tx_queues("lo").is_some_and(|n| n >= 1));
+        // lo has no channels to report (its driver has no get_channels: EOPNOTSUPP).
+        assert_eq!(channel_queues("lo"), None);
+        assert_eq!(channel_queues("no-such-if-xyz"), None);
+        assert_eq!(channel_queues("a-name-that-is-far-too-long"), None);
         assert_eq!(driver("no-such-if-xyz"), None);
         assert_eq!(driver("a-name-that-is-far-too-long"), None);
     }

@@ -46,7 +46,19 @@ impl Dir {
 
 /// A verdict remembered for one direction of a flow, valid while the ruleset generation,
 /// the packet's ctstate and its ingress port are the same (packed into 8 bytes).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    zerocopy::TryFromBytes,
+    zerocopy::IntoBytes,
+    zerocopy::KnownLayout,
+    zerocopy::Immutable,
+)]
+#[repr(C)]
 pub struct CachedVerdict {
     /// Ruleset generation the verdict came from; 0 = empty (generations start at 1).
     pub generation: u32,
@@ -87,7 +99,18 @@ impl CachedVerdict {
 }
 
 /// A connection entry.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    zerocopy::TryFromBytes,
+    zerocopy::IntoBytes,
+    zerocopy::KnownLayout,
+    zerocopy::Immutable,
+)]
 #[repr(C)]
 pub struct Entry {
     /// The original direction's tuple (the first packet's).
@@ -98,14 +121,50 @@ pub struct Entry {
     pub tcp: TcpConn,
     pub cache: [CachedVerdict; 2],
     pub status: u16,
+    /// Padding made explicit (zero), so that an entry is plain bytes in the state file.
+    _pad: [u8; 2],
 }
 
 const _: () = assert!(std::mem::size_of::<Entry>() <= 128);
 
 impl Entry {
+    /// A fresh entry for the original tuple `key`: no status, no protocol state.
+    pub fn new(key: FlowKey) -> Entry {
+        Entry {
+            key,
+            ..Entry::default()
+        }
+    }
+
     #[inline]
     pub fn has(&self, bit: u16) -> bool {
         self.status & bit != 0
+    }
+
+    /// Whether this entry is one the engine could have made (for entries read back from a
+    /// state file or a peer): a sound key, known status bits, a real TCP state and scales.
+    /// The TCP window values themselves can be anything the tracker may meet.
+    pub fn check(&self) -> Result<(), &'static str> {
+        use super::tcp::state;
+        const KNOWN: u16 = status::SEEN_REPLY
+            | status::ASSURED
+            | status::EXPECTED
+            | status::HELPER_FTP
+            | status::IN_USE;
+        self.key.check()?;
+        if self.status & !KNOWN != 0 {
+            return Err("unknown status bits");
+        }
+        if self.key.proto == crate::wire::proto::TCP {
+            let t = &self.tcp;
+            if !(state::SYN_SENT..=state::SYN_SENT2).contains(&t.state) {
+                return Err("not a TCP connection state");
+            }
+            if t.seen.iter().any(|d| d.td_scale > 14) || t.last_dir > 1 || t.last_wscale > 14 {
+                return Err("a TCP window scale above 14 or a direction above 1");
+            }
+        }
+        Ok(())
     }
 
     /// Whether this slot holds an entry that is alive at `now`.

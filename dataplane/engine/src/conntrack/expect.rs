@@ -99,18 +99,66 @@ impl Expectations {
 /// control connection, so expectations cannot live in a shard: they live here, behind a lock
 /// that the packet path takes only on a conntrack miss while the table is non-empty (an
 /// atomic count says so without locking), and when the FTP helper announces a connection.
-#[derive(Debug)]
 pub struct SharedExpectations {
     count: AtomicUsize,
-    inner: Mutex<Expectations>,
+    inner: Mutex<Inner>,
+}
+
+/// Called with the whole list after every change, under the table's lock: the daemon copies
+/// it into its state file (`crate::state::expect`), so expectations outlive the process.
+pub type Mirror = Box<dyn FnMut(&[Expectation]) + Send>;
+
+struct Inner {
+    list: Expectations,
+    mirror: Option<Mirror>,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inner")
+            .field("list", &self.list)
+            .field("mirror", &self.mirror.is_some())
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for SharedExpectations {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedExpectations")
+            .field("count", &self.count)
+            .finish_non_exhaustive()
+    }
 }
 
 impl SharedExpectations {
     pub fn new(max: usize) -> SharedExpectations {
         SharedExpectations {
             count: AtomicUsize::new(0),
-            inner: Mutex::new(Expectations::new(max)),
+            inner: Mutex::new(Inner {
+                list: Expectations::new(max),
+                mirror: None,
+            }),
         }
+    }
+
+    /// Copy the list out through `mirror` after every change from now on (and once now).
+    pub fn set_mirror(&self, mirror: Mirror) {
+        self.with(
+            |()| true,
+            |x| {
+                x.mirror = Some(mirror);
+            },
+        );
+    }
+
+    /// Stop mirroring (a clean stop, before the state file is closed).
+    pub fn clear_mirror(&self) {
+        self.with(
+            |()| false,
+            |x| {
+                x.mirror = None;
+            },
+        );
     }
 
     /// Whether no expectation is pending (no lock taken).
@@ -123,32 +171,40 @@ impl SharedExpectations {
         self.count.load(Ordering::Acquire)
     }
 
-    fn with<R>(&self, f: impl FnOnce(&mut Expectations) -> R) -> R {
+    /// Run `f` under the lock; `changed(result)` says whether the list may have changed,
+    /// and then the mirror sees it.
+    fn with<R>(&self, changed: impl FnOnce(&R) -> bool, f: impl FnOnce(&mut Inner) -> R) -> R {
         // A panic while holding the lock cannot leave the list inconsistent (every
         // operation is a single Vec edit), so a poisoned lock is still usable.
         let mut g = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         let r = f(&mut g);
-        self.count.store(g.len(), Ordering::Release);
+        self.count.store(g.list.len(), Ordering::Release);
+        if changed(&r) {
+            let Inner { list, mirror } = &mut *g;
+            if let Some(m) = mirror {
+                m(&list.list);
+            }
+        }
         r
     }
 
     pub fn add(&self, e: Expectation, now: u64) -> Result<(), ExpectTableFull> {
-        self.with(|x| x.add(e, now))
+        self.with(Result::is_ok, |x| x.list.add(e, now))
     }
 
     pub fn take(&self, k: &FlowKey, now: u64) -> Option<Expectation> {
         if self.is_empty() {
             return None;
         }
-        self.with(|x| x.take(k, now))
+        self.with(Option::is_some, |x| x.list.take(k, now))
     }
 
     pub fn clear(&self) {
-        self.with(Expectations::clear);
+        self.with(|()| true, |x| x.list.clear());
     }
 
     /// A copy of the pending expectations (for listings).
     pub fn snapshot(&self) -> Vec<Expectation> {
-        self.with(|x| x.iter().copied().collect())
+        self.with(|_| false, |x| x.list.iter().copied().collect())
     }
 }

@@ -242,13 +242,35 @@ fn try_epsv_response(data: &[u8]) -> Option<u16> {
 pub struct NlSeq {
     seq: [[u32; 2]; 2],
     num: [u8; 2],
+    /// `NF_CT_FTP_SEQ_PICKUP`, per direction: the connection was taken in from outside (a
+    /// restart, a restore), its line history is unknown, so the next segment in this
+    /// direction counts as the start of a line, once.
+    pickup: [bool; 2],
 }
 
 impl NlSeq {
+    /// The line state of a connection taken in from outside: both directions pick up.
+    pub fn picking_up() -> NlSeq {
+        NlSeq {
+            pickup: [true; 2],
+            ..NlSeq::default()
+        }
+    }
+
     /// `find_nl_seq`.
     pub fn starts_line(&self, dir: Dir, seq: u32) -> bool {
         let d = dir.idx();
         self.seq[d][..usize::from(self.num[d])].contains(&seq)
+    }
+
+    /// Whether the helper parses a segment at `seq`: it starts a line, or this direction is
+    /// picking up (which it then stops doing), as the kernel's help() with
+    /// `NF_CT_FTP_SEQ_PICKUP`.
+    pub fn parses(&mut self, dir: Dir, seq: u32) -> bool {
+        if self.starts_line(dir, seq) {
+            return true;
+        }
+        std::mem::take(&mut self.pickup[dir.idx()])
     }
 
     /// `update_nl_seq`: remember `nl_seq` (the sequence after a segment ending in `\n`).

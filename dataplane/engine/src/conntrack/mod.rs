@@ -11,6 +11,7 @@ pub mod expect;
 pub mod filter;
 pub mod ftp;
 pub mod listing;
+pub mod save;
 pub mod sysctls;
 pub mod table;
 pub mod tcp;
@@ -29,6 +30,7 @@ use expect::{Expectation, SharedExpectations, FTP_EXPECT_TIMEOUT_NS};
 use ftp::{Found, NlSeq};
 pub use sysctls::Sysctls;
 use table::Table;
+pub use table::{HeapSlab, SlabMemory, Slot};
 use tcp::{Segment, TcpVerdict};
 
 const NS: u64 = 1_000_000_000;
@@ -116,10 +118,21 @@ pub struct ShardStats {
     pub helper_drops: u64,
 }
 
+/// Why [`Shard::adopt`] refused an entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AdoptError {
+    #[error("the entry is not one the engine can hold: {0}")]
+    Invalid(&'static str),
+    #[error("an entry for this connection is already in the table")]
+    Duplicate,
+    #[error("the table is full")]
+    Full,
+}
+
 /// One worker's share of the connection table.
 #[derive(Debug)]
-pub struct Shard {
-    table: Table,
+pub struct Shard<M: SlabMemory = HeapSlab> {
+    table: Table<M>,
     sysctls: Sysctls,
     ftp_ports: Vec<u16>,
     expect: Arc<SharedExpectations>,
@@ -138,8 +151,21 @@ impl Shard {
         ftp_ports: &[u16],
         expect: Arc<SharedExpectations>,
     ) -> Shard {
+        Shard::with_slab(table::heap_slab(capacity), sysctls, ftp_ports, expect)
+    }
+}
+
+impl<M: SlabMemory> Shard<M> {
+    /// An empty shard whose entries live in `slab` (one entry per slot; every slot is made
+    /// free), sharing `expect` with the other shards of its engine.
+    pub fn with_slab(
+        slab: M,
+        sysctls: Sysctls,
+        ftp_ports: &[u16],
+        expect: Arc<SharedExpectations>,
+    ) -> Shard<M> {
         Shard {
-            table: Table::new(capacity),
+            table: Table::with_slab(slab),
             sysctls,
             ftp_ports: ftp_ports.to_vec(),
             expect,
@@ -147,6 +173,35 @@ impl Shard {
             pending: None,
             stats: ShardStats::default(),
         }
+    }
+
+    /// Take in an entry from elsewhere (a state file, a `conntrack -L -o save` line, a
+    /// peer): checked ([`Entry::check`]), its verdict cache cleared (a cached verdict belongs
+    /// to another process's ruleset generations), inserted. The caller has checked that it
+    /// has not expired. An FTP control connection's helper picks up its line tracking on the
+    /// next segment of each direction (the kernel's `NF_CT_FTP_SEQ_PICKUP` for injected
+    /// entries): what came before the restart is not known.
+    pub fn adopt(&mut self, mut e: Entry) -> Result<u32, AdoptError> {
+        e.check().map_err(AdoptError::Invalid)?;
+        e.cache = [entry::CachedVerdict::default(); 2];
+        let hash = e.key.symmetric_hash();
+        if self.table.find(&e.key, hash).is_some() {
+            return Err(AdoptError::Duplicate);
+        }
+        let id = self.table.insert(e, hash).ok_or(AdoptError::Full)?;
+        if e.has(status::HELPER_FTP) && self.ftp_conns.len() < FTP_CONNS_MAX {
+            self.ftp_conns.push(FtpConn {
+                id,
+                key: e.key,
+                nl: NlSeq::picking_up(),
+            });
+        }
+        Ok(id)
+    }
+
+    /// Whether `port` is one the FTP helper watches (as a new connection's destination).
+    pub fn is_ftp_port(&self, port: u16) -> bool {
+        self.ftp_ports.contains(&port)
     }
 
     pub fn sysctls(&self) -> &Sysctls {
@@ -359,10 +414,7 @@ impl Shard {
             return Track::TableFull;
         }
         let t = self.sysctls;
-        let mut e = Entry {
-            key,
-            ..Entry::default()
-        };
+        let mut e = Entry::new(key);
         let mut state = CtState::New;
         if !self.expect.is_empty() && self.expect.take(&key, now).is_some() {
             e.set(status::EXPECTED);
@@ -445,7 +497,7 @@ impl Shard {
         let ends_in_nl = payload.last() == Some(&b'\n');
         let nl_seq = seq.wrapping_add(payload.len() as u32);
         let mut verdict = HelperVerdict::Accept;
-        if self.ftp_conns[slot].nl.starts_line(dir, seq) {
+        if self.ftp_conns[slot].nl.parses(dir, seq) {
             // This direction's tuple: who sent the command.
             let tuple = if dir == Dir::Original {
                 key

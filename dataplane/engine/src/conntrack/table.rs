@@ -7,6 +7,13 @@
 //! and lookups never degrade with churn. Linear probing at a load of at most 1/2. Nothing
 //! here allocates after `new`; both arrays ask for transparent huge pages (a large table is
 //! touched at random, and with 4 KiB pages nearly every lookup would also miss the TLB).
+//!
+//! The slab is any memory that derefs to `[Slot]` ([`SlabMemory`]): a `Vec` here, in tests,
+//! benches and `replay`; a shared file mapping in the daemon, so that the entries outlive the
+//! process (`--state`, see `crate::state`). The index and the free list are rebuilt from the
+//! slab when a table is restored ([`Table::adopt`]).
+
+use std::ops::DerefMut;
 
 use crate::flow::FlowKey;
 use crate::hints::{advise_huge, prefetch_line};
@@ -17,10 +24,32 @@ use super::entry::{status, Dir, Entry};
 pub const EVICTION_RANGE: usize = 8;
 
 /// An entry on its own pair of cache lines (entries are 128 bytes; unaligned, one in two
-/// would straddle three lines).
-#[derive(Debug, Clone, Copy, Default)]
+/// would straddle three lines). The unit of the slab, and of the state file's entry region.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    zerocopy::TryFromBytes,
+    zerocopy::IntoBytes,
+    zerocopy::KnownLayout,
+    zerocopy::Immutable,
+)]
 #[repr(C, align(64))]
-struct Aligned(Entry);
+pub struct Slot(pub Entry);
+
+const _: () = assert!(std::mem::size_of::<Slot>() == 128);
+
+/// Memory a table keeps its entries in: every slot must hold a valid value (a fresh slab is
+/// all `Slot::default()`, which is a free slot).
+pub trait SlabMemory: DerefMut<Target = [Slot]> + Send + std::fmt::Debug {}
+
+impl<M: DerefMut<Target = [Slot]> + Send + std::fmt::Debug> SlabMemory for M {}
+
+/// The slab of tables that live only in the process.
+pub type HeapSlab = Vec<Slot>;
 
 /// How long [`Table::sweep`] takes to walk the whole slab once: the most an entry outlives
 /// its timeout before the sweep removes it (the kernel's gc worker rescans its table every
@@ -28,8 +57,8 @@ struct Aligned(Entry);
 pub const SWEEP_PERIOD_NS: u64 = 1_000_000_000;
 
 #[derive(Debug)]
-pub struct Table {
-    entries: Vec<Aligned>,
+pub struct Table<M: SlabMemory = HeapSlab> {
+    entries: M,
     free: Vec<u32>,
     index: Vec<u64>,
     mask: usize,
@@ -54,17 +83,36 @@ fn slot_hash(slot: u64) -> usize {
     (slot >> 32) as usize
 }
 
+/// A heap slab of `capacity` free slots, every byte written now (so no page faults later:
+/// `vec![0; n]` would map untouched zero pages).
+pub fn heap_slab(capacity: usize) -> HeapSlab {
+    let mut entries = Vec::with_capacity(capacity.max(1));
+    advise_huge(&entries);
+    entries.resize(capacity.max(1), Slot::default());
+    entries
+}
+
 impl Table {
     /// A table for `capacity` entries; all memory is allocated and written now, so the
     /// packet path never page-faults on first touch.
     pub fn new(capacity: usize) -> Table {
-        let capacity = capacity.max(1);
+        Table::with_slab(heap_slab(capacity))
+    }
+}
+
+impl<M: SlabMemory> Table<M> {
+    /// An empty table over `entries` (at least one slot), whose every slot is made free.
+    pub fn with_slab(mut entries: M) -> Table<M> {
+        assert!(!entries.is_empty(), "a table needs at least one slot");
+        assert!(
+            u32::try_from(entries.len()).is_ok_and(|n| n < u32::MAX),
+            "at most 2^32 - 2 entries"
+        );
+        for s in entries.iter_mut() {
+            s.0.status = 0;
+        }
+        let capacity = entries.len();
         let slots = (capacity * 2).next_power_of_two().max(16);
-        // Reserve, advise huge pages, then write every byte (so no page faults later:
-        // `vec![0; n]` would map untouched zero pages).
-        let mut entries = Vec::with_capacity(capacity);
-        advise_huge(&entries);
-        entries.resize(capacity, Aligned::default());
         let mut index = Vec::with_capacity(slots);
         advise_huge(&index);
         index.resize(slots, 0);
@@ -170,7 +218,7 @@ impl Table {
     pub fn insert(&mut self, mut entry: Entry, hash: u64) -> Option<u32> {
         let id = self.free.pop()?;
         entry.status |= status::IN_USE;
-        self.entries[id as usize] = Aligned(entry);
+        self.entries[id as usize] = Slot(entry);
         let mut pos = hash as usize & self.mask;
         while self.index[pos] != 0 {
             pos = (pos + 1) & self.mask;
@@ -341,11 +389,9 @@ mod tests {
     }
 
     fn entry(k: FlowKey, expires: u64) -> Entry {
-        Entry {
-            key: k,
-            expires,
-            ..Entry::default()
-        }
+        let mut e = Entry::new(k);
+        e.expires = expires;
+        e
     }
 
     #[test]

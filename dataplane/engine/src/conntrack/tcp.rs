@@ -156,7 +156,18 @@ const TCP_CONNTRACKS: [[[u8; 10]; 6]; 2] = [
 ];
 
 /// One direction's window-tracking data (`struct ip_ct_tcp_state`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    zerocopy::TryFromBytes,
+    zerocopy::IntoBytes,
+    zerocopy::KnownLayout,
+    zerocopy::Immutable,
+)]
 #[repr(C)]
 pub struct TcpDir {
     pub td_end: u32,
@@ -165,10 +176,23 @@ pub struct TcpDir {
     pub td_maxack: u32,
     pub td_scale: u8,
     pub flags: u8,
+    /// Padding made explicit (zero), so that an entry is plain bytes in the state file.
+    _pad: [u8; 2],
 }
 
 /// A connection's TCP state (`struct ip_ct_tcp`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    zerocopy::TryFromBytes,
+    zerocopy::IntoBytes,
+    zerocopy::KnownLayout,
+    zerocopy::Immutable,
+)]
 #[repr(C)]
 pub struct TcpConn {
     pub seen: [TcpDir; 2],

@@ -39,7 +39,7 @@ pub const MAX_FRAME: usize = u16::MAX as usize;
 /// - `Ok` with `is_ip == false`: a non-IP frame (ARP, ...), passed untracked.
 /// - `Ok` with `l4_invalid` set: an IP packet conntrack marks INVALID (truncated or malformed
 ///   L4 header, non-first fragment).
-#[inline]
+#[inline(always)]
 pub fn parse(frame: &[u8]) -> Result<PacketMeta, L3Error> {
     let frame = frame.get(..MAX_FRAME).unwrap_or(frame);
     let eth = ethernet::parse(frame)?;

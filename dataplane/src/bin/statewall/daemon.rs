@@ -8,17 +8,23 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use config::ruleset::PortSpec;
 
+use dataplane::log::{self, Level};
 use dataplane::runtime::metrics::MetricsServer;
 use dataplane::runtime::server::{resolve_group, ControlServer, ServerConfig};
 use dataplane::runtime::{PollMode, Runtime, RuntimeConfig};
+use dataplane::systemd::Service;
 use dataplane::xsk::{PortConfig, UmemConfig, XskPorts};
+use dataplane::{log_info, log_warn};
 
 /// Options of `statewall run`.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
     pub config: PathBuf,
-    pub workers: usize,
+    /// `--workers N|auto` (auto: one per queue of the ports).
+    pub workers: crate::workers::Workers,
     pub control_socket: PathBuf,
+    /// The state file (`--state`); `None` for `--state none`.
+    pub state: Option<PathBuf>,
     /// Members of this group (name or gid) may use the control socket too.
     pub control_group: Option<String>,
     pub poll: PollMode,
@@ -50,7 +56,7 @@ fn load(path: &Path) -> anyhow::Result<(config::Loaded, String)> {
         Ok(l) => Ok((l, text)),
         Err(errors) => {
             for e in &errors {
-                eprintln!("{e}");
+                log::line(Level::Error, &e.to_string());
             }
             bail!("{file}: {} error(s); not starting", errors.len())
         }
@@ -86,14 +92,26 @@ fn check_cpus(cpus: &[usize], workers: usize) -> anyhow::Result<()> {
 pub fn run(opts: &RunOptions) -> anyhow::Result<()> {
     let (loaded, yaml) = load(&opts.config)?;
     for w in &loaded.warnings {
-        eprintln!("{w}");
+        log::line(Level::Warning, &w.to_string());
     }
-    let workers = opts.workers.max(1);
+    let workers = crate::workers::resolve(opts.workers, &port_configs(&loaded.ruleset, 0))?;
     check_cpus(&opts.cpus, workers)?;
     let group = match &opts.control_group {
         Some(g) => Some(resolve_group(g).map_err(|e| anyhow::anyhow!("--control-group: {e}"))?),
         None => None,
     };
+    // A frame must fit one UMEM frame (no multi-buffer AF_XDP): refuse jumbo MTUs up front.
+    for (name, p) in loaded
+        .ruleset
+        .port_names()
+        .iter()
+        .zip(port_configs(&loaded.ruleset, 0))
+    {
+        dataplane::xsk::check_mtu(name, &p.interface, &UmemConfig::default())?;
+    }
+    // Before anything is opened: a daemon short of a capability says which (dataplane::caps).
+    let umem = UmemConfig::default().locked_bytes(loaded.ruleset.port_names().len());
+    dataplane::caps::check(umem.saturating_mul(workers as u64)).map_err(anyhow::Error::msg)?;
     let mut ios = Vec::with_capacity(workers);
     let mut io_mode = Vec::new();
     for w in 0..workers {
@@ -111,7 +129,7 @@ pub fn run(opts: &RunOptions) -> anyhow::Result<()> {
         for (p, m) in ports.iter().zip(xsk.modes()) {
             // `m` names the interface and queue itself.
             let line = format!("worker {w}, port {}: {m}", p.interface);
-            eprintln!("statewall: {line}");
+            log_info!("{line}");
             io_mode.push(line);
         }
         ios.push(xsk);
@@ -122,10 +140,17 @@ pub fn run(opts: &RunOptions) -> anyhow::Result<()> {
         pin: opts.pin,
         cores: (!opts.cpus.is_empty()).then(|| opts.cpus.clone()),
         io_mode,
+        state: opts.state.clone(),
         ..RuntimeConfig::default()
     };
     let file = opts.config.display().to_string();
     let rt = Runtime::start(&loaded.ruleset, &yaml, &file, ios, &cfg)?;
+    // A state file that was refused is worth a warning: the table starts empty.
+    if rt.restored().rejected.is_some() {
+        log_warn!("{}", rt.restored().line());
+    } else {
+        log_info!("{}", rt.restored().line());
+    }
     let handle = rt.handle();
     let server = ControlServer::bind(
         &opts.control_socket,
@@ -140,38 +165,44 @@ pub fn run(opts: &RunOptions) -> anyhow::Result<()> {
         Some(addr) => {
             let m = MetricsServer::bind(addr, rt.handle())
                 .with_context(|| format!("--metrics {addr}: cannot listen"))?;
-            eprintln!("statewall: metrics on http://{}/metrics", m.addr);
+            log_info!("metrics on http://{}/metrics", m.addr);
             Some(m)
         }
         None => None,
     };
-    eprintln!(
-        "statewall: running {file} (generation {}) on {workers} worker(s); control socket {}",
+    log_info!(
+        "running {file} (generation {}) on {workers} worker(s); control socket {}",
         handle.generation(),
         opts.control_socket.display()
     );
 
     // Block until a signal (no polling while idle): SIGHUP reloads, SIGINT/SIGTERM stop,
-    // and the one that stopped the daemon is logged on the way out.
+    // and the one that stopped the daemon is logged on the way out. The handlers are in
+    // place before systemd hears READY=1 (a reload it sends next must not kill us).
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
         .context("cannot handle signals")?;
+    // Under systemd (Type=notify): READY=1 once every worker runs, then status and watchdog.
+    let sd = Service::start(rt.handle(), rt.liveness()).map_err(anyhow::Error::msg)?;
     let mut sig = SIGTERM;
     for s in signals.forever() {
         if s == SIGHUP {
-            reload(&handle, &opts.config);
+            sd.reloading(&file);
+            sd.reloaded(reload(&handle, &opts.config));
         } else {
             sig = s;
             break;
         }
     }
-    eprintln!("statewall: {} received; stopping", signal_name(sig));
+    log_info!("{} received; stopping", signal_name(sig));
+    sd.stopping(&signal_name(sig));
+    sd.shutdown();
     if let Some(m) = metrics {
         m.shutdown();
     }
     server.shutdown();
     rt.stop();
-    eprintln!("statewall: stopped");
+    log_info!("stopped");
     Ok(())
 }
 
@@ -185,40 +216,42 @@ fn signal_name(sig: i32) -> String {
 }
 
 /// SIGHUP: re-read the config file and swap it in, or say why not and keep the running one.
-fn reload(handle: &dataplane::runtime::handle::RuntimeHandle, path: &Path) {
+/// What became of it, in a few words (systemd's `STATUS=`).
+fn reload(handle: &dataplane::runtime::handle::RuntimeHandle, path: &Path) -> String {
     let file = path.display().to_string();
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) => {
-            eprintln!(
-                "statewall: reload: cannot read {file}: {e}; keeping generation {}",
-                handle.generation()
-            );
-            return;
+            let g = handle.generation();
+            log_warn!("reload: cannot read {file}: {e}; keeping generation {g}");
+            return format!("cannot read {file}: {e}; kept generation {g}");
         }
     };
     match handle.apply(&text, &file) {
         Ok(a) => {
             for w in &a.warnings {
-                eprintln!("{w}");
+                log::line(Level::Warning, &w.to_string());
             }
             for n in &a.notes {
-                eprintln!("statewall: reload: {n}");
+                log_info!("reload: {n}");
             }
-            eprintln!(
-                "statewall: reload: {file} is generation {} (was {})",
-                a.generation, a.previous
+            log_info!(
+                "reload: {file} is generation {} (was {})",
+                a.generation,
+                a.previous
             );
+            format!("{file} accepted as generation {}", a.generation)
         }
         Err(e) => {
             for d in &e.diagnostics {
-                eprintln!("{d}");
+                log::line(Level::Warning, &d.to_string());
             }
-            eprintln!(
-                "statewall: reload: {file} rejected ({}); keeping generation {}",
-                e.message,
-                handle.generation()
+            let g = handle.generation();
+            log_warn!(
+                "reload: {file} rejected ({}); keeping generation {g}",
+                e.message
             );
+            format!("{file} rejected ({}); kept generation {g}", e.message)
         }
     }
 }

@@ -2,13 +2,19 @@
 
 mod daemon;
 mod replay;
+mod workers;
 
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
+
+use workers::Workers;
+
+/// The config `run` and `check` use when given none (the package installs a commented one).
+const DEFAULT_CONFIG: &str = "/etc/statewall/statewall.yaml";
 
 #[derive(Parser)]
 #[command(
@@ -26,14 +32,22 @@ enum Cmd {
     /// Run the gateway: forward between the config's ports over AF_XDP.
     Run {
         /// The YAML ruleset (re-read on SIGHUP).
-        #[arg(long)]
+        #[arg(long, value_name = "FILE", default_value = DEFAULT_CONFIG)]
         config: PathBuf,
-        /// Worker threads; worker i polls queue i of every port.
-        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
-        workers: u16,
+        /// Worker threads, 1 to 256, or `auto`: one per queue of the ports (their channel
+        /// count, as `ethtool -l` shows it; sysfs's queues where the driver reports no
+        /// channels). Worker i polls queue i of every port, so when the ports' queue counts
+        /// differ, `auto` takes the smallest and logs which queues get no worker.
+        #[arg(long, value_name = "N|auto", default_value_t = Workers::Count(1))]
+        workers: Workers,
         /// Control socket for statewallctl.
         #[arg(long, default_value = config::protocol::DEFAULT_SOCKET)]
         control_socket: PathBuf,
+        /// The state file: the connection table lives in it while the daemon runs and is
+        /// restored from it at start, so connections survive a crash, a restart, an upgrade
+        /// or a change of worker count. `none`: the table lives only in the process.
+        #[arg(long, value_name = "PATH|none", default_value = dataplane::runtime::state::DEFAULT_STATE)]
+        state: PathBuf,
         /// Let this group (name or gid) use the control socket too: socket 0660 and its
         /// directory 0750 of that group (default: root only).
         #[arg(long, value_name = "GROUP")]
@@ -60,6 +74,7 @@ enum Cmd {
     /// Validate and lint a ruleset; exit 1 on errors, 0 otherwise (warnings included).
     Check {
         /// The YAML ruleset.
+        #[arg(default_value = DEFAULT_CONFIG)]
         file: String,
     },
     /// Translate iptables-save / ip6tables-save text or `iptables -A ...` lines to YAML.
@@ -99,12 +114,20 @@ enum Cmd {
 }
 
 fn main() -> ExitCode {
+    clidoc::generate_if_asked(Cli::command);
     let cli = Cli::parse();
+    // Syslog priorities on every line when stderr is systemd's journal (dataplane::log).
+    dataplane::log::init();
+    if let Err(e) = default_config_present(&cli.cmd) {
+        dataplane::log_error!("{e:#}");
+        return ExitCode::from(1);
+    }
     let result = match cli.cmd {
         Cmd::Run {
             config,
             workers,
             control_socket,
+            state,
             control_group,
             poll,
             busy_poll,
@@ -113,8 +136,9 @@ fn main() -> ExitCode {
             metrics,
         } => daemon::run(&daemon::RunOptions {
             config,
-            workers: usize::from(workers),
+            workers,
             control_socket,
+            state: (state.as_os_str() != "none").then_some(state),
             control_group,
             poll: if poll == "busy" {
                 dataplane::runtime::PollMode::Busy
@@ -152,9 +176,38 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("statewall: {e:#}");
+            dataplane::log_error!("{e:#}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// `run` and `check` fall back on [`DEFAULT_CONFIG`]; when that is the file and it does not
+/// exist, say so and how to give another (before `run` reports it as an unreadable file).
+fn default_config_present(cmd: &Cmd) -> anyhow::Result<()> {
+    match cmd {
+        Cmd::Run { config, .. } => default_exists(
+            config,
+            Path::new(DEFAULT_CONFIG),
+            "`statewall run --config FILE`",
+        ),
+        Cmd::Check { file } => default_exists(
+            Path::new(file),
+            Path::new(DEFAULT_CONFIG),
+            "`statewall check FILE`",
+        ),
+        _ => Ok(()),
+    }
+}
+
+fn default_exists(path: &Path, default: &Path, how: &str) -> anyhow::Result<()> {
+    match std::fs::metadata(path) {
+        Err(e) if path == default && e.kind() == std::io::ErrorKind::NotFound => anyhow::bail!(
+            "{} (the default config) does not exist: give another with {how}",
+            default.display()
+        ),
+        // Any other problem (no permission, a directory) is the read's to report.
+        _ => Ok(()),
     }
 }
 
@@ -255,4 +308,59 @@ fn replay(
     let mut w = std::io::BufWriter::new(stdout.lock());
     replay::run(&loaded.ruleset, &opts, &mut w)?;
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_default_says_how_to_give_another() {
+        let dir = std::env::temp_dir().join(format!("statewall-default-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let default = dir.join("statewall.yaml");
+        let e = default_exists(&default, &default, "--config FILE").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{} (the default config) does not exist: give another with --config FILE",
+                default.display()
+            )
+        );
+        // Another missing file is the read's error, as before.
+        assert!(default_exists(&dir.join("other.yaml"), &default, "x").is_ok());
+        std::fs::write(&default, "").unwrap();
+        assert!(default_exists(&default, &default, "x").is_ok());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn run_and_check_default_to_etc() {
+        let cli = Cli::try_parse_from(["statewall", "check"]).unwrap();
+        assert!(matches!(cli.cmd, Cmd::Check { ref file } if file == DEFAULT_CONFIG));
+        let cli = Cli::try_parse_from(["statewall", "run", "--workers", "auto"]).unwrap();
+        match cli.cmd {
+            Cmd::Run {
+                config, workers, ..
+            } => {
+                assert_eq!(config, Path::new(DEFAULT_CONFIG));
+                assert_eq!(workers, Workers::Auto);
+            }
+            _ => panic!("not run"),
+        }
+        // The forms scripts use keep working.
+        let cli = Cli::try_parse_from(["statewall", "run", "--config", "x.yaml", "--workers", "2"])
+            .unwrap();
+        assert!(
+            matches!(cli.cmd, Cmd::Run { ref config, workers: Workers::Count(2), .. } if config == Path::new("x.yaml"))
+        );
+        let e = Cli::try_parse_from(["statewall", "run", "--workers", "0"])
+            .err()
+            .unwrap();
+        assert!(
+            e.to_string()
+                .contains("give a number of workers from 1 to 256, or `auto`"),
+            "{e}"
+        );
+    }
 }
