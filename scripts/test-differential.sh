@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The live kernel check of the differential scenarios: each tests/scenarios/*/packets.pcapng
-# replayed, byte for byte, into the Linux kernel (`scripts/swlab kernel`: network namespaces,
-# a bridge, br_netfilter, iptables-legacy; tests/scenarios/README.md), whose fresh answers
-# must equal the committed kernel.jsonl. A kernel that changed behaviour fails here; nothing
+# and tests/scenarios-fragments/*/packets.pcapng replayed, byte for byte, into the Linux
+# kernel (`scripts/swlab kernel`: network namespaces, a bridge, br_netfilter, iptables-legacy;
+# tests/scenarios/README.md), whose fresh answers must equal the committed kernel.jsonl. A kernel that changed behaviour fails here; nothing
 # is re-recorded (that is `scripts/swlab kernel DIR`, by hand, see the README).
 #
-#   scripts/test-differential.sh [tests/scenarios/NAME ...]     (default: all of them)
+#   scripts/test-differential.sh [tests/scenarios/NAME ...]     (default: all of them, both
+#                                                               directories)
 #
 # statewall against the committed answers is a cargo test, no root needed:
 # `cargo test -p statewall-engine --test kernel_scenarios`.
@@ -32,8 +33,10 @@ for a in "$@"; do
 	esac
 done
 if ((${#dirs[@]} == 0)); then
-	for d in tests/scenarios/*/; do
-		dirs+=("${d%/}")
+	# tests/scenarios-fragments/: the IP fragment scenarios, kept apart until the engine
+	# reassembles (their README), checked against the live kernel all the same.
+	for d in tests/scenarios/*/ tests/scenarios-fragments/*/; do
+		[[ -d $d ]] && dirs+=("${d%/}")
 	done
 fi
 for d in "${dirs[@]}"; do

@@ -6,7 +6,8 @@ meant (python3-scapy lives there), not another python3 on PATH.
 
 Modules:
   dsl            the scenario language: Scenario, Tcp, udp/echo/icmp_error, @scenario
-  scenarios/     the differential scenarios of tests/scenarios/, one module per topic
+  scenarios/     the differential scenarios of tests/scenarios/ (and the IP fragment ones of
+                 tests/scenarios-fragments/), one module per topic
   kernel_lab     replays a scenario's capture into the kernel (netns, bridge, iptables)
   pcapng         pcap/pcapng reading and writing, packet summaries, flow keys (no scapy)
   kernel_oracle  the kernel's per-packet answers from scripts/capture-lab.sh's recordings
@@ -21,3 +22,6 @@ import os
 SCRIPTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REPO = os.path.dirname(SCRIPTS)
 SCEN_DIR = os.path.join(REPO, "tests", "scenarios")
+# IP fragment scenarios: recorded like tests/scenarios but kept apart until the engine
+# reassembles (tests/scenarios-fragments/README.md).
+FRAG_DIR = os.path.join(REPO, "tests", "scenarios-fragments")

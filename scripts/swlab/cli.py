@@ -11,12 +11,15 @@ import textwrap
 # `swlab nfct` does not load the scenarios and nothing but `generate` loads scapy.
 COMMANDS = {
     "generate": ("scenarios", "cmd_generate",
-                 "[--out DIR] [NAME ...]  write tests/scenarios/NAME/ (all without NAME): "
+                 "[--out DIR] [NAME ...]  write tests/scenarios/NAME/ (the fragment scenarios: "
+                 "tests/scenarios-fragments/NAME/; all without NAME; all in DIR with --out): "
                  "packets.pcapng, rules.iptables, sysctl.conf, helpers (not kernel.jsonl)"),
     "list": ("scenarios", "cmd_list", "  the scenarios, one `NAME: description` line each"),
     "kernel": ("kernel_lab", "main",
-               "[DIR ...] [--out OUTDIR] [--jobs N]  root: the kernel's answers for scenario "
-               "captures (DIR/kernel.jsonl, or OUTDIR/NAME.kernel.jsonl)"),
+               "[DIR ...] [--out OUTDIR] [--jobs N] [--trace TDIR]  root: the kernel's answers "
+               "for scenario captures (DIR/kernel.jsonl, or OUTDIR/NAME.kernel.jsonl; all of "
+               "tests/scenarios/ and tests/scenarios-fragments/ without DIR); --trace writes "
+               "what entered, was logged and left, frame by frame, to TDIR/NAME.trace"),
     "pcapng": ("pcapng", "main",
                "merge OUT.pcapng NAME=IN.pcap ... | list FILE [--json]  merge or list captures"),
     "kernel-oracle": ("kernel_oracle", "main",

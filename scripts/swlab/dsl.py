@@ -20,9 +20,17 @@ the packets, each from side "c" (the client, port lan) or "s" (the server, port 
 `icmp_error()` build other packets for `sc.send(side, pkt, gap=seconds)`; `sc.wait(s)` or a
 larger gap lets timeouts run (keep them to a few seconds: set short timeouts in sc.sysctl).
 `mangle=` edits the final frame: bad_l4_csum, bad_ip_csum, trunc_l4(n), set_doff(n).
+Fragments: `d = sc.datagram(pkt)` gives a Datagram with a fresh identification;
+`d.split(b1, b2)` cuts it at those byte offsets, `d.piece(start, end, offset=, mf=, data=,
+ttl=)` crafts one fragment (overlapping, duplicate, tiny, lone, not a multiple of 8);
+`sc.send_frags(side, frags, order=)` sends them. A key of `sc.sysctl` that starts with `net.`
+is written as it is (`sc.sysctl["net.ipv4.ipfrag_time"] = 2`).
 
 Generation is deterministic: the same definitions give the same bytes (the timestamps are a
-schedule from T0, every packet gets a fresh IPv4 id / IPv6 flow label).
+schedule from T0, every packet gets a fresh IPv4 id / IPv6 flow label). Every packet is
+unique per datagram: the fragments of one datagram share its identification (and IPv6 flow
+label) and differ in offset or bytes; a fragment may repeat an earlier one byte for byte (a
+duplicate on purpose), nothing else may repeat.
 '''
 
 from __future__ import annotations
@@ -94,18 +102,27 @@ class Scenario:
     def send(self, side: str, pkt, gap: float = GAP, keep_id=False, mangle=None):
         """Queue an IP/IPv6 scapy packet from side 'c' (port lan) or 's' (port wan), `gap`
         seconds after the previous one. Every packet gets a fresh IPv4 id / IPv6 flow label
-        unless keep_id. `mangle` edits the final frame bytes (bad checksums, truncation)."""
+        unless keep_id. `mangle` edits the final frame bytes (bad checksums, truncation).
+        `pkt` may also be bytes, an IP datagram sent as it is (a fragment of a Datagram: its
+        identification is the datagram's)."""
         sc = scapy()
         self.uid += 1
+        src, dst = (CMAC, SMAC) if side == "c" else (SMAC, CMAC)
+        if isinstance(pkt, (bytes, bytearray)):
+            etype = 0x86DD if pkt[0] >> 4 == 6 else 0x0800
+            frame = bytes(sc.Ether(src=src, dst=dst, type=etype)) + bytes(pkt)
+            self._queue(side, frame, gap, mangle)
+            return
         if sc.IP in pkt and not keep_id:
             pkt[sc.IP].id = self.uid
         if sc.IPv6 in pkt and not keep_id:
             pkt[sc.IPv6].fl = self.uid
-        src, dst = (CMAC, SMAC) if side == "c" else (SMAC, CMAC)
         if sc.IPv6 in pkt and sc.ICMPv6ND_NS in pkt:
             tail = ipaddress.IPv6Address(pkt[sc.IPv6].dst).packed[13:]
             dst = "33:33:ff:" + ":".join(f"{b:02x}" for b in tail)
-        frame = bytes(sc.Ether(src=src, dst=dst) / pkt)
+        self._queue(side, bytes(sc.Ether(src=src, dst=dst) / pkt), gap, mangle)
+
+    def _queue(self, side: str, frame: bytes, gap: float, mangle):
         if mangle:
             frame = mangle(frame)
         self.t += gap
@@ -113,6 +130,17 @@ class Scenario:
 
     def wait(self, seconds: float):
         self.t += seconds
+
+    def datagram(self, pkt, payload: bytes = b"", unfrag=None) -> Datagram:
+        """A datagram to send in fragments (see Datagram), with a fresh identification."""
+        self.uid += 1
+        return Datagram(pkt, self.uid, payload=payload, unfrag=unfrag)
+
+    def send_frags(self, side: str, frags, order=None, gap: float = GAP):
+        """Send fragments (bytes from Datagram.split/piece), in `order` (indexes into frags;
+        default as given)."""
+        for i in (range(len(frags)) if order is None else order):
+            self.send(side, frags[i], gap=gap)
 
     # files ------------------------------------------------------------------------------
     def rules_text(self) -> str:
@@ -129,12 +157,14 @@ class Scenario:
     def write(self, root: str):
         d = os.path.join(root, self.name)
         os.makedirs(d, exist_ok=True)
-        keys = set()
+        # Every packet is unique, but for fragments sent twice on purpose: a fragment may
+        # repeat an earlier frame byte for byte (a duplicate), never collide with another.
+        keys: dict = {}
         for i, (_, _, data) in enumerate(self.frames):
             k = pcapng.flow_key(pcapng.LINKTYPE_ETHERNET, data)
-            if k in keys:
+            if k in keys and not (k[0] == "frag" and keys[k] == data):
                 raise SystemExit(f"{self.name}: packet {i} is not unique")
-            keys.add(k)
+            keys[k] = data
         ifaces = [("lan", pcapng.LINKTYPE_ETHERNET), ("wan", pcapng.LINKTYPE_ETHERNET)]
         pcapng.write_pcapng(os.path.join(d, "packets.pcapng"), ifaces,
                             ((ts, 0 if port == "lan" else 1, data)
@@ -142,8 +172,8 @@ class Scenario:
         with open(os.path.join(d, "rules.iptables"), "w") as f:
             f.write(self.rules_text())
         for fname, lines in (("sysctl.conf",
-                              [f"net.netfilter.nf_conntrack_{k} = {v}"
-                               for k, v in self.sysctl.items()]),
+                              [f"{k if k.startswith('net.') else 'net.netfilter.nf_conntrack_' + k}"
+                               f" = {v}" for k, v in self.sysctl.items()]),
                              ("helpers", self.helpers)):
             p = os.path.join(d, fname)
             if lines:
@@ -238,6 +268,96 @@ def icmp_error(src, dst, quoted_pkt, typ=3, code=3, v6=False):
         return s.IPv6(src=src, dst=dst) / cls(code=code) / s.Raw(q[:1232])
     ihl = (q[0] & 0x0F) * 4
     return s.IP(src=src, dst=dst) / s.ICMP(type=typ, code=code) / s.Raw(q[: ihl + 8])
+
+
+# ---------------------------------------------------------------------------------------
+# Fragments
+
+def _csum16(b: bytes) -> int:
+    if len(b) % 2:
+        b += b"\0"
+    s = sum(int.from_bytes(b[i: i + 2], "big") for i in range(0, len(b), 2))
+    while s > 0xFFFF:
+        s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+
+
+class Datagram:
+    """An IPv4 or IPv6 datagram cut into fragments by hand; `sc.datagram(pkt)` makes one with a
+    fresh identification (the IPv4 id; for IPv6 the fragment header's identification and the
+    flow label), which all its fragments share.
+
+    `pkt` is a built scapy packet (udp(), echo(), Tcp.seg(..., build_only=True)); its bytes
+    after the IPv4 header (options stay in the header) or after the IPv6 header and the
+    extension headers in front of the fragment header are the fragmentable part, `body`
+    (its transport checksum is the whole datagram's). `payload` is appended to it (a body
+    scapy cannot build, e.g. past 65,535 bytes: give a UDP header with len= and chksum= and
+    the rest as payload). IPv6: the fragment header goes after all of pkt's hop-by-hop,
+    routing and destination options headers, or after the first `unfrag` of them (the others
+    are then fragmentable, in the body).
+
+    `split(b1, b2, ...)` cuts body at those byte offsets (they must be multiples of 8 but for
+    the last piece); `piece(start, end, ...)` is one fragment with full control: the bytes
+    body[start:end] (or `data`), at fragment offset `offset` (default start; a multiple of 8),
+    MF / M set unless it ends the body (or `mf=`), `ttl`/hop limit, `ident`. Both return the
+    IP datagrams as bytes, for sc.send / sc.send_frags."""
+
+    def __init__(self, pkt, ident: int, payload: bytes = b"", unfrag=None):
+        raw = bytes(pkt)
+        self.ident = ident
+        self.v6 = raw[0] >> 4 == 6
+        if not self.v6:
+            ihl = (raw[0] & 0x0F) * 4
+            total = int.from_bytes(raw[2:4], "big")
+            self.head = bytearray(raw[:ihl])
+            self.head[4:6] = (ident & 0xFFFF).to_bytes(2, "big")
+            self.body = raw[ihl:total] + payload
+            return
+        # IPv6: walk the extension headers in front of the upper layer.
+        nh, off, exts = raw[6], 40, []
+        while nh in (0, 43, 60):
+            exts.append((nh, off))
+            nh, off = raw[off], off + (raw[off + 1] + 1) * 8
+        keep = len(exts) if unfrag is None else unfrag
+        cut = exts[keep][1] if keep < len(exts) else off
+        # The next header that follows the fragment header, and where the field naming it
+        # (the last unfragmentable header's next header, else the IPv6 header's) is.
+        self.upper = exts[keep][0] if keep < len(exts) else nh
+        self.nh_at = exts[keep - 1][1] if keep else 6
+        self.head = bytearray(raw[:cut])
+        self.head[1:4] = ((raw[1] & 0xF0) << 16 | (ident & 0xFFFFF)).to_bytes(3, "big")
+        self.head[self.nh_at] = 44
+        self.body = raw[cut:] + payload
+
+    def piece(self, start: int, end: int, offset=None, mf=None, data=None, ttl=None,
+              ident=None) -> bytes:
+        data = self.body[start:end] if data is None else data
+        offset = start if offset is None else offset
+        if offset % 8:
+            raise SystemExit(f"fragment offset {offset} is not a multiple of 8")
+        mf = end < len(self.body) if mf is None else mf
+        ident = self.ident if ident is None else ident
+        h = bytearray(self.head)
+        if not self.v6:
+            flags = int.from_bytes(h[6:8], "big") & 0x4000  # keep DF
+            h[2:4] = (len(h) + len(data)).to_bytes(2, "big")
+            h[4:6] = (ident & 0xFFFF).to_bytes(2, "big")
+            h[6:8] = (flags | (0x2000 if mf else 0) | (offset // 8)).to_bytes(2, "big")
+            if ttl is not None:
+                h[8] = ttl
+            h[10:12] = b"\0\0"
+            h[10:12] = _csum16(bytes(h)).to_bytes(2, "big")
+            return bytes(h) + bytes(data)
+        fh = bytes([self.upper, 0]) + (offset | int(mf)).to_bytes(2, "big") + \
+            (ident & 0xFFFFFFFF).to_bytes(4, "big")
+        h[4:6] = (len(h) - 40 + 8 + len(data)).to_bytes(2, "big")
+        if ttl is not None:
+            h[7] = ttl
+        return bytes(h) + fh + bytes(data)
+
+    def split(self, *bounds: int) -> list[bytes]:
+        edges = [0, *bounds, len(self.body)]
+        return [self.piece(a, b) for a, b in zip(edges, edges[1:], strict=False)]
 
 
 # ---------------------------------------------------------------------------------------

@@ -25,6 +25,12 @@ scenario is unique (distinct IPv4 id / IPv6 flow label), so matching is exact. T
 checks that what arrived on lan and wan is exactly the scenario's packets, in order, nothing
 else; a run that fails any check writes nothing.
 
+IP fragments (tests/scenarios-fragments/) are reassembled by the kernel before conntrack: a
+fragment's ctstate is the state logged for the datagram it completed (null for the others),
+its verdict accept when its bytes left at its place in the datagram (kernel_oracle.judge has
+the exact rules). A forwarded packet not logged is an error; for a fragment, its datagram
+must have been logged, once per completion.
+
 Timestamps in packets.pcapng are the schedule: the replay waits the same gaps (real time, for
 the timeout scenarios).
 """
@@ -46,7 +52,8 @@ import tempfile
 import threading
 import time
 
-from . import SCEN_DIR, pcapng
+from . import FRAG_DIR, SCEN_DIR, pcapng
+from .kernel_oracle import Frame, judge, nflog_entry_ts
 
 CLONE_NEWNET = 0x40000000
 STOP = threading.Event()  # set on SIGTERM/SIGINT: labs stop sending and clean up
@@ -188,8 +195,9 @@ class Lab:
         return p
 
 
-def run_kernel(scdir: str, slot: int) -> tuple[list[dict], list[str]]:
-    """Replay one scenario into a fresh lab; returns (answers, problems)."""
+def run_kernel(scdir: str, slot: int, trace: str | None = None) -> tuple[list[dict], list[str]]:
+    """Replay one scenario into a fresh lab; returns (answers, problems). With trace, also
+    writes what entered, was logged and left to that file (write_trace)."""
     packets = list(pcapng.read_packets(os.path.join(scdir, "packets.pcapng")))
     work = tempfile.mkdtemp(prefix="swdiff.")
     problems: list[str] = []
@@ -240,8 +248,11 @@ def run_kernel(scdir: str, slot: int) -> tuple[list[dict], list[str]]:
                 except subprocess.TimeoutExpired:
                     p.kill()
             # What arrived must be exactly what was sent.
+            frames: list[Frame] = []
+            arrived = {}
             for port in ("lan", "wan"):
-                got = [q.data for q in pcapng.read_packets(os.path.join(work, f"{port}-in.pcap"))]
+                arrived[port] = list(pcapng.read_packets(os.path.join(work, f"{port}-in.pcap")))
+                got = [q.data for q in arrived[port]]
                 want = [q.data for q in packets if q.ifname == port]
                 if got != want:
                     problems.append(f"{port}: {len(got)} frames arrived, {len(want)} sent"
@@ -249,40 +260,90 @@ def run_kernel(scdir: str, slot: int) -> tuple[list[dict], list[str]]:
                     for q in got:
                         if q not in want:
                             problems.append(f"  unexpected: {pcapng.summarize(1, q)}")
-            logged: dict = {}
-            for q in pcapng.read_packets(os.path.join(work, "nflog.pcap")):
-                k = pcapng.flow_key(q.linktype, q.data)
-                logged.setdefault(k, []).append(pcapng.nflog_prefix(q.data))
-            left = {}
-            for port in ("lan", "wan"):
-                left[port] = {}
-                for q in pcapng.read_packets(os.path.join(work, f"{port}-out.pcap")):
-                    k = pcapng.flow_key(q.linktype, q.data)
-                    left[port][k] = left[port].get(k, 0) + 1
-            other = {"lan": "wan", "wan": "lan"}
-            rows = []
-            for i, p in enumerate(packets):
-                k = pcapng.flow_key(p.linktype, p.data)
-                st = logged.pop(k, [None])
-                if len(st) != 1:
-                    problems.append(f"packet {i}: logged {len(st)} times")
-                verdict = "accept" if left[other[p.ifname]].pop(k, 0) else "drop"
-                if verdict == "accept" and st[0] is None and pcapng.ip_info(p.linktype, p.data):
-                    problems.append(f"packet {i}: forwarded but not logged by FORWARD")
-                rows.append({"index": i, "port": p.ifname, "ctstate": st[0], "verdict": verdict})
-            for k, v in logged.items():
-                problems.append(f"NFLOG entry matches no packet of the scenario: {k} {v}")
+            if problems:
+                return [], problems
+            seen = {"lan": iter(arrived["lan"]), "wan": iter(arrived["wan"])}
+            for p in packets:
+                frames.append(Frame(p.ifname, p.linktype, p.data, next(seen[p.ifname]).ts_ns))
+            nflog = list(pcapng.read_packets(os.path.join(work, "nflog.pcap")))
+            egress = {port: list(pcapng.read_packets(os.path.join(work, f"{port}-out.pcap")))
+                      for port in ("lan", "wan")}
+            rows, more = judge(frames, nflog, egress, {"lan": "wan", "wan": "lan"})
+            problems += more
+            if trace:
+                write_trace(trace, frames, nflog, egress, rows)
             return rows, problems
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def ip_detail(linktype: int, data: bytes) -> str:
+    """The IP header fields a trace shows: IPv4 ttl, tos, id, DF/MF, offset, length, header
+    checksum (ok or bad), options length; IPv6 hop limit, flow label, payload length and the
+    extension headers in order (the fragment header's identification, offset and M)."""
+    l3 = pcapng.l3_of(linktype, data)
+    if l3 is None:
+        return ""
+    ip = data[l3.offset:]
+    if l3.family == 4 and len(ip) >= 20:
+        ihl = (ip[0] & 0x0F) * 4
+        fw = int.from_bytes(ip[6:8], "big")
+        s = sum(int.from_bytes(ip[i:i + 2], "big") for i in range(0, ihl, 2))
+        while s > 0xFFFF:
+            s = (s & 0xFFFF) + (s >> 16)
+        return (f"ttl={ip[8]} tos={ip[1]:#x} id={int.from_bytes(ip[4:6], 'big'):#x}"
+                f"{' DF' if fw & 0x4000 else ''}{' MF' if fw & 0x2000 else ''}"
+                f" off={(fw & 0x1FFF) * 8} len={int.from_bytes(ip[2:4], 'big')}"
+                f" csum={'ok' if s == 0xFFFF else 'bad'}"
+                + (f" opts={ihl - 20}" if ihl > 20 else ""))
+    if l3.family == 6 and len(ip) >= 40:
+        fl = int.from_bytes(ip[1:4], "big") & 0xFFFFF
+        out = [f"hlim={ip[7]} fl={fl:#x} plen={int.from_bytes(ip[4:6], 'big')}"]
+        nh, off = ip[6], 40
+        names = {0: "hbh", 43: "rt", 60: "dst"}
+        while nh in (0, 43, 44, 60) and len(ip) >= off + 8:
+            if nh == 44:
+                fw = int.from_bytes(ip[off + 2:off + 4], "big")
+                out.append(f"frag(id={int.from_bytes(ip[off + 4:off + 8], 'big'):#x}"
+                           f" off={fw & 0xFFF8}{' M' if fw & 1 else ''})")
+                nh, off = ip[off], off + 8
+                if fw & 0xFFF8:
+                    break
+                continue
+            out.append(f"{names[nh]}({(ip[off + 1] + 1) * 8})")
+            nh, off = ip[off], off + (ip[off + 1] + 1) * 8
+        return " ".join(out) + f" nh={nh}"
+    return ""
+
+
+def write_trace(path: str, frames: list[Frame], nflog, egress: dict, rows: list[dict]):
+    """One line per event, in time order (ms from the first arrival): a frame arriving
+    (`in lan #N`), an NFLOG entry (`log STATE`), a frame leaving (`out wan`); each with its
+    summary and IP header fields (ip_detail). Then the answers."""
+    ev = [(f.ts_ns, 0, f"in  {f.port} #{i}", f.linktype, f.data) for i, f in enumerate(frames)]
+    ev += [(nflog_entry_ts(q), 1, f"log {pcapng.nflog_prefix(q.data)}", q.linktype, q.data)
+           for q in nflog]
+    ev += [(q.ts_ns, 2, f"out {port}", q.linktype, q.data)
+           for port, pkts in egress.items() for q in pkts]
+    ev.sort(key=lambda e: (e[0], e[1]))
+    t0 = frames[0].ts_ns if frames else 0
+    with open(path, "w") as f:
+        for ts, _, what, lt, data in ev:
+            f.write(f"{(ts - t0) / 1e6:10.3f} {what:12s} {pcapng.summarize(lt, data)}\n"
+                    f"{'':24s}{ip_detail(lt, data)}\n")
+        f.write("\n")
+        for r in rows:
+            f.write(json.dumps(r, separators=(",", ":")) + "\n")
+
+
 def main(args: list[str]) -> int:
-    out, jobs, dirs = None, 8, []
+    out, jobs, dirs, trace = None, 8, [], None
     it = iter(args)
     for a in it:
         if a == "--out":
             out = next(it)
+        elif a == "--trace":
+            trace = next(it)
         elif a == "--jobs":
             jobs = int(next(it))
         else:
@@ -291,10 +352,13 @@ def main(args: list[str]) -> int:
         print("swlab kernel: needs root (network namespaces, iptables)", file=sys.stderr)
         return 2
     if not dirs:
-        dirs = sorted(os.path.join(SCEN_DIR, d) for d in os.listdir(SCEN_DIR)
-                      if os.path.isdir(os.path.join(SCEN_DIR, d)))
+        dirs = sorted(os.path.join(root, d) for root in (SCEN_DIR, FRAG_DIR)
+                      if os.path.isdir(root) for d in os.listdir(root)
+                      if os.path.isdir(os.path.join(root, d)))
     if out:
         os.makedirs(out, exist_ok=True)
+    if trace:
+        os.makedirs(trace, exist_ok=True)
     # One kernel run at a time on this machine: the labs' namespace names are fixed.
     os.makedirs("/run/lock", exist_ok=True)
     lock = open("/run/lock/statewall-differential.lock", "w")
@@ -322,7 +386,8 @@ def main(args: list[str]) -> int:
         def run_in_slot(d):
             slot = slots.get()
             try:
-                return run_kernel(d, slot)
+                return run_kernel(d, slot, trace and os.path.join(
+                    trace, os.path.basename(d) + ".trace"))
             finally:
                 slots.put(slot)
         futs = {ex.submit(run_in_slot, d): d for d in dirs}

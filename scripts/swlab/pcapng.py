@@ -252,6 +252,16 @@ def nflog_tlvs(data: bytes) -> dict[int, tuple[int, int]]:
     return out
 
 
+def nflog_ts_ns(data: bytes) -> int | None:
+    """The packet's own timestamp in an NFLOG message (NFULA_TIMESTAMP: seconds and
+    microseconds, big-endian; present when the skb carries one), in nanoseconds."""
+    t = nflog_tlvs(data).get(3)
+    if t is None or t[1] < 16:
+        return None
+    sec, usec = struct.unpack_from("!QQ", data, t[0])
+    return sec * 1_000_000_000 + usec * 1000
+
+
 def nflog_prefix(data: bytes) -> str | None:
     t = nflog_tlvs(data).get(10)
     if t is None:
@@ -259,14 +269,26 @@ def nflog_prefix(data: bytes) -> str | None:
     return data[t[0] : t[0] + t[1]].split(b"\0")[0].decode("ascii", "replace")
 
 
+class FragInfo(NamedTuple):
+    """The fragment fields of an IPv4 fragment (MF set or offset not 0) or of an IPv6 packet
+    with a fragment header (atomic fragments included)."""
+
+    ident: int  # IPv4 id / IPv6 fragment header identification
+    offset: int  # in bytes
+    mf: bool
+    data: bytes  # what follows the IPv4 header / the IPv6 fragment header (to the IP length)
+
+
 class IpInfo(NamedTuple):
     family: int
     src: str
     dst: str
-    proto: int
-    ipid: int
+    proto: int  # an IPv6 fragment's: the fragment header's next header
+    ipid: int  # IPv4 id / IPv6 flow label
     length: int  # datagram length from the IP header
-    l4: bytes  # transport header and payload (truncated to the IP length)
+    l4: bytes  # transport header and payload (truncated to the IP length); b"" in a fragment
+    #            whose offset is not 0
+    frag: FragInfo | None = None
 
 
 def ip_info(linktype: int, data: bytes) -> IpInfo | None:
@@ -281,9 +303,13 @@ def ip_info(linktype: int, data: bytes) -> IpInfo | None:
         proto = ip[9]
         src = str(ipaddress.IPv4Address(ip[12:16]))
         dst = str(ipaddress.IPv4Address(ip[16:20]))
-        frag = struct.unpack_from("!H", ip, 6)[0] & 0x1FFF
+        fword = struct.unpack_from("!H", ip, 6)[0]
+        frag = fword & 0x1FFF
         l4 = ip[ihl:total] if frag == 0 else b""
-        return IpInfo(4, src, dst, proto, ipid, total, l4)
+        fi = None
+        if fword & 0x3FFF:  # MF or an offset: a fragment
+            fi = FragInfo(ipid, frag * 8, bool(fword & 0x2000), ip[ihl:total])
+        return IpInfo(4, src, dst, proto, ipid, total, l4, fi)
     if l3.family == 6 and len(ip) >= 40:
         plen = struct.unpack_from("!H", ip, 4)[0]
         nxt = ip[6]
@@ -294,6 +320,15 @@ def ip_info(linktype: int, data: bytes) -> IpInfo | None:
         while nxt in (0, 43, 60) and len(ip) >= off + 8:
             nxt, off = ip[off], off + (ip[off + 1] + 1) * 8
         flow = struct.unpack_from("!I", ip, 0)[0] & 0xFFFFF
+        if nxt == 44 and len(ip) >= off + 8:
+            fword, ident = struct.unpack_from("!HI", ip, off + 2)
+            fi = FragInfo(ident, fword & 0xFFF8, bool(fword & 1), ip[off + 8 : 40 + plen])
+            nxt, off = ip[off], off + 8
+            if fi.offset:
+                return IpInfo(6, src, dst, nxt, flow, plen + 40, b"", fi)
+            while nxt in (0, 43, 60) and len(ip) >= off + 8:
+                nxt, off = ip[off], off + (ip[off + 1] + 1) * 8
+            return IpInfo(6, src, dst, nxt, flow, plen + 40, ip[off : 40 + plen], fi)
         return IpInfo(6, src, dst, nxt, flow, plen + 40, ip[off : 40 + plen])
     return None
 
@@ -308,15 +343,26 @@ def tcp_flag_str(flags: int) -> str:
     return "".join(c for bit, c in TCP_FLAG_LETTERS if flags & bit) or "none"
 
 
-def flow_key(linktype: int, data: bytes):
+def flow_key(linktype: int, data: bytes, frag_id: bool = True):
     """Identity of one packet as it crosses the bridge unchanged: addresses, protocol, IPv4 id,
     length, ports, TCP seq/ack/flags or ICMP type/id/seq, and a digest of the payload. Frames
-    that are not IP are identified by all their bytes."""
+    that are not IP are identified by all their bytes.
+
+    A fragment (IPv4 MF or offset, or an IPv6 fragment header) is identified by addresses,
+    protocol, IPv4 id / IPv6 flow label, its fragment identification (unless not frag_id: the
+    kernel gives IPv6 fragments it re-fragments a fresh one), offset, MF, and a digest of the
+    bytes after the IPv4 header / the IPv6 fragment header: a fragment that left with the same
+    key carried the same bytes at the same place of the same datagram."""
     info = ip_info(linktype, data)
     if info is None:
         if linktype == LINKTYPE_ETHERNET:
             return ("raw", hashlib.sha1(data).hexdigest())
         return None
+    if info.frag is not None:
+        f = info.frag
+        return ("frag", info.family, info.src, info.dst, info.proto, info.ipid,
+                f.ident if frag_id else None, f.offset, f.mf,
+                hashlib.sha1(f.data).hexdigest()[:16])
     l4, extra = info.l4, ()
     if info.proto == 6 and len(l4) >= 20:
         sport, dport, seq, ack, _off, flags = struct.unpack_from("!HHIIBB", l4, 0)
@@ -343,9 +389,19 @@ def _hostport(family: int, addr: str, port: int) -> str:
 def summarize(linktype: int, data: bytes, short: bool = False) -> str:
     """One line, e.g. `10.10.0.2:43210 > 10.10.0.3:80 TCP [S] seq 1 ack 0 len 0`; `short`
     leaves out sequence numbers and empty lengths and writes the arrow as →
-    (`10.10.0.2:43210 → 10.10.0.3:80 TCP [S]`)."""
-    arrow = "→" if short else ">"
+    (`10.10.0.2:43210 → 10.10.0.3:80 TCP [S]`). A fragment gets
+    ` frag id ID off OFFSET len N` (and ` MF`) after the summary of what it carries."""
     info = ip_info(linktype, data)
+    line = _summarize(linktype, data, info, short)
+    if info is not None and info.frag is not None:
+        f = info.frag
+        line += (f" frag id {f.ident:#x} off {f.offset} len {len(f.data)}"
+                 + (" MF" if f.mf else ""))
+    return line
+
+
+def _summarize(linktype: int, data: bytes, info: IpInfo | None, short: bool) -> str:
+    arrow = "→" if short else ">"
     if info is None:
         if linktype == LINKTYPE_ETHERNET and len(data) >= 42:
             etype = struct.unpack_from("!H", data, 12)[0]

@@ -14,6 +14,7 @@
 pub mod capture;
 pub mod classifier;
 pub mod conntrack;
+pub mod defrag;
 pub mod flow;
 pub mod hints;
 pub mod packet;

@@ -4,6 +4,9 @@ Each scenario is a function decorated with @scenario (swlab/dsl.py says how to w
 the module of its topic; a new topic is a new module, imported below. ORDER is the order
 `swlab list` and `swlab generate` go through them (the order of tests/scenarios/README.md's
 table); a scenario it does not name comes after those it names, in import order.
+
+A module may set DEST, the directory its scenarios are written to (fragments.py:
+tests/scenarios-fragments/); the others go to tests/scenarios/.
 """
 
 from __future__ import annotations
@@ -13,9 +16,22 @@ import sys
 
 from .. import SCEN_DIR
 from ..dsl import REGISTERED, doc_of, make, name_of
-from . import ftp, icmp, ipv6, malformed, rules, tcp_rst, tcp_state, tcp_timeout, tcp_window, udp
+from . import (
+    fragments,
+    ftp,
+    icmp,
+    ipv6,
+    malformed,
+    rules,
+    tcp_rst,
+    tcp_state,
+    tcp_timeout,
+    tcp_window,
+    udp,
+)
 
-TOPICS = (tcp_state, tcp_rst, tcp_window, tcp_timeout, malformed, udp, icmp, ipv6, rules, ftp)
+TOPICS = (tcp_state, tcp_rst, tcp_window, tcp_timeout, malformed, udp, icmp, ipv6, rules, ftp,
+          fragments)
 
 ORDER = """
     tcp-handshake tcp-data-both-ways tcp-fin-close tcp-fin-simultaneous tcp-fin-server-first
@@ -53,9 +69,15 @@ def _ordered() -> list:
 SCENARIOS = _ordered()
 
 
+def dest_of(fn) -> str:
+    """The directory fn's scenario belongs in: its module's DEST, else tests/scenarios/."""
+    return getattr(sys.modules[fn.__module__], "DEST", SCEN_DIR)
+
+
 def cmd_generate(argv: list[str]) -> int:
-    """generate [--out DIR] [NAME ...]: write the scenarios' files (all without NAME)."""
-    out, names = SCEN_DIR, set()
+    """generate [--out DIR] [NAME ...]: write the scenarios' files (all without NAME), each
+    in its directory (dest_of), or all of them in DIR."""
+    out, names = None, set()
     it = iter(argv)
     for a in it:
         if a == "--out":
@@ -69,11 +91,12 @@ def cmd_generate(argv: list[str]) -> int:
     if names - known:
         print(f"unknown scenario(s): {', '.join(sorted(names - known))}", file=sys.stderr)
         return 2
-    os.makedirs(out, exist_ok=True)
     for fn in SCENARIOS:
         if not names or name_of(fn) in names:
             sc = make(fn)
-            sc.write(out)
+            root = out or dest_of(fn)
+            os.makedirs(root, exist_ok=True)
+            sc.write(root)
             print(f"{sc.name}: {len(sc.frames)} packets", file=sys.stderr)
     return 0
 
