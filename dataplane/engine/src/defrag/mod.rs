@@ -470,8 +470,8 @@ impl Defrag {
         Defrag {
             v4: Reassembler::new(v4, workers),
             v6: Reassembler::new(v6, workers),
-            out: vec![0; MAX_DATAGRAM_FRAME].into_boxed_slice(),
-            scratch: vec![0; MAX_DATAGRAM_FRAME].into_boxed_slice(),
+            out: pool::touched(MAX_DATAGRAM_FRAME),
+            scratch: pool::touched(MAX_DATAGRAM_FRAME),
             done: None,
         }
     }

@@ -26,7 +26,7 @@ impl Pool {
             .map(|i| if i + 1 == chunks { NIL } else { i as u32 + 1 })
             .collect();
         Pool {
-            bytes: vec![0u8; chunks * CHUNK].into_boxed_slice(),
+            bytes: touched(chunks * CHUNK),
             next,
             free: 0,
             free_count: chunks,
@@ -103,6 +103,17 @@ impl Pool {
             }
         }
     }
+}
+
+/// `len` zero bytes whose pages are all faulted in now: a zeroed allocation is only mapped
+/// on first write, which would otherwise be the packet path's (an opaque value, so the
+/// stores are not elided as writes of zero to zeroed memory).
+pub fn touched(len: usize) -> Box<[u8]> {
+    let mut b = vec![0u8; len].into_boxed_slice();
+    for i in (0..len).step_by(4096) {
+        b[i] = std::hint::black_box(0);
+    }
+    b
 }
 
 #[cfg(test)]
