@@ -34,8 +34,8 @@ const NS: u64 = 1_000_000_000;
 pub const QUEUE_BYTES: usize = 256;
 
 /// The largest reassembled frame: link header with two VLAN tags, then an IPv4 datagram of
-/// 65,535 bytes or an IPv6 header and 65,535 bytes of payload.
-pub const MAX_DATAGRAM_FRAME: usize = 22 + 40 + 65_535;
+/// 65,535 bytes or an IPv6 header and 65,535 bytes of payload (what the parser reads).
+pub const MAX_DATAGRAM_FRAME: usize = crate::wire::MAX_FRAME;
 
 /// One family's limits, by the kernel's sysctls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -439,3 +439,29 @@ proptest! {
         prop_assert_eq!(d.occupancy(IpFamily::V6), (0, 0));
     }
 }
+
+#[test]
+fn the_largest_datagrams_reassemble_and_parse() {
+    // IPv4: 65,535 bytes in all (20 + 8 + 65,507); IPv6: 65,535 bytes of payload.
+    for (u, step) in [
+        (udp("10.0.0.2:1000", "10.0.0.3:5001", 65_507, 21), 1480),
+        (udp6(65_527, 22), 1448),
+    ] {
+        let l4 = u.datagram().len();
+        let cuts: Vec<usize> = (1..).map(|i| i * step).take_while(|&c| c < l4).collect();
+        let f = fragments(&u, &cuts);
+        let mut d = defrag();
+        let (last, held) = f.split_last().unwrap();
+        for x in held {
+            assert_eq!(feed(&mut d, S, x), Gather::Held);
+        }
+        assert_eq!(feed(&mut d, S, last), Gather::Complete);
+        let whole = d.datagram().unwrap().to_vec();
+        assert_eq!(whole, u.frame());
+        let m = wire::parse(&whole).unwrap();
+        assert_eq!(usize::from(m.l4_len), l4);
+        assert_eq!(m.l4_invalid, None);
+        assert!(wire::l4_checksum_ok(&whole, &m));
+        assert_eq!(emitted(&mut d), f);
+    }
+}

@@ -120,11 +120,22 @@ pub fn parse(ip: &[u8], l3_offset: usize, m: &mut PacketMeta) -> Result<(), L3Er
     m.proto = chain.proto;
     m.fragment = chain.fragment;
     let l4_start = chain.offset.min(payload_len);
-    m.l4_offset = (l3_offset + HEADER_LEN + l4_start) as u16;
-    m.l4_len = (payload_len - l4_start) as u16;
+    // Offsets are u16: an upper-layer header (of up to 60 bytes) that would start past them
+    // (extension headers filling a reassembled 64 KiB datagram) is called truncated.
+    let beyond = l3_offset + HEADER_LEN + l4_start + 60 > usize::from(u16::MAX);
+    m.l4_offset = if beyond {
+        0
+    } else {
+        (l3_offset + HEADER_LEN + l4_start) as u16
+    };
+    m.l4_len = if beyond {
+        0
+    } else {
+        (payload_len - l4_start) as u16
+    };
     if chain.fragment == Fragment::Later {
         m.l4_invalid = Some(InvalidReason::Fragment);
-    } else if chain.truncated {
+    } else if chain.truncated || beyond {
         m.l4_invalid = Some(InvalidReason::Truncated);
     }
     Ok(())

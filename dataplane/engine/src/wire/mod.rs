@@ -28,9 +28,11 @@ use crate::reason::L3Error;
 /// IP protocol numbers (IANA): config's one table, under the name the engine has always used.
 pub use config::proto::number as proto;
 
-/// The largest frame whose offsets fit the `u16` fields of [`PacketMeta`]; bytes beyond it
-/// are not looked at (no link this runs on carries such frames).
-pub const MAX_FRAME: usize = u16::MAX as usize;
+/// The largest frame looked at: a link header with two VLAN tags and the largest IPv6
+/// packet (40 + 65,535 bytes), which is what a reassembled datagram can be
+/// ([`crate::defrag`]); bytes beyond it are not looked at. Offsets in [`PacketMeta`] are
+/// `u16`: the IPv6 parser calls an upper-layer header that would start past them truncated.
+pub const MAX_FRAME: usize = 22 + 40 + u16::MAX as usize;
 
 /// Parses an Ethernet frame.
 ///
