@@ -14,7 +14,7 @@
 //! | [`diag`] | [`Diagnostic`]: a message with file:line:col, severity and hint |
 //! | [`suggest`] | "did you mean" for misspelled names |
 //! | [`proto`] | IP protocol numbers and names ([`proto::Proto`]), shared with the engine |
-//! | [`settings`] | [`ConntrackSettings`], the kernel's conntrack sysctls |
+//! | [`settings`] | [`ConntrackSettings`], the kernel's conntrack sysctls and its IP fragment reassembly ones |
 //! | [`matches`](mod@matches) | leaf values of a rule's matches as written in YAML (addresses, ports, states, ICMP types, TCP flags) and [`matches::Match`], the list-with-negation shape |
 //! | [`ruleset`] | the document ([`Ruleset`], stages, rules, ports) and its queries: ports with defaults applied, a rule's IP family |
 //! | [`source_map`] | where each YAML node starts, for diagnostics about fields and rules |

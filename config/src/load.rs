@@ -134,6 +134,9 @@ fn explain(inner: &str, path: &str, text: &str, pos: Pos) -> (String, Option<Str
         if let Some(h) = ran_into_next_line(word, text, pos) {
             return (message, Some(h));
         }
+        if let Some(h) = misplaced_setting(word, path) {
+            return (message, Some(h));
+        }
         let guess =
             nearest(word, &candidates).map_or(String::new(), |c| format!("did you mean `{c}`? "));
         let allowed = if expected.is_empty() {
@@ -197,6 +200,41 @@ fn explain(inner: &str, path: &str, text: &str, pos: Pos) -> (String, Option<Str
     (inner.to_string(), None)
 }
 
+/// An unknown key that names a setting of the `conntrack:` section written elsewhere, or the
+/// host's IPv6 reassembly sysctls where conntrack has its own.
+fn misplaced_setting(word: &str, path: &str) -> Option<String> {
+    let fragments = "IP fragment reassembly is set in `conntrack:` by the kernel's sysctl names: \
+                     ipfrag_high_thresh, ipfrag_low_thresh, ipfrag_time, ipfrag_max_dist (net.ipv4) \
+                     and frag6_high_thresh, frag6_low_thresh, frag6_timeout (net.netfilter.nf_conntrack_)";
+    if path == "conntrack" {
+        // net.ipv6.ip6frag_* are the host's own; conntrack reassembles IPv6 by nf_conntrack_frag6_*.
+        let frag6 = match word {
+            "ip6frag_time" | "ip6frag_timeout" => "frag6_timeout",
+            "ip6frag_high_thresh" => "frag6_high_thresh",
+            "ip6frag_low_thresh" => "frag6_low_thresh",
+            _ => return None,
+        };
+        return Some(format!(
+            "did you mean `{frag6}`? net.ipv6.{word} is the host's IPv6 reassembly; before \
+             conntrack IPv6 is reassembled by net.netfilter.nf_conntrack_{frag6}"
+        ));
+    }
+    if path.is_empty() {
+        if ConntrackSettings::KEYS.contains(&word) {
+            return Some(format!(
+                "`{word}` is a conntrack setting: write it under `conntrack:`"
+            ));
+        }
+        if matches!(
+            word,
+            "ipv4" | "ipv6" | "ip" | "defrag" | "fragments" | "frag" | "ipfrag" | "sysctl"
+        ) {
+            return Some(fragments.to_string());
+        }
+    }
+    None
+}
+
 /// When the word serde complains about is not on the line it points at, a more-indented line
 /// ran into the value.
 fn ran_into_next_line(word: &str, text: &str, pos: Pos) -> Option<String> {
@@ -227,6 +265,7 @@ fn friendly_type(expected: &str) -> String {
         "struct TcpFlagsMatch" => "a map {mask: [flags], comp: [flags]}".into(),
         "u16" => "a whole number from 0 to 65535".into(),
         "u32" => "a whole number from 0 to 4294967295".into(),
+        "u64" => "a whole number from 0 to 18446744073709551615".into(),
         "a sequence" => "a list".into(),
         "a boolean" => "true or false".into(),
         other => other.into(),

@@ -303,6 +303,28 @@ pub fn validate(r: &Ruleset, source: &SourceMap, file: &str) -> Vec<Diagnostic> 
             hint,
         );
     }
+    for e in r.conntrack.check_pairs() {
+        // At the key the file writes: low_thresh when it is there, else high_thresh (lowered
+        // under the default low_thresh).
+        let (low, high) = (
+            format!("conntrack.{}", e.low),
+            format!("conntrack.{}", e.high),
+        );
+        let at = if source.key(&low).is_some() || source.key(&high).is_none() {
+            low
+        } else {
+            high
+        };
+        let hint = format!(
+            "lower {} to at most {} or raise {} to at least {}: the kernel refuses a low_thresh above \
+             its high_thresh (low_thresh has had no other effect since Linux 4.17)",
+            e.low,
+            r.conntrack.get(e.high).unwrap_or_default(),
+            e.high,
+            r.conntrack.get(e.low).unwrap_or_default(),
+        );
+        c.err(&at, format!("conntrack: {}", e.message), Some(hint));
+    }
     if let Some(ftp) = &r.helpers.ftp {
         if ftp.ports.is_empty() {
             c.err(

@@ -1114,7 +1114,8 @@ nonsense
     assert!(e[2].message.contains("allowed 1 to"), "{}", e[2]);
     assert!(e[3].message.contains("not a boolean"), "{}", e[3]);
     assert!(
-        e[4].message.contains("not a connection-tracking sysctl"),
+        e[4].message
+            .contains("not a connection-tracking or IP fragment sysctl"),
         "{}",
         e[4]
     );

@@ -1,5 +1,6 @@
 //! `import-iptables`: iptables-save / ip6tables-save text and `iptables ...` command lines to
-//! a [`Ruleset`], plus sysctl.conf conntrack settings and a helper list.
+//! a [`Ruleset`], plus sysctl.conf conntrack (and IP fragment reassembly) settings and a
+//! helper list.
 //!
 //! # Input
 //!
@@ -64,7 +65,10 @@
 //!
 //! sysctl.conf lines `KEY = VALUE` (`#`/`;` comments) with `net.netfilter.nf_conntrack_X`,
 //! `net.nf_conntrack_max` and the old `net.ipv4.netfilter.ip_conntrack_X`,
-//! `net.ipv4.netfilter.nf_conntrack_X` and `net.ipv4.ip_conntrack_max` names set `conntrack.X`.
+//! `net.ipv4.netfilter.nf_conntrack_X` and `net.ipv4.ip_conntrack_max` names set `conntrack.X`;
+//! the IPv4 fragment reassembly sysctls `net.ipv4.ipfrag_X` set `conntrack.ipfrag_X` (IPv6's
+//! are conntrack's own, `net.netfilter.nf_conntrack_frag6_X`). A `low_thresh` above its
+//! `high_thresh` is an error once the whole file is read, as the kernel refuses it.
 //! Helper lines are `NAME PROTO PORT[,PORT...]`; only `ftp tcp PORT` is supported.
 //!
 //! # Layout

@@ -1,14 +1,36 @@
-//! The `--sysctl` file (sysctl.conf conntrack settings) and the `--helpers` file
-//! (`NAME PROTO PORT[,PORT...]` lines).
+//! The `--sysctl` file (sysctl.conf conntrack and IP fragment reassembly settings) and the
+//! `--helpers` file (`NAME PROTO PORT[,PORT...]` lines).
 
 use crate::diag::{Diagnostic, Pos};
 use crate::settings::ConntrackSettings;
 use crate::suggest::{did_you_mean, nearest};
 
-/// The statewall setting a sysctl key names, if it is one of the conntrack sysctl forms.
-fn sysctl_setting(key: &str) -> Option<String> {
+/// What a sysctl key names: a statewall setting, a near miss in a form statewall reads, or
+/// some other sysctl.
+enum Sysctl {
+    Setting(&'static str),
+    /// A conntrack-form name (or `net.ipv4.ipfrag_*`) that is no setting: what it stripped
+    /// to, for a suggestion.
+    Unknown(String),
+    /// Not a conntrack or IPv4 fragment sysctl at all.
+    Foreign,
+}
+
+/// The statewall setting a sysctl key names: one of the conntrack sysctl forms, or
+/// `net.ipv4.ipfrag_*` (which the conntrack forms do not name).
+fn sysctl_setting(key: &str) -> Sysctl {
+    let known = |s: &str, ipv4_frag: bool| match ConntrackSettings::KEYS.iter().find(|k| **k == s) {
+        Some(k) if k.starts_with("ipfrag_") == ipv4_frag => Sysctl::Setting(k),
+        _ => Sysctl::Unknown(s.to_string()),
+    };
     if key == "net.nf_conntrack_max" || key == "net.ipv4.ip_conntrack_max" {
-        return Some("max".into());
+        return Sysctl::Setting("max");
+    }
+    if let Some(s) = key
+        .strip_prefix("net.ipv4.")
+        .filter(|s| s.starts_with("ipfrag_"))
+    {
+        return known(s, true);
     }
     [
         "net.netfilter.nf_conntrack_",
@@ -17,11 +39,23 @@ fn sysctl_setting(key: &str) -> Option<String> {
     ]
     .iter()
     .find_map(|p| key.strip_prefix(p))
-    .map(str::to_string)
+    .map_or(Sysctl::Foreign, |s| known(s, false))
 }
 
 fn canonical_sysctl(setting: &str) -> String {
-    format!("net.netfilter.nf_conntrack_{setting}")
+    ConntrackSettings::sysctl_name(setting)
+        .unwrap_or_else(|| format!("net.netfilter.nf_conntrack_{setting}"))
+}
+
+/// `net.ipv6.ip6frag_*`, the host's IPv6 reassembly, and the conntrack setting that does
+/// the same before conntrack.
+fn host_ipv6_frag(key: &str) -> Option<&'static str> {
+    match key.strip_prefix("net.ipv6.")? {
+        "ip6frag_time" => Some("frag6_timeout"),
+        "ip6frag_high_thresh" => Some("frag6_high_thresh"),
+        "ip6frag_low_thresh" => Some("frag6_low_thresh"),
+        _ => None,
+    }
 }
 
 /// Read sysctl.conf lines into `settings`, reporting each line that cannot be used.
@@ -31,6 +65,9 @@ pub(super) fn parse_sysctl(
     settings: &mut ConntrackSettings,
     errs: &mut Vec<Diagnostic>,
 ) {
+    // Settings that failed their own check, and the line that last set each setting.
+    let mut failed: Vec<&str> = Vec::new();
+    let mut last: Vec<(&str, Pos, String)> = Vec::new();
     for (n, raw) in text.lines().enumerate() {
         let line = n + 1;
         let indent = raw.chars().take_while(|c| c.is_whitespace()).count();
@@ -62,48 +99,79 @@ pub(super) fn parse_sysctl(
         // `net/netfilter/nf_conntrack_max` and `/proc/sys/...` name the same key.
         let key = key_raw.trim_start_matches("/proc/sys/").replace('/', ".");
         let pos = Pos { line, col: key_col };
-        let Some(setting) = sysctl_setting(&key) else {
-            let mut known: Vec<String> = ConntrackSettings::KEYS
-                .iter()
-                .map(|k| canonical_sysctl(k))
-                .collect();
-            known.push("net.nf_conntrack_max".into());
-            let refs: Vec<&str> = known.iter().map(String::as_str).collect();
-            let msg = if key.contains("conntrack") {
-                format!(
-                    "unknown conntrack sysctl `{key_raw}`{}",
-                    did_you_mean(&key, &refs)
-                )
-            } else {
-                format!(
-                    "`{key_raw}` is not a connection-tracking sysctl{}",
-                    did_you_mean(&key, &refs)
-                )
-            };
-            errs.push(Diagnostic::error(file, pos, msg).with_hint(
-                "--sysctl reads net.netfilter.nf_conntrack_* settings (and the older ip_conntrack names); remove other lines",
-            ));
-            continue;
+        let setting = match sysctl_setting(&key) {
+            Sysctl::Setting(s) => s,
+            Sysctl::Foreign => {
+                if let Some(frag6) = host_ipv6_frag(&key) {
+                    errs.push(
+                        Diagnostic::error(
+                            file,
+                            pos,
+                            format!(
+                                "`{key_raw}` is the host's IPv6 reassembly setting, not conntrack's (did you mean `{}`?)",
+                                canonical_sysctl(frag6)
+                            ),
+                        )
+                        .with_hint(
+                            "IPv6 fragments are reassembled before conntrack by nf_conntrack_frag6_* settings; remove the line or rename it",
+                        ),
+                    );
+                    continue;
+                }
+                let mut known: Vec<String> = ConntrackSettings::KEYS
+                    .iter()
+                    .map(|k| canonical_sysctl(k))
+                    .collect();
+                known.push("net.nf_conntrack_max".into());
+                let refs: Vec<&str> = known.iter().map(String::as_str).collect();
+                let msg = if key.contains("conntrack") {
+                    format!(
+                        "unknown conntrack sysctl `{key_raw}`{}",
+                        did_you_mean(&key, &refs)
+                    )
+                } else {
+                    format!(
+                        "`{key_raw}` is not a connection-tracking or IP fragment sysctl{}",
+                        did_you_mean(&key, &refs)
+                    )
+                };
+                errs.push(Diagnostic::error(file, pos, msg).with_hint(
+                    "--sysctl reads net.netfilter.nf_conntrack_* settings (and the older ip_conntrack names) and net.ipv4.ipfrag_*; remove other lines",
+                ));
+                continue;
+            }
+            Sysctl::Unknown(setting) => {
+                let suggestion = nearest(&setting, ConntrackSettings::KEYS)
+                    .map(|s| format!(" (did you mean `{}`?)", canonical_sysctl(s)))
+                    .unwrap_or_default();
+                let what = if key.starts_with("net.ipv4.ipfrag_") {
+                    "IPv4 fragment"
+                } else {
+                    "conntrack"
+                };
+                errs.push(
+                    Diagnostic::error(
+                        file,
+                        pos,
+                        format!("unknown {what} sysctl `{key_raw}`{suggestion}"),
+                    )
+                    .with_hint(format!(
+                        "statewall's settings: {}",
+                        ConntrackSettings::KEYS
+                            .iter()
+                            .map(|k| canonical_sysctl(k))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )),
+                );
+                continue;
+            }
         };
-        if !ConntrackSettings::KEYS.contains(&setting.as_str()) {
-            let suggestion = nearest(&setting, ConntrackSettings::KEYS)
-                .map(|s| format!(" (did you mean `{}`?)", canonical_sysctl(s)))
-                .unwrap_or_default();
-            errs.push(
-                Diagnostic::error(
-                    file,
-                    pos,
-                    format!("unknown conntrack sysctl `{key_raw}`{suggestion}"),
-                )
-                .with_hint(format!(
-                    "statewall's conntrack settings: {}",
-                    ConntrackSettings::KEYS.join(", ")
-                )),
-            );
-            continue;
-        }
-        if let Err(e) = settings.set(&setting, value) {
-            let range = ConntrackSettings::range(&setting)
+        // Each threshold is checked against its pair once the whole file is read: a file
+        // may raise a low_thresh before its high_thresh.
+        if let Err(e) = settings.set_value(setting, value) {
+            failed.push(setting);
+            let range = ConntrackSettings::range(setting)
                 .map(|(lo, hi)| format!("allowed {lo} to {hi}"))
                 .unwrap_or_default();
             errs.push(
@@ -117,7 +185,46 @@ pub(super) fn parse_sysctl(
                 )
                 .with_hint(range),
             );
+        } else {
+            last.retain(|(s, _, _)| *s != setting);
+            last.push((setting, pos, key_raw.to_string()));
         }
+    }
+    for e in settings.check_pairs() {
+        if failed.contains(&e.low) || failed.contains(&e.high) {
+            continue;
+        }
+        // At the later of the two lines (the file sets at least one: defaults are in order).
+        let Some((_, pos, key_raw)) = last
+            .iter()
+            .rev()
+            .find(|(s, _, _)| *s == e.low || *s == e.high)
+        else {
+            continue;
+        };
+        let (low, high) = (canonical_sysctl(e.low), canonical_sysctl(e.high));
+        let at = |s: &str| {
+            last.iter().find(|(k, _, _)| *k == s).map_or_else(
+                || " (the kernel default)".to_string(),
+                |(_, p, _)| format!(" (line {})", p.line),
+            )
+        };
+        errs.push(
+            Diagnostic::error(
+                file,
+                *pos,
+                format!(
+                    "`{key_raw}`: {low} = {}{} is above {high} = {}{}: the kernel requires low_thresh <= high_thresh",
+                    settings.get(e.low).unwrap_or_default(),
+                    at(e.low),
+                    settings.get(e.high).unwrap_or_default(),
+                    at(e.high),
+                ),
+            )
+            .with_hint(format!(
+                "lower {low} or raise {high} (low_thresh has had no other effect since Linux 4.17)"
+            )),
+        );
     }
 }
 

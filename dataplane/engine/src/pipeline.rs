@@ -72,6 +72,11 @@ pub enum Reason {
     NoRoute,
     /// The FTP helper dropped a partial or malformed command.
     HelperDrop,
+    /// An IP fragment held for a datagram that was never completed (or, for an accepted
+    /// datagram, the datagram's verdict carried to its fragments).
+    FragHeld,
+    /// An IP fragment reassembly consumed ([`crate::defrag`]).
+    Defrag(crate::defrag::FragDrop),
 }
 
 impl Reason {
@@ -86,6 +91,8 @@ impl Reason {
             Reason::TableFull => "table_full",
             Reason::NoRoute => "no_route",
             Reason::HelperDrop => "helper_drop",
+            Reason::FragHeld => "frag_held",
+            Reason::Defrag(d) => d.as_str(),
         }
     }
 }

@@ -167,6 +167,8 @@ pub struct CompiledRuleset {
     pub sysctls: Sysctls,
     pub max_entries: usize,
     pub expect_max: usize,
+    /// IP fragment reassembly limits, IPv4 and IPv6 (`ipfrag_*`, `frag6_*`).
+    pub frag_limits: (crate::defrag::FragLimits, crate::defrag::FragLimits),
     pub ftp_ports: Vec<u16>,
 }
 
@@ -224,6 +226,7 @@ impl CompiledRuleset {
             sysctls: Sysctls::from_settings(&r.conntrack),
             max_entries: r.conntrack.max as usize,
             expect_max: r.conntrack.expect_max as usize,
+            frag_limits: crate::defrag::FragLimits::from_settings(&r.conntrack),
             ftp_ports: r
                 .helpers
                 .ftp

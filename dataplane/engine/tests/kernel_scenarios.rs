@@ -288,9 +288,9 @@ fn report(what: &str, total: usize, failed: usize, problems: &[String], tally: &
     panic!("{msg}{checked}");
 }
 
-/// Every directory of tests/scenarios/, sorted.
-fn scenario_dirs() -> Vec<PathBuf> {
-    let root = common::repo_path("tests/scenarios");
+/// Every directory of `root` (tests/scenarios, tests/scenarios-fragments), sorted.
+fn scenario_dirs(root: &str) -> Vec<PathBuf> {
+    let root = common::repo_path(root);
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
         .unwrap_or_else(|e| panic!("cannot list {}: {e}", root.display()))
         .map(|e| e.expect("directory entry").path())
@@ -302,11 +302,18 @@ fn scenario_dirs() -> Vec<PathBuf> {
 
 #[test]
 fn every_scenario_agrees_with_the_kernel() {
-    let dirs = scenario_dirs();
-    assert!(
-        !dirs.is_empty(),
-        "no scenario directories in tests/scenarios"
-    );
+    every_scenario_of("tests/scenarios");
+}
+
+/// IP fragments: reassembled before conntrack, as the kernel's nf_defrag does.
+#[test]
+fn every_fragment_scenario_agrees_with_the_kernel() {
+    every_scenario_of("tests/scenarios-fragments");
+}
+
+fn every_scenario_of(root: &str) {
+    let dirs = scenario_dirs(root);
+    assert!(!dirs.is_empty(), "no scenario directories in {root}");
     let mut tally = Tally::default();
     let mut problems = Vec::new();
     let mut failed = 0;
@@ -325,7 +332,7 @@ fn every_scenario_agrees_with_the_kernel() {
             problems.extend(mine);
         }
     }
-    report("scenarios", dirs.len(), failed, &problems, &tally);
+    report(root, dirs.len(), failed, &problems, &tally);
 }
 
 #[test]

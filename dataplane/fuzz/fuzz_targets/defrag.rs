@@ -67,10 +67,10 @@ fuzz_target!(|data: &[u8]| {
             frame = ip_frame(src, dst, proto::UDP, &vec![fill; len], &ip);
         }
         let Ok(m) = wire::parse(&frame) else { continue };
-        if d.gather(now, &frame, &m, ctl >> 4 & 1) == Gather::Complete {
+        if d.gather(now, &frame, &m, ctl >> 4 & 1, 0) == Gather::Complete {
             let whole = d.datagram().expect("a complete datagram").to_vec();
             assert!(wire::parse(&whole).is_ok());
-            d.each_fragment(|f| assert!(wire::parse(f).is_ok()));
+            d.each_fragment(|_, f| assert!(wire::parse(f).is_ok()));
         }
         d.expire(now, 4);
     }

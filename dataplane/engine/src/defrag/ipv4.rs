@@ -14,7 +14,13 @@ const MF: u16 = 0x2000;
 const DF: u16 = 0x4000;
 const OFFSET: u16 = 0x1fff;
 
-pub(super) fn gather(d: &mut Defrag, now: u64, frame: &[u8], meta: &PacketMeta) -> Gather {
+pub(super) fn gather(
+    d: &mut Defrag,
+    now: u64,
+    frame: &[u8],
+    meta: &PacketMeta,
+    tag: u64,
+) -> Gather {
     if meta.fragment == Fragment::None {
         return Gather::NotFragment;
     }
@@ -43,6 +49,7 @@ pub(super) fn gather(d: &mut Defrag, now: u64, frame: &[u8], meta: &PacketMeta) 
         head_len: l3 + ihl,
         ecn: 1 << (h[1] & 3),
         df: frag & DF != 0,
+        tag,
     };
     let frame = &frame[..l3 + total];
     let r = &mut d.v4;

@@ -96,6 +96,7 @@ pub(super) fn gather(
     frame: &[u8],
     meta: &PacketMeta,
     in_port: u8,
+    tag: u64,
 ) -> Gather {
     let l3 = usize::from(meta.l3_offset);
     // wire::parse checked the fixed header and the payload length against the frame.
@@ -145,6 +146,7 @@ pub(super) fn gather(
         head_len: l3 + fhoff + 8,
         ecn: 1 << ((h[1] >> 4) & 3),
         df: false,
+        tag,
     };
     r.counters.fragments += 1;
     let qi = match r.find(now, &info.key) {

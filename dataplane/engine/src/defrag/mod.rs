@@ -52,6 +52,24 @@ pub struct FragLimits {
 }
 
 impl FragLimits {
+    /// Both families' limits from the config's settings (`conntrack:` `ipfrag_*`,
+    /// `frag6_*`).
+    pub fn from_settings(s: &config::ConntrackSettings) -> (FragLimits, FragLimits) {
+        let bytes = |b: u64| usize::try_from(b).unwrap_or(usize::MAX);
+        (
+            FragLimits {
+                high_thresh: bytes(s.ipfrag_high_thresh),
+                time: u64::from(s.ipfrag_time) * NS,
+                max_dist: s.ipfrag_max_dist,
+            },
+            FragLimits {
+                high_thresh: bytes(s.frag6_high_thresh),
+                time: u64::from(s.frag6_timeout) * NS,
+                max_dist: 0,
+            },
+        )
+    }
+
     /// The kernel's IPv4 defaults (4 MiB, 30 s, 64).
     pub const IPV4: FragLimits = FragLimits {
         high_thresh: 4 * 1024 * 1024,
@@ -170,6 +188,8 @@ struct FragInfo {
     head_len: usize,
     ecn: u8,
     df: bool,
+    /// The caller's name for the frame.
+    tag: u64,
 }
 
 /// What [`Reassembler::queue`] did.
@@ -180,7 +200,11 @@ enum Queued {
 
 impl Reassembler {
     fn new(limits: FragLimits, workers: usize) -> Reassembler {
-        let share = limits.high_thresh / workers.max(1);
+        // 0 queues nothing (as in the kernel); otherwise each worker gets at least a byte.
+        let share = match limits.high_thresh {
+            0 => 0,
+            h => (h / workers.max(1)).max(1),
+        };
         // `mem > high_thresh` is checked before a fragment is charged, so one more fragment
         // (the largest frame) fits above the share.
         let chunks = share / pool::CHUNK + Pool::chunks_for(MAX_DATAGRAM_FRAME) + 1;
@@ -200,7 +224,7 @@ impl Reassembler {
     /// The datagram's queue, made if new (`inet_frag_find`): refused above `high_thresh`; a
     /// queue whose timer has fired is dropped first, as the timer would have.
     fn find(&mut self, now: u64, key: &FragKey) -> Result<u32, FragDrop> {
-        if self.mem > self.limits.high_thresh {
+        if self.limits.high_thresh == 0 || self.mem > self.limits.high_thresh {
             return Err(FragDrop::NoMemory);
         }
         if let Some(qi) = self.qs.find(key) {
@@ -310,6 +334,8 @@ impl Reassembler {
             l3: info.l3 as u8,
             chunks: chunks as u16,
             run_start: after.1,
+            trimmed: end != info.end,
+            tag: info.tag,
             next: NIL,
         };
         if self.qs.insert(qi, after.0, rec).is_none() {
@@ -437,6 +463,24 @@ impl Peers {
     }
 }
 
+/// Which held fragment a frame sent for a datagram is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sent {
+    /// The tag the fragment was gathered with.
+    pub tag: u64,
+    /// Its payload was cut to a multiple of 8: not every byte of it leaves.
+    pub trimmed: bool,
+}
+
+impl Sent {
+    fn of(rec: &FragRec) -> Sent {
+        Sent {
+            tag: rec.tag,
+            trimmed: rec.trimmed,
+        }
+    }
+}
+
 /// Which family's reassembler a completed datagram is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Done {
@@ -504,15 +548,23 @@ impl Defrag {
         (r.mem, r.qs.live)
     }
 
-    /// Take one frame (`meta` is its parse) arriving on `in_port` at `now`.
-    pub fn gather(&mut self, now: u64, frame: &[u8], meta: &PacketMeta, in_port: u8) -> Gather {
+    /// Take one frame (`meta` is its parse) arriving on `in_port` at `now`; `tag` is the
+    /// caller's name for it, given back by [`Self::each_fragment`].
+    pub fn gather(
+        &mut self,
+        now: u64,
+        frame: &[u8],
+        meta: &PacketMeta,
+        in_port: u8,
+        tag: u64,
+    ) -> Gather {
         self.finish();
         if !meta.is_ip {
             return Gather::NotFragment;
         }
         match meta.family {
-            IpFamily::V4 => ipv4::gather(self, now, frame, meta),
-            IpFamily::V6 => ipv6::gather(self, now, frame, meta, in_port),
+            IpFamily::V4 => ipv4::gather(self, now, frame, meta, tag),
+            IpFamily::V6 => ipv6::gather(self, now, frame, meta, in_port, tag),
         }
     }
 
@@ -522,11 +574,13 @@ impl Defrag {
     }
 
     /// Call `f` with each frame to send for the complete datagram (after it was accepted),
-    /// in offset order.
-    pub fn each_fragment(&mut self, mut f: impl FnMut(&[u8])) {
+    /// in offset order, and which held fragment it is.
+    pub fn each_fragment(&mut self, mut f: impl FnMut(Sent, &[u8])) {
         let Some(d) = self.done else { return };
         if d.whole {
-            f(&self.out[..d.len]);
+            let r = self.reassembler(d.family);
+            let rec = r.qs.f[r.qs.q[d.queue as usize].head as usize];
+            f(Sent::of(&rec), &self.out[..d.len]);
             return;
         }
         let mut at = self.reassembler(d.family).qs.q[d.queue as usize].head;
@@ -542,7 +596,7 @@ impl Defrag {
                     ipv6::write_fragment(&self.out[..d.len], d, &rec, &mut self.scratch)
                 }
             };
-            f(&self.scratch[..len]);
+            f(Sent::of(&rec), &self.scratch[..len]);
             at = rec.next;
             index += 1;
         }

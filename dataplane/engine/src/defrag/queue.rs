@@ -58,6 +58,10 @@ pub struct FragRec {
     pub chunks: u16,
     /// It started a run (it did not continue the fragment before it when it came).
     pub run_start: bool,
+    /// IPv4: its payload was cut to a multiple of 8 (not all of its bytes will leave).
+    pub trimmed: bool,
+    /// The caller's name for the frame (`Defrag::gather`'s `tag`).
+    pub tag: u64,
     pub next: u32,
 }
 
@@ -164,6 +168,8 @@ impl Queues {
                 l3: 0,
                 chunks: 0,
                 run_start: false,
+                trimmed: false,
+                tag: 0,
                 next: if i + 1 == frags { NIL } else { i as u32 + 1 },
             })
             .collect();
@@ -396,6 +402,8 @@ mod tests {
             l3: 14,
             chunks: 1,
             run_start,
+            trimmed: false,
+            tag: 0,
             next: NIL,
         }
     }

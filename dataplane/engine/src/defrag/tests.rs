@@ -46,12 +46,12 @@ fn frag_frame(src: IpAddr, dst: IpAddr, p: u8, data: &[u8], ip: &IpOpts) -> Vec<
 
 fn feed(d: &mut Defrag, now: u64, frame: &[u8]) -> Gather {
     let m = wire::parse(frame).expect("a frame that parses");
-    d.gather(now, frame, &m, 0)
+    d.gather(now, frame, &m, 0, 0)
 }
 
 fn emitted(d: &mut Defrag) -> Vec<Vec<u8>> {
     let mut out = vec![];
-    d.each_fragment(|f| out.push(f.to_vec()));
+    d.each_fragment(|_, f| out.push(f.to_vec()));
     out
 }
 
@@ -427,7 +427,7 @@ proptest! {
                 let whole = d.datagram().unwrap().to_vec();
                 prop_assert!(wire::parse(&whole).is_ok());
                 let mut n = 0;
-                d.each_fragment(|x| { n += 1; assert!(wire::parse(x).is_ok()); });
+                d.each_fragment(|_, x| { n += 1; assert!(wire::parse(x).is_ok()); });
                 prop_assert!(n >= 1);
             }
             for fam in [IpFamily::V4, IpFamily::V6] {

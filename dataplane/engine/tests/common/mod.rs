@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use engine::capture::{self, Frame};
-use engine::pipeline::{Outcome, Packet};
+use engine::pipeline::Outcome;
 use engine::ruleset::CompiledRuleset;
 use engine::sharded::Sharded;
 use engine::wire::build::Tcp;
@@ -72,13 +72,11 @@ pub fn tcp_seg(src: (IpAddr, u16), dst: (IpAddr, u16), flags: u8, seq: u32, ack:
 }
 
 /// Run `(time ns, ingress port, frame)` packets through `engine` as `statewall replay` does:
-/// the timestamps are the clock, and the expiry sweep runs before each packet.
+/// the timestamps are the clock, the expiry sweep runs before each packet, IP fragments are
+/// reassembled first (`Sharded::replay_all`).
 pub fn replay<'a>(
     engine: &mut Sharded,
     packets: impl IntoIterator<Item = (u64, u8, &'a [u8])>,
 ) -> Vec<Outcome> {
-    packets
-        .into_iter()
-        .map(|(now, in_port, frame)| engine.replay_one(now, &Packet { frame, in_port }))
-        .collect()
+    engine.replay_all(packets, |_, _| {})
 }

@@ -16,7 +16,7 @@ use pcap_file::DataLink;
 
 use engine::capture;
 use engine::conntrack::listing;
-use engine::pipeline::{Outcome, Packet, Verdict};
+use engine::pipeline::Outcome;
 use engine::ruleset::CompiledRuleset;
 use engine::sharded::Sharded;
 
@@ -90,27 +90,32 @@ pub fn run(
         }
         None => None,
     };
-    let mut now = 0;
-    for (i, (f, &port)) in frames.iter().zip(&port_ids).enumerate() {
-        now = f.ts_ns;
-        let o = engine.replay_one(
-            now,
-            &Packet {
-                frame: &f.data,
-                in_port: port,
-            },
-        );
-        writeln!(out, "{}", json_line(i, &f.port, &o))?;
-        if o.verdict == Verdict::Accept {
-            if let Some(w) = writer.as_mut() {
-                w.write_packet(&PcapPacket::new(
-                    std::time::Duration::from_nanos(f.ts_ns),
-                    f.data.len() as u32,
-                    &f.data,
-                ))?;
+    // IP fragments are reassembled first; an accepted datagram leaves as the fragments the
+    // kernel bridge would send, written to --out when they leave.
+    let mut written: anyhow::Result<()> = Ok(());
+    let outcomes = engine.replay_all(
+        frames
+            .iter()
+            .zip(&port_ids)
+            .map(|(f, &port)| (f.ts_ns, port, f.data.as_slice())),
+        |ts, frame| {
+            if let (Some(w), Ok(())) = (writer.as_mut(), &written) {
+                written = w
+                    .write_packet(&PcapPacket::new(
+                        std::time::Duration::from_nanos(ts),
+                        frame.len() as u32,
+                        frame,
+                    ))
+                    .map(|_| ())
+                    .map_err(Into::into);
             }
-        }
+        },
+    );
+    written?;
+    for (i, (f, o)) in frames.iter().zip(&outcomes).enumerate() {
+        writeln!(out, "{}", json_line(i, &f.port, o))?;
     }
+    let now = frames.last().map_or(0, |f| f.ts_ns);
     if opts.conntrack {
         let live = engine
             .pipelines()
