@@ -90,6 +90,44 @@ fn thdr_truncated(ip: &[u8], fhoff: usize) -> bool {
     at + need > ip.len()
 }
 
+/// Where a frame's fragment header is: the packet (from its IPv6 header to the end of its
+/// payload), the offset of the byte naming the fragment header and of the fragment header.
+/// `None` when `nf_ct_frag6_gather` would not queue it: a jumbogram (no fragment header
+/// possible), or no fragment header in the chain of extension headers.
+fn locate<'a>(frame: &'a [u8], meta: &PacketMeta) -> Option<(&'a [u8], usize, usize)> {
+    let l3 = usize::from(meta.l3_offset);
+    // wire::parse checked the fixed header and the payload length against the frame.
+    let h = frame.get(l3..l3 + HDR)?;
+    if !matches!(
+        h[6],
+        NEXTHDR_HOP | NEXTHDR_ROUTING | NEXTHDR_AUTH | NEXTHDR_DEST | NEXTHDR_FRAGMENT
+    ) {
+        return None;
+    }
+    let payload_len = usize::from(u16::from_be_bytes([h[4], h[5]]));
+    if payload_len == 0 {
+        return None;
+    }
+    let ip = frame.get(l3..l3 + HDR + payload_len)?;
+    let (prev, fhoff) = find_prev_fhdr(ip)?;
+    Some((ip, prev, fhoff))
+}
+
+/// The reassembly key of an IPv6 fragment (`None`: not one reassembly takes).
+pub(super) fn key(frame: &[u8], meta: &PacketMeta, in_port: u8) -> Option<FragKey> {
+    let (ip, _, fhoff) = locate(frame, meta)?;
+    let &[a, b, c, e] = ip.get(fhoff + 4..fhoff + 8)? else {
+        return None;
+    };
+    Some(FragKey {
+        src: meta.src,
+        dst: meta.dst,
+        id: u32::from_be_bytes([a, b, c, e]),
+        proto: 0,
+        iif: in_port,
+    })
+}
+
 pub(super) fn gather(
     d: &mut Defrag,
     now: u64,
@@ -99,25 +137,11 @@ pub(super) fn gather(
     tag: u64,
 ) -> Gather {
     let l3 = usize::from(meta.l3_offset);
-    // wire::parse checked the fixed header and the payload length against the frame.
-    let Some(h) = frame.get(l3..l3 + HDR) else {
+    let Some((ip, prev, fhoff)) = locate(frame, meta) else {
         return Gather::NotFragment;
     };
-    if !matches!(
-        h[6],
-        NEXTHDR_HOP | NEXTHDR_ROUTING | NEXTHDR_AUTH | NEXTHDR_DEST | NEXTHDR_FRAGMENT
-    ) {
-        return Gather::NotFragment;
-    }
-    let payload_len = u32::from(u16::from_be_bytes([h[4], h[5]]));
-    if payload_len == 0 {
-        // A jumbogram has no fragment header.
-        return Gather::NotFragment;
-    }
-    let ip = &frame[l3..l3 + HDR + payload_len as usize];
-    let Some((prev, fhoff)) = find_prev_fhdr(ip) else {
-        return Gather::NotFragment;
-    };
+    let h = &ip[..HDR];
+    let payload_len = (ip.len() - HDR) as u32;
     let r = &mut d.v6;
     if thdr_truncated(ip, fhoff) {
         r.counters.passed += 1;

@@ -465,3 +465,39 @@ fn the_largest_datagrams_reassemble_and_parse() {
         assert_eq!(emitted(&mut d), f);
     }
 }
+
+#[test]
+fn every_fragment_of_a_datagram_steers_alike() {
+    for u in [
+        udp("10.0.0.2:1000", "10.0.0.3:5001", 3000, 31),
+        udp6(3000, 32),
+    ] {
+        let f = fragments(&u, &[1440, 2880]);
+        let hashes: Vec<_> = f
+            .iter()
+            .map(|x| steer_hash(x, &wire::parse(x).unwrap(), 0))
+            .collect();
+        assert!(hashes[0].is_some());
+        assert!(hashes.iter().all(|h| *h == hashes[0]), "{hashes:?}");
+        // Another datagram (id) steers independently; a whole packet by its flow.
+        let mut other = u.clone();
+        other.ip.id += 1;
+        let g = fragments(&other, &[1440]);
+        assert_ne!(
+            steer_hash(&g[0], &wire::parse(&g[0]).unwrap(), 0),
+            hashes[0]
+        );
+        let whole = u.frame();
+        assert_eq!(steer_hash(&whole, &wire::parse(&whole).unwrap(), 0), None);
+    }
+    // IPv6: the ingress port is part of the key (frag_v6_compare_key.iif).
+    let f = fragments(&udp6(3000, 33), &[1440]);
+    let m = wire::parse(&f[1]).unwrap();
+    assert_ne!(steer_hash(&f[1], &m, 0), steer_hash(&f[1], &m, 1));
+    // With a hop-by-hop header before the fragment header.
+    let h = with_hop_by_hop(&f[1]);
+    assert_eq!(
+        steer_hash(&h, &wire::parse(&h).unwrap(), 0),
+        steer_hash(&f[1], &m, 0)
+    );
+}
