@@ -14,6 +14,17 @@ const MF: u16 = 0x2000;
 const DF: u16 = 0x4000;
 const OFFSET: u16 = 0x1fff;
 
+/// The reassembly key of an IPv4 fragment (`frag_v4_compare_key`).
+pub(super) fn key(meta: &PacketMeta) -> FragKey {
+    FragKey {
+        src: meta.src,
+        dst: meta.dst,
+        id: meta.ip_id,
+        proto: meta.proto,
+        iif: 0,
+    }
+}
+
 pub(super) fn gather(
     d: &mut Defrag,
     now: u64,
@@ -34,13 +45,7 @@ pub(super) fn gather(
     let frag = u16::from_be_bytes([h[6], h[7]]);
     let offset = u32::from(frag & OFFSET) << 3;
     let info = FragInfo {
-        key: FragKey {
-            src: meta.src,
-            dst: meta.dst,
-            id: meta.ip_id,
-            proto: meta.proto,
-            iif: 0,
-        },
+        key: key(meta),
         offset,
         end: offset + (total - ihl) as u32,
         more: frag & MF != 0,

@@ -416,13 +416,7 @@ pub fn steer_hash(frame: &[u8], meta: &PacketMeta, in_port: u8) -> Option<u64> {
             if meta.fragment == crate::packet::Fragment::None {
                 return None;
             }
-            FragKey {
-                src: meta.src,
-                dst: meta.dst,
-                id: meta.ip_id,
-                proto: meta.proto,
-                iif: 0,
-            }
+            ipv4::key(meta)
         }
         IpFamily::V6 => ipv6::key(frame, meta, in_port)?,
     };
