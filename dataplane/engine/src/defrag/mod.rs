@@ -199,12 +199,17 @@ enum Queued {
 }
 
 impl Reassembler {
-    fn new(limits: FragLimits, workers: usize) -> Reassembler {
-        // 0 queues nothing (as in the kernel); otherwise each worker gets at least a byte.
-        let share = match limits.high_thresh {
+    /// One worker's part of a whole-box `high_thresh`: 0 queues nothing (as in the kernel);
+    /// otherwise each worker gets at least a byte.
+    fn share(high_thresh: usize, workers: usize) -> usize {
+        match high_thresh {
             0 => 0,
             h => (h / workers.max(1)).max(1),
-        };
+        }
+    }
+
+    fn new(limits: FragLimits, workers: usize) -> Reassembler {
+        let share = Self::share(limits.high_thresh, workers);
         // `mem > high_thresh` is checked before a fragment is charged, so one more fragment
         // (the largest frame) fits above the share.
         let chunks = share / pool::CHUNK + Pool::chunks_for(MAX_DATAGRAM_FRAME) + 1;
@@ -527,6 +532,7 @@ pub struct Defrag {
     out: Box<[u8]>,
     scratch: Box<[u8]>,
     done: Option<Done>,
+    workers: usize,
 }
 
 impl Defrag {
@@ -539,16 +545,19 @@ impl Defrag {
             out: pool::touched(MAX_DATAGRAM_FRAME),
             scratch: pool::touched(MAX_DATAGRAM_FRAME),
             done: None,
+            workers: workers.max(1),
         }
     }
 
     /// New limits (a reload): held datagrams keep their timers; memory stays as allocated
     /// (a larger `high_thresh` takes effect at the next start).
     pub fn set_limits(&mut self, v4: FragLimits, v6: FragLimits) {
+        let workers = self.workers;
         for (r, l) in [(&mut self.v4, v4), (&mut self.v6, v6)] {
-            let cap = (r.pool.chunks() - Pool::chunks_for(MAX_DATAGRAM_FRAME) - 1) * pool::CHUNK;
+            let allocated =
+                (r.pool.chunks() - Pool::chunks_for(MAX_DATAGRAM_FRAME) - 1) * pool::CHUNK;
             r.limits = FragLimits {
-                high_thresh: r.limits.high_thresh.min(cap).min(l.high_thresh.max(1)),
+                high_thresh: Reassembler::share(l.high_thresh, workers).min(allocated),
                 ..l
             };
         }

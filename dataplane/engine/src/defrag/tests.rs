@@ -501,3 +501,30 @@ fn every_fragment_of_a_datagram_steers_alike() {
         steer_hash(&f[1], &m, 0)
     );
 }
+
+#[test]
+fn a_reload_changes_the_limits_within_what_was_allocated() {
+    let mut d = Defrag::new(FragLimits::IPV4, FragLimits::IPV6, 2);
+    let a = udp("10.0.0.2:1000", "10.0.0.3:5001", 3000, 41);
+    let f = fragments(&a, &[1480]);
+    // high_thresh 0: nothing is queued.
+    let off = FragLimits {
+        high_thresh: 0,
+        ..FragLimits::IPV4
+    };
+    d.set_limits(off, FragLimits::IPV6);
+    assert_eq!(feed(&mut d, S, &f[0]), Gather::Dropped(FragDrop::NoMemory));
+    // Back to the default (2 MiB of it for each of two workers), and a shorter time.
+    let short = FragLimits {
+        time: 2 * S,
+        ..FragLimits::IPV4
+    };
+    d.set_limits(short, FragLimits::IPV6);
+    assert_eq!(feed(&mut d, S, &f[0]), Gather::Held);
+    assert_eq!(
+        feed(&mut d, 4 * S, &f[1]),
+        Gather::Held,
+        "the first timed out"
+    );
+    assert_eq!(d.counters(IpFamily::V4).timed_out, 1);
+}
