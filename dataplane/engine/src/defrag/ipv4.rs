@@ -78,6 +78,8 @@ pub(super) fn gather(
                     whole: false,
                     unfrag: 0,
                     id: 0,
+                    nhoff: 0,
+                    first_end: 0,
                 });
                 Gather::Complete
             }

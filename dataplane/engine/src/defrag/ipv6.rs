@@ -199,6 +199,8 @@ pub(super) fn gather(
                     whole: len - l3 <= HDR + q.max_size as usize,
                     unfrag,
                     id: info.key.id,
+                    nhoff: usize::from(q.nhoff),
+                    first_end: r.qs.f[q.head as usize].end as usize,
                 });
                 Gather::Complete
             }
@@ -326,10 +328,15 @@ fn first_frag_opt(ip: &[u8]) -> (usize, usize) {
 pub(super) fn write_fragment(datagram: &[u8], d: Done, rec: &FragRec, dst: &mut [u8]) -> usize {
     let l3 = d.l3;
     let ip = &datagram[l3..];
-    let (hlen, prev) = first_frag_opt(ip);
-    let hlen = hlen.min(ip.len());
+    let (mut hlen, mut prev) = first_frag_opt(ip);
     // Fragmentable bytes start here in the datagram; fragment offsets count from there.
     let base = l3 + HDR + d.unfrag;
+    // The fast path needs the unfragmentable headers inside the first fragment's data. When
+    // they reach past it (crafted: a destination-options header after the fragment header,
+    // cut by it, before "no next header"), the fragment header goes back where it was.
+    if l3 + hlen > base + d.first_end {
+        (hlen, prev) = (HDR + d.unfrag, d.nhoff);
+    }
     let data_start = if rec.offset == 0 {
         l3 + hlen
     } else {

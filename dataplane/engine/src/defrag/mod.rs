@@ -522,6 +522,9 @@ struct Done {
     /// identification.
     unfrag: usize,
     id: u32,
+    /// IPv6: where the byte naming the fragment header was, and the first fragment's end.
+    nhoff: usize,
+    first_end: usize,
 }
 
 /// One worker's reassembly: both families, and the buffer a complete datagram is built in.

@@ -528,3 +528,26 @@ fn a_reload_changes_the_limits_within_what_was_allocated() {
     );
     assert_eq!(d.counters(IpFamily::V4).timed_out, 1);
 }
+
+#[test]
+fn v6_headers_cut_by_the_fragment_header_go_back_where_they_were() {
+    // IPv6 | fragment (M, offset 0) | 16 bytes of a 24-byte destination-options header
+    // (next: no next header), then a last fragment with its other 8 bytes and 8 more. Not
+    // truncated for RFC 8200 §4.5 (the chain ends in "no next header"), so it is queued; the
+    // reassembled datagram's destination options reach past the first fragment.
+    let src: IpAddr = "fd00::2".parse().unwrap();
+    let dst: IpAddr = "fd00::3".parse().unwrap();
+    let body: Vec<u8> = [vec![59, 2, 1, 20], vec![0; 20], vec![9; 8]].concat();
+    let ip = |offset: u16, more: bool| IpOpts {
+        id: 0x51,
+        frag_offset: offset,
+        more_frags: more,
+        ..IpOpts::default()
+    };
+    let first = frag_frame(src, dst, 60, &body[..16], &ip(0, true));
+    let last = frag_frame(src, dst, 60, &body[16..], &ip(16, false));
+    let mut d = defrag();
+    assert_eq!(feed(&mut d, S, &first), Gather::Held);
+    assert_eq!(feed(&mut d, S, &last), Gather::Complete);
+    assert_eq!(emitted(&mut d), vec![first, last]);
+}
