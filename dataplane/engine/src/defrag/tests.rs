@@ -551,3 +551,69 @@ fn v6_headers_cut_by_the_fragment_header_go_back_where_they_were() {
     assert_eq!(feed(&mut d, S, &last), Gather::Complete);
     assert_eq!(emitted(&mut d), vec![first, last]);
 }
+
+/// An IPv6 frame from fd00::2 to fd00::3 with extension headers `before` the fragment
+/// header (type, length in 8-byte units), the fragment header (next header `next`,
+/// `offset8`, M, id), then `data`.
+fn v6_chain(
+    before: &[(u8, u8)],
+    next: u8,
+    offset8: u16,
+    more: bool,
+    id: u32,
+    data: &[u8],
+) -> Vec<u8> {
+    let mut ext = Vec::new();
+    let mut types: Vec<u8> = before.iter().map(|&(t, _)| t).collect();
+    types.push(44);
+    for (i, &(_, len)) in before.iter().enumerate() {
+        ext.push(types[i + 1]);
+        ext.push(len);
+        ext.extend(std::iter::repeat_n(0, usize::from(len) * 8 + 6));
+    }
+    ext.extend_from_slice(&[next, 0]);
+    ext.extend_from_slice(&(offset8 << 3 | u16::from(more)).to_be_bytes());
+    ext.extend_from_slice(&id.to_be_bytes());
+    ext.extend_from_slice(data);
+    let mut f = vec![
+        2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x86, 0xdd, 0x60, 0, 0, 0,
+    ];
+    f.extend_from_slice(&(ext.len() as u16).to_be_bytes());
+    f.push(types[0]);
+    f.push(64);
+    f.extend_from_slice(&"fd00::2".parse::<std::net::Ipv6Addr>().unwrap().octets());
+    f.extend_from_slice(&"fd00::3".parse::<std::net::Ipv6Addr>().unwrap().octets());
+    f.extend_from_slice(&ext);
+    f
+}
+
+proptest! {
+    /// IPv6 fragments behind and in front of chains of extension headers: no panic, and
+    /// whatever is sent for a complete datagram parses.
+    #[test]
+    fn v6_extension_header_chains_never_panic(
+        frags in prop::collection::vec(
+            (
+                prop::collection::vec((prop::sample::select(vec![0u8, 43, 60, 51]), 0u8..3), 0..3),
+                prop::sample::select(vec![17u8, 6, 58, 59, 60, 43, 0]),
+                0u16..40,
+                any::<bool>(),
+                0u32..3,
+                prop::collection::vec(any::<u8>(), 0..200),
+            ),
+            1..60,
+        )
+    ) {
+        let mut d = defrag();
+        for (i, (before, next, off8, more, id, data)) in frags.into_iter().enumerate() {
+            let f = v6_chain(&before, next, off8, more, id, &data);
+            let Ok(m) = wire::parse(&f) else { continue };
+            if d.gather(S + i as u64, &f, &m, 0, 0) == Gather::Complete {
+                prop_assert!(wire::parse(d.datagram().unwrap()).is_ok());
+                d.each_fragment(|_, x| assert!(wire::parse(x).is_ok(), "{x:?}"));
+            }
+        }
+        d.expire(u64::MAX / 2, usize::MAX);
+        prop_assert_eq!(d.occupancy(IpFamily::V6), (0, 0));
+    }
+}
