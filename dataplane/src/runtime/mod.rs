@@ -186,6 +186,9 @@ pub(crate) struct Handoff {
     in_port: u8,
     from: u16,
     rx_ns: u64,
+    /// An IP fragment for the receiving worker's reassembly (sent to the worker that
+    /// reassembles its datagram, or by that worker to the datagram's flow owner).
+    fragment: bool,
 }
 
 /// The ruleset generation workers pick up, with each worker's rule counters for it.
@@ -405,6 +408,7 @@ impl Runtime {
                     .collect(),
                 buf_capacity,
                 core: cores[i],
+                defrag: engine::defrag::Defrag::new(rules.frag_limits.0, rules.frag_limits.1, n),
             };
             let t = thread::Builder::new()
                 .name(format!("sw-worker-{i}"))

@@ -27,6 +27,7 @@ use crossbeam::channel::Receiver;
 
 use engine::conntrack::entry::Entry;
 use engine::conntrack::save;
+use engine::defrag::{self, Defrag, Gather};
 use engine::flow::{owner, steer_hash};
 use engine::packet::PacketMeta;
 use engine::pipeline::{Outcome, Packet, Pipeline, StageId, Verdict};
@@ -79,6 +80,9 @@ pub(crate) struct Worker<Io: PortIo> {
     pub buf_capacity: usize,
     /// Core to pin to, if any.
     pub core: Option<core_affinity::CoreId>,
+    /// IP fragment reassembly for the datagrams whose fragments steer here
+    /// (`defrag::steer_hash`; `docs/multicore.md`).
+    pub defrag: Defrag,
 }
 
 /// Per-batch scratch, allocated once.
@@ -168,7 +172,8 @@ impl<Io: PortIo> Worker<Io> {
                 t0
             };
             s.handed.clear();
-            let expired = self.pipeline.sweep(t1, self.sweep_budget);
+            let expired = self.pipeline.sweep(t1, self.sweep_budget)
+                + self.defrag.expire(t1, self.sweep_budget);
             if work > 0 || expired > 0 || dirty {
                 self.publish(&local);
                 idle.worked(t1);
@@ -206,6 +211,7 @@ impl<Io: PortIo> Worker<Io> {
             batch,
             pool,
             buf_capacity,
+            defrag,
             ..
         } = self;
         let me = *id;
@@ -226,6 +232,37 @@ impl<Io: PortIo> Worker<Io> {
             // A packet is never processed before it arrived: the sender's clock may be ahead
             // of the time this batch started. Engine time stays monotonic per worker.
             now = now.max(h.rx_ns);
+            if h.fragment {
+                // A fragment for our reassembly: held, dropped, or it completes a datagram.
+                let forwarded = match wire::parse(&h.buf) {
+                    Ok(m) => match defrag.gather(now, &h.buf, &m, h.in_port, 0) {
+                        Gather::Complete => complete(
+                            defrag,
+                            pipeline,
+                            io,
+                            &mut Out {
+                                tx: &mut s.tx,
+                                tx_bytes: &mut s.tx_bytes,
+                                reject: &mut s.reject,
+                                replies: &mut s.replies,
+                            },
+                            shared,
+                            pool,
+                            *buf_capacity,
+                            me,
+                            rule_counters,
+                            local,
+                            now,
+                            h.in_port,
+                        ),
+                        _ => false,
+                    },
+                    Err(_) => false,
+                };
+                s.handed.push((h.rx_ns, forwarded));
+                let _ = shared.returns[usize::from(h.from)].push(h.buf);
+                continue;
+            }
             let o = pipeline.process_parsed(
                 now,
                 &Packet {
@@ -288,9 +325,78 @@ impl<Io: PortIo> Worker<Io> {
                 let data = io.data(&f);
                 local.rx_packets += 1;
                 local.rx_bytes += data.len() as u64;
+                // An IP fragment goes to the worker that reassembles its datagram.
+                let frag = parsed
+                    .as_ref()
+                    .ok()
+                    .and_then(|m| Some((m, defrag::steer_hash(data, m, port as u8)?)));
+                if let Some((m, fh)) = frag {
+                    let r = owner(fh, workers);
+                    if r != me {
+                        handoff(
+                            shared,
+                            pool,
+                            *buf_capacity,
+                            me,
+                            r,
+                            data,
+                            port,
+                            now,
+                            local,
+                            true,
+                        );
+                        s.release.push(f);
+                        continue;
+                    }
+                    match defrag.gather(now, data, m, port as u8, 0) {
+                        // Not reassembled (IPv6 only): decided as the frame it is, below.
+                        Gather::Pass | Gather::NotFragment => {}
+                        g => {
+                            s.release.push(f);
+                            let sent = g == Gather::Complete
+                                && complete(
+                                    defrag,
+                                    pipeline,
+                                    io,
+                                    &mut Out {
+                                        tx: &mut s.tx,
+                                        tx_bytes: &mut s.tx_bytes,
+                                        reject: &mut s.reject,
+                                        replies: &mut s.replies,
+                                    },
+                                    shared,
+                                    pool,
+                                    *buf_capacity,
+                                    me,
+                                    rule_counters,
+                                    local,
+                                    now,
+                                    port as u8,
+                                );
+                            if sent {
+                                fwd += 1;
+                            } else {
+                                drop += 1;
+                            }
+                            continue;
+                        }
+                    }
+                }
+                let data = io.data(&f);
                 let w = hash.map_or(me, |h| owner(h, workers));
                 if w != me {
-                    handoff(shared, pool, *buf_capacity, me, w, data, port, now, local);
+                    handoff(
+                        shared,
+                        pool,
+                        *buf_capacity,
+                        me,
+                        w,
+                        data,
+                        port,
+                        now,
+                        local,
+                        false,
+                    );
                     s.release.push(f);
                     continue;
                 }
@@ -377,6 +483,8 @@ impl<Io: PortIo> Worker<Io> {
             (Arc::clone(&p.rules), Arc::clone(&p.counters[self.id]))
         };
         self.generation = rules.generation;
+        self.defrag
+            .set_limits(rules.frag_limits.0, rules.frag_limits.1);
         self.pipeline.set_rules(rules);
         self.rule_counters = counters;
         true
@@ -519,6 +627,7 @@ fn handoff(
     port: usize,
     now: u64,
     local: &mut Local,
+    fragment: bool,
 ) {
     if pool.is_empty() {
         while let Some(b) = shared.returns[me].pop() {
@@ -543,6 +652,7 @@ fn handoff(
         in_port: port as u8,
         from: me as u16,
         rx_ns: now,
+        fragment,
     };
     match shared.inbox[to].push(h) {
         Ok(()) => {
@@ -558,6 +668,103 @@ fn handoff(
             local.handoff_full += 1;
         }
     }
+}
+
+/// The parts of a batch's scratch that sending takes (the receive side stays borrowed).
+struct Out<'a, F> {
+    tx: &'a mut [Vec<F>],
+    tx_bytes: &'a mut [u64],
+    reject: &'a mut [u8],
+    replies: &'a mut Vec<(usize, usize)>,
+}
+
+/// The datagram this worker's reassembly just completed: its flow's owner decides it. Here:
+/// through the pipeline, and if accepted its fragments go out (as the kernel bridge sends
+/// them). Elsewhere: its fragments are handed to the owner, whose reassembly completes them
+/// again. Returns whether frames were sent.
+fn complete<Io: PortIo>(
+    defrag: &mut Defrag,
+    pipeline: &mut Pipeline<super::state::ShardSlab>,
+    io: &mut Io,
+    out: &mut Out<'_, Io::Frame>,
+    shared: &Shared,
+    pool: &mut Vec<Vec<u8>>,
+    buf_capacity: usize,
+    me: usize,
+    rule_counters: &RuleCounters,
+    local: &mut Local,
+    now: u64,
+    in_port: u8,
+) -> bool {
+    let datagram = defrag.datagram().unwrap_or_default();
+    let parsed = wire::parse(datagram);
+    let hash = parsed.as_ref().ok().and_then(steer_hash);
+    let w = hash.map_or(me, |h| owner(h, shared.workers));
+    if w != me {
+        defrag.each_fragment(|_, frame| {
+            handoff(
+                shared,
+                pool,
+                buf_capacity,
+                me,
+                w,
+                frame,
+                usize::from(in_port),
+                now,
+                local,
+                true,
+            );
+        });
+        defrag.finish();
+        return false;
+    }
+    let o = pipeline.process_hashed(
+        now,
+        &Packet {
+            frame: datagram,
+            in_port,
+        },
+        parsed,
+        hash,
+    );
+    count_rule(rule_counters, &o, datagram.len() as u64);
+    if o.reject {
+        reject_reply(datagram, &o, usize::from(in_port), out.reject, out.replies);
+    }
+    let mut sent = false;
+    if let (Verdict::Accept, Some(port)) = (o.verdict, o.out_port) {
+        defrag.each_fragment(|_, frame| {
+            sent |= queue_copy(io, out, usize::from(port), frame, local);
+        });
+    }
+    defrag.finish();
+    sent
+}
+
+/// Copy `frame` into a frame of our IO queued on port `out`; a full TX batch (its `Vec` never
+/// grows on the packet path) or no free frame is a counted `tx_full` drop.
+fn queue_copy<Io: PortIo>(
+    io: &mut Io,
+    s: &mut Out<'_, Io::Frame>,
+    out: usize,
+    frame: &[u8],
+    local: &mut Local,
+) -> bool {
+    let Some(tx) = s.tx.get(out) else {
+        return false;
+    };
+    if tx.len() == tx.capacity() {
+        local.tx_full += 1;
+        return false;
+    }
+    let Some(mut f) = io.alloc() else {
+        local.tx_full += 1;
+        return false;
+    };
+    io.set_len(&mut f, frame.len()).copy_from_slice(frame);
+    s.tx_bytes[out] += frame.len() as u64;
+    s.tx[out].push(f);
+    true
 }
 
 /// Build the answer to a rejected packet into the next free slot (none when the batch's
