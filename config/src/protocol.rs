@@ -560,6 +560,10 @@ pub struct CoreStats {
     pub ctstate: BTreeMap<String, u64>,
     /// INVALID packets by reason.
     pub invalid: BTreeMap<String, u64>,
+    /// IP fragment reassembly: fragments taken, datagrams reassembled, passed on, timed
+    /// out, and fragments dropped by reason (`frag_*`). Absent from older daemons.
+    #[serde(default)]
+    pub fragments: BTreeMap<String, u64>,
     /// Packets handed to another worker, and taken from others.
     pub handoffs_out: u64,
     pub handoffs_in: u64,

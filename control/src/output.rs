@@ -231,6 +231,7 @@ fn stats(o: &mut String, s: &Stats) {
     let _ = writeln!(o, "drops: {}", nonzero(&t.dropped));
     let _ = writeln!(o, "ctstate: {}", nonzero(&t.ctstate));
     let _ = writeln!(o, "invalid: {}", nonzero(&t.invalid));
+    let _ = writeln!(o, "fragments: {}", nonzero(&t.fragments));
     let _ = writeln!(
         o,
         "conntrack: {} entries of {}, {} inserted, {} expired, {} early drops, {} table_full, {} expectations; cache hits {}",

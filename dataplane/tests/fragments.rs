@@ -163,8 +163,25 @@ fn fragments_meet_on_one_worker_and_leave_as_they_came() {
         "{}",
         answered[0].line
     );
-    // Fragments crossed workers (to their reassembler, and to the flow's owner).
-    let handed: u64 = rt.handle().counters().iter().map(|c| c.handoffs_out).sum();
+    // Fragments crossed workers (to their reassembler, and to the flow's owner); the
+    // reassembly counters are published (DefragCounters::NAMES: fragments, reassembled, ..).
+    let counters = rt.handle().counters();
+    let handed: u64 = counters.iter().map(|c| c.handoffs_out).sum();
     assert!(handed > 0);
+    let taken: u64 = counters.iter().map(|c| c.fragments[0]).sum();
+    let reassembled: u64 = counters.iter().map(|c| c.fragments[1]).sum();
+    let frames = total + refused.len() + reply.len();
+    assert!(
+        taken >= frames as u64,
+        "{taken} fragments taken of {frames}"
+    );
+    assert!(
+        reassembled >= datagrams.len() as u64 + 2,
+        "{reassembled} reassembled"
+    );
+    assert_eq!(
+        engine::defrag::DefragCounters::NAMES[..2],
+        ["fragments", "reassembled"]
+    );
     rt.stop();
 }

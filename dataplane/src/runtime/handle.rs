@@ -433,6 +433,7 @@ impl RuntimeHandle {
                 dropped_total: c.dropped_total(),
                 ctstate: named(&ct_names, &c.ctstate),
                 invalid: named(&inv_names, &c.invalid),
+                fragments: named(&engine::defrag::DefragCounters::NAMES, &c.fragments),
                 handoffs_out: c.handoffs_out,
                 handoffs_in: c.handoffs_in,
                 cache_hits: c.cache_hits,

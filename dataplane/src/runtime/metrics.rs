@@ -170,6 +170,14 @@ pub fn render(handle: &RuntimeHandle) -> String {
         &rows,
         |c| &c.invalid,
     );
+    labelled(
+        &mut out,
+        "fragments_total",
+        "IP fragment reassembly: fragments taken, datagrams reassembled, passed on, timed out, dropped by reason.",
+        "what",
+        &rows,
+        |c| &c.fragments,
+    );
     core_rows(
         &mut out,
         "handoffs_out_total",

@@ -15,6 +15,7 @@ use std::sync::atomic::{fence, AtomicU64, Ordering};
 
 use hdrhistogram::Histogram;
 
+use engine::defrag::DefragCounters;
 use engine::reason::{DropReason, InvalidReason};
 
 /// Number of ctstates (`CtState as usize` indexes).
@@ -41,6 +42,8 @@ pub struct WorkerCounters {
     pub dropped: [u64; DropReason::COUNT],
     pub ctstate: [u64; CTSTATES],
     pub invalid: [u64; InvalidReason::COUNT],
+    /// IP fragment reassembly (`DefragCounters::NAMES`), both families.
+    pub fragments: [u64; DefragCounters::WORDS],
     pub entries: u64,
     pub capacity: u64,
     pub inserted: u64,
@@ -51,7 +54,8 @@ pub struct WorkerCounters {
 
 const SCALARS: usize = 16;
 /// Words in a published snapshot.
-pub const WORDS: usize = SCALARS + DropReason::COUNT + CTSTATES + InvalidReason::COUNT;
+pub const WORDS: usize =
+    SCALARS + DropReason::COUNT + CTSTATES + InvalidReason::COUNT + DefragCounters::WORDS;
 
 impl WorkerCounters {
     fn scalars(&mut self) -> [&mut u64; SCALARS] {
@@ -86,6 +90,7 @@ impl WorkerCounters {
             .iter()
             .chain(&self.ctstate)
             .chain(&self.invalid)
+            .chain(&self.fragments)
         {
             w[i] = *v;
             i += 1;
@@ -105,6 +110,7 @@ impl WorkerCounters {
             .iter_mut()
             .chain(c.ctstate.iter_mut())
             .chain(c.invalid.iter_mut())
+            .chain(c.fragments.iter_mut())
         {
             *v = w[i];
             i += 1;
@@ -135,6 +141,9 @@ impl WorkerCounters {
             *x += y;
         }
         for (x, y) in self.invalid.iter_mut().zip(&o.invalid) {
+            *x += y;
+        }
+        for (x, y) in self.fragments.iter_mut().zip(&o.fragments) {
             *x += y;
         }
         self.table_full += o.table_full;

@@ -576,6 +576,7 @@ impl<Io: PortIo> Worker<Io> {
             dropped,
             ctstate: c.ctstate,
             invalid: c.invalid,
+            fragments: self.defrag.counter_words(),
             entries: self.pipeline.shard().len() as u64,
             capacity: self.pipeline.shard().capacity() as u64,
             inserted: st.inserted,

@@ -160,6 +160,45 @@ pub struct DefragCounters {
     pub too_far: u64,
 }
 
+impl DefragCounters {
+    /// The published counters' names, in [`Self::words`]' order: fragments taken, datagrams
+    /// reassembled, IPv6 fragments passed on unreassembled, datagrams timed out and their
+    /// fragments, IPv4 queues restarted by `ipfrag_max_dist`, then drops by [`FragDrop`].
+    pub const NAMES: [&'static str; 6 + FragDrop::COUNT] = [
+        "fragments",
+        "reassembled",
+        "passed",
+        "timed_out",
+        "timed_out_fragments",
+        "too_far",
+        "frag_duplicate",
+        "frag_overlap",
+        "frag_oversize",
+        "frag_no_memory",
+        "frag_corrupt",
+        "frag_ecn",
+    ];
+    pub const WORDS: usize = Self::NAMES.len();
+
+    pub fn words(&self) -> [u64; Self::WORDS] {
+        let d = &self.dropped;
+        [
+            self.fragments,
+            self.reassembled,
+            self.passed,
+            self.timed_out,
+            self.timed_out_fragments,
+            self.too_far,
+            d[0],
+            d[1],
+            d[2],
+            d[3],
+            d[4],
+            d[5],
+        ]
+    }
+}
+
 /// One family's reassembly state.
 #[derive(Debug)]
 struct Reassembler {
@@ -564,6 +603,12 @@ impl Defrag {
                 ..l
             };
         }
+    }
+
+    /// Both families' counters added, as [`DefragCounters::words`].
+    pub fn counter_words(&self) -> [u64; DefragCounters::WORDS] {
+        let (a, b) = (self.v4.counters.words(), self.v6.counters.words());
+        std::array::from_fn(|i| a[i] + b[i])
     }
 
     pub fn counters(&self, family: IpFamily) -> &DefragCounters {
