@@ -1,0 +1,510 @@
+#!/usr/bin/env bash
+# Lab test of IP fragment reassembly in `statewall run` beside the kernel: the same fragmented
+# traffic crosses a kernel bridge firewall (br_netfilter, iptables-legacy: nf_defrag reassembles
+# before conntrack and the bridge sends the original fragments on) and statewall (reassembles
+# in the worker, decides the datagram, sends its original fragments), each in a fresh lab
+# (scripts/lab.sh, MTU 1500 on every veth); every case must end the same way on both.
+#
+# The ruleset (written here in iptables-save form, loaded into the kernel, translated for
+# statewall with `statewall import-iptables`): ESTABLISHED,RELATED accept, INVALID drop; from
+# lan NEW UDP and TCP to port 5001 (TCP: iperf3's control connection), NEW ICMP echo-request
+# and ICMPv6 echo-request accept; ICMPv6 neighbour solicitation/advertisement forwarded (IPv6
+# through either gateway needs them); everything else dropped (policy DROP).
+#
+#   ping4        ping -s 8000 -c 3 lan -> wan: 3/3 replies (fragmented both ways)
+#   ping6        the same over IPv6
+#   udp4         UDP datagrams of 1400 1473 3000 8000 20000 65000 bytes from a fixed source
+#                port to wan:5001, each echoed back by the server; sha256 of each echo equal
+#                to what was sent
+#   udp6         the same over IPv6 with 1400 3000 8000 60000 bytes
+#   refused4     3000 bytes to wan:5002 (no rule accepts it): no echo, the server's listener
+#                on 5002 gets nothing; then 3000 bytes to 5001, echoed
+#   refused6     the same over IPv6
+#   iperf3-udp   iperf3 -u -l 8000 -b 20M -t 3 lan -> wan:5001: the receiver's loss through
+#                statewall at most the kernel's + 1 percentage point
+#   counters     statewall only: its reassembly counters (statewallctl stats) count the
+#                fragments and datagrams the cases before iperf3 sent through it (one worker:
+#                exactly; more: at least, a datagram handed to its flow's owner is gathered
+#                again there), and over the whole run no fragment dropped, none timed out
+#
+# In the ping, udp and refused cases the client and the server must each receive, for
+# reassembly (ReasmReqds), exactly the fragments the other sent (a datagram goes on as its
+# original fragments), and of the refused datagram not one.
+#
+# A case passes when the kernel gives the expected outcome and statewall gives the kernel's.
+#
+#   scripts/test-fragments.sh [--keep]
+#
+# Needs root, iperf3, ping, python3, jq, iptables-legacy. Uses
+# ${STATEWALL:-${CARGO_TARGET_DIR:-target}/release/statewall} and its statewallctl (cargo build
+# --release); STATEWALL_RUN_ARGS adds options to `statewall run` (LAB_QUEUES=2 with
+# STATEWALL_RUN_ARGS='--workers 2': fragments steered between two workers). Its labs are
+# swfr<PID>k (kernel) and swfr<PID>s (statewall). --keep leaves the work directory (logs,
+# ruleset, iperf3 JSON) in /tmp. The last line is "N passed, N failed" (exit 1 on a failure).
+set -uo pipefail
+
+cd "$(dirname "$0")/.." || exit 2
+PROG=test-fragments
+# shellcheck source=scripts/lib/labtest.sh
+. scripts/lib/labtest.sh
+
+BIN=${STATEWALL:-$RELEASE/statewall}
+CTL=${STATEWALLCTL:-$(dirname "$BIN")/statewallctl}
+[[ $BIN == /* ]] || BIN=$REPO/$BIN
+[[ $CTL == /* ]] || CTL=$REPO/$CTL
+START=$SECONDS
+SRV4=10.10.0.3
+SRV6=fd00:10::3
+UDP4_SIZES=(1400 1473 3000 8000 20000 65000)
+UDP6_SIZES=(1400 3000 8000 60000)
+LOSS_MARGIN=1 # percentage points statewall's iperf3 loss may exceed the kernel's
+CASES=(ping4 ping6 udp4 udp6 refused4 refused6 iperf3-udp)
+
+keep_or_help "$@"
+need_root "network namespaces, iptables, XDP"
+need_cmds ip iptables-legacy-restore ip6tables-legacy-restore iperf3 ping jq ss ethtool timeout \
+	"$PY"
+need_bins "$BIN" "$CTL"
+
+TMP=$(mktemp -d /tmp/sw-frag.XXXXXX)
+SOCK=$TMP/control.sock
+LOG=$TMP/statewall.log
+: >"$LOG"
+LABS=()  # lab prefixes built by this run
+DPID=''  # the statewall daemon
+ECHO=''  # the UDP echo server
+SIDE='' LAB='' CLIENT='' GW='' SERVER=''
+
+teardown_lab() {
+	stop_pid "$ECHO"
+	ECHO=''
+	stop_pid "$DPID"
+	DPID=''
+	lab_down "$1"
+}
+# shellcheck disable=SC2317 # called by the EXIT trap
+cleanup() {
+	local l
+	trap - EXIT INT TERM
+	for l in "${LABS[@]}"; do teardown_lab "$l"; done
+	if ((keep)); then echo "$PROG: work directory kept: $TMP"; else rm -rf "$TMP"; fi
+}
+lab_traps
+
+# ---------------------------------------------------------------- ruleset and peers
+
+cat >"$TMP/frag.rules" <<'EOF'
+# scripts/test-fragments.sh: the gateway's ruleset, both families.
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+-A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A FORWARD -m conntrack --ctstate INVALID -j DROP
+-A FORWARD -p udp -m physdev --physdev-in lan -m udp --dport 5001 -m conntrack --ctstate NEW -j ACCEPT
+-A FORWARD -p tcp -m physdev --physdev-in lan -m tcp --dport 5001 -m conntrack --ctstate NEW -j ACCEPT
+-A FORWARD -p icmp -m physdev --physdev-in lan -m icmp --icmp-type 8 -m conntrack --ctstate NEW -j ACCEPT
+COMMIT
+# Generated by ip6tables-save
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+-A FORWARD -p ipv6-icmp -m icmp6 --icmpv6-type 135 -j ACCEPT
+-A FORWARD -p ipv6-icmp -m icmp6 --icmpv6-type 136 -j ACCEPT
+-A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A FORWARD -m conntrack --ctstate INVALID -j DROP
+-A FORWARD -p udp -m physdev --physdev-in lan -m udp --dport 5001 -m conntrack --ctstate NEW -j ACCEPT
+-A FORWARD -p tcp -m physdev --physdev-in lan -m tcp --dport 5001 -m conntrack --ctstate NEW -j ACCEPT
+-A FORWARD -p ipv6-icmp -m physdev --physdev-in lan -m icmp6 --icmpv6-type 128 -m conntrack --ctstate NEW -j ACCEPT
+COMMIT
+EOF
+awk -v v4="$TMP/frag.v4" -v v6="$TMP/frag.v6" '
+	BEGIN { out = v4; printf "" > v6 }
+	/^# Generated by ip6tables-save/ { out = v6 }
+	{ print > out }' "$TMP/frag.rules"
+"$BIN" import-iptables "$TMP/frag.rules" >"$TMP/frag.yaml" 2>"$TMP/import.log" || {
+	cat "$TMP/import.log" >&2
+	die "statewall import-iptables of the ruleset failed"
+}
+"$BIN" check "$TMP/frag.yaml" >"$TMP/check.log" 2>&1 || {
+	cat "$TMP/check.log" >&2
+	die "statewall check of the translated ruleset failed"
+}
+
+# The UDP peers. `serve PORT...`: echo every datagram on each port (dual-stack), one log line a
+# datagram ("port size"). `echo HOST DPORT SPORT TIMEOUT SIZE...`: from SPORT, send each size
+# (random bytes), wait for its echo, one line a size: "SIZE ok|lost|corrupt"; exit 1 unless
+# all ok.
+cat >"$TMP/udpecho.py" <<'EOF'
+import hashlib, os, select, socket, sys
+
+def sock(family, port):
+    s = socket.socket(family, socket.SOCK_DGRAM)
+    if family == socket.AF_INET6:
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+        s.setsockopt(socket.SOL_SOCKET, opt, 4 << 20)
+    s.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", port))
+    return s
+
+def serve(ports, log):
+    socks = {sock(socket.AF_INET6, p): p for p in ports}
+    with open(log, "a", buffering=1) as out:
+        print("listening", file=out)
+        while True:
+            for s in select.select(list(socks), [], [])[0]:
+                data, peer = s.recvfrom(65535)
+                print(socks[s], len(data), file=out)
+                s.sendto(data, peer)
+
+def echo(host, dport, sport, timeout, sizes):
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    s = sock(family, sport)
+    s.settimeout(timeout)
+    bad = 0
+    for size in sizes:
+        data = os.urandom(size)
+        s.sendto(data, (host, dport))
+        try:
+            got = s.recv(65535)
+            what = "ok" if hashlib.sha256(got).digest() == hashlib.sha256(data).digest() else "corrupt"
+        except socket.timeout:
+            what = "lost"
+        bad += what != "ok"
+        print(size, what, flush=True)
+    return 1 if bad else 0
+
+if sys.argv[1] == "serve":
+    serve([int(p) for p in sys.argv[3:]], sys.argv[2])
+else:
+    sys.exit(echo(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]),
+                  [int(n) for n in sys.argv[6:]]))
+EOF
+
+# ---------------------------------------------------------------- the lab, one side at a time
+
+sw_start() {
+	local args=()
+	if [[ -n ${STATEWALL_RUN_ARGS:-} ]]; then read -ra args <<<"$STATEWALL_RUN_ARGS"; fi
+	echo "=== $(date +%T) statewall run ${args[*]}" >>"$LOG"
+	rm -f "$SOCK"
+	ip netns exec "$GW" "$BIN" run --config "$TMP/frag.yaml" --state none \
+		--control-socket "$SOCK" "${args[@]}" >>"$LOG" 2>&1 &
+	DPID=$!
+	local tries=150
+	until ip -n "$GW" link show lan | grep -q xdp && ip -n "$GW" link show wan | grep -q xdp &&
+		ctl stats >/dev/null 2>&1; do
+		daemon_alive && ((--tries > 0)) || return 1
+		sleep 0.1
+	done
+}
+
+side_up() { # side_up kernel|statewall; returns non-zero with SETUP_ERR set
+	SIDE=$1
+	LAB=swfr$$${SIDE:0:1}
+	LABS+=("$LAB")
+	CLIENT=$LAB-client GW=$LAB-gw SERVER=$LAB-server
+	local kopt=() ns dev
+	[[ $SIDE == kernel ]] && kopt=(--kernel)
+	LAB=$LAB scripts/lab.sh up "${kopt[@]}" >"$TMP/$SIDE-lab.log" 2>&1 || {
+		SETUP_ERR="scripts/lab.sh up failed: $(tail -1 "$TMP/$SIDE-lab.log")"
+		return 1
+	}
+	for ns in "$CLIENT:eth0" "$SERVER:eth0" "$GW:lan" "$GW:wan"; do
+		dev=${ns#*:}
+		ns=${ns%:*}
+		ip -n "$ns" link set "$dev" mtu 1500
+		[[ $(ip -n "$ns" -j link show "$dev" | jq '.[0].mtu') == 1500 ]] || {
+			SETUP_ERR="$ns $dev: MTU not 1500"
+			return 1
+		}
+	done
+	if [[ $SIDE == kernel ]]; then
+		{
+			nsx "$GW" iptables-legacy-restore <"$TMP/frag.v4" &&
+				nsx "$GW" ip6tables-legacy-restore <"$TMP/frag.v6"
+		} 2>"$TMP/kernel-rules.log" || {
+			SETUP_ERR="iptables-restore failed: $(head -1 "$TMP/kernel-rules.log")"
+			return 1
+		}
+	fi
+	ip netns exec "$SERVER" "$PY" "$TMP/udpecho.py" serve "$TMP/$SIDE-echo.log" 5001 5002 \
+		2>"$TMP/$SIDE-echo.err" &
+	ECHO=$!
+	wait_for 10 ns_listening "$SERVER" udp 5002 || {
+		SETUP_ERR="the UDP echo server did not start: $(head -c 200 "$TMP/$SIDE-echo.err")"
+		return 1
+	}
+	if [[ $SIDE == statewall ]]; then
+		sw_start || {
+			SETUP_ERR="statewall run did not start: $(grep -v '^===' "$LOG" | tail -2 | tr '\n' ' ')"
+			return 1
+		}
+	fi
+}
+
+# ---------------------------------------------------------------- cases
+# Each sets OUT (ok, or what went wrong) and DET (what happened, briefly).
+
+case_ping() { # case_ping 4|6 ADDR: ICMP of 8008 bytes each way, 6 fragments
+	local line n
+	reasm_start "$1"
+	line=$(in_client timeout 20 ping "-$1" -c 3 -i 0.2 -W 3 -s 8000 "$2" 2>&1 |
+		grep 'packets transmitted')
+	n=$(sed -nE 's/.*, ([0-9]+) received.*/\1/p' <<<"$line")
+	reasm_check "$1" "$(frags "$1" 8008 8008 8008)"
+	crossed "$1" 8008 8008 8008
+	DET="${n:-0}/3 replies of 8008 bytes; $REASM_DET"
+	if [[ $n != 3 ]]; then
+		OUT=lost
+	elif ((!REASM_OK)); then
+		OUT=fragments-differ
+	else
+		OUT=ok
+	fi
+}
+
+case_udp() { # case_udp 4|6 HOST SPORT SIZE...
+	local fam=$1 host=$2 sport=$3 rc=0 res sz lens=()
+	shift 3
+	for sz in "$@"; do lens+=($((sz + 8))); done
+	reasm_start "$fam"
+	res=$(in_client timeout 60 "$PY" "$TMP/udpecho.py" echo "$host" 5001 "$sport" 5 "$@" 2>&1) ||
+		rc=$?
+	reasm_check "$fam" "$(frags "$fam" "${lens[@]}")"
+	crossed "$fam" "${lens[@]}"
+	DET=$(awk '{ printf "%s%s %s", sep, $1, $2; sep = ", " }' <<<"$res")
+	if ((rc == 0)); then
+		OUT=ok
+		DET="$# echoed, sha256 equal: $DET"
+	elif grep -q corrupt <<<"$res"; then
+		OUT=corrupt
+	else
+		OUT=lost
+	fi
+	[[ -n $DET ]] || DET="udpecho exit $rc: $(head -c 150 <<<"$res")"
+	DET="$DET; $REASM_DET"
+	[[ $OUT == ok ]] && ((!REASM_OK)) && OUT=fragments-differ
+}
+
+# reasm NS 4|6: the IP fragments NS has received for reassembly (ReasmReqds).
+reasm() {
+	if [[ $2 == 4 ]]; then
+		nsx "$1" cat /proc/net/snmp | awk '/^Ip: / && !h { split($0, k); h = 1; next }
+			/^Ip: / { for (i = 2; i <= NF; i++) if (k[i] == "ReasmReqds") print $i }'
+	else
+		nsx "$1" cat /proc/net/snmp6 | awk '$1 == "Ip6ReasmReqds" { print $2 }'
+	fi
+}
+# frags 4|6 LEN...: how many fragments the sender makes of IP payloads of LEN bytes at MTU
+# 1500 (none for one that fits): IPv4 1480 bytes a fragment, IPv6 1448 (1500 less the
+# header and the fragment header, a multiple of 8).
+frags() {
+	local fam=$1 n=0 len hdr=20 per=1480
+	shift
+	[[ $fam == 6 ]] && hdr=40 per=1448
+	for len in "$@"; do
+		((len + hdr > 1500)) && n=$((n + (len + per - 1) / per))
+	done
+	echo "$n"
+}
+# fragmented 4|6 LEN...: how many of those payloads go in fragments.
+fragmented() {
+	local hdr=20 n=0 len
+	[[ $1 == 6 ]] && hdr=40
+	shift
+	for len in "$@"; do ((len + hdr > 1500)) && n=$((n + 1)); done
+	echo "$n"
+}
+# What crossed the gateway in fragments (both ways), for statewall's counters.
+EXP_FRAGS=0 EXP_DGRAMS=0
+crossed() { # crossed 4|6 LEN...: each payload went through once in each direction
+	EXP_FRAGS=$((EXP_FRAGS + 2 * $(frags "$@")))
+	EXP_DGRAMS=$((EXP_DGRAMS + 2 * $(fragmented "$@")))
+}
+# The fragments the client and the server received for reassembly since reasm_start, against
+# the count the sender made: REASM_DET (words), REASM_OK (1 when both are the count).
+reasm_start() {
+	C0=$(reasm "$CLIENT" "$1") S0=$(reasm "$SERVER" "$1")
+}
+reasm_check() { # reasm_check 4|6 EXPECTED
+	local c s
+	c=$(($(reasm "$CLIENT" "$1") - C0)) s=$(($(reasm "$SERVER" "$1") - S0))
+	REASM_DET="fragments received: server $s, client $c (sent: $2 each way)"
+	REASM_OK=0
+	((c == $2 && s == $2)) && REASM_OK=1
+}
+
+case_refused() { # case_refused 4|6 HOST: 3000 bytes to 5002 refused, 3000 to 5001 echoed
+	local fam=$1 host=$2 res ctl_res got g0
+	g0=$(grep -c '^5002 ' "$TMP/$SIDE-echo.log")
+	reasm_start "$fam"
+	res=$(in_client timeout 20 "$PY" "$TMP/udpecho.py" echo "$host" 5002 4100"$fam" 2 3000 2>&1)
+	ctl_res=$(in_client timeout 20 "$PY" "$TMP/udpecho.py" echo "$host" 5001 4200"$fam" 5 3000 2>&1)
+	sleep 0.5
+	# Only the datagram to 5001 and its echo: 3 fragments each way.
+	reasm_check "$fam" "$(frags "$fam" 3008)"
+	crossed "$fam" 3008
+	# ... and the refused datagram, one way.
+	EXP_FRAGS=$((EXP_FRAGS + $(frags "$fam" 3008))) EXP_DGRAMS=$((EXP_DGRAMS + 1))
+	got=$(($(grep -c '^5002 ' "$TMP/$SIDE-echo.log") - g0))
+	DET="to 5002: ${res#* }, the server's listener got $got; then to 5001: ${ctl_res#* }; $REASM_DET"
+	if [[ $ctl_res != "3000 ok" ]]; then
+		OUT=control-lost
+	elif [[ $res != "3000 lost" ]] || ((got != 0)); then
+		OUT=leaked
+	elif ((!REASM_OK)); then
+		OUT=fragments-leaked
+	else
+		OUT=nothing
+	fi
+}
+
+case_iperf() {
+	local rc=0 j r lost pk lp
+	j=$TMP/$SIDE-iperf3.json
+	stop_pid "$ECHO" # iperf3's UDP socket takes port 5001
+	ECHO=''
+	ip netns exec "$SERVER" iperf3 -s -1 -p 5001 >"$TMP/$SIDE-iperf3-s.log" 2>&1 &
+	local spid=$!
+	wait_for 10 ns_listening "$SERVER" tcp 5001 || {
+		OUT=fail
+		DET="iperf3 -s did not start"
+		stop_pid "$spid"
+		return
+	}
+	in_client timeout 30 iperf3 -c "$SRV4" -p 5001 -u -l 8000 -b 20M -t 3 --connect-timeout 3000 \
+		-J >"$j" 2>"$TMP/$SIDE-iperf3.err" || rc=$?
+	stop_pid "$spid"
+	if ((rc != 0)); then
+		OUT=fail
+		DET="iperf3 exit $rc: $(jq -r '.error // empty' "$j" 2>/dev/null | head -c 80)$(head -c 80 "$TMP/$SIDE-iperf3.err")"
+		return
+	fi
+	# The receiver's account (iperf3 3.12's sum_received; .end.sum where it is absent).
+	r=$(jq -c '.end.sum_received // .end.sum' "$j")
+	lost=$(jq -r '.lost_packets' <<<"$r")
+	pk=$(jq -r '.packets' <<<"$r")
+	lp=$(jq -r '.lost_percent' <<<"$r")
+	LOSS[$SIDE]=$lp
+	DET=$(awk -v l="$lost" -v p="$pk" -v lp="$lp" -v b="$(jq -r '.bits_per_second' <<<"$r")" \
+		'BEGIN { printf "%d of %d datagrams of 8000 bytes lost (%.2f%%), %.1f Mbit/s", l, p, lp, b / 1e6 }')
+	if ((pk < 800)); then
+		OUT=too-few
+		DET="$DET; fewer than 800 datagrams sent"
+	else
+		OUT=ok
+	fi
+}
+
+# statewall's reassembly counters: the fragments and datagrams of the cases before iperf3
+# (taken then) exactly, and over the whole run no fragment dropped and no datagram timed out.
+# With more than one worker, at least those: a datagram whose flow another worker owns is
+# handed to it as its fragments and reassembled there again.
+sw_frag() { jctl stats | jq -c '.data.total.fragments // {}'; }
+case_counters() {
+	local f dropped workers pf pd
+	f=$(sw_frag)
+	workers=$(jctl stats | jq -r '.data.workers // 1')
+	read -r pf pd < <(jq -r '"\(.fragments // 0) \(.reassembled // 0)"' <<<"$PRE_IPERF")
+	dropped=$(jq -r '[to_entries[] | select((.key | startswith("frag_")) or (.key | startswith("timed_out")) or .key == "too_far") | select(.value != 0) | "\(.key) \(.value)"] | join(", ")' <<<"$f")
+	DET="$workers worker(s); before iperf3: $(jq -r '"\(.fragments // 0) fragments, \(.reassembled // 0) reassembled"' <<<"$PRE_IPERF") (sent: $EXP_FRAGS, $EXP_DGRAMS); whole run: $(jq -r 'to_entries | map(select(.value != 0) | "\(.key) \(.value)") | join(", ")' <<<"$f")"
+	if ((workers == 1 && (pf != EXP_FRAGS || pd != EXP_DGRAMS))) ||
+		((pf < EXP_FRAGS || pd < EXP_DGRAMS)); then
+		OUT=miscounted
+	elif [[ -n $dropped ]]; then
+		OUT=dropped
+		DET="$DET; dropped or expired: $dropped"
+	else
+		OUT=ok
+	fi
+}
+
+run_case() {
+	case $1 in
+	ping4) case_ping 4 "$SRV4" ;;
+	ping6) case_ping 6 "$SRV6" ;;
+	udp4) case_udp 4 "$SRV4" 40004 "${UDP4_SIZES[@]}" ;;
+	udp6) case_udp 6 "$SRV6" 40006 "${UDP6_SIZES[@]}" ;;
+	refused4) case_refused 4 "$SRV4" ;;
+	refused6) case_refused 6 "$SRV6" ;;
+	iperf3-udp)
+		[[ $SIDE == statewall ]] && PRE_IPERF=$(sw_frag)
+		case_iperf
+		;;
+	counters) case_counters ;;
+	*) die "no case $1" ;;
+	esac
+}
+declare -A EXPECT=(
+	[ping4]=ok [ping6]=ok [udp4]=ok [udp6]=ok [refused4]=nothing [refused6]=nothing
+	[iperf3-udp]=ok [counters]=ok
+)
+
+declare -A RES DETAIL LOSS
+run_side() {
+	local side=$1 c t0 cases=("${CASES[@]}")
+	[[ $side == statewall ]] && cases+=(counters)
+	SETUP_ERR='' EXP_FRAGS=0 EXP_DGRAMS=0
+	echo "$PROG: $side side ($(if [[ $side == kernel ]]; then echo "bridge + br_netfilter + iptables-legacy"; else echo "statewall run, $BIN"; fi))"
+	if ! side_up "$side"; then
+		echo "$PROG: $side: $SETUP_ERR" >&2
+		for c in "${cases[@]}"; do
+			RES[$side,$c]=setup-failed
+			DETAIL[$side,$c]=$SETUP_ERR
+		done
+		teardown_lab "$LAB"
+		return
+	fi
+	for c in "${cases[@]}"; do
+		t0=$SECONDS
+		OUT='' DET=''
+		if [[ $side == statewall ]] && ! daemon_alive; then
+			OUT=daemon-dead
+			DET="statewall run is not running"
+		else
+			run_case "$c"
+			if [[ $side == statewall ]] && ! daemon_alive; then
+				DET="the daemon exited during the case ($OUT: $DET)"
+				OUT=daemon-died
+			fi
+		fi
+		RES[$side,$c]=$OUT
+		DETAIL[$side,$c]="$DET ($((SECONDS - t0))s)"
+	done
+	teardown_lab "$LAB"
+}
+
+run_side kernel
+run_side statewall
+
+# ---------------------------------------------------------------- results
+
+echo
+for c in "${CASES[@]}"; do
+	k=${RES[kernel,$c]:--}
+	s=${RES[statewall,$c]:--}
+	why=''
+	[[ $k == "${EXPECT[$c]}" ]] || why="kernel: $k, expected ${EXPECT[$c]}"
+	[[ $s == "$k" ]] || why="${why:+$why; }statewall: $s, the kernel's: $k"
+	if [[ $c == iperf3-udp && $k == ok && $s == ok ]] &&
+		! awk -v s="${LOSS[statewall]}" -v k="${LOSS[kernel]}" -v m="$LOSS_MARGIN" \
+			'BEGIN { exit !(s <= k + m) }'; then
+		why="statewall lost ${LOSS[statewall]}%, over the kernel's ${LOSS[kernel]}% + $LOSS_MARGIN"
+	fi
+	if [[ -z $why ]]; then
+		result "$c" ok "$s"
+	else
+		result "$c" fail "$why"
+	fi
+	echo "         kernel:    ${DETAIL[kernel,$c]:--}"
+	echo "         statewall: ${DETAIL[statewall,$c]:--}"
+done
+# statewall only: its own account of the reassembly.
+if [[ ${RES[statewall,counters]:--} == ok ]]; then
+	result counters ok "statewall: ${DETAIL[statewall,counters]}"
+else
+	result counters fail "statewall: ${RES[statewall,counters]:--}: ${DETAIL[statewall,counters]:--}"
+fi
+finish 20
