@@ -81,7 +81,10 @@ pub fn build(
             let q = quoted.len().min(576 - 20 - 8);
             let total = 20 + 8 + q;
             let ip = out.get_mut(l3..l3 + total)?;
-            ipv4_header(ip, total, 1, &m.dst[12..16], &m.src[12..16]);
+            // icmp_send: TOS `(tos & IPTOS_TOS_MASK) | IPTOS_PREC_INTERNETCONTROL`, and no DF
+            // (the ICMP socket is IP_PMTUDISC_DONT).
+            let tos = (quoted[1] & 0x1e) | 0xc0;
+            ipv4_header(ip, total, 1, (tos, 0), &m.dst[12..16], &m.src[12..16]);
             let icmp = &mut ip[20..];
             icmp[..8].copy_from_slice(&[ty, code, 0, 0, 0, 0, 0, 0]);
             icmp[8..8 + q].copy_from_slice(&quoted[..q]);
@@ -104,9 +107,18 @@ pub fn build(
     }
 }
 
-fn ipv4_header(ip: &mut [u8], total: usize, proto: u8, src: &[u8], dst: &[u8]) {
+/// An IPv4 header; `(tos, flags)` are its second byte and the high byte of its fragment
+/// field (0x40: DF).
+fn ipv4_header(
+    ip: &mut [u8],
+    total: usize,
+    proto: u8,
+    (tos, flags): (u8, u8),
+    src: &[u8],
+    dst: &[u8],
+) {
     ip[..20].copy_from_slice(&[
-        0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, proto, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0x45, tos, 0, 0, 0, 0, flags, 0, 64, proto, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
     ]);
     ip[2..4].copy_from_slice(&(total as u16).to_be_bytes());
     ip[12..16].copy_from_slice(src);
@@ -146,7 +158,8 @@ fn tcp_reset(m: &PacketMeta, out: &mut [u8], l3: usize) -> Option<usize> {
     let l4_at = match m.family {
         IpFamily::V4 => {
             let ip = out.get_mut(l3..l3 + 40)?;
-            ipv4_header(ip, 40, 6, &m.dst[12..16], &m.src[12..16]);
+            // nf_reject_iphdr_put: TOS 0, DF.
+            ipv4_header(ip, 40, 6, (0, 0x40), &m.dst[12..16], &m.src[12..16]);
             let mut d = [0u8; 4];
             d.copy_from_slice(&m.dst[12..16]);
             let mut s = [0u8; 4];
@@ -221,6 +234,10 @@ mod tests {
         assert_eq!((m.icmp.ty, m.icmp.code), (3, 3));
         let inner = m.inner.unwrap();
         assert_eq!((inner.sport, inner.dport, inner.proto), (5000, 53, 17));
+        // As icmp_send writes its IP header (captured from Linux 6.18): TOS 0xc0 (precedence
+        // internetwork control, the offending packet's TOS bits kept), no DF; checksum valid.
+        assert_eq!((err[14 + 1], err[14 + 6]), (0xc0, 0));
+        assert_eq!(wire::checksum::checksum(&err[14..34]), 0);
         let v6 = build::Udp::new("[fd00::2]:5000", "[fd00::3]:53").frame();
         let err = answer(&v6, Some(RejectWith::IcmpAdminProhibited)).unwrap();
         let m = wire::parse(&err).unwrap();
