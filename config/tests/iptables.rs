@@ -1277,3 +1277,22 @@ mod no_panics {
         }
     }
 }
+
+/// Found by the `iptables` fuzz target: a line that is only a counters prefix (or only
+/// `iptables` and its options) was reported at line 0, column 0.
+#[test]
+fn a_line_without_a_command_is_reported_where_it_is() {
+    let e = errs("t.rules", "*filter\n:FORWARD DROP [0:0]\n[0:0]\nCOMMIT\n");
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!(
+        (e[0].pos.line, e[0].pos.col, e[0].message.as_str()),
+        (3, 1, "missing command")
+    );
+    let e = errs("t.sh", "iptables -w\n");
+    assert_eq!(
+        (e[0].pos.line, e[0].message.as_str()),
+        (1, "missing command"),
+        "{e:?}"
+    );
+    assert!(e[0].pos.col >= 1, "{e:?}");
+}

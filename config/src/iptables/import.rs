@@ -142,7 +142,7 @@ impl<'a> Importer<'a> {
                     None => (save_fam, "filter".to_string(), first.pos),
                 };
                 self.families[fam_index(fam)] = true;
-                self.command(rest, fam, Some((table, table_pos)), true);
+                self.command(rest, first.pos, fam, Some((table, table_pos)), true);
             } else {
                 self.command_line(toks);
             }
@@ -327,13 +327,22 @@ impl<'a> Importer<'a> {
                 _ => break,
             }
         }
-        self.command(toks.get(i..).unwrap_or_default(), fam, table, false);
+        let end = toks.last().map_or(first.pos, |t| t.pos);
+        self.command(toks.get(i..).unwrap_or_default(), end, fam, table, false);
     }
 
-    /// A command (`-A CHAIN rule`, `-I CHAIN [N] rule`, `-P`, `-N`, `-F`, `-X`, `-Z`).
-    fn command(&mut self, toks: &[Tok], fam: Family, table: Option<(String, Pos)>, save: bool) {
+    /// A command (`-A CHAIN rule`, `-I CHAIN [N] rule`, `-P`, `-N`, `-F`, `-X`, `-Z`);
+    /// `at` is where the line's missing command is reported when `toks` is empty.
+    fn command(
+        &mut self,
+        toks: &[Tok],
+        at: Pos,
+        fam: Family,
+        table: Option<(String, Pos)>,
+        save: bool,
+    ) {
         let Some(verb) = toks.first() else {
-            self.err(Pos::default(), "missing command", "e.g. `-A FORWARD ...`");
+            self.err(at, "missing command", "e.g. `-A FORWARD ...`");
             return;
         };
         let rest = toks.get(1..).unwrap_or_default();

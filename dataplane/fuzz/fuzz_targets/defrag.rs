@@ -36,7 +36,9 @@ fuzz_target!(|data: &[u8]| {
         rest = tail;
         now += u64::from(ctl & 0x0f) * S / 4;
         if ctl & 0x80 != 0 {
-            let Some((&[hi, lo], tail)) = rest.split_first_chunk::<2>() else { break };
+            let Some((&[hi, lo], tail)) = rest.split_first_chunk::<2>() else {
+                break;
+            };
             let len = usize::from(u16::from_be_bytes([hi, lo])).min(tail.len());
             frame.clear();
             frame.extend_from_slice(&tail[..len]);

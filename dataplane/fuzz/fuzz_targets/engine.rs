@@ -45,7 +45,13 @@ fuzz_target!(|data: &[u8]| {
         let (frame, tail) = rest.split_at(take);
         rest = tail;
         now += u64::from(ctl >> 1) * 1_000_000_000;
-        let o = p.process_one(now, &Packet { frame, in_port: ctl & 1 });
+        let o = p.process_one(
+            now,
+            &Packet {
+                frame,
+                in_port: ctl & 1,
+            },
+        );
         if o.verdict == Verdict::Accept {
             assert!(o.out_port.is_some());
         }

@@ -26,7 +26,9 @@ fuzz_target!(|data: &[u8]| {
     for w in data.chunks(2).take(4096) {
         let mut b = [0u8; 2];
         b[..w.len()].copy_from_slice(w);
-        seq = seq.wrapping_add(u32::from(u16::from_le_bytes(b))).wrapping_sub(0x4000);
+        seq = seq
+            .wrapping_add(u32::from(u16::from_le_bytes(b)))
+            .wrapping_sub(0x4000);
         nl.update(Dir::Original, seq);
         let is_newest = newest.is_none_or(|n| (seq.wrapping_sub(n) as i32) >= 0);
         if is_newest {
