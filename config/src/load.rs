@@ -80,6 +80,16 @@ fn yaml_error(e: &serde_yaml::Error, text: &str, source: &SourceMap, file: &str)
         // `forward.rules.0.src.1` in the source map) or the nearest enclosing one.
         pos = source.locate(&dotted(p));
     }
+    // At the end of a text whose last line has no newline, libyaml points one line past it;
+    // the person reading the message wants the last line (found by the `config` fuzz target).
+    let lines = text.split('\n').count();
+    if pos.line > lines {
+        let last = text.split('\n').next_back().unwrap_or_default();
+        pos = Pos {
+            line: lines,
+            col: last.chars().count() + 1,
+        };
+    }
     let prefix = path.map_or(String::new(), |p| format!("{p}: "));
     let (message, hint) = explain(inner, path.unwrap_or(""), text, pos);
     let mut d = Diagnostic::error(file, pos, format!("{prefix}{message}"));

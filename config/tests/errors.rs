@@ -474,3 +474,13 @@ fn several_errors_are_all_reported_in_file_order() {
         .collect();
     assert_eq!(got, ["3:24", "4:8"], "{es:#?}");
 }
+
+/// Found by the `config` fuzz target: an error at the end of a text whose last line has no
+/// newline was reported one line past the end of the file.
+#[test]
+fn an_error_at_the_end_points_at_the_last_line() {
+    let text = "forward:\n  policy: drop\n  r.151.84";
+    let e = errors(text);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!((e[0].pos.line, e[0].pos.col), (3, 11), "{e:?}");
+}
