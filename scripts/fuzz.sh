@@ -102,17 +102,18 @@ for t in "${TARGETS[@]}"; do
 done
 
 echo "$PROG: building ${#TARGETS[@]} targets (cargo +nightly fuzz build -O ${SAN[*]})"
-# `cargo fuzz build` takes one target, or none for all of them.
-build=("")
-((${#TARGETS[@]} == ${#ALL[@]})) || build=("${TARGETS[@]}")
-for t in "${build[@]}"; do
-	# shellcheck disable=SC2046 # no word for "all targets"
-	(cd "$FUZZ" && cargo +nightly fuzz build -O "${SAN[@]}" $([[ -n $t ]] && echo "$t")) \
-		>>"$TMP/build.log" 2>&1 || {
+# fuzz_build [TARGET]: `cargo fuzz build` takes one target, or none for all of them.
+fuzz_build() {
+	(cd "$FUZZ" && cargo +nightly fuzz build -O "${SAN[@]}" "$@") >>"$TMP/build.log" 2>&1 || {
 		tail -30 "$TMP/build.log" >&2
 		die "cargo fuzz build failed"
 	}
-done
+}
+if ((${#TARGETS[@]} == ${#ALL[@]})); then
+	fuzz_build
+else
+	for t in "${TARGETS[@]}"; do fuzz_build "$t"; done
+fi
 
 # ---------------------------------------------------------------- runs
 
