@@ -203,6 +203,7 @@ pub fn synthetic_ruleset(n: usize) -> anyhow::Result<(CompiledRuleset, Vec<u32>)
         forward: Stage {
             policy: Policy::Drop,
             rules,
+            ..Stage::default()
         },
         ..Ruleset::default()
     };
@@ -229,6 +230,7 @@ fn accept_all() -> Ruleset {
         forward: Stage {
             policy: Policy::Accept,
             rules: vec![est, inv],
+            ..Stage::default()
         },
         ..Ruleset::default()
     }

@@ -18,12 +18,14 @@
 //! | [`matches`](mod@matches) | leaf values of a rule's matches as written in YAML (addresses, ports, states, ICMP types, TCP flags) and [`matches::Match`], the list-with-negation shape |
 //! | [`ruleset`] | the document ([`Ruleset`], stages, rules, ports) and its queries: ports with defaults applied, a rule's IP family |
 //! | [`source_map`] | where each YAML node starts, for diagnostics about fields and rules |
+//! | [`chains`] | user-defined chains: unknown targets, loops, depth; unreachable-chain warnings |
 //! | [`validate`] | errors no single field can know |
 //! | [`lint`] | rule-hygiene warnings (S5) |
 //! | [`load`] | parse → validate → lint: [`load_str`], [`load_file`], [`Loaded`] |
 //! | [`iptables`] | `import-iptables`: iptables-save text and command lines to a [`Ruleset`] |
 //! | [`protocol`] | the control protocol's messages between `statewallctl` and the daemon |
 
+pub mod chains;
 pub mod diag;
 pub mod iptables;
 pub mod lint;

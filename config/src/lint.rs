@@ -13,10 +13,11 @@
 
 use std::collections::BTreeMap;
 
+use crate::chains;
 use crate::diag::{Diagnostic, Pos};
 use crate::matches::{Cidr, CtState, Icmp4Type, Icmp6Type, IcmpType, Match, PortName, PortRange};
 use crate::proto::Proto;
-use crate::ruleset::{Action, Family, Policy, Rule, Ruleset};
+use crate::ruleset::{Action, Family, Policy, Rule, Ruleset, Stage};
 use crate::source_map::SourceMap;
 
 /// The copy-paste fix for (a) and (d).
@@ -26,8 +27,12 @@ const INVALID_RULE: &str = "- {ctstate: invalid, action: drop}";
 /// Warnings for a valid ruleset, each at the rule it is about, in file order.
 pub fn lint(r: &Ruleset, source: &SourceMap, file: &str) -> Vec<Diagnostic> {
     let mut out = Vec::new();
-    for (stage, rules) in [("raw", &r.raw.rules), ("forward", &r.forward.rules)] {
-        shadowed(stage, rules, source, file, &mut out);
+    for (name, stage) in [("raw", &r.raw), ("forward", &r.forward)] {
+        shadowed(name, None, &stage.rules, source, file, &mut out);
+        for (chain, rules) in &stage.chains {
+            shadowed(name, Some(chain), rules, source, file, &mut out);
+        }
+        out.append(&mut chains::lint(name, stage, source, file));
     }
     established_first(&r.forward.rules, source, file, &mut out);
     new_on_every_port(&r.forward.rules, source, file, &mut out);
@@ -86,7 +91,7 @@ fn established_first(rules: &[Rule], source: &SourceMap, file: &str, out: &mut V
     out.push(
         Diagnostic::warning(
             file,
-            source.rule_start("forward", first_new),
+            source.rule_start(&format!("forward.rules.{first_new}")),
             format!(
                 "rule {first_new} accepts NEW packets, but no earlier rule accepts ESTABLISHED traffic"
             ),
@@ -138,7 +143,7 @@ fn new_on_every_port(rules: &[Rule], source: &SourceMap, file: &str, out: &mut V
         out.push(
             Diagnostic::warning(
                 file,
-                source.rule_start("forward", i),
+                source.rule_start(&format!("forward.rules.{i}")),
                 format!("rule {i} is accepting NEW on {what}"),
             )
             .with_hint(
@@ -185,38 +190,48 @@ fn invalid_dropped(r: &Ruleset, source: &SourceMap, file: &str, out: &mut Vec<Di
 
 fn shadowed(
     stage: &str,
+    chain: Option<&str>,
     rules: &[Rule],
     source: &SourceMap,
     file: &str,
     out: &mut Vec<Diagnostic>,
 ) {
+    let what = match chain {
+        None => format!("{stage} rule"),
+        Some(c) => format!("{stage} chain {c} rule"),
+    };
+    let start = |i: usize| source.rule_start(&Stage::rule_path(stage, chain, i));
     for (j, b) in rules.iter().enumerate() {
-        let Some(i) = rules[..j].iter().position(|a| covers_rule(a, b)) else {
+        // A jump comes back when the chain does not decide: it hides nothing after it.
+        let Some(i) = rules[..j]
+            .iter()
+            .position(|a| !chains::falls_through(a) && covers_rule(a, b))
+        else {
             continue;
         };
         let a = &rules[i];
-        let line = source.rule_start(stage, i).line;
+        let line = start(i).line;
         let (message, hint) = if a.action == b.action {
             (
                 format!(
-                    "{stage} rule {j} never fires; rule {i} at line {line} already matches all its packets (with the same action `{}`)",
-                    a.action.name()
+                    "{what} {j} never fires; rule {i} at line {line} already matches all its packets (with the same action `{}`)",
+                    a.action
                 ),
                 "the rule is redundant: remove it, or narrow the earlier rule".to_string(),
             )
         } else {
             (
                 format!(
-                    "{stage} rule {j} never fires; rule {i} at line {line} already matches all its packets and does `{}` instead of `{}`",
-                    a.action.name(),
-                    b.action.name()
+                    "{what} {j} never fires; rule {i} at line {line} already matches all its packets and does `{}` instead of `{}`",
+                    a.action,
+                    b.action
                 ),
                 format!(
                     "put specific rules before general ones: move rule {j} above rule {i}, or remove it"
                 ),
             )
         };
-        out.push(Diagnostic::warning(file, source.rule_start(stage, j), message).with_hint(hint));
+        out.push(Diagnostic::warning(file, start(j), message).with_hint(hint));
     }
 }
 

@@ -514,7 +514,12 @@ pub struct StageShow {
 /// (not every rule a packet matched), since this generation was published.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RuleShow {
+    /// The rule's number in its stage (the main list, then the chains in name order).
     pub index: usize,
+    /// The user-defined chain the rule is in; absent for the stage's main list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain: Option<String>,
+    /// `accept`, `drop`, `reject`, `notrack`, `return`, `jump CHAIN`, `goto CHAIN`.
     pub action: String,
     /// The rule's matches as compact JSON.
     pub matches: String,

@@ -170,9 +170,10 @@ impl SourceMap {
             .unwrap_or_else(|| self.locate(path))
     }
 
-    /// Where rule `i` of a stage starts, for diagnostics about the whole rule.
-    pub fn rule_start(&self, stage: &str, i: usize) -> Pos {
-        self.node_start(&format!("{stage}.rules.{i}"), Rule::KEYS)
+    /// Where a rule starts, for diagnostics about the whole rule; `path` as
+    /// [`crate::ruleset::Stage::rule_path`] gives it (`forward.rules.3`).
+    pub fn rule_start(&self, path: &str) -> Pos {
+        self.node_start(path, Rule::KEYS)
     }
 }
 

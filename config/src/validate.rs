@@ -5,10 +5,11 @@
 //! need a protocol, families that contradict each other. Every diagnostic has file:line:col
 //! and a fix; a ruleset with any error is never handed to the engine.
 
+use crate::chains;
 use crate::diag::Diagnostic;
 use crate::matches::{Cidr, Match};
 use crate::proto::Proto;
-use crate::ruleset::{Action, PortSpec, RejectWith, Rule, Ruleset};
+use crate::ruleset::{Action, PortSpec, RejectWith, Rule, Ruleset, Stage};
 use crate::settings::ConntrackSettings;
 use crate::source_map::SourceMap;
 use crate::suggest::did_you_mean;
@@ -91,23 +92,28 @@ impl Checker<'_> {
         }
     }
 
-    fn check_stage(&mut self, stage: &str, rules: &[Rule]) {
-        for (i, rule) in rules.iter().enumerate() {
-            self.check_rule(stage, i, rule);
+    fn check_stage(&mut self, name: &str, stage: &Stage) {
+        for (chain, i, rule) in stage.numbered() {
+            self.check_rule(name, &Stage::rule_path(name, chain, i), rule);
         }
+        self.errors
+            .append(&mut chains::check(name, stage, self.source, self.file));
     }
 
-    fn check_rule(&mut self, stage: &str, i: usize, r: &Rule) {
-        let path = format!("{stage}.rules.{i}");
+    fn check_rule(&mut self, stage: &str, path: &str, r: &Rule) {
         let at = |k: &str| format!("{path}.{k}");
-        // Actions per stage.
+        // Verdicts per stage; `return`, `jump` and `goto` are allowed in both.
         let allowed: &[Action] = if stage == "raw" {
             &[Action::Notrack, Action::Accept]
         } else {
             &[Action::Accept, Action::Drop, Action::Reject]
         };
-        if !allowed.contains(&r.action) {
-            let names: Vec<&str> = allowed.iter().map(|a| a.name()).collect();
+        if r.action.is_verdict() && !allowed.contains(&r.action) {
+            let names: Vec<&str> = allowed
+                .iter()
+                .map(Action::name)
+                .chain(["return", "jump", "goto"])
+                .collect();
             let hint = if r.action == Action::Notrack {
                 "notrack belongs in the `raw` stage, which runs before connection tracking"
             } else {
@@ -334,8 +340,8 @@ pub fn validate(r: &Ruleset, source: &SourceMap, file: &str) -> Vec<Diagnostic> 
             );
         }
     }
-    c.check_stage("raw", &r.raw.rules);
-    c.check_stage("forward", &r.forward.rules);
+    c.check_stage("raw", &r.raw);
+    c.check_stage("forward", &r.forward);
     c.errors.sort_by_key(|d| d.pos);
     c.errors
 }

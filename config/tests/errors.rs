@@ -265,7 +265,7 @@ fn notrack_in_forward() {
     expect_one(
         "forward:\n  rules:\n    - proto: udp\n      action: notrack\n",
         "4:7",
-        "action `notrack` is not allowed in the `forward` stage (allowed: accept, drop, reject)",
+        "action `notrack` is not allowed in the `forward` stage (allowed: accept, drop, reject, return, jump, goto)",
         Some("notrack belongs in the `raw` stage"),
     );
 }

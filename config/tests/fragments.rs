@@ -46,7 +46,9 @@ fn with_sysctl(text: &str) -> Result<Ruleset, Vec<Diagnostic>> {
         rules: ("rules", "iptables -P FORWARD DROP\n"),
         sysctl: Some(("sysctl.conf", text)),
         helpers: None,
+        family: None,
     })
+    .map(|i| i.ruleset)
 }
 
 /// The imported YAML loads back to the same ruleset.

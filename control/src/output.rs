@@ -65,7 +65,12 @@ pub fn payload(p: &Payload, op: Option<ConntrackOp>) -> String {
                     "{:>4} {:>10} {:>12}  {:<8} matches",
                     "#", "pkts", "bytes", "action"
                 );
+                let mut chain: Option<&str> = None;
                 for r in &st.rules {
+                    if r.chain.as_deref() != chain {
+                        chain = r.chain.as_deref();
+                        let _ = writeln!(o, "  chain {}", chain.unwrap_or(""));
+                    }
                     let _ = write!(
                         o,
                         "{:>4} {:>10} {:>12}  {:<8} {}",

@@ -1,6 +1,7 @@
 //! Which IP family a statement is: the family helpers, and the family of each statement of
 //! iptables-save text (a section's header comment, else the IPv6 evidence in its rules).
 
+use crate::diag::{Diagnostic, Pos};
 use crate::matches::{Cidr, Scalar};
 use crate::ruleset::Family;
 
@@ -58,37 +59,79 @@ fn header_family(comment: &str) -> Option<Family> {
     }
 }
 
-/// Whether a statement's words show it is an IPv6 rule.
-fn v6_evidence(toks: &[Tok]) -> bool {
+/// The family a statement's words show, with the word that shows it: IPv6 addresses,
+/// ICMPv6, `-6`, an `icmp6-` reject type; IPv4 addresses, ICMP, `-4`, an `icmp-` reject
+/// type. A statement that shows both gives the first of each.
+fn evidence(toks: &[Tok]) -> [Option<Pos>; 2] {
+    let mut found: [Option<Pos>; 2] = [None, None];
+    let mut note = |f: Family, p: Pos| {
+        let slot = &mut found[fam_index(f)];
+        if slot.is_none() {
+            *slot = Some(p);
+        }
+    };
     let mut prev: Option<&Tok> = None;
     for t in toks {
         if t.is(&["--icmpv6-type", "-6", "--ipv6"]) {
-            return true;
+            note(Family::Ipv6, t.pos);
+        }
+        if t.is(&["--icmp-type", "-4", "--ipv4"]) {
+            note(Family::Ipv4, t.pos);
         }
         if let Some(p) = prev {
-            if p.is(&["-s", "--source", "--src", "-d", "--destination", "--dst"])
-                && t.text
-                    .split(',')
-                    .any(|a| Cidr::parse_str(a).is_ok_and(|c| !c.is_v4()))
-            {
-                return true;
-            }
             let v = t.text.to_ascii_lowercase();
-            if p.is(&["-p", "--protocol"])
-                && ["icmpv6", "ipv6-icmp", "icmp6", "58"].contains(&v.as_str())
-            {
-                return true;
+            if p.is(&["-s", "--source", "--src", "-d", "--destination", "--dst"]) {
+                for a in t.text.split(',') {
+                    if let Ok(c) = Cidr::parse_str(a) {
+                        let f = if c.is_v4() {
+                            Family::Ipv4
+                        } else {
+                            Family::Ipv6
+                        };
+                        note(f, t.pos);
+                    }
+                }
             }
-            if p.is(&["-m", "--match"]) && v == "icmp6" {
-                return true;
+            if p.is(&["-p", "--protocol"]) {
+                if ["icmpv6", "ipv6-icmp", "icmp6", "58"].contains(&v.as_str()) {
+                    note(Family::Ipv6, t.pos);
+                } else if ["icmp", "1"].contains(&v.as_str()) {
+                    note(Family::Ipv4, t.pos);
+                }
             }
-            if p.is(&["--reject-with"]) && v.starts_with("icmp6-") {
-                return true;
+            if p.is(&["-m", "--match"]) {
+                if v == "icmp6" {
+                    note(Family::Ipv6, t.pos);
+                } else if v == "icmp" {
+                    note(Family::Ipv4, t.pos);
+                }
+            }
+            if p.is(&["--reject-with"]) {
+                if v.starts_with("icmp6-") {
+                    note(Family::Ipv6, t.pos);
+                } else if v.starts_with("icmp-") {
+                    note(Family::Ipv4, t.pos);
+                }
             }
         }
         prev = Some(t);
     }
-    false
+    found
+}
+
+/// Evidence of a run of statements: the first of each family.
+fn block_evidence(stmts: &[Stmt]) -> [Option<Pos>; 2] {
+    let mut out = [None, None];
+    for st in stmts {
+        if let Stmt::Words(w) = st {
+            for (slot, e) in out.iter_mut().zip(evidence(w)) {
+                if slot.is_none() {
+                    *slot = e;
+                }
+            }
+        }
+    }
+    out
 }
 
 fn is_table_start(toks: &[Tok]) -> bool {
@@ -99,19 +142,45 @@ fn is_commit(toks: &[Tok]) -> bool {
     toks.first().is_some_and(|t| t.text == "COMMIT")
 }
 
-/// The family of each statement read as iptables-save text: a section takes the family of the
-/// last header before it, else IPv6 when any of its rules shows IPv6, else IPv4.
-pub(super) fn statement_families(stmts: &[Stmt]) -> Vec<Family> {
+/// The family of each statement read as iptables-save text. A section (or a rule line
+/// outside one) takes `--family` when given, else the family of the last header comment
+/// before it, else the family its rules show. Rules that show the other family than the
+/// one decided (the rule parser reports those), two families in one headerless section, or
+/// nothing to decide by, are errors: a wrong guess would leave the rules applying to the
+/// other family's traffic.
+/// Command lines (`iptables ...`) name their family themselves and are checked in
+/// `Importer::command_line`.
+pub(super) fn statement_families(
+    stmts: &[Stmt],
+    forced: Option<Family>,
+    file: &str,
+    errs: &mut Vec<Diagnostic>,
+) -> Vec<Family> {
     let mut out = vec![Family::Ipv4; stmts.len()];
-    let mut hint: Option<Family> = None;
+    let mut header: Option<Family> = None;
     let mut i = 0;
     while i < stmts.len() {
-        match stmts.get(i) {
-            Some(Stmt::Comment(c)) => {
+        let end = match stmts.get(i) {
+            Some(Stmt::Comment(c, pos)) => {
                 if let Some(f) = header_family(c) {
-                    hint = Some(f);
+                    if let Some(g) = forced.filter(|g| *g != f) {
+                        errs.push(
+                            Diagnostic::error(
+                                file,
+                                *pos,
+                                format!(
+                                    "this header is {}'s, but --family says {}",
+                                    fam_tool(f),
+                                    fam_flag(g)
+                                ),
+                            )
+                            .with_hint("drop --family, or give the dump of the family you meant"),
+                        );
+                    }
+                    header = Some(f);
                 }
                 i += 1;
+                continue;
             }
             Some(Stmt::Words(t)) if is_table_start(t) => {
                 let mut end = i + 1;
@@ -128,35 +197,91 @@ pub(super) fn statement_families(stmts: &[Stmt]) -> Vec<Family> {
                         end += 1;
                     }
                 }
-                let block = stmts.get(i..end).unwrap_or_default();
-                let fam = hint.unwrap_or_else(|| {
-                    if block
-                        .iter()
-                        .any(|s| matches!(s, Stmt::Words(w) if v6_evidence(w)))
-                    {
-                        Family::Ipv6
-                    } else {
-                        Family::Ipv4
-                    }
-                });
-                for slot in out.get_mut(i..end).unwrap_or_default() {
-                    *slot = fam;
-                }
-                // The announced family holds for the following sections too, until another
-                // header: one tool's dump has several tables, and a script that concatenates
-                // dumps may announce each dump once.
-                i = end;
+                end
             }
-            Some(Stmt::Words(t)) => {
-                if v6_evidence(t) {
-                    if let Some(slot) = out.get_mut(i) {
-                        *slot = Family::Ipv6;
-                    }
-                }
+            Some(Stmt::Words(t)) if is_command(t) => {
                 i += 1;
+                continue;
             }
+            Some(Stmt::Words(_)) => i + 1,
             None => break,
+        };
+        let block = stmts.get(i..end).unwrap_or_default();
+        let start = match stmts.get(i) {
+            Some(Stmt::Words(t)) => t.first().map(|t| t.pos).unwrap_or_default(),
+            _ => Pos::default(),
+        };
+        let shown = block_evidence(block);
+        let decided = forced.or(header);
+        // Where a flag or a header decided, a rule of the other family is the rule
+        // parser's error (`10.0.0.0/8` is an IPv4 address in an ip6tables rule), at the word.
+        let fam = match decided {
+            Some(f) => f,
+            None => match shown {
+                [Some(_), None] => Family::Ipv4,
+                [None, Some(_)] => Family::Ipv6,
+                [Some(v4), Some(v6)] => {
+                    errs.push(
+                        Diagnostic::error(
+                            file,
+                            v4.max(v6),
+                            format!(
+                                "IPv4 and IPv6 rules in one section without a header (IPv4 at line {}, IPv6 at line {})",
+                                v4.line, v6.line
+                            ),
+                        )
+                        .with_hint("iptables-save and ip6tables-save write separate dumps: keep each dump's `# Generated by ...` header, or import them separately with --family"),
+                    );
+                    Family::Ipv4
+                }
+                // Only rules need a family: a section of chain lines alone contributes
+                // policies, which a family absent from the input shares anyway.
+                [None, None] if !block.iter().any(is_rule) => Family::Ipv4,
+                [None, None] => {
+                    errs.push(
+                        Diagnostic::error(
+                            file,
+                            start,
+                            "cannot tell whether these rules are iptables (IPv4) or ip6tables (IPv6): no header names the tool and no rule holds an address or ICMP type of one family",
+                        )
+                        .with_hint("give --family ipv4 or --family ipv6, or keep the dump's `# Generated by iptables-save` / `ip6tables-save` header line"),
+                    );
+                    Family::Ipv4
+                }
+            },
+        };
+        for slot in out.get_mut(i..end).unwrap_or_default() {
+            *slot = fam;
         }
+        // The announced family holds for the following sections too, until another
+        // header: one tool's dump has several tables, and a script that concatenates
+        // dumps may announce each dump once.
+        i = end;
     }
     out
+}
+
+/// `--family`'s spelling of a family.
+pub(super) fn fam_flag(f: Family) -> &'static str {
+    match f {
+        Family::Ipv4 => "ipv4",
+        Family::Ipv6 => "ipv6",
+    }
+}
+
+/// A rule line of iptables-save text (`-A ...`, `-I ...`, `[0:0] -A ...`).
+fn is_rule(st: &Stmt) -> bool {
+    let Stmt::Words(w) = st else { return false };
+    w.iter()
+        .take(2)
+        .any(|t| t.is(&["-A", "--append", "-I", "--insert"]))
+}
+
+/// A command line (`iptables ...`, `sudo ip6tables ...`): it names its own family.
+fn is_command(toks: &[Tok]) -> bool {
+    let first = match toks.first() {
+        Some(t) if t.text == "sudo" => toks.get(1),
+        t => t,
+    };
+    first.is_some_and(|t| super::import::command_family(&t.text).is_some())
 }

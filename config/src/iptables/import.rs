@@ -9,7 +9,7 @@ use crate::diag::{Diagnostic, Pos};
 use crate::ruleset::{Family, Policy, Rule};
 use crate::suggest::did_you_mean;
 
-use super::family::{fam_index, fam_name, statement_families};
+use super::family::{fam_flag, fam_index, fam_name, statement_families};
 use super::rule::RuleParser;
 use super::words::{Stmt, Tok};
 
@@ -44,7 +44,8 @@ pub(super) struct Entry {
     pub(super) ifaces: Vec<(String, Pos)>,
 }
 
-type ChainKey = (Family, String, String);
+/// A chain: family, table, name.
+pub(super) type ChainKey = (Family, String, String);
 
 pub(super) struct Importer<'a> {
     pub(super) file: &'a str,
@@ -54,6 +55,12 @@ pub(super) struct Importer<'a> {
     pub(super) user_chains: HashSet<ChainKey>,
     pub(super) restored: HashSet<(Family, String)>,
     pub(super) families: [bool; 2],
+    /// Errors of rules whose chain may be left out (`add_rule`), by chain.
+    pub(super) held: Vec<(ChainKey, Vec<Diagnostic>)>,
+    /// What the translation left out or changed, for the operator to read.
+    pub(super) warns: Vec<Diagnostic>,
+    /// `--family`: the family of every section and rule line.
+    pub(super) family: Option<Family>,
 }
 
 /// An open `*table` section.
@@ -64,7 +71,7 @@ struct Section {
 }
 
 /// The command name of a command line (`iptables`, `/sbin/ip6tables-legacy`, ...).
-fn command_family(word: &str) -> Option<Family> {
+pub(super) fn command_family(word: &str) -> Option<Family> {
     let base = word.rsplit('/').next().unwrap_or(word);
     let base = base
         .strip_suffix("-legacy")
@@ -90,7 +97,7 @@ fn is_counters(t: &str) -> bool {
 }
 
 impl<'a> Importer<'a> {
-    pub(super) fn new(file: &'a str) -> Self {
+    pub(super) fn new(file: &'a str, family: Option<Family>) -> Self {
         Importer {
             file,
             errs: Vec::new(),
@@ -99,6 +106,9 @@ impl<'a> Importer<'a> {
             user_chains: HashSet::new(),
             restored: HashSet::new(),
             families: [false; 2],
+            held: Vec::new(),
+            warns: Vec::new(),
+            family,
         }
     }
 
@@ -108,7 +118,7 @@ impl<'a> Importer<'a> {
     }
 
     pub(super) fn run(&mut self, stmts: &[Stmt]) {
-        let fams = statement_families(stmts);
+        let fams = statement_families(stmts, self.family, self.file, &mut self.errs);
         let mut section: Option<Section> = None;
         for (idx, st) in stmts.iter().enumerate() {
             let Stmt::Words(toks) = st else { continue };
@@ -304,6 +314,18 @@ impl<'a> Importer<'a> {
             );
             return;
         };
+        if let Some(f) = self.family.filter(|f| *f != fam) {
+            self.err(
+                first.pos,
+                format!(
+                    "`{}` is an {} command, but --family says {}",
+                    first.text,
+                    fam_name(fam),
+                    fam_flag(f)
+                ),
+                "drop --family: a command line names its family",
+            );
+        }
         self.families[fam_index(fam)] = true;
         let mut table: Option<(String, Pos)> = None;
         let mut i = 1;

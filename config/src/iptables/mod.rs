@@ -93,7 +93,7 @@ mod target;
 mod words;
 
 use crate::diag::Diagnostic;
-use crate::ruleset::{FtpHelper, Ruleset};
+use crate::ruleset::{Family, FtpHelper, Ruleset};
 use crate::settings::ConntrackSettings;
 
 use import::Importer;
@@ -101,21 +101,33 @@ use sysctl::{parse_helpers, parse_sysctl};
 use words::tokenize;
 
 /// What to import: each input is `(name for messages, text)`.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct ImportInput<'a> {
     pub rules: (&'a str, &'a str),
     pub sysctl: Option<(&'a str, &'a str)>,
     pub helpers: Option<(&'a str, &'a str)>,
+    /// `--family`: what iptables-save text without a header is (and what a header or a
+    /// rule may not contradict).
+    pub family: Option<Family>,
+}
+
+/// A translated ruleset, and what the translation left out or changed (warnings the
+/// operator should read: INPUT/OUTPUT folded or left out, chains left out).
+#[derive(Debug, Clone)]
+pub struct Imported {
+    pub ruleset: Ruleset,
+    pub warnings: Vec<Diagnostic>,
 }
 
 /// Translate, or report every line that cannot be translated.
-pub fn import(input: &ImportInput) -> Result<Ruleset, Vec<Diagnostic>> {
+pub fn import(input: &ImportInput) -> Result<Imported, Vec<Diagnostic>> {
     let (file, text) = input.rules;
     let mut errs = Vec::new();
     let stmts = tokenize(text, file, &mut errs);
-    let mut imp = Importer::new(file);
+    let mut imp = Importer::new(file, input.family);
     imp.run(&stmts);
-    let (mut ruleset, mut rule_errs) = imp.finish();
+    let (mut ruleset, mut rule_errs, mut warnings) = imp.finish();
+    warnings.sort_by_key(|d| d.pos);
     errs.append(&mut rule_errs);
     errs.sort_by_key(|d| d.pos);
     if let Some((name, text)) = input.sysctl {
@@ -134,9 +146,32 @@ pub fn import(input: &ImportInput) -> Result<Ruleset, Vec<Diagnostic>> {
         }
     }
     if errs.is_empty() {
-        Ok(ruleset)
+        Ok(Imported { ruleset, warnings })
     } else {
         Err(errs)
+    }
+}
+
+impl Imported {
+    /// [`to_yaml`], with the warnings as comments under the header, so that whoever reads
+    /// the file reads them too.
+    pub fn to_yaml(&self) -> String {
+        let text = to_yaml(&self.ruleset);
+        if self.warnings.is_empty() {
+            return text;
+        }
+        let mut notes = String::new();
+        for w in &self.warnings {
+            for line in w.to_string().lines() {
+                notes.push_str("# ");
+                notes.push_str(line);
+                notes.push('\n');
+            }
+        }
+        match text.split_once("`statewall check FILE`.\n") {
+            Some((head, body)) => format!("{head}`statewall check FILE`.\n{notes}{body}"),
+            None => format!("{notes}{text}"),
+        }
     }
 }
 

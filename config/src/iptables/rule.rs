@@ -23,6 +23,10 @@ pub(super) enum Target {
         helper: Option<String>,
     },
     Notrack,
+    /// `-j RETURN`.
+    Return,
+    /// `-g CHAIN`.
+    Goto(String),
     /// Anything else: a user chain or an untranslated target.
     Other(String),
 }
@@ -329,15 +333,7 @@ impl<'t> RuleParser<'t> {
             "-p" | "--protocol" => self.proto(tok),
             "-m" | "--match" => self.module(tok),
             "-j" | "--jump" => self.jump(tok),
-            "-g" | "--goto" => {
-                self.no_neg(tok);
-                let _ = self.value(tok);
-                self.err(
-                    tok.pos,
-                    "`-g` (goto a user-defined chain) cannot be translated",
-                    "statewall has one ordered rule list per stage: inline the chain's rules",
-                );
-            }
+            "-g" | "--goto" => self.goto(tok),
             "-f" | "--fragment" => {
                 self.neg = None;
                 self.err(

@@ -3,8 +3,9 @@
 //! the two families are merged, interfaces become ports, and every translated rule is checked
 //! by the loader's validation.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
+use crate::chains;
 use crate::diag::{Diagnostic, Pos};
 use crate::matches::{Match, PortName, PortRange};
 use crate::proto::Proto;
@@ -14,12 +15,43 @@ use crate::suggest::did_you_mean;
 use crate::validate::validate;
 
 use super::family::{fam_index, fam_tool};
-use super::import::{builtin_chains, Entry, Importer, Item, TABLES};
+use super::import::{builtin_chains, ChainKey, Entry, Importer, Item, TABLES};
 use super::rule::{Parsed, Target};
 use super::words::Tok;
 
 impl Importer<'_> {
+    /// Translate one rule line into its chain. The errors of a rule in filter INPUT or
+    /// OUTPUT or in a user-defined chain are held until `finish` knows whether that chain
+    /// is translated at all (INPUT/OUTPUT of a gateway, and chains only they reach, are
+    /// left out).
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one call site, each argument a part of the line"
+    )]
     pub(super) fn add_rule(
+        &mut self,
+        fam: Family,
+        table: &str,
+        table_pos: Pos,
+        chain: &Tok,
+        insert: Option<(usize, Pos)>,
+        parsed: Parsed,
+        pos: Pos,
+    ) {
+        let before = self.errs.len();
+        self.translate_rule(fam, table, table_pos, chain, insert, parsed, pos);
+        let name = chain.text.as_str();
+        let key: ChainKey = (fam, table.to_string(), name.to_string());
+        let may_be_left_out = (table == "filter" && matches!(name, "INPUT" | "OUTPUT"))
+            || (matches!(table, "filter" | "raw") && self.user_chains.contains(&key));
+        if may_be_left_out && self.errs.len() > before {
+            let errs = self.errs.split_off(before);
+            self.held.push((key, errs));
+        }
+    }
+
+    #[expect(clippy::too_many_arguments, reason = "add_rule's arguments, passed on")]
+    fn translate_rule(
         &mut self,
         fam: Family,
         table: &str,
@@ -38,13 +70,15 @@ impl Importer<'_> {
             ..
         } = parsed;
         let name = chain.text.as_str();
+        let key = (fam, table.to_string(), name.to_string());
+        let user = self.user_chains.contains(&key);
         if let Some(p) = physdev_bridged {
             // With br_netfilter, filter FORWARD sees bridged packets (true) and routed ones
-            // (false); a bump-in-the-wire gateway routes nothing, so in FORWARD the match is
-            // always true and drops out. INPUT/OUTPUT (translated to `forward` here) see
-            // locally delivered or sent packets, for which it is false; PREROUTING is before
-            // the bridging decision.
-            if !(table == "filter" && name == "FORWARD") {
+            // (false); a bump-in-the-wire gateway routes nothing, so in FORWARD (and the
+            // user chains it reaches) the match is always true and drops out. INPUT/OUTPUT
+            // see locally delivered or sent packets, for which it is false; PREROUTING is
+            // before the bridging decision.
+            if !(table == "filter" && (name == "FORWARD" || user)) {
                 errs.push(
                     Diagnostic::error(
                         self.file,
@@ -59,19 +93,14 @@ impl Importer<'_> {
         }
         let ok = errs.is_empty();
         self.errs.append(&mut errs);
-        let key = (fam, table.to_string(), name.to_string());
         let stage_table: &'static str = match (table, name) {
             ("filter", "INPUT" | "FORWARD" | "OUTPUT") => "filter",
             ("raw", "PREROUTING") => "raw",
+            ("filter", _) if user => "filter",
+            ("raw", _) if user => "raw",
             _ => {
-                let (msg, hint) = if self.user_chains.contains(&key) {
-                    (
-                        format!("rule in user-defined chain `{name}` cannot be translated"),
-                        "statewall has one ordered rule list per stage: inline the chain's rules where it is jumped to".to_string(),
-                    )
-                } else {
-                    match table {
-                        "nat" => (
+                let (msg, hint) = {
+                    match table {                        "nat" => (
                             format!("`{name}` in table `nat`: statewall does no NAT"),
                             "remove the nat table (do NAT on another box); import the filter and raw tables".to_string(),
                         ),
@@ -113,10 +142,43 @@ impl Importer<'_> {
             );
             return;
         };
+        let user_target = |t: &str| {
+            self.user_chains
+                .contains(&(fam, table.to_string(), t.to_string()))
+        };
         let item = match (stage_table, target) {
             ("filter" | "raw", Target::Accept) => {
                 rule.action = Action::Accept;
                 Item::Rule(Box::new(rule))
+            }
+            (_, Target::Return) => {
+                rule.action = Action::Return;
+                Item::Rule(Box::new(rule))
+            }
+            (_, Target::Other(t)) if user_target(&t) => {
+                rule.action = Action::Jump(t);
+                Item::Rule(Box::new(rule))
+            }
+            (_, Target::Goto(t)) if user_target(&t) => {
+                rule.action = Action::Goto(t);
+                Item::Rule(Box::new(rule))
+            }
+            (_, Target::Goto(t)) => {
+                let names: Vec<&str> = self
+                    .user_chains
+                    .iter()
+                    .filter(|(f, tb, _)| *f == fam && tb == table)
+                    .map(|(_, _, c)| c.as_str())
+                    .collect();
+                self.err(
+                    tpos,
+                    format!(
+                        "`-g {t}`: no user-defined chain `{t}` in table `{table}`{}",
+                        did_you_mean(&t, &names)
+                    ),
+                    "`-g` goes to a user-defined chain: declare it with `:NAME - [0:0]` (or `-N NAME`) before the rules",
+                );
+                return;
             }
             ("filter", Target::Drop) => {
                 rule.action = Action::Drop;
@@ -137,6 +199,20 @@ impl Importer<'_> {
             ) => {
                 rule.action = Action::Notrack;
                 Item::Rule(Box::new(rule))
+            }
+            (
+                "raw",
+                Target::Ct {
+                    notrack: false,
+                    helper: Some(_),
+                },
+            ) if name != "PREROUTING" => {
+                self.err(
+                    tpos,
+                    format!("`-j CT --helper` in user-defined chain `{name}` cannot be translated"),
+                    "statewall's FTP helper is set per control port: put `-p tcp --dport PORT -j CT --helper ftp` in raw PREROUTING",
+                );
+                return;
             }
             (
                 "raw",
@@ -178,7 +254,7 @@ impl Importer<'_> {
                 return;
             }
             (_, Target::Other(t)) => {
-                self.other_target(fam, table, &t, tpos);
+                self.other_target(&t, tpos);
                 return;
             }
             (_, t) => {
@@ -198,7 +274,10 @@ impl Importer<'_> {
                 if r.implied_family().is_none() {
                     r.family = Some(fam);
                 }
-                if name != "FORWARD" && stage_table == "filter" && r.comment.is_none() {
+                if matches!(name, "INPUT" | "OUTPUT")
+                    && stage_table == "filter"
+                    && r.comment.is_none()
+                {
                     r.comment = Some(format!("from {name}"));
                 }
                 Item::Rule(r)
@@ -216,32 +295,23 @@ impl Importer<'_> {
         self.insert(entry, insert);
     }
 
-    pub(super) fn other_target(&mut self, fam: Family, table: &str, t: &str, pos: Pos) {
-        let key = (fam, table.to_string(), t.to_string());
-        let (msg, hint) = if self.user_chains.contains(&key) {
-            (
-                format!("jump to user-defined chain `{t}` cannot be translated"),
-                "statewall has one ordered rule list per stage: inline the chain's rules here"
-                    .to_string(),
-            )
-        } else {
+    pub(super) fn other_target(&mut self, t: &str, pos: Pos) {
+        let (msg, hint) = {
             let hint = match t {
                 "LOG" | "NFLOG" | "ULOG" => {
                     "statewall counts verdicts per rule and reason (statewallctl stats); remove the LOG rule"
                 }
-                "RETURN" => "statewall has no chains to return from; rewrite the rules without RETURN",
                 "MASQUERADE" | "SNAT" | "DNAT" | "REDIRECT" | "NETMAP" => "statewall does no NAT",
                 "MARK" | "CONNMARK" | "TOS" | "DSCP" | "TTL" | "HL" | "TCPMSS" => {
                     "statewall does not modify packets"
                 }
                 "QUEUE" | "NFQUEUE" => "statewall does not queue packets to user space",
-                _ => "targets statewall translates: ACCEPT, DROP, REJECT; in raw PREROUTING also CT --notrack, NOTRACK, CT --helper ftp",
+                _ => "targets statewall translates: ACCEPT, DROP, REJECT, RETURN, a user-defined chain (declared with `:NAME - [0:0]` or `-N NAME` before the rules); in raw also CT --notrack, NOTRACK, and CT --helper ftp in PREROUTING",
             };
             let known = [
                 "LOG",
                 "NFLOG",
                 "ULOG",
-                "RETURN",
                 "MASQUERADE",
                 "SNAT",
                 "DNAT",
@@ -271,7 +341,7 @@ impl Importer<'_> {
                 (
                     format!(
                         "unknown target `-j {t}`: no such chain{}",
-                        did_you_mean(t, &["ACCEPT", "DROP", "REJECT", "CT", "NOTRACK"])
+                        did_you_mean(t, &["ACCEPT", "DROP", "REJECT", "RETURN", "CT", "NOTRACK"])
                     ),
                     hint.to_string(),
                 )
@@ -295,7 +365,7 @@ impl Importer<'_> {
             _ => None,
         });
         if let Some(p) = port {
-            let mut probe = Rule::new(rule.action);
+            let mut probe = Rule::new(rule.action.clone());
             probe.proto = Some(Match::new(vec![Proto::TCP]));
             probe.dport = Some(Match::new(vec![PortRange { lo: p, hi: p }]));
             probe.comment.clone_from(&rule.comment);
@@ -376,8 +446,137 @@ impl Importer<'_> {
         (Policy::Drop, tail)
     }
 
+    /// Which chains are translated, per family: FORWARD and raw PREROUTING always; INPUT
+    /// and OUTPUT only for a host-firewall-style dump (FORWARD empty with policy ACCEPT),
+    /// where they are folded into `forward`; and the user-defined chains those reach.
+    /// Says what was folded or left out, and why.
+    fn kept_chains(&mut self) -> HashSet<ChainKey> {
+        let key = |f: Family, t: &str, c: &str| (f, t.to_string(), c.to_string());
+        let mut kept = HashSet::new();
+        for fam in [Family::Ipv4, Family::Ipv6] {
+            kept.insert(key(fam, "filter", "FORWARD"));
+            kept.insert(key(fam, "raw", "PREROUTING"));
+            let in_chain = |e: &Entry, c: &[&str]| {
+                e.fam == fam && e.table == "filter" && c.contains(&e.chain.as_str())
+            };
+            let forward_rules = self
+                .entries
+                .iter()
+                .filter(|e| in_chain(e, &["FORWARD"]))
+                .count();
+            let forward_drops =
+                self.policies.get(&key(fam, "filter", "FORWARD")) == Some(&Policy::Drop);
+            let io: Vec<Pos> = self
+                .entries
+                .iter()
+                .filter(|e| in_chain(e, &["INPUT", "OUTPUT"]))
+                .map(|e| e.pos)
+                .chain(
+                    self.held
+                        .iter()
+                        .filter(|(k, _)| {
+                            k.0 == fam
+                                && k.1 == "filter"
+                                && matches!(k.2.as_str(), "INPUT" | "OUTPUT")
+                        })
+                        .flat_map(|(_, errs)| errs.iter().map(|d| d.pos)),
+                )
+                .collect();
+            let Some(first) = io.iter().min().copied() else {
+                continue;
+            };
+            let tool = fam_tool(fam);
+            if forward_rules == 0 && !forward_drops {
+                kept.insert(key(fam, "filter", "INPUT"));
+                kept.insert(key(fam, "filter", "OUTPUT"));
+                self.warns.push(
+                    Diagnostic::warning(
+                        self.file,
+                        first,
+                        format!(
+                            "{tool} INPUT and OUTPUT rules were folded into `forward` (each with `comment: from INPUT` or `from OUTPUT`): FORWARD is empty with policy ACCEPT, so this reads as a host firewall whose rules are meant for the traffic statewall now forwards"
+                        ),
+                    )
+                    .with_hint(
+                        "if this box was a router that forwarded everything, the INPUT/OUTPUT rules protected the host only: remove them from the output",
+                    ),
+                );
+            } else {
+                let why = if forward_rules > 0 {
+                    format!("FORWARD has {forward_rules} rule(s)")
+                } else {
+                    "FORWARD's policy is DROP".to_string()
+                };
+                self.warns.push(
+                    Diagnostic::warning(
+                        self.file,
+                        first,
+                        format!(
+                            "{tool} INPUT and OUTPUT rules were left out: they protect the gateway host itself, and the kernel never runs them for forwarded or bridged packets ({why}, so they are not forwarding rules)"
+                        ),
+                    )
+                    .with_hint(
+                        "keep the host's own firewall on the host; statewall filters the traffic it forwards between its ports",
+                    ),
+                );
+            }
+        }
+        // User-defined chains the kept chains reach.
+        let mut todo: Vec<ChainKey> = kept.iter().cloned().collect();
+        while let Some(k) = todo.pop() {
+            for e in &self.entries {
+                if (e.fam, e.table, e.chain.as_str()) != (k.0, k.1.as_str(), k.2.as_str()) {
+                    continue;
+                }
+                if let Item::Rule(r) = &e.item {
+                    if let Some(t) = r.action.chain() {
+                        let tk = key(k.0, &k.1, t);
+                        if kept.insert(tk.clone()) {
+                            todo.push(tk);
+                        }
+                    }
+                }
+            }
+        }
+        let mut left: Vec<&ChainKey> = self
+            .user_chains
+            .iter()
+            .filter(|k| matches!(k.1.as_str(), "filter" | "raw") && !kept.contains(*k))
+            .collect();
+        left.sort_by_key(|(f, t, c)| (fam_index(*f), t.clone(), c.clone()));
+        if !left.is_empty() {
+            let names: Vec<String> = left
+                .iter()
+                .map(|(f, t, c)| format!("{} {t} {c}", fam_tool(*f)))
+                .collect();
+            self.warns.push(
+                Diagnostic::warning(
+                    self.file,
+                    Pos::default(),
+                    format!(
+                        "user-defined chain(s) left out, as no translated chain jumps to them: {}",
+                        names.join(", ")
+                    ),
+                )
+                .with_hint("only FORWARD (INPUT/OUTPUT for a host firewall) and raw PREROUTING are translated, with the chains they reach"),
+            );
+        }
+        kept
+    }
+
     /// Ports from interfaces, stages, helpers; then a check of every translated rule.
-    pub(super) fn finish(mut self) -> (Ruleset, Vec<Diagnostic>) {
+    /// Returns the ruleset, the errors and the warnings.
+    pub(super) fn finish(mut self) -> (Ruleset, Vec<Diagnostic>, Vec<Diagnostic>) {
+        let kept = self.kept_chains();
+        let is_kept = |e: &Entry| kept.contains(&(e.fam, e.table.to_string(), e.chain.clone()));
+        self.entries.retain(is_kept);
+        for (k, mut errs) in std::mem::take(&mut self.held) {
+            if kept.contains(&k) {
+                self.errs.append(&mut errs);
+            }
+        }
+        self.errs.sort_by_key(|d| d.pos);
+        let chain_names = self.chain_names();
         let mut rs = Ruleset::default();
         // Interfaces → ports.
         let mut ifaces: Vec<(String, Pos)> = Vec::new();
@@ -461,11 +660,28 @@ impl Importer<'_> {
                     let mut r = (**r).clone();
                     rename(&mut r.in_port);
                     rename(&mut r.out_port);
+                    r.action = match r.action {
+                        Action::Jump(c) => Action::Jump(chain_names.get(&c).cloned().unwrap_or(c)),
+                        Action::Goto(c) => Action::Goto(chain_names.get(&c).cloned().unwrap_or(c)),
+                        a => a,
+                    };
                     checked.push((e.pos, e.table, r.clone()));
-                    if e.table == "raw" {
-                        rs.raw.rules.push(r);
+                    let stage = if e.table == "raw" {
+                        &mut rs.raw
                     } else {
-                        rs.forward.rules.push(r);
+                        &mut rs.forward
+                    };
+                    if matches!(
+                        e.chain.as_str(),
+                        "FORWARD" | "INPUT" | "OUTPUT" | "PREROUTING"
+                    ) {
+                        stage.rules.push(r);
+                    } else {
+                        let name = chain_names
+                            .get(&e.chain)
+                            .cloned()
+                            .unwrap_or_else(|| e.chain.clone());
+                        stage.chains.entry(name).or_default().push(r);
                     }
                 }
             }
@@ -483,6 +699,10 @@ impl Importer<'_> {
         for (pos, table, mut r) in checked {
             r.in_port = None;
             r.out_port = None;
+            // Chains are checked with the whole ruleset below.
+            if !r.action.is_verdict() {
+                r.action = Action::Accept;
+            }
             let mut one = Ruleset::default();
             if table == "raw" {
                 one.raw.rules.push(r);
@@ -510,7 +730,43 @@ impl Importer<'_> {
                 self.errs.push(e);
             }
         }
-        (rs, self.errs)
+        (rs, self.errs, self.warns)
+    }
+
+    /// The YAML name of each user-defined chain: its iptables name, with characters a
+    /// chain name may not have (`config::chains::valid_name`) made `_`, cut to the longest
+    /// name, and `_` added until it is unique. The same name in both families is one chain:
+    /// each of its rules keeps its family.
+    fn chain_names(&self) -> BTreeMap<String, String> {
+        let mut names: Vec<&str> = self
+            .user_chains
+            .iter()
+            .map(|(_, _, c)| c.as_str())
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        let mut out: BTreeMap<String, String> = BTreeMap::new();
+        for n in names {
+            let mut y: String = n
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .take(chains::MAX_NAME)
+                .collect();
+            while out.values().any(|v| *v == y) {
+                if y.len() >= chains::MAX_NAME {
+                    y.pop();
+                }
+                y.push('_');
+            }
+            out.insert(n.to_string(), y);
+        }
+        out
     }
 }
 

@@ -21,6 +21,7 @@ impl RuleParser<'_> {
                 helper: None,
             },
             "NOTRACK" => Target::Notrack,
+            "RETURN" => Target::Return,
             other => {
                 self.skipping = true;
                 Target::Other(other.to_string())
@@ -31,6 +32,21 @@ impl RuleParser<'_> {
             return;
         }
         self.out.target = Some((target, v.pos));
+    }
+
+    /// `-g CHAIN`: the chain must be a user-defined one, which the importer checks.
+    pub(super) fn goto(&mut self, tok: &Tok) {
+        self.no_neg(tok);
+        let Some(v) = self.value(tok) else { return };
+        if self.out.target.is_some() {
+            self.err(
+                tok.pos,
+                "`-g` in a rule that has a target",
+                "give one `-j` or `-g`",
+            );
+            return;
+        }
+        self.out.target = Some((Target::Goto(v.text.clone()), v.pos));
     }
 
     pub(super) fn reject_with(&mut self, tok: &Tok) {

@@ -34,7 +34,8 @@ impl Tok {
 
 pub(super) enum Stmt {
     Words(Vec<Tok>),
-    Comment(String),
+    /// A `#` comment on a line of its own, and where it starts.
+    Comment(String, Pos),
 }
 
 struct Lexer {
@@ -111,6 +112,7 @@ pub(super) fn tokenize(text: &str, file: &str, errs: &mut Vec<Diagnostic>) -> Ve
                 }
             }
             '#' if cur.is_none() => {
+                let at = lx.pos();
                 let mut comment = String::new();
                 while let Some(ch) = lx.peek() {
                     if ch == '\n' {
@@ -120,7 +122,7 @@ pub(super) fn tokenize(text: &str, file: &str, errs: &mut Vec<Diagnostic>) -> Ve
                     lx.bump();
                 }
                 if words.is_empty() {
-                    out.push(Stmt::Comment(comment));
+                    out.push(Stmt::Comment(comment, at));
                 }
             }
             '\\' => {

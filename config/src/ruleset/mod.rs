@@ -197,7 +197,12 @@ impl Default for FtpHelper {
     }
 }
 
-/// An ordered rule list with a policy for packets no rule matches.
+/// An ordered rule list with a policy for packets no rule matches, and the user-defined
+/// chains its rules jump to (iptables' `-N CHAIN`, `-j CHAIN`, `-g CHAIN`).
+///
+/// Rules are numbered across the stage (counters, `replay`'s `rule`, `statewallctl show`):
+/// the main list from 0, then each chain's rules in chain-name order
+/// ([`Stage::numbered`]).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Stage {
@@ -205,11 +210,53 @@ pub struct Stage {
     pub policy: Policy,
     #[serde(default)]
     pub rules: Vec<Rule>,
+    /// User-defined chains by name, reached by `action: {jump: NAME}` or `{goto: NAME}`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub chains: BTreeMap<String, Vec<Rule>>,
 }
 
 impl Stage {
     pub fn is_empty(&self) -> bool {
-        self.rules.is_empty() && self.policy == Policy::Accept
+        self.rules.is_empty() && self.chains.is_empty() && self.policy == Policy::Accept
+    }
+
+    /// Every rule with its chain (`None`: the main list) and its index in that list, in
+    /// stage numbering: the main list, then the chains in name order.
+    pub fn numbered(&self) -> impl Iterator<Item = (Option<&str>, usize, &Rule)> {
+        let main = self.rules.iter().enumerate().map(|(i, r)| (None, i, r));
+        let chains = self.chains.iter().flat_map(|(name, rules)| {
+            rules
+                .iter()
+                .enumerate()
+                .map(move |(i, r)| (Some(name.as_str()), i, r))
+        });
+        main.chain(chains)
+    }
+
+    /// Rules in the stage, the chains' included.
+    pub fn rule_count(&self) -> usize {
+        self.rules.len() + self.chains.values().map(Vec::len).sum::<usize>()
+    }
+
+    /// The stage number of a chain's first rule.
+    pub fn chain_offset(&self, chain: &str) -> Option<usize> {
+        let mut at = self.rules.len();
+        for (name, rules) in &self.chains {
+            if name == chain {
+                return Some(at);
+            }
+            at += rules.len();
+        }
+        None
+    }
+
+    /// The path of rule `i` of a chain (`None`: the main list) in a ruleset document, as the
+    /// source map names it: `forward.rules.3`, `forward.chains.lan-in.0`.
+    pub fn rule_path(stage: &str, chain: Option<&str>, i: usize) -> String {
+        match chain {
+            None => format!("{stage}.rules.{i}"),
+            Some(c) => format!("{stage}.chains.{c}.{i}"),
+        }
     }
 }
 
@@ -223,24 +270,128 @@ pub enum Policy {
 }
 
 /// A rule's action. `raw` allows `notrack` and `accept`; `forward` allows `accept`, `drop`
-/// and `reject`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+/// and `reject`; both allow `return`, `{jump: CHAIN}` and `{goto: CHAIN}`.
+///
+/// `jump` walks the chain and, when no rule there decides (or one returns), goes on after
+/// the jumping rule; `goto` walks it and then returns from the jumping rule's own list;
+/// `return` leaves the current chain (in the main list: the policy decides), as iptables'
+/// `-j CHAIN`, `-g CHAIN` and `-j RETURN`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Action {
     Accept,
     Drop,
     Reject,
     Notrack,
+    Return,
+    Jump(String),
+    Goto(String),
 }
 
 impl Action {
-    pub fn name(self) -> &'static str {
+    /// The names a YAML `action:` takes: the plain ones, then the keys of the map forms.
+    pub const NAMES: &'static [&'static str] = &[
+        "accept", "drop", "reject", "notrack", "return", "jump", "goto",
+    ];
+
+    pub fn name(&self) -> &'static str {
         match self {
             Action::Accept => "accept",
             Action::Drop => "drop",
             Action::Reject => "reject",
             Action::Notrack => "notrack",
+            Action::Return => "return",
+            Action::Jump(_) => "jump",
+            Action::Goto(_) => "goto",
         }
+    }
+
+    /// The chain a `jump` or `goto` names.
+    pub fn chain(&self) -> Option<&str> {
+        match self {
+            Action::Jump(c) | Action::Goto(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// Whether the action decides the packet's fate (accept, drop, reject, notrack), rather
+    /// than move it between chains.
+    pub fn is_verdict(&self) -> bool {
+        self.chain().is_none() && *self != Action::Return
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self.chain() {
+            Some(c) => write!(f, "{} {c}", self.name()),
+            None => f.write_str(self.name()),
+        }
+    }
+}
+
+impl Serialize for Action {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        match self.chain() {
+            Some(c) => {
+                let mut m = s.serialize_map(Some(1))?;
+                m.serialize_entry(self.name(), c)?;
+                m.end()
+            }
+            None => s.serialize_str(self.name()),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Action {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ActionVisitor)
+    }
+}
+
+struct ActionVisitor;
+
+impl<'de> Visitor<'de> for ActionVisitor {
+    type Value = Action;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("accept, drop, reject, notrack, return, {jump: CHAIN} or {goto: CHAIN}")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Action, E> {
+        Ok(match v {
+            "accept" => Action::Accept,
+            "drop" => Action::Drop,
+            "reject" => Action::Reject,
+            "notrack" => Action::Notrack,
+            "return" => Action::Return,
+            "jump" | "goto" => {
+                return Err(E::custom(format!(
+                    "`{v}` needs the chain's name: write `action: {{{v}: CHAIN}}`"
+                )))
+            }
+            other => return Err(E::unknown_variant(other, Action::NAMES)),
+        })
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Action, A::Error> {
+        let Some(key) = map.next_key::<String>()? else {
+            return Err(de::Error::custom(
+                "an empty map is no action: write `{jump: CHAIN}` or `{goto: CHAIN}`",
+            ));
+        };
+        let chain: String = map.next_value()?;
+        let action = match key.as_str() {
+            "jump" => Action::Jump(chain),
+            "goto" => Action::Goto(chain),
+            other => return Err(de::Error::unknown_variant(other, &["jump", "goto"])),
+        };
+        if map.next_key::<String>()?.is_some() {
+            return Err(de::Error::custom(
+                "an action map has one key: `{jump: CHAIN}` or `{goto: CHAIN}`",
+            ));
+        }
+        Ok(action)
     }
 }
 

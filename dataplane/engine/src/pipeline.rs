@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use config::matches::CtState;
-use config::ruleset::{Action, RejectWith};
+use config::ruleset::RejectWith;
 
 use crate::classifier::Key;
 use crate::conntrack::entry::{status, CachedVerdict};
@@ -16,7 +16,7 @@ use crate::conntrack::{HeapSlab, HelperVerdict, Shard, SlabMemory, Track};
 use crate::flow::steer_hash;
 use crate::packet::PacketMeta;
 use crate::reason::{DropReason, InvalidReason, L3Error};
-use crate::ruleset::{CompiledRuleset, CompiledStage};
+use crate::ruleset::{CompiledRuleset, CompiledStage, Target};
 use crate::wire::{self, proto};
 
 /// Packets parsed and prefetched together by [`Pipeline::process`].
@@ -321,33 +321,23 @@ impl<M: SlabMemory> Pipeline<M> {
         // the verdict cache (and an empty raw stage) needs none.
         let decide = |stage: &CompiledStage, ctstate: Option<CtState>, ctdir| {
             let key = Key::from_meta(m, p.in_port, out_port.unwrap_or(0), ctstate, ctdir);
-            let (rule, action) = stage.decide(&key);
-            let names = (
-                rules
-                    .ports
-                    .get(usize::from(p.in_port))
-                    .map_or("", String::as_str),
-                rules
-                    .ports
-                    .get(usize::from(out_port.unwrap_or(0)))
-                    .map_or("", String::as_str),
-            );
-            match stage.hotdrop(m, names.0, names.1, rule) {
-                Some(h) => (Some(h), Action::Drop),
-                None => (rule, action),
+            let (rule, target) = stage.decide(&key);
+            match stage.hotdrop(m, &key, &rules.ports) {
+                Some(h) => (Some(h), Target::Drop),
+                None => (rule, target),
             }
         };
 
         // Raw stage: before conntrack.
-        let (raw_rule, raw_action) = if rules.raw.actions.is_empty() {
+        let (raw_rule, raw_action) = if rules.raw.rule_count() == 0 {
             // No raw rules: the policy (accept or drop), without a lookup.
             rules.raw.decide_policy()
         } else {
             decide(&rules.raw, None, None)
         };
         let notrack = match raw_action {
-            Action::Notrack => true,
-            Action::Accept => false,
+            Target::Notrack => true,
+            Target::Accept => false,
             _ => {
                 let o = Outcome {
                     stage: StageId::Raw,
@@ -405,7 +395,7 @@ impl<M: SlabMemory> Pipeline<M> {
                     Some((rule, accept)) => (rule, accept, true),
                     None => {
                         let (rule, action) = decide(&rules.forward, ctstate, ctdir);
-                        let accept = action == Action::Accept;
+                        let accept = action == Target::Accept;
                         e.cache[dir.idx()] =
                             CachedVerdict::new(gen, rule, state as u8, p.in_port, accept);
                         (rule, accept, false)
@@ -414,7 +404,7 @@ impl<M: SlabMemory> Pipeline<M> {
             }
             _ => {
                 let (rule, action) = decide(&rules.forward, ctstate, ctdir);
-                (rule, action == Action::Accept, false)
+                (rule, action == Target::Accept, false)
             }
         };
         if cached {
@@ -467,8 +457,7 @@ impl<M: SlabMemory> Pipeline<M> {
             counters.accepted += 1;
             o
         } else {
-            let reject =
-                rule.filter(|&r| rules.forward.actions.get(r as usize) == Some(&Action::Reject));
+            let reject = rule.filter(|&r| rules.forward.target(r) == Some(Target::Reject));
             let o = Outcome {
                 reject: reject.is_some(),
                 reject_with: reject.and_then(|r| rules.forward.reject_with(r)),

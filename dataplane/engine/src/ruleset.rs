@@ -3,28 +3,65 @@
 //! generation number that cached verdicts are checked against.
 
 use config::matches::{CtDir, CtState, Proto};
-use config::ruleset::{Action, Family, Policy, Rule, Ruleset};
+use config::ruleset::{Action, Family, Policy, RejectWith, Rule, Ruleset, Stage};
 
-use crate::classifier::{Classifier, Key};
+use crate::classifier::{reference, Classifier, Key, ProgramError};
 use crate::conntrack::Sysctls;
 use crate::packet::{Fragment, IpFamily, PacketMeta};
 use crate::reason::InvalidReason;
 
 /// Most ports a gateway may have (port indices fit the verdict cache's 7 bits).
 pub const MAX_PORTS: usize = 64;
-/// Most rules per stage (rule indices fit the verdict cache's u16, minus the policy mark).
+/// Most rules per stage, the chains' included (rule indices fit the verdict cache's u16,
+/// minus the policy mark).
 pub const MAX_RULES: usize = 65_000;
+/// Most entries a stage's chains may inline into (a chain counts once per place that
+/// jumps to it; see `classifier/program.rs`).
+pub const MAX_ENTRIES: usize = 4 * MAX_RULES;
 
-/// One compiled stage: classifier, the action of each rule, the policy.
+/// What a rule that decides does to the packet: the verdicts among [`Action`]s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Accept,
+    Drop,
+    Reject,
+    Notrack,
+}
+
+impl Target {
+    /// The verdict of an action; `None` for those that move between chains.
+    pub fn of(a: &Action) -> Option<Target> {
+        match a {
+            Action::Accept => Some(Target::Accept),
+            Action::Drop => Some(Target::Drop),
+            Action::Reject => Some(Target::Reject),
+            Action::Notrack => Some(Target::Notrack),
+            Action::Return | Action::Jump(_) | Action::Goto(_) => None,
+        }
+    }
+
+    fn of_policy(p: Policy) -> Target {
+        match p {
+            Policy::Accept => Target::Accept,
+            Policy::Drop => Target::Drop,
+        }
+    }
+}
+
+/// One compiled stage: classifier, the target of each rule, the policy.
 #[derive(Debug)]
 pub struct CompiledStage {
     pub classifier: Classifier,
-    pub actions: Vec<Action>,
+    /// Each rule's target, in stage numbering; `None` for a rule that jumps, goes or
+    /// returns (the classifier never names one).
+    targets: Vec<Option<Target>>,
     pub policy: Policy,
     /// Bytes of L4 header each rule's port/ICMP/flag matches read (0: none); see `hotdrop`.
     l4_need: Vec<u8>,
-    /// The rules, for the rare truncated-header path.
-    rules: Vec<Rule>,
+    /// Each rule's `reject_with`.
+    reject_with: Vec<Option<RejectWith>>,
+    /// The stage, for the rare truncated-header path.
+    stage: Stage,
     /// Each rule's family ([`Rule::implied_family`]), worked out once for that path.
     families: Vec<Option<Family>>,
     max_l4_need: u8,
@@ -82,44 +119,42 @@ fn ip_level_matches(
 impl CompiledStage {
     /// The policy's verdict, as `decide` gives it when no rule matches.
     #[inline]
-    pub fn decide_policy(&self) -> (Option<u32>, Action) {
-        (
-            None,
-            match self.policy {
-                Policy::Accept => Action::Accept,
-                Policy::Drop => Action::Drop,
-            },
-        )
+    pub fn decide_policy(&self) -> (Option<u32>, Target) {
+        (None, Target::of_policy(self.policy))
     }
 
-    /// First matching rule and its action, or the policy (`rule` None).
+    /// The rule that decides and its target, or the policy (`rule` None).
     #[inline]
-    pub fn decide(&self, key: &Key) -> (Option<u32>, Action) {
-        match self.classifier.classify(key) {
-            Some(i) => (Some(i), self.actions[i as usize]),
-            None => (
-                None,
-                match self.policy {
-                    Policy::Accept => Action::Accept,
-                    Policy::Drop => Action::Drop,
-                },
-            ),
+    pub fn decide(&self, key: &Key) -> (Option<u32>, Target) {
+        match self
+            .classifier
+            .classify(key)
+            .and_then(|i| Some((i, (*self.targets.get(i as usize)?)?)))
+        {
+            Some((i, t)) => (Some(i), t),
+            None => self.decide_policy(),
         }
     }
 
+    /// The target of rule `i`, if it decides.
+    #[inline]
+    pub fn target(&self, i: u32) -> Option<Target> {
+        self.targets.get(i as usize).copied().flatten()
+    }
+
+    /// Rules in the stage, the chains' included.
+    pub fn rule_count(&self) -> usize {
+        self.targets.len()
+    }
+
     /// The kernel's "hotdrop": a match module that must read an L4 header the packet is too
-    /// short to have drops the packet on the spot, whatever the rule's target. Returns the
-    /// first rule before `before` (the classifier's match, or the rule count) whose IP-level
-    /// part matches and whose L4 matches need more than the packet's `l4_len`. iptables runs
+    /// short to have drops the packet on the spot, whatever the rule's target. Walks the
+    /// stage as the kernel does (chains included) and returns the first rule on the way
+    /// whose IP-level part matches and whose L4 matches need more than the packet's
+    /// `l4_len`; `None` when the walk reaches a verdict or the policy first. iptables runs
     /// match modules in the order written; this takes the port/ICMP matches to run before
     /// the conntrack ones, as in `-p tcp -m multiport --dports 22,80 -m state --state NEW`.
-    pub fn hotdrop(
-        &self,
-        m: &PacketMeta,
-        in_port: &str,
-        out_port: &str,
-        before: Option<u32>,
-    ) -> Option<u32> {
+    pub fn hotdrop(&self, m: &PacketMeta, key: &Key, ports: &[String]) -> Option<u32> {
         // Only a header shorter than its protocol's minimum can be too short for a match.
         if m.l4_invalid != Some(InvalidReason::Truncated)
             || m.fragment == Fragment::Later
@@ -127,18 +162,27 @@ impl CompiledStage {
         {
             return None;
         }
-        let end = before.map_or(self.rules.len(), |b| b as usize);
-        (0..end.min(self.rules.len()))
-            .find(|&i| {
-                m.l4_len < u16::from(self.l4_need[i])
-                    && ip_level_matches(&self.rules[i], self.families[i], m, in_port, out_port)
-            })
-            .map(|i| i as u32)
+        let name = |i: u8| ports.get(usize::from(i)).map_or("", String::as_str);
+        let (in_port, out_port) = (name(key.in_port), name(key.out_port));
+        let mut hot = false;
+        let at = reference::walk(&self.stage, ports, key, &mut |i, r| {
+            let i = i as usize;
+            hot = m.l4_len < u16::from(self.l4_need.get(i).copied().unwrap_or(0))
+                && ip_level_matches(
+                    r,
+                    self.families.get(i).copied().flatten(),
+                    m,
+                    in_port,
+                    out_port,
+                );
+            hot
+        });
+        at.filter(|_| hot)
     }
 
     /// The `reject_with` of rule `i`.
-    pub fn reject_with(&self, i: u32) -> Option<config::ruleset::RejectWith> {
-        self.rules.get(i as usize).and_then(|r| r.reject_with)
+    pub fn reject_with(&self, i: u32) -> Option<RejectWith> {
+        self.reject_with.get(i as usize).copied().flatten()
     }
 
     /// Whether the verdict for this packet, of this state and direction, may be cached for
@@ -177,21 +221,32 @@ pub struct CompiledRuleset {
 pub enum CompileError {
     #[error("{0} ports declared; at most {MAX_PORTS} are supported")]
     TooManyPorts(usize),
-    #[error("the {stage} stage has {count} rules; at most {MAX_RULES} are supported")]
+    #[error("the {stage} stage has {count} rules (its chains' included); at most {MAX_RULES} are supported")]
     TooManyRules { stage: &'static str, count: usize },
+    #[error("the {stage} stage: {error}; jump to fewer chains from fewer places, or flatten some chains")]
+    Chains {
+        stage: &'static str,
+        error: ProgramError,
+    },
 }
 
-fn stage(rules: &[Rule], policy: Policy, ports: &[String]) -> CompiledStage {
-    let l4: Vec<u8> = rules.iter().map(l4_need).collect();
-    CompiledStage {
-        classifier: Classifier::compile(rules, ports),
-        actions: rules.iter().map(|r| r.action).collect(),
-        policy,
+fn stage(name: &'static str, s: &Stage, ports: &[String]) -> Result<CompiledStage, CompileError> {
+    let classifier = Classifier::compile_chains(&s.rules, &s.chains, ports, MAX_ENTRIES)
+        .map_err(|error| CompileError::Chains { stage: name, error })?;
+    let l4: Vec<u8> = s.numbered().map(|(_, _, r)| l4_need(r)).collect();
+    Ok(CompiledStage {
+        classifier,
+        targets: s
+            .numbered()
+            .map(|(_, _, r)| Target::of(&r.action))
+            .collect(),
+        policy: s.policy,
         max_l4_need: l4.iter().copied().max().unwrap_or(0),
         l4_need: l4,
-        rules: rules.to_vec(),
-        families: rules.iter().map(Rule::implied_family).collect(),
-    }
+        families: s.numbered().map(|(_, _, r)| r.implied_family()).collect(),
+        reject_with: s.numbered().map(|(_, _, r)| r.reject_with).collect(),
+        stage: s.clone(),
+    })
 }
 
 impl CompiledRuleset {
@@ -202,10 +257,10 @@ impl CompiledRuleset {
             return Err(CompileError::TooManyPorts(ports.len()));
         }
         for (name, s) in [("raw", &r.raw), ("forward", &r.forward)] {
-            if s.rules.len() > MAX_RULES {
+            if s.rule_count() > MAX_RULES {
                 return Err(CompileError::TooManyRules {
                     stage: name,
-                    count: s.rules.len(),
+                    count: s.rule_count(),
                 });
             }
         }
@@ -219,8 +274,8 @@ impl CompiledRuleset {
         }
         Ok(CompiledRuleset {
             generation: generation.max(1),
-            raw: stage(&r.raw.rules, r.raw.policy, &ports),
-            forward: stage(&r.forward.rules, r.forward.policy, &ports),
+            raw: stage("raw", &r.raw, &ports)?,
+            forward: stage("forward", &r.forward, &ports)?,
             peer,
             ports,
             sysctls: Sysctls::from_settings(&r.conntrack),

@@ -15,7 +15,7 @@ use config::matches::{
     Cidr, CtDir, CtState, Icmp4Type, Icmp6Type, IcmpType, Match, PortName, PortRange, Proto,
     Scalar, TcpFlag, TcpFlagsMatch,
 };
-use config::ruleset::{Action, Family, Rule};
+use config::ruleset::{Action, Family, Policy, Rule, Stage};
 use engine::classifier::{reference, Classifier, Key};
 use engine::packet::IpFamily;
 use proptest::prelude::*;
@@ -344,6 +344,79 @@ proptest! {
                     k1.tcp_flags,
                     k0
                 );
+            }
+        }
+    }
+}
+
+/// A stage with up to four chains: rule `c` of a list gets a random match and, by `c[15]`,
+/// accept, drop, return, or a jump or goto to a later chain (chains only jump forward, so
+/// there is no loop, as validation requires).
+fn stage(main: &[Vec<u32>], chains: &[Vec<Vec<u32>>]) -> Stage {
+    let action = |c: &[u32], from: usize| {
+        let later = chains.len().saturating_sub(from);
+        let pick_chain = |k: u32| format!("c{}", from + (k as usize % later.max(1)));
+        match c[15] % 8 {
+            0 | 1 => Action::Accept,
+            2 => Action::Drop,
+            3 => Action::Return,
+            4 | 5 if later > 0 => Action::Jump(pick_chain(c[14])),
+            6 if later > 0 => Action::Goto(pick_chain(c[14])),
+            _ => Action::Accept,
+        }
+    };
+    let list = |rules: &[Vec<u32>], from: usize| -> Vec<Rule> {
+        rules
+            .iter()
+            .map(|c| Rule {
+                action: action(c, from),
+                ..rule(c)
+            })
+            .collect()
+    };
+    Stage {
+        policy: Policy::Drop,
+        rules: list(main, 0),
+        chains: chains
+            .iter()
+            .enumerate()
+            .map(|(i, rules)| (format!("c{i}"), list(rules, i + 1)))
+            .collect(),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Chains flattened into one program decide as iptables' walk does: the tree, a linear
+    /// scan of the program and the reference walk name the same rule for every key; and the
+    /// verdict cache stays sound across chains.
+    #[test]
+    fn chains_decide_as_the_walk_does(
+        main in prop::collection::vec(choices(16), 1..=30),
+        chains in prop::collection::vec(prop::collection::vec(choices(16), 0..=12), 0..=4),
+        keys in prop::collection::vec((choices(12), any::<u8>()), 64),
+    ) {
+        let st = stage(&main, &chains);
+        let ports = ports();
+        let cl = Classifier::compile_chains(&st.rules, &st.chains, &ports, 1 << 20).unwrap();
+        prop_assert_eq!(cl.len(), st.rule_count());
+        for (c, other_flags) in &keys {
+            let k = key(c);
+            let fast = cl.classify(&k);
+            prop_assert_eq!(fast, cl.classify_linear(&k), "tree vs linear for {:?}", k);
+            let slow = reference::walk(&st, &ports, &k, &mut |_, _| false);
+            prop_assert_eq!(fast, slow, "tree vs walk for {:?}", k);
+            if let Some(r) = fast {
+                let (_, _, rule) = st.numbered().nth(r as usize).unwrap();
+                prop_assert!(rule.action.is_verdict(), "rule {} decides with {}", r, rule.action);
+            }
+            let k1 = Key { tcp_flags: if k.proto == 6 { *other_flags } else { 0 }, ..k };
+            let usable = |k: &Key| {
+                cl.cacheable(k.ctstate, k.ctdir) || cl.flags_irrelevant(k.proto, k.tcp_flags)
+            };
+            if usable(&k) && usable(&k1) {
+                prop_assert_eq!(fast, cl.classify(&k1), "cached across flags of {:?}", k);
             }
         }
     }

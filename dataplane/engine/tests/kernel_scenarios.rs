@@ -150,6 +150,7 @@ fn import_scenario(dir: &Path, name: &str) -> Result<Arc<CompiledRuleset>, Strin
         rules: (&rules.0, &rules.1),
         sysctl: sysctl.as_ref().map(|(n, t)| (n.as_str(), t.as_str())),
         helpers: helpers.as_ref().map(|(n, t)| (n.as_str(), t.as_str())),
+        family: None,
     };
     let imported = config::iptables::import(&input).map_err(|e| {
         format!(
@@ -157,7 +158,7 @@ fn import_scenario(dir: &Path, name: &str) -> Result<Arc<CompiledRuleset>, Strin
             common::diagnostics(&e)
         )
     })?;
-    let yaml = config::iptables::to_yaml(&imported);
+    let yaml = imported.to_yaml();
     load_yaml(&yaml, &format!("{name}.yaml (imported)"))
         .map_err(|e| format!("{e}\n--- the imported YAML:\n{yaml}"))
 }

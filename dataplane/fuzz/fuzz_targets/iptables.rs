@@ -7,7 +7,7 @@
 //! suite's rules, `dataplane/fuzz/seeds/iptables`).
 #![no_main]
 
-use config::iptables::{import, to_yaml, ImportInput};
+use config::iptables::{import, ImportInput};
 use engine::ruleset::CompiledRuleset;
 use libfuzzer_sys::fuzz_target;
 
@@ -23,10 +23,14 @@ fuzz_target!(|data: &[u8]| {
         rules: ("fuzz.rules", rules),
         sysctl: sysctl.map(|t| ("fuzz.sysctl", t)),
         helpers: helpers.map(|t| ("fuzz.helpers", t)),
+        family: None,
     };
     match import(&input) {
         Ok(r) => {
-            let yaml = to_yaml(&r);
+            for w in &r.warnings {
+                assert!(!w.message.is_empty(), "{w:?}");
+            }
+            let yaml = r.to_yaml();
             let loaded = config::load_str(&yaml, "imported.yaml")
                 .unwrap_or_else(|e| panic!("imported YAML does not load: {e:?}\n{yaml}"));
             let _ = CompiledRuleset::compile(&loaded.ruleset, 1);

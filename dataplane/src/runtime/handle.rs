@@ -336,10 +336,9 @@ impl RuntimeHandle {
                 })
             };
             let rules = s
-                .rules
-                .iter()
+                .numbered()
                 .enumerate()
-                .map(|(i, r)| {
+                .map(|(i, (chain, _, r))| {
                     let (packets, bytes) = sum(Some(i));
                     let mut v = serde_json::to_value(r).unwrap_or_default();
                     if let Some(m) = v.as_object_mut() {
@@ -348,7 +347,8 @@ impl RuntimeHandle {
                     }
                     RuleShow {
                         index: i,
-                        action: r.action.name().to_string(),
+                        chain: chain.map(str::to_string),
+                        action: r.action.to_string(),
                         matches: v.to_string(),
                         comment: r.comment.clone(),
                         packets,

@@ -259,8 +259,8 @@ impl Shared {
         let counters = (0..self.workers)
             .map(|_| {
                 Arc::new(RuleCounters::new(
-                    rules.raw.actions.len(),
-                    rules.forward.actions.len(),
+                    rules.raw.rule_count(),
+                    rules.forward.rule_count(),
                 ))
             })
             .collect();

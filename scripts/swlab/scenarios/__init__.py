@@ -17,6 +17,7 @@ import sys
 from .. import SCEN_DIR
 from ..dsl import REGISTERED, doc_of, make, name_of
 from . import (
+    chains,
     fragments,
     ftp,
     icmp,
@@ -31,7 +32,7 @@ from . import (
 )
 
 TOPICS = (tcp_state, tcp_rst, tcp_window, tcp_timeout, malformed, udp, icmp, ipv6, rules, ftp,
-          fragments)
+          fragments, chains)
 
 ORDER = """
     tcp-handshake tcp-data-both-ways tcp-fin-close tcp-fin-simultaneous tcp-fin-server-first
@@ -54,7 +55,7 @@ ORDER = """
     tcp-synack-bad-ack tcp-rst-syn-sent tcp-zero-window tcp-sack tcp-wscale-one-side
     tcp-data-after-fin tcp-loose-pickup-window icmp-error-directions icmp-echo-mismatch
     icmpv6-error-related-tcp udp-reply-other-port truncated-icmp ipv4-options ftp-format-edges
-    ftp-helper-other-port""".split()
+    ftp-helper-other-port chains-gateway chains-goto-return""".split()
 
 
 def _ordered() -> list:

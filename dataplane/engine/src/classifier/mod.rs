@@ -20,11 +20,14 @@
 
 mod compile;
 mod fields;
+mod program;
 pub mod reference;
 mod tree;
 
 #[cfg(test)]
 mod tests;
+
+use std::collections::BTreeMap;
 
 use config::matches::{CtDir, CtState};
 use config::ruleset::Rule;
@@ -33,6 +36,8 @@ use crate::packet::{Fragment, IpFamily, PacketMeta};
 use crate::reason::InvalidReason;
 use crate::wire::proto;
 use fields::{contains, ct_value, Interval, CT, CT_VALUES, FLAGS, NDIMS};
+pub use program::ProgramError;
+use program::{Program, Step};
 use tree::Tree;
 pub use tree::TreeStats;
 
@@ -121,10 +126,11 @@ fn key_tcp_flags(meta: &PacketMeta, has_l4: bool) -> u8 {
     }
 }
 
-/// One box of one rule: `len` constraints from `start` in `Classifier::constraints`.
+/// One box of one program entry: `len` constraints from `start` in
+/// `Classifier::constraints`.
 #[derive(Debug, Clone, Copy)]
 struct BoxRef {
-    rule: u32,
+    entry: u32,
     start: u32,
     len: u32,
 }
@@ -163,6 +169,8 @@ const CHECK_ORDER: [usize; NDIMS] = [
 #[derive(Debug, Clone)]
 pub struct Classifier {
     rules: usize,
+    /// What each program entry does (`program.rs`): without chains, entry `i` is rule `i`.
+    steps: Vec<Step>,
     boxes: Vec<BoxRef>,
     constraints: Vec<Constraint>,
     intervals: Vec<Interval>,
@@ -179,22 +187,38 @@ const _: () = assert!(CT_VALUES as u32 <= u32::BITS);
 
 impl Classifier {
     /// `rules` are already validated (`config::validate`); `ports` are the port names in
-    /// index order ([`Key::in_port`] indexes it).
+    /// index order ([`Key::in_port`] indexes it). A list without chains: a `jump` or `goto`
+    /// here names a chain it cannot have, and never matches.
     pub fn compile(rules: &[Rule], ports: &[String]) -> Classifier {
-        let mut shapes = Vec::new();
-        let mut rule_of = Vec::new();
-        for (i, r) in rules.iter().enumerate() {
-            for s in compile::rule_shapes(r, ports) {
-                shapes.push(s);
-                rule_of.push(i as u32);
-            }
-        }
+        let program = program::flatten(rules, None, ports, usize::MAX);
+        Self::from_program(program.unwrap_or_default(), rules.len())
+    }
+
+    /// A stage's main list and its chains (validated: every target exists, no loops), as
+    /// one program of at most `limit` entries.
+    pub fn compile_chains(
+        rules: &[Rule],
+        chains: &BTreeMap<String, Vec<Rule>>,
+        ports: &[String],
+        limit: usize,
+    ) -> Result<Classifier, ProgramError> {
+        let program = program::flatten(rules, Some(chains), ports, limit)?;
+        let count = rules.len() + chains.values().map(Vec::len).sum::<usize>();
+        Ok(Self::from_program(program, count))
+    }
+
+    fn from_program(program: Program, rules: usize) -> Classifier {
+        let Program {
+            shapes,
+            entry_of,
+            steps,
+        } = program;
         let mut boxes = Vec::with_capacity(shapes.len());
         let mut constraints = Vec::new();
         let mut intervals = Vec::new();
         let mut flags_by_ct = 0u32;
         let mut flag_values = [0u64; 4];
-        for (shape, &rule) in shapes.iter().zip(&rule_of) {
+        for (shape, &entry) in shapes.iter().zip(&entry_of) {
             let start = constraints.len() as u32;
             for dim in CHECK_ORDER {
                 let set = &shape[dim];
@@ -214,7 +238,7 @@ impl Classifier {
                 intervals.extend_from_slice(&set.0);
             }
             boxes.push(BoxRef {
-                rule,
+                entry,
                 start,
                 len: constraints.len() as u32 - start,
             });
@@ -233,9 +257,10 @@ impl Classifier {
         }
         constraints.shrink_to_fit();
         intervals.shrink_to_fit();
-        let (tree, stats) = Tree::build(&shapes, &rule_of);
+        let (tree, stats) = Tree::build(&shapes, &entry_of);
         Classifier {
-            rules: rules.len(),
+            rules,
+            steps,
             boxes,
             constraints,
             intervals,
@@ -246,25 +271,43 @@ impl Classifier {
         }
     }
 
-    /// Index of the first rule that matches (iptables first-match semantics), or `None`.
+    /// Index of the rule that decides (iptables first-match semantics, through the chains),
+    /// or `None`: the policy decides.
     pub fn classify(&self, key: &Key) -> Option<u32> {
         let vals = key.values();
-        let found = self.tree.lookup(&vals, |b| {
-            self.boxes
-                .get(b as usize)
-                .is_some_and(|x| self.box_matches(x, &vals))
-        });
-        match found {
-            Some(tree::NONE) => None,
-            Some(r) => Some(r),
-            // The walk cannot overflow its stack by construction; stay correct if it did.
-            None => self.scan(&vals),
-        }
+        self.walk(|from| {
+            let found = self.tree.lookup(&vals, from, |b| {
+                self.boxes
+                    .get(b as usize)
+                    .is_some_and(|x| self.box_matches(x, &vals))
+            });
+            match found {
+                Some(tree::NONE) => None,
+                Some(e) => Some(e),
+                // The walk cannot overflow its stack by construction; stay correct if it did.
+                None => self.scan(&vals, from),
+            }
+        })
     }
 
     /// The reference: a linear first-match scan of the same compiled rules.
     pub fn classify_linear(&self, key: &Key) -> Option<u32> {
-        self.scan(&key.values())
+        let vals = key.values();
+        self.walk(|from| self.scan(&vals, from))
+    }
+
+    /// Follow the program from entry 0: `first(from)` is the first entry at or after
+    /// `from` that matches. Skips go strictly forward, so the loop ends.
+    #[inline]
+    fn walk(&self, first: impl Fn(u32) -> Option<u32>) -> Option<u32> {
+        let mut from = 0;
+        for _ in 0..=self.steps.len() {
+            match self.steps.get(first(from)? as usize)? {
+                Step::Rule(r) => return Some(*r),
+                Step::Skip(to) => from = *to,
+            }
+        }
+        None
     }
 
     /// Whether, for packets with this (ctstate, ctdir), the result depends only on
@@ -289,9 +332,15 @@ impl Classifier {
             || self.flag_values[usize::from(tcp_flags / 64)] & (1 << (tcp_flags % 64)) == 0
     }
 
-    /// Number of rules compiled (matching or not).
+    /// Number of rules compiled (matching or not), the chains' included.
     pub fn len(&self) -> usize {
         self.rules
+    }
+
+    /// Number of program entries: the rules with each chain counted once per place that
+    /// jumps to it, plus one per `return` and `goto` (the cost of chains, for the benchmark).
+    pub fn entries(&self) -> usize {
+        self.steps.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -311,11 +360,11 @@ impl Classifier {
             + self.tree.memory_bytes()
     }
 
-    fn scan(&self, vals: &[u128; NDIMS]) -> Option<u32> {
+    fn scan(&self, vals: &[u128; NDIMS], from: u32) -> Option<u32> {
         self.boxes
             .iter()
-            .find(|b| self.box_matches(b, vals))
-            .map(|b| b.rule)
+            .find(|b| b.entry >= from && self.box_matches(b, vals))
+            .map(|b| b.entry)
     }
 
     #[inline]

@@ -4,8 +4,9 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use config::chains::MAX_DEPTH;
 use config::matches::{Cidr, Proto};
-use config::ruleset::{Family, Rule};
+use config::ruleset::{Action, Family, Rule, Stage};
 
 use super::Key;
 use crate::packet::IpFamily;
@@ -137,6 +138,71 @@ pub fn rule_matches(rule: &Rule, ports: &[String], key: &Key) -> bool {
         }
     }
     rule.ctdir.is_none_or(|d| key.ctdir == Some(d))
+}
+
+/// Where a walk through a list of rules ended.
+enum End {
+    /// Rule `n` (stage numbering) decided, or `stop` stopped the walk there.
+    At(u32),
+    /// The list ran out, or a `return` left it.
+    Return,
+}
+
+/// The rule that decides, walking a stage as iptables walks its chains: rules in order,
+/// `jump` into a chain and back, `goto` into a chain and on to the caller's caller,
+/// `return`. Before a rule is matched, `stop(n, rule)` may end the walk at it (the kernel's
+/// hotdrop). `None`: the policy decides. Written from the semantics, for tests and the rare
+/// truncated-header path; a chain nested deeper than validation allows ends the walk
+/// there, as if it returned.
+pub fn walk(
+    stage: &Stage,
+    ports: &[String],
+    key: &Key,
+    stop: &mut dyn FnMut(u32, &Rule) -> bool,
+) -> Option<u32> {
+    match walk_list(stage, &stage.rules, 0, ports, key, stop, 0) {
+        End::At(n) => Some(n),
+        End::Return => None,
+    }
+}
+
+fn walk_list(
+    stage: &Stage,
+    rules: &[Rule],
+    base: u32,
+    ports: &[String],
+    key: &Key,
+    stop: &mut dyn FnMut(u32, &Rule) -> bool,
+    depth: usize,
+) -> End {
+    for (k, r) in rules.iter().enumerate() {
+        let n = base + k as u32;
+        if stop(n, r) {
+            return End::At(n);
+        }
+        if !rule_matches(r, ports, key) {
+            continue;
+        }
+        let into = |c: &str| {
+            let at = stage.chain_offset(c)? as u32;
+            Some((stage.chains.get(c)?, at))
+        };
+        match &r.action {
+            Action::Return => return End::Return,
+            Action::Jump(c) | Action::Goto(c) => {
+                let Some((chain, at)) = into(c).filter(|_| depth < MAX_DEPTH) else {
+                    return End::Return;
+                };
+                match walk_list(stage, chain, at, ports, key, stop, depth + 1) {
+                    End::At(n) => return End::At(n),
+                    End::Return if matches!(r.action, Action::Goto(_)) => return End::Return,
+                    End::Return => {}
+                }
+            }
+            _ => return End::At(n),
+        }
+    }
+    End::Return
 }
 
 /// First-match over `rules` with [`rule_matches`].

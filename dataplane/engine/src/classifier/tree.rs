@@ -114,13 +114,14 @@ impl Tree {
         (b.tree, b.stats)
     }
 
-    /// First-match rule among the boxes the tree leads `vals` to; `matches(box)` is the
-    /// exact check. `None` if the walk ran out of stack (it cannot, given [`MAX_DEPTH`]; the
-    /// caller then scans linearly).
+    /// First-match rule, at or after `from`, among the boxes the tree leads `vals` to;
+    /// `matches(box)` is the exact check. `None` if the walk ran out of stack (it cannot,
+    /// given [`MAX_DEPTH`]; the caller then scans linearly).
     #[inline]
     pub(crate) fn lookup(
         &self,
         vals: &[u128; NDIMS],
+        from: u32,
         matches: impl Fn(u32) -> bool,
     ) -> Option<u32> {
         let mut best = NONE;
@@ -144,7 +145,7 @@ impl Tree {
                     if r >= best {
                         break;
                     }
-                    if matches(b) {
+                    if r >= from && matches(b) {
                         best = r;
                         break;
                     }
