@@ -15,6 +15,8 @@ use anyhow::{bail, Context};
 use config::matches::{
     Cidr, CtDir, CtState, Icmp4Type, IcmpType, Match, PortName, PortRange, Proto,
 };
+use std::collections::BTreeMap;
+
 use config::ruleset::{Action, Rule};
 use engine::classifier::{Classifier, Key};
 use engine::packet::IpFamily;
@@ -35,6 +37,11 @@ pub struct Args {
     /// loaded machine otherwise reports its neighbours' load).
     #[arg(long, default_value_t = 5)]
     rounds: u64,
+    /// Also time the same rules spread over this many user-defined chains (each reached by a
+    /// `ctstate: new` jump and ending with `return`, as ufw and firewalld write them); 0
+    /// skips it.
+    #[arg(long, default_value_t = 100)]
+    chains: usize,
 }
 
 const PORTS: [&str; 3] = ["lan", "wan", "dmz"];
@@ -143,6 +150,41 @@ pub(crate) fn ruleset(n: usize) -> (Vec<Rule>, Vec<(usize, u32)>) {
     (rules, hosts)
 }
 
+/// A main list, its chains, and the flat rule index of each chained rule number.
+type Chained = (Vec<Rule>, BTreeMap<String, Vec<Rule>>, Vec<Option<u32>>);
+
+/// The rules of [`ruleset`] spread over `k` chains: the main list keeps the two state rules,
+/// then jumps (`ctstate: new`) to chains `c000`, `c001`, ... each holding a slice of the NEW
+/// rules and a final `return`, then the last rule. Also returns, for each rule number of the
+/// chained stage, the index of the same rule in the flat list (`None` for the jumps and
+/// returns).
+fn chained(rules: &[Rule], k: usize) -> Chained {
+    let (head, rest) = rules.split_at(2.min(rules.len()));
+    let (middle, last) = rest.split_at(rest.len().saturating_sub(1));
+    let per = middle.len().div_ceil(k.max(1)).max(1);
+    let mut main: Vec<Rule> = head.to_vec();
+    let mut flat_of: Vec<Option<u32>> = (0..head.len() as u32).map(Some).collect();
+    let mut chains = BTreeMap::new();
+    let mut chain_flat = Vec::new();
+    for (c, slice) in middle.chunks(per).enumerate() {
+        let name = format!("c{c:03}");
+        let mut jump = Rule::new(Action::Jump(name.clone()));
+        jump.ctstate = Some(new_only());
+        main.push(jump);
+        flat_of.push(None);
+        let start = head.len() + c * per;
+        let mut list = slice.to_vec();
+        list.push(Rule::new(Action::Return));
+        chain_flat.extend((start..start + slice.len()).map(|i| Some(i as u32)));
+        chain_flat.push(None);
+        chains.insert(name, list);
+    }
+    main.extend_from_slice(last);
+    flat_of.push(Some((rules.len() - 1) as u32));
+    flat_of.extend(chain_flat);
+    (main, chains, flat_of)
+}
+
 /// splitmix64, for reproducible key choice.
 pub(crate) struct Rng(pub(crate) u64);
 
@@ -240,7 +282,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     }
     let ports: Vec<String> = PORTS.iter().map(|s| (*s).to_string()).collect();
     println!(
-        "{:>7} {:>6} {:>6} {:>5} {:>5} {:>11} {:>9} {:>10} {:>12} {:>6}",
+        "{:>7} {:>6} {:>6} {:>5} {:>5} {:>11} {:>9} {:>10} {:>12} {:>6} {:>8} {:>10} {:>7}",
         "rules",
         "nodes",
         "leaves",
@@ -250,9 +292,19 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         "mem_KiB",
         "tree_ns",
         "linear_ns",
-        "hit%"
+        "hit%",
+        "entries",
+        "chains_ns",
+        "ratio"
     );
     let mut results = Vec::new();
+    let time = |f: &dyn Fn(&Key) -> Option<u32>, keys: &[Key]| {
+        lookup_loop(keys, keys.len() as u64 * 4, f);
+        let per_round = (args.lookups / args.rounds.max(1)).max(1);
+        (0..args.rounds.max(1))
+            .map(|_| ns_per(lookup_loop(keys, per_round, f).0, per_round))
+            .fold(f64::INFINITY, f64::min)
+    };
     for &n in &args.rules {
         let (rules, hosts) = ruleset(n);
         // Compile three times, report the fastest.
@@ -275,17 +327,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             }
             hits += usize::from(got.is_some());
         }
-        // Warm up, then time.
-        lookup_loop(&keys, keys.len() as u64 * 4, |k| cl.classify(k));
-        let per_round = (args.lookups / args.rounds.max(1)).max(1);
-        let tree_ns = (0..args.rounds.max(1))
-            .map(|_| {
-                ns_per(
-                    lookup_loop(&keys, per_round, |k| cl.classify(k)).0,
-                    per_round,
-                )
-            })
-            .fold(f64::INFINITY, f64::min);
+        let tree_ns = time(&|k| cl.classify(k), &keys);
         let linear_ns = if args.linear_budget == 0 {
             f64::NAN
         } else {
@@ -293,9 +335,26 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             let (d, _) = lookup_loop(&keys, m, |k| cl.classify_linear(k));
             ns_per(d, m)
         };
+        // The same rules in chains: the same rule decides every key, then the timing.
+        let (entries, chains_ns) = if args.chains == 0 {
+            (0, f64::NAN)
+        } else {
+            let (main, chains, flat_of) = chained(&rules, args.chains);
+            let cc = Classifier::compile_chains(&main, &chains, &ports, usize::MAX)
+                .context("compiling the chained rules")?;
+            for k in &keys {
+                let got = cc
+                    .classify(k)
+                    .and_then(|r| flat_of.get(r as usize).copied().flatten());
+                if got != cl.classify(k) {
+                    bail!("the chained rules decide {k:?} otherwise than the flat ones");
+                }
+            }
+            (cc.entries(), time(&|k| cc.classify(k), &keys))
+        };
         let s = cl.stats();
         println!(
-            "{:>7} {:>6} {:>6} {:>5} {:>5} {:>11.2} {:>9.1} {:>10.1} {:>12.1} {:>6.1}",
+            "{:>7} {:>6} {:>6} {:>5} {:>5} {:>11.2} {:>9.1} {:>10.1} {:>12.1} {:>6.1} {:>8} {:>10.1} {:>7.2}",
             n,
             s.nodes,
             s.leaves,
@@ -306,6 +365,9 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             tree_ns,
             linear_ns,
             100.0 * hits as f64 / keys.len() as f64,
+            entries,
+            chains_ns,
+            chains_ns / tree_ns,
         );
         results.push((n, tree_ns));
     }

@@ -171,6 +171,11 @@ pub struct Classifier {
     rules: usize,
     /// What each program entry does (`program.rs`): without chains, entry `i` is rule `i`.
     steps: Vec<Step>,
+    /// Entry `i` is rule `i` for every entry (no chains, or none left after folding): a
+    /// lookup is then the first match, with no step to follow.
+    flat: bool,
+    /// Some entry is a skip: a lookup may need a second one.
+    skips: bool,
     boxes: Vec<BoxRef>,
     constraints: Vec<Constraint>,
     intervals: Vec<Interval>,
@@ -258,9 +263,16 @@ impl Classifier {
         constraints.shrink_to_fit();
         intervals.shrink_to_fit();
         let (tree, stats) = Tree::build(&shapes, &entry_of);
+        let flat = steps
+            .iter()
+            .enumerate()
+            .all(|(i, s)| *s == Step::Rule(i as u32));
+        let skips = steps.iter().any(|s| matches!(s, Step::Skip(_)));
         Classifier {
             rules,
             steps,
+            flat,
+            skips,
             boxes,
             constraints,
             intervals,
@@ -273,9 +285,10 @@ impl Classifier {
 
     /// Index of the rule that decides (iptables first-match semantics, through the chains),
     /// or `None`: the policy decides.
+    #[inline]
     pub fn classify(&self, key: &Key) -> Option<u32> {
         let vals = key.values();
-        self.walk(|from| {
+        let first = |from: u32| {
             let found = self.tree.lookup(&vals, from, |b| {
                 self.boxes
                     .get(b as usize)
@@ -287,7 +300,17 @@ impl Classifier {
                 // The walk cannot overflow its stack by construction; stay correct if it did.
                 None => self.scan(&vals, from),
             }
-        })
+        };
+        if self.flat {
+            return first(0);
+        }
+        if !self.skips {
+            return match self.steps.get(first(0)? as usize)? {
+                Step::Rule(r) => Some(*r),
+                Step::Skip(_) => None,
+            };
+        }
+        self.walk(first)
     }
 
     /// The reference: a linear first-match scan of the same compiled rules.

@@ -22,6 +22,7 @@ use config::chains::MAX_DEPTH;
 use config::ruleset::{Action, Rule};
 
 use super::compile::{rule_shapes, Shape};
+use super::fields::IntervalSet;
 
 /// What an entry does when it is the first match.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,7 +101,180 @@ pub(crate) fn flatten(
             *l = f.labels.get(*l as usize).copied().unwrap_or(u32::MAX);
         }
     }
-    Ok(f.prog)
+    let mut prog = f.prog;
+    // Skips to the next entry first: they would stop others from folding.
+    drop_dead_entries(&mut prog);
+    fold_skips(&mut prog);
+    drop_dead_entries(&mut prog);
+    Ok(prog)
+}
+
+/// How subtracting one box from another went.
+enum Minus {
+    /// They do not meet: the box is unchanged.
+    Apart,
+    /// The second covers the first: nothing is left.
+    Gone,
+    /// What is left is one box.
+    One(Box<Shape>),
+    /// What is left needs several boxes.
+    Split,
+}
+
+fn minus(e: &Shape, s: &Shape) -> Minus {
+    let meet: Shape = std::array::from_fn(|d| e[d].intersect(&s[d]));
+    if meet.iter().any(IntervalSet::is_empty) {
+        return Minus::Apart;
+    }
+    // Dimensions where `e` reaches outside `s`: `e` minus `s` is `e` narrowed to the part
+    // outside `s` in one of them, and one box only when there is one such dimension.
+    let outside: Vec<usize> = (0..e.len()).filter(|&d| meet[d] != e[d]).collect();
+    match outside.as_slice() {
+        [] => Minus::Gone,
+        [d] => {
+            let mut left = e.clone();
+            left[*d] = e[*d].intersect(&s[*d].complement(*d));
+            Minus::One(Box::new(left))
+        }
+        _ => Minus::Split,
+    }
+}
+
+/// Fold a skip into the entries it jumps over where that keeps every box one box: a packet
+/// that matches the skip never reaches them, so each loses the skip's boxes, and the skip
+/// then matches nothing (a `return` on `in_port: wan` in a chain of `in_port: lan` rules, or
+/// an unconditional one mid-chain, costs no second lookup). Sound because a skip lands at
+/// the end of the innermost chain copy (or the program) holding it, so no other skip lands
+/// between it and its target: every packet that reaches an entry in between passed the
+/// skip. Work is bounded; past the bound, skips stay skips.
+fn fold_skips(prog: &mut Program) {
+    let mut budget = 16 * prog.shapes.len() + (1 << 20);
+    for i in 0..prog.steps.len() {
+        let Some(Step::Skip(to)) = prog.steps.get(i).copied() else {
+            continue;
+        };
+        let range = |lo: u32, hi: u32| {
+            prog.entry_of.partition_point(|&e| e < lo)..prog.entry_of.partition_point(|&e| e < hi)
+        };
+        let own = range(i as u32, i as u32 + 1);
+        let over = range(i as u32 + 1, to);
+        if over.len() > budget {
+            continue;
+        }
+        budget -= over.len();
+        let skips: Vec<Shape> = prog.shapes.get(own.clone()).unwrap_or_default().to_vec();
+        let mut next: Vec<Option<Shape>> = Vec::with_capacity(over.len());
+        let mut fits = true;
+        'boxes: for e in prog.shapes.get(over.clone()).unwrap_or_default() {
+            let mut cur = e.clone();
+            for s in &skips {
+                match minus(&cur, s) {
+                    Minus::Apart => {}
+                    Minus::Gone => {
+                        next.push(None);
+                        continue 'boxes;
+                    }
+                    Minus::One(left) => cur = *left,
+                    Minus::Split => {
+                        fits = false;
+                        break 'boxes;
+                    }
+                }
+            }
+            next.push(Some(cur));
+        }
+        if !fits {
+            continue;
+        }
+        // Boxes left empty (and the skip's own) are emptied here and dropped below.
+        for (slot, new) in prog
+            .shapes
+            .get_mut(over)
+            .unwrap_or_default()
+            .iter_mut()
+            .zip(next)
+        {
+            *slot = new.unwrap_or_else(empty_shape);
+        }
+        for slot in prog.shapes.get_mut(own).unwrap_or_default() {
+            *slot = empty_shape();
+        }
+    }
+}
+
+fn empty_shape() -> Shape {
+    std::array::from_fn(|_| IntervalSet::default())
+}
+
+/// Remove the boxes left empty, the entries left without a box, and every skip to the entry
+/// right after it (a `return` that ends its chain, a `goto` that ends its caller's list:
+/// matching one would cost a second lookup for nothing, and tools end chains so: `-A
+/// f2b-sshd -j RETURN`). Repeated until none is left, as a removal can make another skip's
+/// target its next entry.
+fn drop_dead_entries(prog: &mut Program) {
+    let mut keep_box: Vec<bool> = prog
+        .shapes
+        .iter()
+        .map(|s| s.iter().all(|set| !set.is_empty()))
+        .collect();
+    let mut boxes = vec![0usize; prog.steps.len()];
+    for (&e, &k) in prog.entry_of.iter().zip(&keep_box) {
+        if let Some(n) = boxes.get_mut(e as usize) {
+            *n += usize::from(k);
+        }
+    }
+    loop {
+        let no_op: Vec<bool> = prog
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| *s == Step::Skip(i as u32 + 1) || boxes.get(i) == Some(&0))
+            .collect();
+        if !no_op.contains(&true) {
+            return;
+        }
+        // New index of each old entry (and of the end), counting the entries kept before it.
+        let mut new_at = Vec::with_capacity(no_op.len() + 1);
+        let mut kept = 0u32;
+        for &gone in &no_op {
+            new_at.push(kept);
+            kept += u32::from(!gone);
+        }
+        new_at.push(kept);
+        let at = |old: u32| new_at.get(old as usize).copied().unwrap_or(kept);
+        let mut steps = Vec::with_capacity(kept as usize);
+        for (s, &gone) in prog.steps.iter().zip(&no_op) {
+            if !gone {
+                steps.push(match *s {
+                    Step::Skip(to) => Step::Skip(at(to)),
+                    r @ Step::Rule(_) => r,
+                });
+            }
+        }
+        let mut shapes = Vec::with_capacity(prog.shapes.len());
+        let mut entry_of = Vec::with_capacity(prog.entry_of.len());
+        let mut kept_boxes = Vec::with_capacity(prog.shapes.len());
+        let old = std::mem::take(&mut prog.shapes);
+        for ((shape, &e), k) in old.into_iter().zip(&prog.entry_of).zip(keep_box) {
+            if k && !no_op.get(e as usize).copied().unwrap_or(true) {
+                shapes.push(shape);
+                entry_of.push(at(e));
+                kept_boxes.push(true);
+            }
+        }
+        boxes = boxes
+            .iter()
+            .zip(&no_op)
+            .filter(|(_, gone)| !**gone)
+            .map(|(n, _)| *n)
+            .collect();
+        keep_box = kept_boxes;
+        *prog = Program {
+            shapes,
+            entry_of,
+            steps,
+        };
+    }
 }
 
 impl<'a> Flattener<'a> {
@@ -194,4 +368,65 @@ fn intersect_all(a: &[Shape], b: &[Shape]) -> Vec<Shape> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use config::matches::{Match, PortRange, Proto};
+
+    fn tcp_port(p: u16, action: Action) -> Rule {
+        let mut r = Rule::new(action);
+        r.proto = Some(Match::new(vec![Proto::TCP]));
+        r.dport = Some(Match::new(vec![PortRange { lo: p, hi: p }]));
+        r
+    }
+
+    #[test]
+    fn a_chain_is_inlined_where_it_is_reached_and_a_final_return_costs_nothing() {
+        let chains = BTreeMap::from([(
+            "web".to_string(),
+            vec![
+                tcp_port(80, Action::Accept),
+                tcp_port(81, Action::Return),
+                tcp_port(443, Action::Accept),
+                Rule::new(Action::Return),
+            ],
+        )]);
+        let main = vec![
+            Rule::new(Action::Jump("web".into())),
+            tcp_port(22, Action::Accept),
+            tcp_port(8080, Action::Goto("web".into())),
+            Rule::new(Action::Jump("web".into())),
+        ];
+        let p = flatten(&main, Some(&chains), &[], usize::MAX).unwrap();
+        // Rule numbers: main 0..=3, web 4..=7. Each copy of web is 80 (rule 4) and 443 (rule
+        // 6): the return on 81 folds into the 443 rule (they never meet), the final return
+        // costs nothing. Between them 22. The goto's copy, narrowed to port 8080, held only
+        // web's final return and the skip after the goto, both to the policy: folded into
+        // everything after, they are gone.
+        assert_eq!(
+            p.steps,
+            [
+                Step::Rule(4),
+                Step::Rule(6),
+                Step::Rule(1),
+                Step::Rule(4),
+                Step::Rule(6),
+            ]
+        );
+        assert_eq!(p.entry_of, [0, 1, 2, 3, 4]);
+        // A return that would split what follows into several boxes stays a skip.
+        let x = BTreeMap::from([(
+            "x".to_string(),
+            vec![tcp_port(81, Action::Return), Rule::new(Action::Accept)],
+        )]);
+        let p = flatten(&[Rule::new(Action::Jump("x".into()))], Some(&x), &[], 99).unwrap();
+        assert_eq!(p.steps, [Step::Skip(2), Step::Rule(2)]);
+        // A limit on the entries.
+        assert_eq!(
+            flatten(&main, Some(&chains), &[], 5).unwrap_err(),
+            ProgramError::TooLarge(5)
+        );
+    }
 }

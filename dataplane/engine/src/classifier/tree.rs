@@ -116,8 +116,9 @@ impl Tree {
 
     /// First-match rule, at or after `from`, among the boxes the tree leads `vals` to;
     /// `matches(box)` is the exact check. `None` if the walk ran out of stack (it cannot,
-    /// given [`MAX_DEPTH`]; the caller then scans linearly).
-    #[inline]
+    /// given [`MAX_DEPTH`]; the caller then scans linearly). Always inlined: in the common
+    /// lookup `from` is 0 and its test drops out.
+    #[inline(always)]
     pub(crate) fn lookup(
         &self,
         vals: &[u128; NDIMS],
