@@ -60,9 +60,16 @@ pub fn payload(p: &Payload, op: Option<ConntrackOp>) -> String {
                     "\n{} (policy {} {} packets, {} bytes)",
                     st.name, st.policy, st.policy_packets, st.policy_bytes
                 );
+                let w = st
+                    .rules
+                    .iter()
+                    .map(|r| r.action.len())
+                    .max()
+                    .unwrap_or(0)
+                    .max(8);
                 let _ = writeln!(
                     o,
-                    "{:>4} {:>10} {:>12}  {:<8} matches",
+                    "{:>4} {:>10} {:>12}  {:<w$} matches",
                     "#", "pkts", "bytes", "action"
                 );
                 let mut chain: Option<&str> = None;
@@ -73,7 +80,7 @@ pub fn payload(p: &Payload, op: Option<ConntrackOp>) -> String {
                     }
                     let _ = write!(
                         o,
-                        "{:>4} {:>10} {:>12}  {:<8} {}",
+                        "{:>4} {:>10} {:>12}  {:<w$} {}",
                         r.index, r.packets, r.bytes, r.action, r.matches
                     );
                     if let Some(c) = &r.comment {

@@ -379,6 +379,53 @@ fn apply_good_and_bad_rulesets() {
 }
 
 #[test]
+fn chains_are_shown_with_the_rule_that_decided_counted() {
+    let d = Daemon::start("chains");
+    let chained = d.file(
+        "chained.yaml",
+        "forward:
+  policy: drop
+  rules:
+    - {ctstate: invalid, action: drop}
+    - {ctstate: [established, related], action: accept}
+    - {in_port: lan, ctstate: new, action: {jump: lan-new}}
+  chains:
+    lan-new:
+      - {proto: tcp, dport: 22, action: accept, comment: ssh}
+      - {proto: tcp, dport: 80, action: accept, comment: web}
+      - {action: return}
+",
+    );
+    assert!(d.ok(&["apply", &chained]).contains("generation 2"));
+    d.traffic(10);
+    let Payload::Show(sh) = data(&d.json(&["show"])).clone() else {
+        panic!()
+    };
+    let fwd = sh.stages.iter().find(|s| s.name == "forward").unwrap();
+    let rows: Vec<(usize, Option<&str>, &str, u64)> = fwd
+        .rules
+        .iter()
+        .map(|r| (r.index, r.chain.as_deref(), r.action.as_str(), r.packets))
+        .collect();
+    // The 10 SYNs are counted at the rule that accepted them, not at the jump.
+    assert_eq!(
+        rows,
+        [
+            (0, None, "drop", 0),
+            (1, None, "accept", 30),
+            (2, None, "jump lan-new", 0),
+            (3, Some("lan-new"), "accept", 0),
+            (4, Some("lan-new"), "accept", 10),
+            (5, Some("lan-new"), "return", 0),
+        ]
+    );
+    let human = d.ok(&["show"]);
+    let at = human.find("  chain lan-new").expect(&human);
+    assert!(human[at..].contains("web"), "{human}");
+    assert!(human.contains("jump lan-new"), "{human}");
+}
+
+#[test]
 fn apply_watch_follows_the_file() {
     let d = Daemon::start("watch");
     let path = d.file("watched.yaml", &seed());

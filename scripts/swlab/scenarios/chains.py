@@ -78,3 +78,16 @@ def chains_goto_return(sc):
     sc.send("c", udp("c", 1111, 7010, b"sport"))
     for i, port in enumerate((5000, 5001, 5002, 5003)):
         sc.send("c", udp("c", 33400 + i, port, b"v6", v6=True))
+
+
+@scenario
+def input_rules_are_the_hosts(sc):
+    """A gateway dump with INPUT rules beside FORWARD's: INPUT accepts SSH and ping to the gateway itself, which the kernel never runs for forwarded (bridged) packets; FORWARD accepts only HTTP. Import leaves INPUT out, so SSH and ping through the gateway stay dropped."""
+    sc.stateful("-A FORWARD -s 10.10.0.2/32 -p tcp -m tcp --dport 80 -m conntrack --ctstate NEW -j ACCEPT")
+    sc.filter4 = ["-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT",
+                  "-A INPUT -p icmp -m icmp --icmp-type 8 -j ACCEPT", *sc.filter4]
+    for i, port in enumerate((22, 80)):
+        t = Tcp(sc, cport=42100 + i, sport=port)
+        t.seg("c", "S")
+        t.seg("s", "SA")
+    sc.send("c", echo("c", 97, 1))
