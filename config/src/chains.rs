@@ -28,6 +28,40 @@ pub fn valid_name(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
+/// The YAML name of each imported chain name: the name with characters a chain name may not
+/// have made `_`, cut to [`MAX_NAME`], and, where that is taken (in name order), ending in
+/// `_2`, `_3`, ... instead.
+pub fn yaml_names<'a>(names: impl Iterator<Item = &'a str>) -> BTreeMap<String, String> {
+    let mut names: Vec<&str> = names.collect();
+    names.sort_unstable();
+    names.dedup();
+    let mut out: BTreeMap<String, String> = BTreeMap::new();
+    for n in names {
+        // ASCII from here on, so byte lengths are character counts.
+        let base: String = n
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .take(MAX_NAME)
+            .collect();
+        let mut y = base.clone();
+        let mut k = 2;
+        while out.values().any(|v| *v == y) {
+            let suffix = format!("_{k}");
+            let keep = base.len().min(MAX_NAME - suffix.len());
+            y = format!("{}{suffix}", base.get(..keep).unwrap_or_default());
+            k += 1;
+        }
+        out.insert(n.to_string(), y);
+    }
+    out
+}
+
 /// The errors of a stage's chains: bad names, jumps to unknown chains, loops, depth.
 pub fn check(stage_name: &str, stage: &Stage, source: &SourceMap, file: &str) -> Vec<Diagnostic> {
     let mut out = Vec::new();
@@ -206,4 +240,22 @@ pub fn lint(stage_name: &str, stage: &Stage, source: &SourceMap, file: &str) -> 
 /// rule never hides the rules after it.
 pub fn falls_through(r: &Rule) -> bool {
     matches!(r.action, Action::Jump(_))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn imported_names_are_valid_and_distinct() {
+        let long = "x".repeat(40);
+        let names = ["net.fw", "net_fw", "ok", &long, &format!("{long}y")];
+        let y = yaml_names(names.iter().copied());
+        assert_eq!(y["ok"], "ok");
+        assert_eq!(y["net.fw"], "net_fw");
+        assert_eq!(y["net_fw"], "net_fw_2");
+        assert_eq!(y[long.as_str()], "x".repeat(28));
+        assert_eq!(y[format!("{long}y").as_str()], format!("{}_2", "x".repeat(26)));
+        assert!(y.values().all(|v| valid_name(v)));
+    }
 }

@@ -27,6 +27,7 @@
 
 pub mod chains;
 pub mod diag;
+mod interfaces;
 pub mod iptables;
 pub mod lint;
 pub mod load;

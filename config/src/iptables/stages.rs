@@ -6,10 +6,11 @@
 use std::collections::{BTreeMap, HashSet};
 
 use crate::chains;
+use crate::interfaces;
 use crate::diag::{Diagnostic, Pos};
-use crate::matches::{Match, PortName, PortRange};
+use crate::matches::{Match, PortRange};
 use crate::proto::Proto;
-use crate::ruleset::{Action, Family, FtpHelper, Policy, PortSpec, Rule, Ruleset};
+use crate::ruleset::{Action, Family, FtpHelper, Policy, Rule, Ruleset};
 use crate::source_map::SourceMap;
 use crate::suggest::did_you_mean;
 use crate::validate::validate;
@@ -579,74 +580,18 @@ impl Importer<'_> {
         let chain_names = self.chain_names();
         let mut rs = Ruleset::default();
         // Interfaces → ports.
-        let mut ifaces: Vec<(String, Pos)> = Vec::new();
-        let mut lo_seen = false;
-        for e in &self.entries {
-            for (name, pos) in &e.ifaces {
-                if name == "lo" {
-                    lo_seen = true;
-                    self.errs.push(
-                        Diagnostic::error(
-                            self.file,
-                            *pos,
-                            "loopback interface `lo` cannot be translated",
-                        )
-                        .with_hint(
-                            "it carries only the host's own traffic, and a bump-in-the-wire gateway forwards none; remove the rule",
-                        ),
-                    );
-                } else if !ifaces.iter().any(|(n, _)| n == name) {
-                    ifaces.push((name.clone(), *pos));
-                }
-            }
-        }
-        let mut names: BTreeMap<String, String> = BTreeMap::new();
-        // One interface, `lan` or `wan`: the other is the other default port, so no `ports:`
-        // key (the rules' names stay as they are). Two are declared, even `lan` and `wan`.
-        let defaults = ifaces.len() == 1 && ifaces.iter().all(|(n, _)| n == "lan" || n == "wan");
-        if !ifaces.is_empty() && !lo_seen && !defaults {
-            if ifaces.len() == 2 {
-                let mut ports = BTreeMap::new();
-                for (iface, _) in &ifaces {
-                    let mut name = port_name(iface);
-                    while ports.contains_key(&name) {
-                        name.push('_');
-                    }
-                    ports.insert(name.clone(), PortSpec::Interface(iface.clone()));
-                    names.insert(iface.clone(), name);
-                }
-                rs.ports = Some(ports);
-            } else {
-                let list: Vec<&str> = ifaces.iter().map(|(n, _)| n.as_str()).collect();
-                let pos = ifaces
-                    .get(2)
-                    .or(ifaces.first())
-                    .map_or(Pos::default(), |(_, p)| *p);
-                self.errs.push(
-                    Diagnostic::error(
-                        self.file,
-                        pos,
-                        format!(
-                            "the rules name {} interface(s) ({}): a statewall gateway forwards between a pair of ports",
-                            list.len(),
-                            list.join(", ")
-                        ),
-                    )
-                    .with_hint(
-                        "name exactly two interfaces with -i/-o or --physdev-in/--physdev-out (the gateway's two sides), only `lan` or only `wan` (the default ports), or none, and declare further ports and pairs in the YAML by hand",
-                    ),
-                );
-            }
-        }
-        let rename = |m: &mut Option<Match<PortName>>| {
-            if let Some(m) = m {
-                for v in &mut m.values {
-                    if let Some(n) = names.get(&v.0) {
-                        v.0.clone_from(n);
-                    }
-                }
-            }
-        };
+        let ifaces: Vec<(String, Pos)> = self
+            .entries
+            .iter()
+            .flat_map(|e| e.ifaces.iter().cloned())
+            .collect();
+        let (ports, names) = interfaces::ports_for(
+            &ifaces,
+            self.file,
+            "-i/-o or --physdev-in/--physdev-out",
+            &mut self.errs,
+        );
+        rs.ports = ports;
         let mut ftp: Vec<u16> = Vec::new();
         let mut checked: Vec<(Pos, &'static str, Rule)> = Vec::new();
         for e in &self.entries {
@@ -658,8 +603,7 @@ impl Importer<'_> {
                 }
                 Item::Rule(r) => {
                     let mut r = (**r).clone();
-                    rename(&mut r.in_port);
-                    rename(&mut r.out_port);
+                    interfaces::rename_ports(&mut r, &names);
                     r.action = match r.action {
                         Action::Jump(c) => Action::Jump(chain_names.get(&c).cloned().unwrap_or(c)),
                         Action::Goto(c) => Action::Goto(chain_names.get(&c).cloned().unwrap_or(c)),
@@ -733,57 +677,9 @@ impl Importer<'_> {
         (rs, self.errs, self.warns)
     }
 
-    /// The YAML name of each user-defined chain: its iptables name, with characters a
-    /// chain name may not have (`config::chains::valid_name`) made `_`, cut to the longest
-    /// name, and `_` added until it is unique. The same name in both families is one chain:
-    /// each of its rules keeps its family.
+    /// The YAML name of each user-defined chain ([`chains::yaml_names`]). The same name in
+    /// both families is one chain: each of its rules keeps its family.
     fn chain_names(&self) -> BTreeMap<String, String> {
-        let mut names: Vec<&str> = self
-            .user_chains
-            .iter()
-            .map(|(_, _, c)| c.as_str())
-            .collect();
-        names.sort_unstable();
-        names.dedup();
-        let mut out: BTreeMap<String, String> = BTreeMap::new();
-        for n in names {
-            let mut y: String = n
-                .chars()
-                .map(|c| {
-                    if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                        c
-                    } else {
-                        '_'
-                    }
-                })
-                .take(chains::MAX_NAME)
-                .collect();
-            while out.values().any(|v| *v == y) {
-                if y.len() >= chains::MAX_NAME {
-                    y.pop();
-                }
-                y.push('_');
-            }
-            out.insert(n.to_string(), y);
-        }
-        out
+        chains::yaml_names(self.user_chains.iter().map(|(_, _, c)| c.as_str()))
     }
-}
-
-/// A port name for an interface: letters, digits, `-`, `_`, starting with a letter.
-fn port_name(iface: &str) -> String {
-    let mut s: String = iface
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if !s.starts_with(|c: char| c.is_ascii_alphabetic()) {
-        s.insert_str(0, "if");
-    }
-    s
 }
