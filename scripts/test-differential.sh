@@ -40,8 +40,8 @@ if ((${#dirs[@]} == 0)); then
 	done
 fi
 for d in "${dirs[@]}"; do
-	[[ -f $d/packets.pcapng && -f $d/rules.iptables ]] ||
-		die "$d is not a scenario (packets.pcapng, rules.iptables)"
+	[[ -f $d/packets.pcapng && (-f $d/rules.iptables || -f $d/rules.nft) ]] ||
+		die "$d is not a scenario (packets.pcapng, rules.iptables or rules.nft)"
 done
 
 if [[ $(id -u) -ne 0 ]]; then

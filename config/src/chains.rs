@@ -49,17 +49,24 @@ pub fn yaml_names<'a>(names: impl Iterator<Item = &'a str>) -> BTreeMap<String, 
             })
             .take(MAX_NAME)
             .collect();
-        let mut y = base.clone();
-        let mut k = 2;
-        while out.values().any(|v| *v == y) {
-            let suffix = format!("_{k}");
-            let keep = base.len().min(MAX_NAME - suffix.len());
-            y = format!("{}{suffix}", base.get(..keep).unwrap_or_default());
-            k += 1;
-        }
+        let y = unique_name(&base, |c| out.values().any(|v| v == c));
         out.insert(n.to_string(), y);
     }
     out
+}
+
+/// `base` (a valid chain name), or where `taken` says it is taken, `base` ending in `_2`,
+/// `_3`, ... (cut to stay within [`MAX_NAME`]).
+pub fn unique_name(base: &str, taken: impl Fn(&str) -> bool) -> String {
+    let mut y = base.to_string();
+    let mut k = 2;
+    while taken(&y) {
+        let suffix = format!("_{k}");
+        let keep = base.len().min(MAX_NAME.saturating_sub(suffix.len()));
+        y = format!("{}{suffix}", base.get(..keep).unwrap_or_default());
+        k += 1;
+    }
+    y
 }
 
 /// The errors of a stage's chains: bad names, jumps to unknown chains, loops, depth.
@@ -255,7 +262,10 @@ mod tests {
         assert_eq!(y["net.fw"], "net_fw");
         assert_eq!(y["net_fw"], "net_fw_2");
         assert_eq!(y[long.as_str()], "x".repeat(28));
-        assert_eq!(y[format!("{long}y").as_str()], format!("{}_2", "x".repeat(26)));
+        assert_eq!(
+            y[format!("{long}y").as_str()],
+            format!("{}_2", "x".repeat(26))
+        );
         assert!(y.values().all(|v| valid_name(v)));
     }
 }

@@ -23,6 +23,7 @@
 //! | [`lint`] | rule-hygiene warnings (S5) |
 //! | [`load`] | parse → validate → lint: [`load_str`], [`load_file`], [`Loaded`] |
 //! | [`iptables`] | `import-iptables`: iptables-save text and command lines to a [`Ruleset`] |
+//! | [`nft`] | `import-nft`: `nft -j list ruleset` JSON to a [`Ruleset`] |
 //! | [`protocol`] | the control protocol's messages between `statewallctl` and the daemon |
 
 pub mod chains;
@@ -32,6 +33,7 @@ pub mod iptables;
 pub mod lint;
 pub mod load;
 pub mod matches;
+pub mod nft;
 pub mod proto;
 pub mod protocol;
 pub mod ruleset;

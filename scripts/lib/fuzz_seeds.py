@@ -14,6 +14,7 @@ captures and rulesets (scripts/fuzz.sh adds the committed dataplane/fuzz/seeds/<
             [0x80][len hi][len lo][frame]
   iptables  every rules.iptables / *.rules / *.iptables file (each alone, and the seed's rules
             with a sysctl file and a helpers file after NUL separators)
+  nft       config/tests/data/nft/*.json and every nftables scenario's rules.json
   config    examples/*.yaml and the packaged default configuration
 """
 
@@ -103,6 +104,14 @@ def main() -> int:
             seed.read_bytes() + b"\0" + sysctl + b"\0" + helpers,
         )
         count("iptables")
+
+    nft = sorted((REPO / "config" / "tests" / "data" / "nft").glob("*.json")) + sorted(
+        (REPO / "tests").rglob("rules.json")
+    )
+    for p in nft:
+        rel = p.relative_to(REPO).as_posix().replace("/", "_")
+        put(out, "nft", rel, p.read_bytes())
+        count("nft")
 
     yamls = sorted((REPO / "examples").glob("*.yaml")) + sorted(
         (REPO / "packaging").rglob("*.yaml")

@@ -13,7 +13,8 @@ COMMANDS = {
     "generate": ("scenarios", "cmd_generate",
                  "[--out DIR] [NAME ...]  write tests/scenarios/NAME/ (the fragment scenarios: "
                  "tests/scenarios-fragments/NAME/; all without NAME; all in DIR with --out): "
-                 "packets.pcapng, rules.iptables, sysctl.conf, helpers (not kernel.jsonl)"),
+                 "packets.pcapng, rules.iptables (or rules.nft and, as root, rules.json), "
+                 "sysctl.conf, helpers (not kernel.jsonl)"),
     "list": ("scenarios", "cmd_list", "  the scenarios, one `NAME: description` line each"),
     "kernel": ("kernel_lab", "main",
                "[DIR ...] [--out OUTDIR] [--jobs N] [--trace TDIR]  root: the kernel's answers "

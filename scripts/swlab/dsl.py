@@ -38,7 +38,7 @@ from __future__ import annotations
 import ipaddress
 import os
 
-from . import pcapng
+from . import nftjson, pcapng
 
 C4, S4, R4 = "10.10.0.2", "10.10.0.3", "10.10.0.254"
 C6, S6, R6 = "fd00::2", "fd00::3", "fd00::fe"
@@ -78,6 +78,7 @@ class Scenario:
         self.raw6: list[str] = []
         self.chains4: list[str] = []  # user-defined filter chains, declared `:NAME - [0:0]`
         self.chains6: list[str] = []
+        self.nft: str | None = None  # an nftables ruleset instead (rules.nft, rules.json)
         self.policy = "DROP"
         self.sysctl: dict[str, int] = {}
         self.helpers: list[str] = []
@@ -171,8 +172,15 @@ class Scenario:
         pcapng.write_pcapng(os.path.join(d, "packets.pcapng"), ifaces,
                             ((ts, 0 if port == "lan" else 1, data)
                              for ts, port, data in self.frames))
-        with open(os.path.join(d, "rules.iptables"), "w") as f:
-            f.write(self.rules_text())
+        if self.nft is None:
+            with open(os.path.join(d, "rules.iptables"), "w") as f:
+                f.write(self.rules_text())
+        else:
+            text = f"# scenario {self.name}: {self.doc}\n{self.nft}"
+            with open(os.path.join(d, "rules.nft"), "w") as f:
+                f.write(text)
+            with open(os.path.join(d, "rules.json"), "w") as f:
+                f.write(nftjson.dump(text))
         for fname, lines in (("sysctl.conf",
                               [f"{k if k.startswith('net.') else 'net.netfilter.nf_conntrack_' + k}"
                                f" = {v}" for k, v in self.sysctl.items()]),

@@ -52,7 +52,7 @@ import tempfile
 import threading
 import time
 
-from . import FRAG_DIR, SCEN_DIR, pcapng
+from . import FRAG_DIR, SCEN_DIR, nftjson, pcapng
 from .kernel_oracle import Frame, judge, nflog_entry_ts
 
 CLONE_NEWNET = 0x40000000
@@ -179,9 +179,22 @@ class Lab:
         self.down()
 
     def load(self, scdir: str):
-        rules = lab_rules(open(os.path.join(scdir, "rules.iptables")).read())
+        nft = os.path.join(scdir, "rules.nft")
+        text = "" if os.path.exists(nft) else open(os.path.join(scdir, "rules.iptables")).read()
+        rules = lab_rules(text)
         for fam, tool in (("4", "iptables-legacy-restore"), ("6", "ip6tables-legacy-restore")):
             sh("ip", "netns", "exec", self.g, tool, input=rules[fam])
+        if text:
+            return
+        # An nftables scenario: its ruleset beside the NFLOG-only legacy FORWARD (the
+        # scenario's forward chain runs after it, at a priority above filter's), and the
+        # committed rules.json must be what nft makes of it.
+        sh("ip", "netns", "exec", self.g, "nft", "-f", nft)
+        now = subprocess.run(["ip", "netns", "exec", self.g, "nft", "-j", "list", "ruleset"],
+                             capture_output=True, text=True, check=True).stdout
+        if not nftjson.same(now, open(os.path.join(scdir, "rules.json")).read()):
+            raise RuntimeError("rules.json is not what nft makes of rules.nft: regenerate it "
+                               "(swlab generate NAME, as root)")
         for k, v in read_sysctl(os.path.join(scdir, "sysctl.conf")):
             sh("ip", "netns", "exec", self.g, "sysctl", "-qw", f"{k}={v}")
 

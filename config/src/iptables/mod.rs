@@ -128,6 +128,8 @@ pub struct ImportInput<'a> {
 pub struct Imported {
     pub ruleset: Ruleset,
     pub warnings: Vec<Diagnostic>,
+    /// The command that made it (`import-iptables`, `import-nft`), for the YAML's header.
+    pub generator: &'static str,
 }
 
 /// Translate, or report every line that cannot be translated.
@@ -157,7 +159,11 @@ pub fn import(input: &ImportInput) -> Result<Imported, Vec<Diagnostic>> {
         }
     }
     if errs.is_empty() {
-        Ok(Imported { ruleset, warnings })
+        Ok(Imported {
+            ruleset,
+            warnings,
+            generator: "import-iptables",
+        })
     } else {
         Err(errs)
     }
@@ -167,7 +173,7 @@ impl Imported {
     /// [`to_yaml`], with the warnings as comments under the header, so that whoever reads
     /// the file reads them too.
     pub fn to_yaml(&self) -> String {
-        let text = to_yaml(&self.ruleset);
+        let text = to_yaml(&self.ruleset).replacen("import-iptables", self.generator, 1);
         if self.warnings.is_empty() {
             return text;
         }

@@ -6,8 +6,8 @@
 use std::collections::{BTreeMap, HashSet};
 
 use crate::chains;
-use crate::interfaces;
 use crate::diag::{Diagnostic, Pos};
+use crate::interfaces;
 use crate::matches::{Match, PortRange};
 use crate::proto::Proto;
 use crate::ruleset::{Action, Family, FtpHelper, Policy, Rule, Ruleset};

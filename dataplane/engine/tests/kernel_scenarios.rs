@@ -131,9 +131,21 @@ fn shown(path: &Path) -> String {
 
 /// A scenario's rules as the differential script builds them: `statewall import-iptables
 /// --sysctl sysctl.conf --helpers helpers rules.iptables` (each optional file only when it
-/// exists), the YAML it prints loaded and validated as `statewall check` and `statewall
+/// exists; `statewall import-nft rules.json` for an nftables scenario), the YAML it prints loaded and validated as `statewall check` and `statewall
 /// replay --config` load it, then compiled as replay compiles it (generation 1).
 fn import_scenario(dir: &Path, name: &str) -> Result<Arc<CompiledRuleset>, String> {
+    // An nftables scenario: `statewall import-nft rules.json` (what nft made of rules.nft).
+    if dir.join("rules.nft").exists() {
+        let path = required(dir.join("rules.json"))?;
+        let (file, text) = (shown(&path), read(&path)?);
+        let imported = config::nft::import(&config::nft::NftInput {
+            rules: (&file, &text),
+        })
+        .map_err(|e| format!("import-nft rejects the rules:\n{}", common::diagnostics(&e)))?;
+        let yaml = imported.to_yaml();
+        return load_yaml(&yaml, &format!("{name}.yaml (imported)"))
+            .map_err(|e| format!("{e}\n--- the imported YAML:\n{yaml}"));
+    }
     let rules_path = required(dir.join("rules.iptables"))?;
     let rules = (shown(&rules_path), read(&rules_path)?);
     let optional = |file: &str| -> Result<Option<(String, String)>, String> {

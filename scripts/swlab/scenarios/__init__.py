@@ -55,7 +55,7 @@ ORDER = """
     tcp-synack-bad-ack tcp-rst-syn-sent tcp-zero-window tcp-sack tcp-wscale-one-side
     tcp-data-after-fin tcp-loose-pickup-window icmp-error-directions icmp-echo-mismatch
     icmpv6-error-related-tcp udp-reply-other-port truncated-icmp ipv4-options ftp-format-edges
-    ftp-helper-other-port chains-gateway chains-goto-return input-rules-are-the-hosts""".split()
+    ftp-helper-other-port chains-gateway chains-goto-return input-rules-are-the-hosts nft-gateway""".split()
 
 
 def _ordered() -> list:

@@ -91,3 +91,61 @@ def input_rules_are_the_hosts(sc):
         t.seg("c", "S")
         t.seg("s", "SA")
     sc.send("c", echo("c", 97, 1))
+
+
+NFT_GATEWAY = """\
+table inet filter {
+	chain forward {
+		type filter hook forward priority filter + 10; policy drop;
+		ct state established,related accept
+		ct state invalid drop
+		ct state untracked accept
+		ip saddr 10.10.0.2 jump lan_in comment "the client"
+		ip6 saddr fd00::2 jump lan_in
+		goto logdrop
+	}
+
+	chain lan_in {
+		tcp dport { 22, 80, 443 } accept
+		meta l4proto udp th dport 53 accept
+		icmp type echo-request accept
+		tcp dport 8000-8999 return
+		tcp dport 9000 reject with tcp reset
+		tcp flags & (syn | ack) == syn tcp dport 7000-7999 accept
+	}
+
+	chain logdrop {
+		udp dport 5000 accept
+		drop
+	}
+}
+
+table ip raw {
+	chain prerouting {
+		type filter hook prerouting priority raw; policy accept;
+		udp dport 5353 notrack
+		udp sport 5353 notrack
+	}
+}
+"""
+
+
+@scenario
+def nft_gateway(sc):
+    """An nftables ruleset (rules.nft; statewall imports rules.json, what `nft -j list ruleset` makes of it): an inet forward chain jumping to a chain per client address of both families, th dport after l4proto, a return before a reject, tcp flags, a goto to a drop chain that accepts one port, notrack in an ip raw prerouting chain."""
+    sc.nft = NFT_GATEWAY
+    for i, port in enumerate((22, 443, 8080, 9000, 25, 7001)):
+        t = Tcp(sc, cport=42200 + i, sport=port)
+        t.seg("c", "S")
+        t.seg("s", "SA")
+    t = Tcp(sc, cport=42210, sport=22, v6=True)
+    t.seg("c", "S")
+    t.seg("s", "SA")
+    sc.send("c", udp("c", 33500, 53, b"q"))
+    sc.send("s", udp("s", 53, 33500, b"a"))
+    sc.send("c", udp("c", 33501, 5000, b"logdrop-accepts"))
+    sc.send("c", udp("c", 33502, 5001, b"dropped"))
+    sc.send("s", udp("s", 5353, 5353, b"mdns"))
+    sc.send("c", udp("c", 33503, 53, b"v6", v6=True))
+    sc.send("c", echo("c", 98, 1))
+    sc.send("s", echo("s", 99, 1))

@@ -94,6 +94,12 @@ enum Cmd {
         /// The rules file; standard input when absent.
         rules: Option<String>,
     },
+    /// Translate an nftables ruleset (`nft -j list ruleset`, JSON) to YAML.
+    #[command(name = "import-nft")]
+    ImportNft {
+        /// The JSON file; standard input when absent.
+        rules: Option<String>,
+    },
     /// Run a capture through the engine offline and print one JSON verdict per packet.
     Replay {
         /// The YAML ruleset.
@@ -168,6 +174,7 @@ fn main() -> ExitCode {
             family.as_deref(),
             rules.as_deref(),
         ),
+        Cmd::ImportNft { rules } => import_nft(rules.as_deref()),
         Cmd::Replay {
             config,
             pcap,
@@ -257,16 +264,7 @@ fn import(
     family: Option<&str>,
     rules: Option<&str>,
 ) -> anyhow::Result<ExitCode> {
-    let (name, text) = match rules {
-        Some(p) => (p.to_string(), read_named(p)?),
-        None => {
-            let mut s = String::new();
-            std::io::stdin()
-                .read_to_string(&mut s)
-                .context("cannot read standard input")?;
-            ("<stdin>".to_string(), s)
-        }
-    };
+    let (name, text) = read_rules(rules)?;
     let sysctl = sysctl
         .map(|p| read_named(p).map(|t| (p.to_string(), t)))
         .transpose()?;
@@ -283,19 +281,45 @@ fn import(
             None => None,
         },
     };
-    match config::iptables::import(&input) {
+    Ok(print_import(config::iptables::import(&input)))
+}
+
+fn import_nft(rules: Option<&str>) -> anyhow::Result<ExitCode> {
+    let (name, text) = read_rules(rules)?;
+    Ok(print_import(config::nft::import(&config::nft::NftInput {
+        rules: (&name, &text),
+    })))
+}
+
+/// The rules file, or standard input (named `<stdin>` in messages).
+fn read_rules(rules: Option<&str>) -> anyhow::Result<(String, String)> {
+    Ok(match rules {
+        Some(p) => (p.to_string(), read_named(p)?),
+        None => {
+            let mut s = String::new();
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .context("cannot read standard input")?;
+            ("<stdin>".to_string(), s)
+        }
+    })
+}
+
+/// The YAML on stdout and the warnings on stderr, or the errors on stderr and exit 1.
+fn print_import(r: Result<config::iptables::Imported, Vec<config::Diagnostic>>) -> ExitCode {
+    match r {
         Ok(imported) => {
             for w in &imported.warnings {
                 eprintln!("{w}");
             }
             print!("{}", imported.to_yaml());
-            Ok(ExitCode::SUCCESS)
+            ExitCode::SUCCESS
         }
         Err(errors) => {
             for e in &errors {
                 eprintln!("{e}");
             }
-            Ok(ExitCode::from(1))
+            ExitCode::from(1)
         }
     }
 }

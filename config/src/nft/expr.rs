@@ -1,0 +1,753 @@
+//! One nftables rule's expressions to a statewall [`Rule`]: its matches (`ct state`, `meta
+//! iifname`, `ip saddr`, `tcp dport`, `icmp type`, `tcp flags`, anonymous and named sets)
+//! and its statements (`counter`, verdicts, `reject`, `jump`/`goto`/`return`, `notrack`,
+//! `ct helper set`). What has no statewall counterpart is an error naming it.
+
+use serde_json::Value;
+
+use crate::matches::{
+    Cidr, CtDir, CtState, Icmp4Type, Icmp6Type, IcmpType, Match, PortName, PortRange, Scalar,
+    TcpFlag, TcpFlagsMatch,
+};
+use crate::proto::Proto;
+use crate::ruleset::{Action, Family, RejectWith, Rule};
+
+use super::json::{show, single, text};
+use super::Tables;
+
+/// What a rule translates to.
+#[derive(Debug)]
+pub(super) enum Translated {
+    Rule(Box<Rule>),
+    /// `tcp dport N ct helper set "NAME"` with a helper of type ftp: N is an FTP control port.
+    FtpPort(u16),
+}
+
+/// An error about one rule: the message and a hint.
+pub(super) type Fail = (String, String);
+
+fn fail<T>(msg: impl Into<String>, hint: impl Into<String>) -> Result<T, Fail> {
+    Err((msg.into(), hint.into()))
+}
+
+/// One value of a match's right-hand side, sets unfolded.
+#[derive(Debug, Clone)]
+enum Val {
+    Str(String),
+    Num(i64),
+    Range(Box<Val>, Box<Val>),
+    Prefix(String, i64),
+}
+
+impl Val {
+    fn show(&self) -> String {
+        match self {
+            Val::Str(s) => s.clone(),
+            Val::Num(n) => n.to_string(),
+            Val::Range(a, b) => format!("{}-{}", a.show(), b.show()),
+            Val::Prefix(a, l) => format!("{a}/{l}"),
+        }
+    }
+}
+
+/// The rule being built, with what the table's family and earlier matches imply.
+pub(super) struct Builder<'a> {
+    pub(super) rule: Rule,
+    /// The family of the rule's table: `ip` and `ip6` tables hold one family's rules.
+    pub(super) table_family: Option<Family>,
+    pub(super) tables: &'a Tables,
+    pub(super) family: &'a str,
+    pub(super) table: &'a str,
+    /// Interfaces named, for the ports.
+    pub(super) ifaces: Vec<String>,
+    verdict: Option<Action>,
+    helper: Option<String>,
+}
+
+impl<'a> Builder<'a> {
+    pub(super) fn new(
+        family: &'a str,
+        table: &'a str,
+        table_family: Option<Family>,
+        tables: &'a Tables,
+    ) -> Self {
+        Builder {
+            rule: Rule::new(Action::Accept),
+            table_family,
+            tables,
+            family,
+            table,
+            ifaces: Vec::new(),
+            verdict: None,
+            helper: None,
+        }
+    }
+
+    /// Every expression of the rule, then what it came to.
+    pub(super) fn run(mut self, exprs: &[Value]) -> Result<(Translated, Vec<String>), Fail> {
+        for e in exprs {
+            if self.verdict.is_some() || self.helper.is_some() {
+                return fail(
+                    format!("`{}` after the rule's verdict", show(e)),
+                    "statements after a verdict never run; remove them",
+                );
+            }
+            let Some((kind, body)) = single(e) else {
+                return fail(
+                    format!("unexpected expression `{e}`"),
+                    "give `nft -j list ruleset` output",
+                );
+            };
+            match kind {
+                "match" => self.matched(body)?,
+                "counter" => {}
+                "accept" => self.verdict = Some(Action::Accept),
+                "drop" => self.verdict = Some(Action::Drop),
+                "return" => self.verdict = Some(Action::Return),
+                "notrack" => self.verdict = Some(Action::Notrack),
+                "reject" => {
+                    self.rule.reject_with = reject_with(body)?;
+                    self.verdict = Some(Action::Reject);
+                }
+                "jump" | "goto" => {
+                    let Some(target) = text(body, "target") else {
+                        return fail(format!("`{kind}` without a target"), "write `jump CHAIN`");
+                    };
+                    let name = self.tables.chain_name(self.family, self.table, target).ok_or_else(|| {
+                        (
+                            format!("`{kind} {target}`: no chain `{target}` in table {} {}", self.family, self.table),
+                            "jump to a chain of the same table".to_string(),
+                        )
+                    })?;
+                    self.verdict = Some(if kind == "jump" {
+                        Action::Jump(name)
+                    } else {
+                        Action::Goto(name)
+                    });
+                }
+                "mangle" => self.mangle(body)?,
+                // nft 1.0's JSON for `ct helper set "NAME"`.
+                "ct helper" => match body.as_str() {
+                    Some(name) => self.helper(name)?,
+                    None => return fail("`ct helper` without a name", "write `ct helper set \"NAME\"`"),
+                },
+                "log" => {
+                    return fail(
+                        "unsupported statement `log`",
+                        "statewall counts verdicts per rule and reason (statewallctl stats); remove the log statement",
+                    )
+                }
+                "limit" => {
+                    return fail(
+                        "unsupported statement `limit`",
+                        "statewall has no rate limits yet; remove the rule or the limit",
+                    )
+                }
+                "masquerade" | "snat" | "dnat" | "redirect" => {
+                    return fail(format!("unsupported statement `{kind}`"), "statewall does no NAT")
+                }
+                "continue" => {
+                    return fail(
+                        "unsupported verdict `continue`",
+                        "leave it out: a rule without a verdict goes on to the next",
+                    )
+                }
+                other => {
+                    return fail(
+                        format!("unsupported statement `{other}`"),
+                        "statewall translates matches, counter, accept, drop, reject, jump, goto, return, notrack and `ct helper set`",
+                    )
+                }
+            }
+        }
+        if let Some(h) = self.helper.take() {
+            return self.ftp_port(&h);
+        }
+        let Some(v) = self.verdict.take() else {
+            return fail(
+                "rule without a verdict",
+                "a rule that only counts has no statewall equivalent; add `accept`/`drop` or remove it",
+            );
+        };
+        self.rule.action = v;
+        // The family as import-iptables writes it: only where no match implies it.
+        let explicit = self.rule.family.take().or(self.table_family);
+        if self.rule.implied_family().is_none() {
+            self.rule.family = explicit;
+        }
+        Ok((Translated::Rule(Box::new(self.rule)), self.ifaces))
+    }
+
+    /// `ct helper set "NAME"`: the helper object must be of type ftp over TCP.
+    fn mangle(&mut self, body: &Value) -> Result<(), Fail> {
+        let is_helper = body
+            .get("key")
+            .and_then(|k| k.get("ct"))
+            .and_then(|c| text(c, "key"))
+            == Some("helper");
+        let Some(name) = body
+            .get("value")
+            .and_then(Value::as_str)
+            .filter(|_| is_helper)
+        else {
+            return fail(
+                format!(
+                    "unsupported statement `{} set ...`",
+                    body.get("key").map_or_else(String::new, show)
+                ),
+                "statewall does not modify packets or marks; it translates `ct helper set` (ftp)",
+            );
+        };
+        self.helper(name)
+    }
+
+    /// `ct helper set "NAME"`: the helper object must be of type ftp.
+    fn helper(&mut self, name: &str) -> Result<(), Fail> {
+        match self.tables.helper_type(self.family, self.table, name) {
+            Some("ftp") => {
+                self.helper = Some(name.to_string());
+                Ok(())
+            }
+            Some(other) => fail(
+                format!("unsupported conntrack helper type `{other}`"),
+                "statewall has the FTP helper only",
+            ),
+            None => fail(
+                format!(
+                    "`ct helper set \"{name}\"`: no ct helper `{name}` in table {} {}",
+                    self.family, self.table
+                ),
+                "declare it: `ct helper NAME { type \"ftp\" protocol tcp; }`",
+            ),
+        }
+    }
+
+    fn ftp_port(self, helper: &str) -> Result<(Translated, Vec<String>), Fail> {
+        let only_port = |r: &Rule| {
+            let mut probe = Rule::new(r.action.clone());
+            probe.proto.clone_from(&r.proto);
+            probe.dport.clone_from(&r.dport);
+            probe.family = r.family;
+            probe == *r && r.proto == Some(Match::new(vec![Proto::TCP]))
+        };
+        let port = self
+            .rule
+            .dport
+            .as_ref()
+            .and_then(|m| match m.values.as_slice() {
+                [p] if !m.negated && p.lo == p.hi => Some(p.lo),
+                _ => None,
+            });
+        match port {
+            Some(p) if only_port(&self.rule) => Ok((Translated::FtpPort(p), Vec::new())),
+            _ => fail(
+                format!("`ct helper set \"{helper}\"` is translated only as `tcp dport PORT ct helper set \"{helper}\"`"),
+                "statewall's FTP helper watches TCP control ports for all addresses and interfaces: list them under helpers.ftp.ports",
+            ),
+        }
+    }
+
+    /// `{"match": {"op", "left", "right"}}`.
+    fn matched(&mut self, body: &Value) -> Result<(), Fail> {
+        let op = text(body, "op").unwrap_or("==");
+        let (Some(left), Some(right)) = (body.get("left"), body.get("right")) else {
+            return fail(
+                "a match without left and right",
+                "give `nft -j list ruleset` output",
+            );
+        };
+        let negated = match op {
+            "==" | "in" => false,
+            "!=" => true,
+            "<" | "<=" | ">" | ">=" => return self.port_compare(left, op, right),
+            other => {
+                return fail(
+                    format!("unsupported operator `{other}`"),
+                    "statewall translates ==, !=, in and port comparisons",
+                )
+            }
+        };
+        let what = show(left);
+        let vals = self.values(right)?;
+        if let Some((m, flags)) =
+            left.get("&")
+                .and_then(Value::as_array)
+                .and_then(|a| match a.as_slice() {
+                    [m, f] => Some((m, f)),
+                    _ => None,
+                })
+        {
+            return self.tcp_flags(m, flags, &vals, negated);
+        }
+        if let Some(ct) = left.get("ct") {
+            return match text(ct, "key") {
+                Some("state") => {
+                    let states = vals
+                        .iter()
+                        .map(|v| {
+                            CtState::parse_str(&v.show())
+                                .map_err(|e| (e, "nft's ct states are the kernel's".to_string()))
+                        })
+                        .collect::<Result<Vec<_>, Fail>>()?;
+                    set_once(&mut self.rule.ctstate, list(states, negated), "ct state")
+                }
+                Some("direction") => {
+                    let dir = match (vals.as_slice(), negated) {
+                        ([Val::Str(d)], n) => match (d.as_str(), n) {
+                            ("original", false) | ("reply", true) => CtDir::Original,
+                            ("reply", false) | ("original", true) => CtDir::Reply,
+                            _ => {
+                                return fail(
+                                    format!("unknown ct direction `{d}`"),
+                                    "original or reply",
+                                )
+                            }
+                        },
+                        _ => {
+                            return fail("`ct direction` with several values", "original or reply")
+                        }
+                    };
+                    if self.rule.ctdir.replace(dir).is_some() {
+                        return fail("two `ct direction` matches in one rule", "keep one");
+                    }
+                    Ok(())
+                }
+                _ => fail(
+                    format!("unsupported match `{what}`"),
+                    "statewall translates ct state and ct direction",
+                ),
+            };
+        }
+        if let Some(meta) = left.get("meta") {
+            return match text(meta, "key") {
+                Some(k @ ("iifname" | "oifname")) => {
+                    let mut names = Vec::new();
+                    for v in &vals {
+                        let Val::Str(n) = v else {
+                            return fail(
+                                format!("`{k} {}` is not an interface name", v.show()),
+                                "",
+                            );
+                        };
+                        if n.ends_with('*') {
+                            return fail(
+                                format!("interface wildcard `{n}` cannot be translated"),
+                                "statewall's rules name its ports; name the interface",
+                            );
+                        }
+                        self.ifaces.push(n.clone());
+                        names.push(PortName(n.clone()));
+                    }
+                    let slot = if k == "iifname" {
+                        &mut self.rule.in_port
+                    } else {
+                        &mut self.rule.out_port
+                    };
+                    set_once(slot, list(names, negated), k)
+                }
+                Some("l4proto") => self.proto(&vals, negated),
+                Some("nfproto") => {
+                    let f = match (vals.as_slice(), negated) {
+                        ([Val::Str(s)], false) if s == "ipv4" => Family::Ipv4,
+                        ([Val::Str(s)], false) if s == "ipv6" => Family::Ipv6,
+                        ([Val::Str(s)], true) if s == "ipv4" => Family::Ipv6,
+                        ([Val::Str(s)], true) if s == "ipv6" => Family::Ipv4,
+                        _ => return fail("unsupported `meta nfproto` match", "ipv4 or ipv6"),
+                    };
+                    self.family_is(f)
+                }
+                Some("iif" | "oif") => fail(
+                    format!("`{what}` (an interface index) cannot be translated"),
+                    "use iifname/oifname, which statewall translates to ports",
+                ),
+                _ => fail(
+                    format!("unsupported match `{what}`"),
+                    "statewall translates meta iifname, oifname, l4proto and nfproto",
+                ),
+            };
+        }
+        let Some(p) = left.get("payload") else {
+            return fail(
+                format!("unsupported match `{what}`"),
+                "see docs/ruleset.md, import-nft",
+            );
+        };
+        let (proto, field) = (
+            text(p, "protocol").unwrap_or(""),
+            text(p, "field").unwrap_or(""),
+        );
+        match (proto, field) {
+            ("ip" | "ip6", "saddr" | "daddr") => {
+                self.family_is(if proto == "ip" { Family::Ipv4 } else { Family::Ipv6 })?;
+                let nets = vals.iter().map(|v| cidr(v, proto)).collect::<Result<Vec<_>, Fail>>()?;
+                let slot = if field == "saddr" { &mut self.rule.src } else { &mut self.rule.dst };
+                set_once(slot, list(nets, negated), &what)
+            }
+            ("ip", "protocol") => {
+                self.family_is(Family::Ipv4)?;
+                self.proto(&vals, negated)
+            }
+            ("ip6", "nexthdr") => {
+                self.family_is(Family::Ipv6)?;
+                self.proto(&vals, negated)
+            }
+            ("tcp" | "udp" | "sctp" | "dccp" | "udplite" | "th", "sport" | "dport") => {
+                if proto != "th" {
+                    self.implied_proto(proto)?;
+                } else if self.rule.proto.as_ref().is_none_or(|m| m.negated) {
+                    return fail(
+                        format!("`{what}` without a protocol"),
+                        "add `meta l4proto { tcp, udp }` before it: statewall's port matches name their protocols",
+                    );
+                }
+                let ports = vals.iter().map(port_range).collect::<Result<Vec<_>, Fail>>()?;
+                let slot = if field == "sport" { &mut self.rule.sport } else { &mut self.rule.dport };
+                set_once(slot, list(ports, negated), &what)
+            }
+            ("icmp" | "icmpv6", "type") => {
+                let v6 = proto == "icmpv6";
+                self.family_is(if v6 { Family::Ipv6 } else { Family::Ipv4 })?;
+                self.implied_proto(proto)?;
+                let mut types = Vec::new();
+                for v in &vals {
+                    types.push(icmp_type(v, v6)?);
+                }
+                if v6 {
+                    let t = types.into_iter().map(Icmp6Type).collect();
+                    set_once(&mut self.rule.icmpv6_type, list(t, negated), &what)
+                } else {
+                    let t = types.into_iter().map(Icmp4Type).collect();
+                    set_once(&mut self.rule.icmp_type, list(t, negated), &what)
+                }
+            }
+            _ => fail(format!("unsupported match `{what}`"), "statewall translates ip/ip6 saddr, daddr, protocol, nexthdr; tcp/udp/sctp/dccp/udplite/th sport, dport; icmp/icmpv6 type; tcp flags"),
+        }
+    }
+
+    /// `tcp dport < 1024` and friends: one port range.
+    fn port_compare(&mut self, left: &Value, op: &str, right: &Value) -> Result<(), Fail> {
+        let p = left.get("payload");
+        let proto = p.and_then(|p| text(p, "protocol")).unwrap_or("");
+        let field = p.and_then(|p| text(p, "field")).unwrap_or("");
+        let n = right.as_i64().filter(|n| (0..=65535).contains(n));
+        let (Some(n), true) = (n, matches!(field, "sport" | "dport") && proto != "th") else {
+            return fail(
+                format!(
+                    "unsupported comparison `{} {op} {}`",
+                    show(left),
+                    show(right)
+                ),
+                "statewall translates comparisons of tcp/udp ports only",
+            );
+        };
+        let n = n as u16;
+        let range = match op {
+            "<" if n > 0 => PortRange { lo: 0, hi: n - 1 },
+            "<=" => PortRange { lo: 0, hi: n },
+            ">" if n < u16::MAX => PortRange {
+                lo: n + 1,
+                hi: u16::MAX,
+            },
+            ">=" => PortRange {
+                lo: n,
+                hi: u16::MAX,
+            },
+            _ => {
+                return fail(
+                    format!("`{} {op} {n}` matches no port", show(left)),
+                    "remove the rule",
+                )
+            }
+        };
+        self.implied_proto(proto)?;
+        let slot = if field == "sport" {
+            &mut self.rule.sport
+        } else {
+            &mut self.rule.dport
+        };
+        set_once(slot, Match::new(vec![range]), &show(left))
+    }
+
+    /// `tcp flags & (syn | ack) == syn`.
+    fn tcp_flags(
+        &mut self,
+        left: &Value,
+        mask: &Value,
+        vals: &[Val],
+        negated: bool,
+    ) -> Result<(), Fail> {
+        let is_flags = left.get("payload").is_some_and(|p| {
+            text(p, "protocol") == Some("tcp") && text(p, "field") == Some("flags")
+        });
+        if !is_flags {
+            return fail(
+                format!("unsupported bitwise match on `{}`", show(left)),
+                "statewall translates `tcp flags & MASK == FLAGS`",
+            );
+        }
+        self.implied_proto("tcp")?;
+        let flags = |vs: &[Val]| -> Result<Vec<TcpFlag>, Fail> {
+            vs.iter()
+                .map(|v| TcpFlag::parse_str(&v.show()).map_err(|e| (e, String::new())))
+                .collect()
+        };
+        let mask = flags(&self.values(mask)?)?;
+        let comp = match vals {
+            [Val::Num(0)] => vec![TcpFlag(0)],
+            v => flags(v)?,
+        };
+        if self.rule.tcp_flags.is_some() {
+            return fail("two `tcp flags` matches in one rule", "keep one");
+        }
+        self.rule.tcp_flags = Some(TcpFlagsMatch {
+            mask: Match::new(mask),
+            comp: Match::new(comp),
+            not: negated,
+        });
+        Ok(())
+    }
+
+    fn proto(&mut self, vals: &[Val], negated: bool) -> Result<(), Fail> {
+        let protos = vals
+            .iter()
+            .map(|v| match v {
+                Val::Num(n) => Proto::parse_int(*n),
+                v => Proto::parse_str(&v.show()),
+            })
+            .collect::<Result<Vec<_>, String>>()
+            .map_err(|e| (e, String::new()))?;
+        set_once(&mut self.rule.proto, list(protos, negated), "l4proto")
+    }
+
+    /// A port or ICMP match implies its protocol, as nft adds `meta l4proto` for it.
+    fn implied_proto(&mut self, name: &str) -> Result<(), Fail> {
+        let p = Proto::parse_str(name).map_err(|e| (e, String::new()))?;
+        match &self.rule.proto {
+            None => {
+                self.rule.proto = Some(Match::new(vec![p]));
+                Ok(())
+            }
+            Some(m) if !m.negated && m.values == [p] => Ok(()),
+            Some(_) => fail(
+                format!("`{name}` matches after a protocol match that allows other protocols"),
+                "statewall's rules name one protocol for port and ICMP matches; split the rule",
+            ),
+        }
+    }
+
+    fn family_is(&mut self, f: Family) -> Result<(), Fail> {
+        match self.table_family.or(self.rule.family) {
+            Some(g) if g != f => fail(
+                "a match of the other IP family than the rule's table or earlier matches",
+                "the rule can never match; remove it",
+            ),
+            _ => {
+                if self.table_family.is_none() {
+                    self.rule.family = Some(f);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The right-hand side as values: a value, a list, an anonymous set, or `@named`.
+    fn values(&self, right: &Value) -> Result<Vec<Val>, Fail> {
+        let mut out = Vec::new();
+        self.unfold(right, &mut out)?;
+        if out.is_empty() {
+            return fail(
+                "a match on an empty set",
+                "an empty set matches nothing: remove the rule",
+            );
+        }
+        Ok(out)
+    }
+
+    fn unfold(&self, v: &Value, out: &mut Vec<Val>) -> Result<(), Fail> {
+        match v {
+            Value::String(s) if s.starts_with('@') => {
+                let name = &s[1..];
+                let Some(elems) = self.tables.set_elems(self.family, self.table, name)? else {
+                    return fail(
+                        format!("no set `{name}` in table {} {}", self.family, self.table),
+                        "",
+                    );
+                };
+                for e in elems {
+                    self.unfold(e, out)?;
+                }
+            }
+            Value::String(s) => out.push(Val::Str(s.clone())),
+            Value::Number(n) => match n.as_i64() {
+                Some(n) => out.push(Val::Num(n)),
+                None => return fail(format!("unexpected number `{n}`"), ""),
+            },
+            Value::Array(items) => {
+                for i in items {
+                    self.unfold(i, out)?;
+                }
+            }
+            Value::Object(_) => {
+                let Some((k, inner)) = single(v) else {
+                    return fail(format!("unsupported value `{}`", show(v)), "");
+                };
+                match k {
+                    "set" => self.unfold(inner, out)?,
+                    "elem" => match inner.get("val") {
+                        Some(val) => self.unfold(val, out)?,
+                        None => return fail("a set element without a value", ""),
+                    },
+                    "prefix" => {
+                        let addr = text(inner, "addr").unwrap_or_default().to_string();
+                        let len = inner.get("len").and_then(Value::as_i64).unwrap_or(-1);
+                        out.push(Val::Prefix(addr, len));
+                    }
+                    "range" => match inner.as_array().map(Vec::as_slice) {
+                        Some([a, b]) => {
+                            let (mut x, mut y) = (Vec::new(), Vec::new());
+                            self.unfold(a, &mut x)?;
+                            self.unfold(b, &mut y)?;
+                            match (x.pop(), y.pop()) {
+                                (Some(a), Some(b)) if x.is_empty() && y.is_empty() => {
+                                    out.push(Val::Range(Box::new(a), Box::new(b)));
+                                }
+                                _ => return fail("a range of several values", ""),
+                            }
+                        }
+                        _ => return fail("a range without two ends", ""),
+                    },
+                    "concat" => {
+                        return fail(
+                            "concatenated set elements cannot be translated",
+                            "split the rule by field",
+                        )
+                    }
+                    other => {
+                        return fail(
+                            format!("unsupported value `{other}`"),
+                            "statewall translates values, sets and prefixes",
+                        )
+                    }
+                }
+            }
+            other => return fail(format!("unsupported value `{}`", show(other)), ""),
+        }
+        Ok(())
+    }
+}
+
+fn list<T>(values: Vec<T>, negated: bool) -> Match<T> {
+    if negated {
+        Match::negated(values)
+    } else {
+        Match::new(values)
+    }
+}
+
+fn set_once<T>(slot: &mut Option<Match<T>>, m: Match<T>, what: &str) -> Result<(), Fail> {
+    if slot.is_some() {
+        return fail(format!("two `{what}` matches in one rule"), "statewall's rules have one match per field: put the values in one set, or split the rule");
+    }
+    *slot = Some(m);
+    Ok(())
+}
+
+fn cidr(v: &Val, proto: &str) -> Result<Cidr, Fail> {
+    let text = match v {
+        Val::Str(s) => s.clone(),
+        Val::Prefix(a, l) => format!("{a}/{l}"),
+        Val::Range(..) => {
+            return fail(
+                format!("address range `{}` cannot be translated", v.show()),
+                "write it as networks (prefixes)",
+            )
+        }
+        Val::Num(_) => return fail(format!("`{}` is not an address", v.show()), ""),
+    };
+    let c = Cidr::parse_str(&text).map_err(|e| (e, String::new()))?;
+    if c.is_v4() != (proto == "ip") {
+        return fail(format!("`{text}` is not an {proto} address"), "");
+    }
+    Ok(c)
+}
+
+fn port_range(v: &Val) -> Result<PortRange, Fail> {
+    let one = |v: &Val| match v {
+        Val::Num(n) if (0..=65535).contains(n) => Ok(*n as u16),
+        Val::Str(s) => PortRange::parse_str(s)
+            .map(|r| r.lo)
+            .map_err(|e| (e, "nft service names: give the port number".to_string())),
+        other => fail(format!("`{}` is not a port", other.show()), ""),
+    };
+    match v {
+        Val::Range(a, b) => Ok(PortRange {
+            lo: one(a)?,
+            hi: one(b)?,
+        }),
+        v => {
+            let p = one(v)?;
+            Ok(PortRange { lo: p, hi: p })
+        }
+    }
+}
+
+/// nft's ICMPv6 type names that differ from ip6tables'.
+const ICMPV6_NAMES: &[(&str, u8)] = &[
+    ("nd-router-solicit", 133),
+    ("nd-router-advert", 134),
+    ("nd-neighbor-solicit", 135),
+    ("nd-neighbor-advert", 136),
+    ("nd-redirect", 137),
+    ("mld-listener-query", 130),
+    ("mld-listener-report", 131),
+    ("mld-listener-done", 132),
+    ("mld-listener-reduction", 132),
+    ("mld2-listener-report", 143),
+];
+
+fn icmp_type(v: &Val, v6: bool) -> Result<IcmpType, Fail> {
+    let named = match v {
+        Val::Num(n) => {
+            return u8::try_from(*n)
+                .map(|ty| IcmpType { ty, code: None })
+                .map_err(|_| (format!("ICMP type {n} out of range"), String::new()))
+        }
+        Val::Str(s) => s,
+        other => return fail(format!("`{}` is not an ICMP type", other.show()), ""),
+    };
+    if v6 {
+        if let Some((_, ty)) = ICMPV6_NAMES.iter().find(|(n, _)| n == named) {
+            return Ok(IcmpType {
+                ty: *ty,
+                code: None,
+            });
+        }
+        return Icmp6Type::parse_str(named)
+            .map(|t| t.0)
+            .map_err(|e| (e, String::new()));
+    }
+    Icmp4Type::parse_str(named)
+        .map(|t| t.0)
+        .map_err(|e| (e, String::new()))
+}
+
+/// `reject with tcp reset`, `reject with icmp type X`, `reject with icmpx type X`.
+fn reject_with(body: &Value) -> Result<Option<RejectWith>, Fail> {
+    let ty = text(body, "type");
+    let code = text(body, "expr");
+    Ok(match (ty, code) {
+        (None, None) => None,
+        (Some("tcp reset"), _) => Some(RejectWith::TcpReset),
+        (Some("icmp" | "icmpv6" | "icmpx"), Some("port-unreachable")) => None,
+        (Some("icmp" | "icmpx"), Some("host-unreachable")) | (Some("icmpv6" | "icmpx"), Some("addr-unreachable")) => Some(RejectWith::IcmpHostUnreachable),
+        (Some("icmp"), Some("net-unreachable")) | (Some("icmpv6" | "icmpx"), Some("no-route")) => Some(RejectWith::IcmpNetUnreachable),
+        (Some("icmp"), Some("prot-unreachable")) => Some(RejectWith::IcmpProtoUnreachable),
+        (Some("icmp" | "icmpv6" | "icmpx"), Some("admin-prohibited")) => Some(RejectWith::IcmpAdminProhibited),
+        (t, c) => {
+            return fail(
+                format!("unsupported reject type `{} {}`", t.unwrap_or(""), c.unwrap_or("")),
+                "statewall answers port, host, net and protocol unreachable, admin prohibited, and tcp reset",
+            )
+        }
+    })
+}

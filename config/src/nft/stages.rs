@@ -1,0 +1,367 @@
+//! Which nftables chains become which stage, and the ruleset they make: base chains by hook
+//! and priority, the chains they reach, rules translated in order, policies per family,
+//! interfaces as ports, and every translated rule checked by the loader's validation.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::Value;
+
+use crate::chains;
+use crate::diag::{Diagnostic, Pos};
+use crate::interfaces;
+use crate::ruleset::{Action, Family, FtpHelper, Policy, Rule, Ruleset, Stage};
+use crate::source_map::SourceMap;
+use crate::validate::validate;
+
+use super::expr::{Builder, Translated};
+use super::json::{single, text};
+use super::{key, Chain, Objects};
+
+/// Conntrack's priority on prerouting: a chain below it runs before connection tracking.
+const CONNTRACK_PRIO: i64 = -200;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum StageId {
+    Raw,
+    Forward,
+}
+
+/// The families a table's rules see: `ip` IPv4, `ip6` IPv6, `inet` both; others none.
+fn families(family: &str) -> &'static [Family] {
+    match family {
+        "ip" => &[Family::Ipv4],
+        "ip6" => &[Family::Ipv6],
+        "inet" => &[Family::Ipv4, Family::Ipv6],
+        _ => &[],
+    }
+}
+
+fn table_family(family: &str) -> Option<Family> {
+    match family {
+        "ip" => Some(Family::Ipv4),
+        "ip6" => Some(Family::Ipv6),
+        _ => None,
+    }
+}
+
+fn where_is(c: &Chain) -> String {
+    format!("table {} {} chain {}", c.family, c.table, c.name)
+}
+
+/// The chains a rule jumps or goes to.
+fn targets(exprs: &[Value]) -> impl Iterator<Item = &str> {
+    exprs.iter().filter_map(|e| match single(e) {
+        Some(("jump" | "goto", body)) => text(body, "target"),
+        _ => None,
+    })
+}
+
+pub(super) fn assemble(file: &str, mut o: Objects) -> (Ruleset, Vec<Diagnostic>, Vec<Diagnostic>) {
+    let mut errs = Vec::new();
+    let mut warns = Vec::new();
+    let rule_count = |o: &Objects, c: &Chain| {
+        o.rules
+            .iter()
+            .filter(|r| (&r.family, &r.table, &r.chain) == (&c.family, &c.table, &c.name))
+            .count()
+    };
+    // Base chains: which stage, if any.
+    let mut stage_of: BTreeMap<(String, String, String), StageId> = BTreeMap::new();
+    let mut seen: BTreeMap<(StageId, u8), String> = BTreeMap::new();
+    let mut left_out: Vec<(Pos, String)> = Vec::new();
+    for c in &o.chains {
+        let Some(b) = &c.base else { continue };
+        let fams = families(&c.family);
+        let filter = b.kind == "filter" && !fams.is_empty();
+        let stage = match b.hook.as_str() {
+            "forward" if filter => Some(StageId::Forward),
+            "prerouting" if filter && b.prio < CONNTRACK_PRIO => Some(StageId::Raw),
+            _ => None,
+        };
+        let used = rule_count(&o, c) > 0 || b.policy == Policy::Drop;
+        let Some(stage) = stage else {
+            if filter && matches!(b.hook.as_str(), "input" | "output") {
+                if used {
+                    left_out.push((c.pos, where_is(c)));
+                }
+            } else if used {
+                let hint = match (b.kind.as_str(), b.hook.as_str()) {
+                    ("nat", _) => "statewall does no NAT: do NAT on another box, import the filter chains".to_string(),
+                    (_, "prerouting") => format!(
+                        "a prerouting chain at priority {} runs after conntrack; statewall's raw stage runs before it (priority raw, -300): filter in the forward hook",
+                        b.prio
+                    ),
+                    _ if fams.is_empty() => format!(
+                        "statewall translates ip, ip6 and inet tables; a {} table's chains cannot be translated",
+                        c.family
+                    ),
+                    _ => "statewall translates the forward hook, and prerouting before conntrack (priority raw)".to_string(),
+                };
+                errs.push(
+                    Diagnostic::error(
+                        file,
+                        c.pos,
+                        format!(
+                            "{}: a {} chain on hook {} cannot be translated",
+                            where_is(c),
+                            b.kind,
+                            b.hook
+                        ),
+                    )
+                    .with_hint(hint),
+                );
+            }
+            continue;
+        };
+        for f in fams {
+            if let Some(other) = seen.insert((stage, *f as u8), where_is(c)) {
+                errs.push(
+                    Diagnostic::error(
+                        file,
+                        c.pos,
+                        format!("{} and {other} both see {} packets on hook {}", where_is(c), match f { Family::Ipv4 => "IPv4", Family::Ipv6 => "IPv6" }, b.hook),
+                    )
+                    .with_hint("nftables runs every base chain on a hook, and a packet must pass each; statewall has one rule list per stage: merge the chains into one"),
+                );
+            }
+        }
+        stage_of.insert(key(&c.family, &c.table, &c.name), stage);
+    }
+    if !left_out.is_empty() {
+        let names: Vec<&str> = left_out.iter().map(|(_, n)| n.as_str()).collect();
+        warns.push(
+            Diagnostic::warning(
+                file,
+                left_out[0].0,
+                format!(
+                    "input and output chains were left out ({}): they protect the gateway host itself, and the kernel never runs them for forwarded or bridged packets",
+                    names.join(", ")
+                ),
+            )
+            .with_hint("keep the host's own firewall on the host; statewall filters the traffic it forwards between its ports"),
+        );
+    }
+    // The chains the translated base chains reach, each in its stage.
+    let mut todo: Vec<((String, String, String), StageId)> =
+        stage_of.iter().map(|(k, s)| (k.clone(), *s)).collect();
+    while let Some((k, stage)) = todo.pop() {
+        for r in o
+            .rules
+            .iter()
+            .filter(|r| (&r.family, &r.table, &r.chain) == (&k.0, &k.1, &k.2))
+        {
+            for t in targets(&r.exprs) {
+                let tk = key(&k.0, &k.1, t);
+                let exists = o
+                    .chains
+                    .iter()
+                    .any(|c| key(&c.family, &c.table, &c.name) == tk);
+                if !exists {
+                    continue; // the rule's own error names it
+                }
+                match stage_of.get(&tk) {
+                    None => {
+                        stage_of.insert(tk.clone(), stage);
+                        todo.push((tk, stage));
+                    }
+                    Some(s) if *s != stage => errs.push(
+                        Diagnostic::error(file, r.pos, format!("chain `{t}` is reached both before conntrack (prerouting) and in the forward hook"))
+                            .with_hint("statewall's stages have their own chains: give each hook its own copy"),
+                    ),
+                    Some(_) => {}
+                }
+            }
+        }
+    }
+    let bases: BTreeSet<(String, String, String)> = o
+        .chains
+        .iter()
+        .filter(|c| c.base.is_some())
+        .map(|c| key(&c.family, &c.table, &c.name))
+        .collect();
+    let unreached: Vec<String> = o
+        .chains
+        .iter()
+        .filter(|c| c.base.is_none() && !stage_of.contains_key(&key(&c.family, &c.table, &c.name)))
+        .map(where_is)
+        .collect();
+    if !unreached.is_empty() {
+        warns.push(
+            Diagnostic::warning(
+                file,
+                Pos::default(),
+                format!("chain(s) left out, as no translated chain jumps to them: {}", unreached.join(", ")),
+            )
+            .with_hint("only the forward hook and prerouting before conntrack are translated, with the chains they reach"),
+        );
+    }
+    // YAML names of the user chains kept.
+    let mut names: BTreeMap<String, String> = BTreeMap::new();
+    for k in stage_of.keys().filter(|k| !bases.contains(*k)) {
+        let base = chains::yaml_names(std::iter::once(k.2.as_str()))
+            .remove(&k.2)
+            .unwrap_or_default();
+        let y = chains::unique_name(&base, |c| names.values().any(|v| v == c));
+        o.tables.chain_names.insert(k.clone(), y.clone());
+        names.insert(format!("{}\0{}\0{}", k.0, k.1, k.2), y);
+    }
+    // Rules, in order.
+    let mut rs = Ruleset::default();
+    let mut ifaces: Vec<(String, Pos)> = Vec::new();
+    let mut ftp: Vec<u16> = Vec::new();
+    let mut checked: Vec<(Pos, StageId, Rule)> = Vec::new();
+    for r in &o.rules {
+        let k = key(&r.family, &r.table, &r.chain);
+        let Some(&stage) = stage_of.get(&k) else {
+            continue;
+        };
+        let at = |msg: String| {
+            format!(
+                "table {} {} chain {} rule handle {}: {msg}",
+                r.family, r.table, r.chain, r.handle
+            )
+        };
+        let b = Builder::new(&r.family, &r.table, table_family(&r.family), &o.tables);
+        let translated = match b.run(&r.exprs) {
+            Ok(t) => t,
+            Err((msg, hint)) => {
+                let mut d = Diagnostic::error(file, r.pos, at(msg));
+                if !hint.is_empty() {
+                    d = d.with_hint(hint);
+                }
+                errs.push(d);
+                continue;
+            }
+        };
+        match translated {
+            (Translated::FtpPort(p), _) if stage == StageId::Raw && bases.contains(&k) => {
+                if !ftp.contains(&p) {
+                    ftp.push(p);
+                }
+            }
+            (Translated::FtpPort(_), _) => errs.push(
+                Diagnostic::error(file, r.pos, at("`ct helper set` cannot be translated here".into()))
+                    .with_hint("statewall's FTP helper is set per control port: put `tcp dport PORT ct helper set \"NAME\"` in the prerouting chain at priority raw"),
+            ),
+            (Translated::Rule(rule), named) => {
+                let mut rule = *rule;
+                rule.comment.clone_from(&r.comment);
+                ifaces.extend(named.into_iter().map(|n| (n, r.pos)));
+                checked.push((r.pos, stage, rule.clone()));
+                let st = match stage {
+                    StageId::Raw => &mut rs.raw,
+                    StageId::Forward => &mut rs.forward,
+                };
+                if bases.contains(&k) {
+                    st.rules.push(rule);
+                } else if let Some(n) = o.tables.chain_names.get(&k) {
+                    st.chains.entry(n.clone()).or_default().push(rule);
+                }
+            }
+        }
+    }
+    if !ftp.is_empty() {
+        rs.helpers.ftp = Some(FtpHelper { ports: ftp });
+    }
+    for (stage, st) in [
+        (StageId::Raw, &mut rs.raw),
+        (StageId::Forward, &mut rs.forward),
+    ] {
+        policies(&o, &stage_of, &bases, stage, st);
+    }
+    // Interfaces → ports.
+    let (ports, port_names) = interfaces::ports_for(&ifaces, file, "iifname/oifname", &mut errs);
+    rs.ports = ports;
+    for st in [&mut rs.raw, &mut rs.forward] {
+        for r in st.rules.iter_mut().chain(st.chains.values_mut().flatten()) {
+            interfaces::rename_ports(r, &port_names);
+        }
+    }
+    check(file, &rs, checked, &mut errs);
+    (rs, errs, warns)
+}
+
+/// A stage's policy from its base chains' policies per family; a family no base chain sees
+/// is accepted (nftables accepts what no chain drops).
+fn policies(
+    o: &Objects,
+    stage_of: &BTreeMap<(String, String, String), StageId>,
+    bases: &BTreeSet<(String, String, String)>,
+    stage: StageId,
+    st: &mut Stage,
+) {
+    let mut per: BTreeMap<u8, (Policy, String)> = BTreeMap::new();
+    for c in &o.chains {
+        let k = key(&c.family, &c.table, &c.name);
+        let (Some(b), Some(s)) = (&c.base, stage_of.get(&k)) else {
+            continue;
+        };
+        if *s != stage || !bases.contains(&k) {
+            continue;
+        }
+        for f in families(&c.family) {
+            per.insert(*f as u8, (b.policy, where_is(c)));
+        }
+    }
+    let get = |f: Family| {
+        per.get(&(f as u8))
+            .cloned()
+            .unwrap_or((Policy::Accept, String::new()))
+    };
+    let (p4, p6) = (get(Family::Ipv4), get(Family::Ipv6));
+    if p4.0 == p6.0 {
+        st.policy = p4.0;
+        return;
+    }
+    st.policy = Policy::Drop;
+    for (f, (p, from)) in [(Family::Ipv4, p4), (Family::Ipv6, p6)] {
+        if p == Policy::Accept {
+            let mut r = Rule::new(Action::Accept);
+            r.family = Some(f);
+            let fam = if f == Family::Ipv4 { "IPv4" } else { "IPv6" };
+            r.comment = Some(if from.is_empty() {
+                format!("no base chain on this hook sees {fam}: nftables accepts it")
+            } else {
+                format!("{from} policy accept")
+            });
+            st.rules.push(r);
+        }
+    }
+}
+
+/// Each translated rule through the loader's validation, reported at its rule; then the
+/// whole ruleset (chains: unknown targets, loops).
+fn check(file: &str, rs: &Ruleset, checked: Vec<(Pos, StageId, Rule)>, errs: &mut Vec<Diagnostic>) {
+    for (pos, stage, mut r) in checked {
+        r.in_port = None;
+        r.out_port = None;
+        if !r.action.is_verdict() {
+            r.action = Action::Accept;
+        }
+        let mut one = Ruleset::default();
+        match stage {
+            StageId::Raw => one.raw.rules.push(r),
+            StageId::Forward => one.forward.rules.push(r),
+        }
+        for d in validate(&one, &SourceMap::default(), file) {
+            let mut e = Diagnostic::error(
+                file,
+                pos,
+                format!("the translated rule would be invalid: {}", d.message),
+            );
+            e.hint = d.hint;
+            errs.push(e);
+        }
+    }
+    if errs.is_empty() {
+        for d in validate(rs, &SourceMap::default(), file) {
+            let mut e = Diagnostic::error(
+                file,
+                Pos::default(),
+                format!("the translated ruleset would be invalid: {}", d.message),
+            );
+            e.hint = d.hint;
+            errs.push(e);
+        }
+    }
+}
