@@ -6,8 +6,8 @@
 use serde_json::Value;
 
 use crate::matches::{
-    Cidr, CtDir, CtState, Icmp4Type, Icmp6Type, IcmpType, Match, PortName, PortRange, Scalar,
-    TcpFlag, TcpFlagsMatch,
+    flags_from_bits, Cidr, CtDir, CtState, Icmp4Type, Icmp6Type, IcmpType, Match, PortName,
+    PortRange, Scalar, TcpFlag, TcpFlagsMatch,
 };
 use crate::proto::Proto;
 use crate::ruleset::{Action, Family, RejectWith, Rule};
@@ -268,8 +268,7 @@ impl<'a> Builder<'a> {
             }
         };
         let what = show(left);
-        let vals = self.values(right)?;
-        if let Some((m, flags)) =
+        if let Some((m, mask)) =
             left.get("&")
                 .and_then(Value::as_array)
                 .and_then(|a| match a.as_slice() {
@@ -277,8 +276,15 @@ impl<'a> Builder<'a> {
                     _ => None,
                 })
         {
-            return self.tcp_flags(m, flags, &vals, negated);
+            return self.tcp_flags(m, mask, right, negated);
         }
+        let plain_flags = left.get("payload").is_some_and(|p| {
+            text(p, "protocol") == Some("tcp") && text(p, "field") == Some("flags")
+        });
+        if plain_flags {
+            return self.plain_tcp_flags(op, right, negated);
+        }
+        let vals = self.values(right)?;
         if let Some(ct) = left.get("ct") {
             return match text(ct, "key") {
                 Some("state") => {
@@ -404,6 +410,7 @@ impl<'a> Builder<'a> {
                 let slot = if field == "sport" { &mut self.rule.sport } else { &mut self.rule.dport };
                 set_once(slot, list(ports, negated), &what)
             }
+            ("icmp" | "icmpv6", "code") => self.icmp_code(proto == "icmpv6", &vals, negated),
             ("icmp" | "icmpv6", "type") => {
                 let v6 = proto == "icmpv6";
                 self.family_is(if v6 { Family::Ipv6 } else { Family::Ipv4 })?;
@@ -421,6 +428,47 @@ impl<'a> Builder<'a> {
                 }
             }
             _ => fail(format!("unsupported match `{what}`"), "statewall translates ip/ip6 saddr, daddr, protocol, nexthdr; tcp/udp/sctp/dccp/udplite/th sport, dport; icmp/icmpv6 type; tcp flags"),
+        }
+    }
+
+    /// `icmp type X icmp code Y`: the code joins the one type matched before it.
+    fn icmp_code(&mut self, v6: bool, vals: &[Val], negated: bool) -> Result<(), Fail> {
+        // nft writes codes with its names for them (whatever the type: code 0 of an echo
+        // request is `net-unreachable`).
+        let names: &[(&str, u8)] = if v6 { ICMPV6_CODES } else { ICMP_CODES };
+        let code = match (vals, negated) {
+            ([Val::Num(n)], false) => u8::try_from(*n).ok(),
+            ([Val::Str(s)], false) => names.iter().find(|(n, _)| n == s).map(|(_, c)| *c),
+            _ => None,
+        };
+        let ty = if v6 {
+            self.rule
+                .icmpv6_type
+                .as_mut()
+                .map(|m| (m.negated, &mut m.values[..]))
+                .and_then(|(n, v)| match v {
+                    [t] if !n && t.0.code.is_none() => Some(&mut t.0),
+                    _ => None,
+                })
+        } else {
+            self.rule
+                .icmp_type
+                .as_mut()
+                .map(|m| (m.negated, &mut m.values[..]))
+                .and_then(|(n, v)| match v {
+                    [t] if !n && t.0.code.is_none() => Some(&mut t.0),
+                    _ => None,
+                })
+        };
+        match (code, ty) {
+            (Some(c), Some(t)) => {
+                t.code = Some(c);
+                Ok(())
+            }
+            _ => fail(
+                "`icmp code` is translated only as one code after one `icmp type`",
+                "write `icmp type TYPE icmp code CODE` (a number)",
+            ),
         }
     }
 
@@ -468,12 +516,12 @@ impl<'a> Builder<'a> {
         set_once(slot, Match::new(vec![range]), &show(left))
     }
 
-    /// `tcp flags & (syn | ack) == syn`.
+    /// `tcp flags & (syn | ack) == syn`: the flags in the mask must equal the value.
     fn tcp_flags(
         &mut self,
         left: &Value,
         mask: &Value,
-        vals: &[Val],
+        right: &Value,
         negated: bool,
     ) -> Result<(), Fail> {
         let is_flags = left.get("payload").is_some_and(|p| {
@@ -485,24 +533,34 @@ impl<'a> Builder<'a> {
                 "statewall translates `tcp flags & MASK == FLAGS`",
             );
         }
+        self.set_flags(flag_bits(mask)?, flag_bits(right)?, negated)
+    }
+
+    /// `tcp flags syn` (the bit is set), `tcp flags == syn` (exactly those flags), `!=`.
+    fn plain_tcp_flags(&mut self, op: &str, right: &Value, negated: bool) -> Result<(), Fail> {
+        let bits = flag_bits(right)?;
+        match op {
+            "in" if bits.is_power_of_two() => self.set_flags(bits, bits, false),
+            "in" => fail(
+                format!(
+                    "`tcp flags {}` (any of several flags) cannot be translated",
+                    show(right)
+                ),
+                "write one rule per flag, or `tcp flags & MASK == FLAGS`",
+            ),
+            _ => self.set_flags(0xff, bits, negated),
+        }
+    }
+
+    fn set_flags(&mut self, mask: u8, comp: u8, not: bool) -> Result<(), Fail> {
         self.implied_proto("tcp")?;
-        let flags = |vs: &[Val]| -> Result<Vec<TcpFlag>, Fail> {
-            vs.iter()
-                .map(|v| TcpFlag::parse_str(&v.show()).map_err(|e| (e, String::new())))
-                .collect()
-        };
-        let mask = flags(&self.values(mask)?)?;
-        let comp = match vals {
-            [Val::Num(0)] => vec![TcpFlag(0)],
-            v => flags(v)?,
-        };
         if self.rule.tcp_flags.is_some() {
             return fail("two `tcp flags` matches in one rule", "keep one");
         }
         self.rule.tcp_flags = Some(TcpFlagsMatch {
-            mask: Match::new(mask),
-            comp: Match::new(comp),
-            not: negated,
+            mask: Match::new(flags_from_bits(mask)),
+            comp: Match::new(flags_from_bits(comp)),
+            not,
         });
         Ok(())
     }
@@ -636,6 +694,32 @@ impl<'a> Builder<'a> {
     }
 }
 
+/// A TCP flags value: a flag name, a number, `[a, b]` or `{"|": [a, b]}` (the bits of each).
+fn flag_bits(v: &Value) -> Result<u8, Fail> {
+    match v {
+        Value::String(s) => TcpFlag::parse_str(s)
+            .map(|f| f.0)
+            .map_err(|e| (e, String::new())),
+        Value::Number(n) => n
+            .as_u64()
+            .and_then(|n| u8::try_from(n).ok())
+            .ok_or_else(|| (format!("TCP flags value {n} out of range"), String::new())),
+        Value::Array(items) => items.iter().try_fold(0, |acc, i| Ok(acc | flag_bits(i)?)),
+        Value::Object(_) => match single(v) {
+            Some(("|", inner)) => flag_bits(inner),
+            Some(("set", Value::Array(items))) if items.len() == 1 => flag_bits(&items[0]),
+            _ => fail(
+                format!("unsupported TCP flags value `{}`", show(v)),
+                "name the flags",
+            ),
+        },
+        _ => fail(
+            format!("unsupported TCP flags value `{}`", show(v)),
+            "name the flags",
+        ),
+    }
+}
+
 fn list<T>(values: Vec<T>, negated: bool) -> Match<T> {
     if negated {
         Match::negated(values)
@@ -703,6 +787,26 @@ const ICMPV6_NAMES: &[(&str, u8)] = &[
     ("mld-listener-done", 132),
     ("mld-listener-reduction", 132),
     ("mld2-listener-report", 143),
+];
+
+/// nft's names for ICMP codes (`icmp_code`) and ICMPv6 codes (`icmpv6_code`).
+const ICMP_CODES: &[(&str, u8)] = &[
+    ("net-unreachable", 0),
+    ("host-unreachable", 1),
+    ("prot-unreachable", 2),
+    ("port-unreachable", 3),
+    ("frag-needed", 4),
+    ("net-prohibited", 9),
+    ("host-prohibited", 10),
+    ("admin-prohibited", 13),
+];
+const ICMPV6_CODES: &[(&str, u8)] = &[
+    ("no-route", 0),
+    ("admin-prohibited", 1),
+    ("addr-unreachable", 3),
+    ("port-unreachable", 4),
+    ("policy-fail", 5),
+    ("reject-route", 6),
 ];
 
 fn icmp_type(v: &Val, v6: bool) -> Result<IcmpType, Fail> {

@@ -23,6 +23,7 @@ from . import (
     icmp,
     ipv6,
     malformed,
+    nft,
     rules,
     tcp_rst,
     tcp_state,
@@ -32,7 +33,7 @@ from . import (
 )
 
 TOPICS = (tcp_state, tcp_rst, tcp_window, tcp_timeout, malformed, udp, icmp, ipv6, rules, ftp,
-          fragments, chains)
+          fragments, chains, nft)
 
 ORDER = """
     tcp-handshake tcp-data-both-ways tcp-fin-close tcp-fin-simultaneous tcp-fin-server-first
@@ -55,7 +56,8 @@ ORDER = """
     tcp-synack-bad-ack tcp-rst-syn-sent tcp-zero-window tcp-sack tcp-wscale-one-side
     tcp-data-after-fin tcp-loose-pickup-window icmp-error-directions icmp-echo-mismatch
     icmpv6-error-related-tcp udp-reply-other-port truncated-icmp ipv4-options ftp-format-edges
-    ftp-helper-other-port chains-gateway chains-goto-return input-rules-are-the-hosts nft-gateway""".split()
+    ftp-helper-other-port chains-gateway chains-goto-return input-rules-are-the-hosts nft-gateway
+    nft-matches""".split()
 
 
 def _ordered() -> list:
