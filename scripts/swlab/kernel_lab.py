@@ -184,17 +184,16 @@ class Lab:
         rules = lab_rules(text)
         for fam, tool in (("4", "iptables-legacy-restore"), ("6", "ip6tables-legacy-restore")):
             sh("ip", "netns", "exec", self.g, tool, input=rules[fam])
-        if text:
-            return
-        # An nftables scenario: its ruleset beside the NFLOG-only legacy FORWARD (the
-        # scenario's forward chain runs after it, at a priority above filter's), and the
-        # committed rules.json must be what nft makes of it.
-        sh("ip", "netns", "exec", self.g, "nft", "-f", nft)
-        now = subprocess.run(["ip", "netns", "exec", self.g, "nft", "-j", "list", "ruleset"],
-                             capture_output=True, text=True, check=True).stdout
-        if not nftjson.same(now, open(os.path.join(scdir, "rules.json")).read()):
-            raise RuntimeError("rules.json is not what nft makes of rules.nft: regenerate it "
-                               "(swlab generate NAME, as root)")
+        if not text:
+            # An nftables scenario: its ruleset beside the NFLOG-only legacy FORWARD (the
+            # scenario's forward chain runs after it, at a priority above filter's), and the
+            # committed rules.json must be what nft makes of it.
+            sh("ip", "netns", "exec", self.g, "nft", "-f", nft)
+            now = subprocess.run(["ip", "netns", "exec", self.g, "nft", "-j", "list", "ruleset"],
+                                 capture_output=True, text=True, check=True).stdout
+            if not nftjson.same(now, open(os.path.join(scdir, "rules.json")).read()):
+                raise RuntimeError("rules.json is not what nft makes of rules.nft: regenerate "
+                                   "it (swlab generate NAME, as root)")
         for k, v in read_sysctl(os.path.join(scdir, "sysctl.conf")):
             sh("ip", "netns", "exec", self.g, "sysctl", "-qw", f"{k}={v}")
 
