@@ -52,7 +52,11 @@ const KEYS: usize = 1 << 14;
 const HOST_PORTS: [u16; 6] = [22, 80, 443, 8080, 3306, 5432];
 
 fn cidr(addr: IpAddr, prefix: u8) -> Cidr {
-    Cidr { addr, prefix }
+    Cidr {
+        addr,
+        prefix,
+        end: None,
+    }
 }
 
 fn v4(n: u32) -> IpAddr {

@@ -242,12 +242,16 @@ impl<T: Scalar> Serialize for Match<T> {
 // ---------------------------------------------------------------------------------------
 // Addresses
 
-/// An IPv4 or IPv6 network, `10.0.0.0/8` or a bare address (a /32 or /128).
-/// Host bits are cleared, as iptables does (`-s 10.1.2.3/8` means 10.0.0.0/8).
+/// An IPv4 or IPv6 network, `10.0.0.0/8` or a bare address (a /32 or /128), or an
+/// inclusive range of one family's addresses, `10.0.0.10-10.0.0.20`. Host bits of a network
+/// are cleared, as iptables does (`-s 10.1.2.3/8` means 10.0.0.0/8).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Cidr {
     pub addr: IpAddr,
     pub prefix: u8,
+    /// The last address of a range `addr-end` (iptables' `-m iprange`, nftables' `a-b`);
+    /// `prefix` is then the full length.
+    pub end: Option<IpAddr>,
 }
 
 impl Cidr {
@@ -257,6 +261,14 @@ impl Cidr {
 
     /// Whether `ip` lies in this network (an IPv4 network never contains an IPv6 address).
     pub fn contains(&self, ip: IpAddr) -> bool {
+        if self.end.is_some() {
+            let (lo, hi) = self.range_u128();
+            let v = match ip {
+                IpAddr::V4(a) => u128::from(a.to_ipv6_mapped()),
+                IpAddr::V6(a) => u128::from(a),
+            };
+            return ip.is_ipv4() == self.is_v4() && (lo..=hi).contains(&v);
+        }
         match (self.addr, ip) {
             (IpAddr::V4(n), IpAddr::V4(a)) => {
                 let mask = u32::MAX
@@ -277,6 +289,13 @@ impl Cidr {
     /// First and last address of the network, as 128-bit integers; IPv4 networks are
     /// mapped into `::ffff:0:0/96` so both families share one number line.
     pub fn range_u128(&self) -> (u128, u128) {
+        let number = |a: IpAddr| match a {
+            IpAddr::V4(a) => u128::from(a.to_ipv6_mapped()),
+            IpAddr::V6(a) => u128::from(a),
+        };
+        if let Some(end) = self.end {
+            return (number(self.addr), number(end));
+        }
         let (base, bits) = match self.addr {
             IpAddr::V4(a) => (u128::from(a.to_ipv6_mapped()), 32),
             IpAddr::V6(a) => (u128::from(a), 128),
@@ -293,6 +312,9 @@ impl Cidr {
 
 impl fmt::Display for Cidr {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        if let Some(end) = self.end {
+            return write!(f, "{}-{end}", self.addr);
+        }
         let full = if self.is_v4() { 32 } else { 128 };
         if self.prefix == full {
             write!(f, "{}", self.addr)
@@ -303,8 +325,36 @@ impl fmt::Display for Cidr {
 }
 
 impl Scalar for Cidr {
-    const EXPECTING: &'static str = "an address or network like 10.0.0.0/8 or fd00::/64";
+    const EXPECTING: &'static str =
+        "an address, network or range like 10.0.0.0/8, fd00::/64 or 10.0.0.10-10.0.0.20";
     fn parse_str(s: &str) -> Result<Self, String> {
+        if let Some((a, b)) = s.split_once('-') {
+            let bad = |x: &str| {
+                format!(
+                    "invalid address `{x}` in the range `{s}`: write two addresses of one family, like 10.0.0.10-10.0.0.20"
+                )
+            };
+            let lo: IpAddr = a.trim().parse().map_err(|_| bad(a))?;
+            let hi: IpAddr = b.trim().parse().map_err(|_| bad(b))?;
+            if lo.is_ipv4() != hi.is_ipv4() {
+                return Err(format!(
+                    "the range `{s}` mixes IPv4 and IPv6: give two addresses of one family"
+                ));
+            }
+            let full = if lo.is_ipv4() { 32 } else { 128 };
+            let c = Cidr {
+                addr: lo,
+                prefix: full,
+                end: Some(hi),
+            };
+            let (l, h) = c.range_u128();
+            if l > h {
+                return Err(format!(
+                    "the range `{s}` ends before it starts: write the lower address first"
+                ));
+            }
+            return Ok(c);
+        }
         let (a, p) = match s.split_once('/') {
             Some((a, p)) => (a, Some(p)),
             None => (s, None),
@@ -340,7 +390,11 @@ impl Scalar for Cidr {
                 IpAddr::V6(Ipv6Addr::from(u128::from(a) & mask))
             }
         };
-        Ok(Cidr { addr, prefix })
+        Ok(Cidr {
+            addr,
+            prefix,
+            end: None,
+        })
     }
     fn parse_int(n: i64) -> Result<Self, String> {
         Err(format!(

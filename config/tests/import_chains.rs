@@ -3,7 +3,7 @@
 //! says which and why, and no silent guess of the IP family.
 
 use config::iptables::{import, ImportInput, Imported};
-use config::ruleset::{Action, Family, Policy};
+use config::ruleset::{Action, Family, Policy, RejectWith};
 use config::Diagnostic;
 
 fn run(name: &str, text: &str, family: Option<Family>) -> Result<Imported, Vec<Diagnostic>> {
@@ -102,12 +102,12 @@ fn a_gateway_with_chains_imports_its_forward_chains_and_leaves_input_out() {
         "{w:#?}"
     );
     assert!(
-        w[1].starts_with("gw.save:9:1: warning: iptables INPUT and OUTPUT rules were left out")
+        w[1].starts_with("gw.save:9:13: warning: iptables INPUT and OUTPUT rules were left out")
             && w[1].contains("FORWARD has 5 rule(s)"),
         "{w:#?}"
     );
     assert!(
-        y.contains("# gw.save:9:1: warning: iptables INPUT and OUTPUT"),
+        y.contains("# gw.save:9:13: warning: iptables INPUT and OUTPUT"),
         "{y}"
     );
     // The interfaces of the chains are the gateway's ports.
@@ -279,4 +279,76 @@ fn no_silent_family_guess() {
     );
     // Policies alone need no family.
     ok("policies", "*filter\n:FORWARD DROP [0:0]\nCOMMIT\n");
+}
+
+#[test]
+fn matches_never_true_for_forwarded_traffic_are_said_not_refused() {
+    let text = "\
+iptables -P FORWARD DROP
+iptables -A FORWARD -i lo -j ACCEPT
+iptables -A FORWARD ! -o lo -m conntrack --ctstate DNAT -j ACCEPT
+iptables -A FORWARD -p tcp -m conntrack ! --ctstate SNAT,DNAT -j ACCEPT
+iptables -A FORWARD -p udp -m conntrack --ctstate NEW,DNAT -j ACCEPT
+iptables -A FORWARD -p udp -m iprange --src-range 10.0.0.10-10.0.0.20 -j ACCEPT
+";
+    let i = ok("never.sh", text);
+    let f = &i.ruleset.forward.rules;
+    // Left out: `-i lo` and `--ctstate DNAT` never hold; `! --ctstate SNAT,DNAT` always does.
+    assert_eq!(f.len(), 3, "{f:#?}");
+    assert!(f[0].ctstate.is_none());
+    assert_eq!(f[1].ctstate.as_ref().map(|m| m.values.len()), Some(1));
+    assert_eq!(
+        f[2].src
+            .as_ref()
+            .map(|m| m.values[0].to_string())
+            .as_deref(),
+        Some("10.0.0.10-10.0.0.20")
+    );
+    let w: Vec<String> = i.warnings.iter().map(|d| d.message.clone()).collect();
+    assert_eq!(
+        w,
+        [
+            "`-i lo` is never true for forwarded traffic: the rule is left out",
+            "`! -o lo` is always true for forwarded traffic: the match is left out",
+            "`--ctstate DNAT` never matches without NAT: the rule is left out",
+            "`! --ctstate SNAT,DNAT` always matches without NAT: the match is left out",
+            "`--ctstate NEW,DNAT`: SNAT and DNAT never hold without NAT and are left out of the list",
+        ]
+    );
+    // An INPUT chain left out says nothing about its own `-i lo`.
+    let gw = ok("gw.save", &GATEWAY.replace("-o eth1", "-o eth0"));
+    assert!(
+        gw.warnings.iter().all(|d| !d.message.contains("lo`")),
+        "{:#?}",
+        gw.warnings
+    );
+}
+
+#[test]
+fn every_reject_type() {
+    let i = ok(
+        "reject.sh",
+        "iptables -A FORWARD -p tcp --dport 1 -j REJECT --reject-with icmp-host-prohibited\n\
+         iptables -A FORWARD -p tcp --dport 2 -j REJECT --reject-with icmp-net-prohibited\n\
+         ip6tables -A FORWARD -p tcp --dport 3 -j REJECT --reject-with icmp6-policy-fail\n\
+         ip6tables -A FORWARD -p tcp --dport 4 -j REJECT --reject-with icmp6-reject-route\n",
+    );
+    let with: Vec<Option<RejectWith>> = i
+        .ruleset
+        .forward
+        .rules
+        .iter()
+        .map(|r| r.reject_with)
+        .collect();
+    assert_eq!(
+        with,
+        [
+            Some(RejectWith::IcmpHostProhibited),
+            Some(RejectWith::IcmpNetProhibited),
+            Some(RejectWith::Icmp6PolicyFail),
+            Some(RejectWith::Icmp6RejectRoute)
+        ]
+    );
+    let y = loads_back(&i);
+    assert!(y.contains("reject_with: icmp-host-prohibited"), "{y}");
 }

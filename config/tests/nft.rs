@@ -65,20 +65,23 @@ fn a_hand_written_gateway() {
     assert_eq!(f.rules[3].dport, Some(ports(&[(22, 22), (443, 443)])));
     assert_eq!(f.rules[4].action, Action::Goto("logdrop".into()));
     let lan = &f.chains["lan_in"];
-    assert_eq!(lan.len(), 7);
+    assert_eq!(lan.len(), 8);
     assert_eq!(lan[0].proto, Some(Match::new(vec![Proto::TCP, Proto::UDP])));
     assert_eq!(
         lan[1].dport,
         Some(ports(&[(80, 80), (443, 443), (8000, 8999)]))
     );
+    // An address range.
+    let range = lan[2].src.as_ref().map(|m| m.values[0].to_string());
+    assert_eq!(range.as_deref(), Some("10.0.0.100-10.0.0.199"));
     assert_eq!(
-        lan[3].icmpv6_type.as_ref().map(|m| m.values[1].0.ty),
+        lan[4].icmpv6_type.as_ref().map(|m| m.values[1].0.ty),
         Some(135)
     );
-    assert_eq!(lan[4].reject_with, Some(RejectWith::TcpReset));
-    assert_eq!(lan[5].action, Action::Return);
+    assert_eq!(lan[5].reject_with, Some(RejectWith::TcpReset));
+    assert_eq!(lan[6].action, Action::Return);
     assert_eq!(
-        lan[6]
+        lan[7]
             .tcp_flags
             .as_ref()
             .map(config::matches::TcpFlagsMatch::bits),
@@ -116,7 +119,6 @@ fn what_cannot_be_translated_is_an_error_at_its_rule() {
         "unsupported statement `limit`",
         "set `blocked` is dynamic",
         "unsupported statement `log`",
-        "address range `10.0.0.1-10.0.0.9` cannot be translated",
         "table ip nat chain postrouting: a nat chain on hook postrouting cannot be translated",
     ];
     assert_eq!(e.len(), want.len(), "{e:#?}");
@@ -194,5 +196,30 @@ fn bad_input_says_what_to_give() {
         e[0].contains("`jump nowhere`: no chain `nowhere` in table ip f"),
         "{}",
         e[0]
+    );
+}
+
+#[test]
+fn loopback_is_never_forwarded() {
+    let lo = |op: &str, handle: u32| {
+        format!(
+            r#"{{"rule": {{"family": "ip", "table": "f", "chain": "fwd", "handle": {handle}, "expr": [{{"match": {{"op": "{op}", "left": {{"meta": {{"key": "iifname"}}}}, "right": "lo"}}}}, {{"accept": null}}]}}}}"#
+        )
+    };
+    let i = ok("lo.json", &doc(&[FWD4, &lo("==", 2), &lo("!=", 3)]));
+    let f = &i.ruleset.forward.rules;
+    // `iifname "lo"` never holds: left out; `!= "lo"` always does: an unconditional accept.
+    assert_eq!(f.len(), 2, "{f:#?}");
+    assert_eq!(
+        (f[0].in_port.is_none(), &f[0].action),
+        (true, &Action::Accept)
+    );
+    let w: Vec<&str> = i.warnings.iter().map(|d| d.message.as_str()).collect();
+    assert_eq!(
+        w,
+        [
+            "table ip f chain fwd rule handle 2: `iifname lo`: never true for forwarded traffic: the rule is left out",
+            "table ip f chain fwd rule handle 3: `iifname != lo`: always true for forwarded traffic: the match is left out",
+        ]
     );
 }

@@ -55,7 +55,7 @@ pub(super) struct Importer<'a> {
     pub(super) user_chains: HashSet<ChainKey>,
     pub(super) restored: HashSet<(Family, String)>,
     pub(super) families: [bool; 2],
-    /// Errors of rules whose chain may be left out (`add_rule`), by chain.
+    /// Errors and warnings of rules whose chain may be left out (`add_rule`), by chain.
     pub(super) held: Vec<(ChainKey, Vec<Diagnostic>)>,
     /// What the translation left out or changed, for the operator to read.
     pub(super) warns: Vec<Diagnostic>,

@@ -61,13 +61,18 @@
 //!   written as no `reject_with`), RETURN, a user-defined chain (`-j`/`-g`). ip6tables' names map to their IPv4 counterparts, which the
 //!   engine answers in ICMPv6 for IPv6 packets: icmp6-port-unreachable → icmp-port-unreachable,
 //!   icmp6-adm-prohibited → icmp-admin-prohibited, icmp6-no-route → icmp-net-unreachable,
-//!   icmp6-addr-unreachable → icmp-host-unreachable.
+//!   icmp6-addr-unreachable → icmp-host-unreachable; icmp-net-prohibited,
+//!   icmp-host-prohibited, icmp6-policy-fail and icmp6-reject-route are their own.
+//! - Never true for forwarded traffic, said in a warning rather than refused: `-i lo`/`-o
+//!   lo` (also physdev; the rule is left out, `! -i lo` drops out of it) and the NAT states
+//!   SNAT and DNAT in `--ctstate` (no connection has them without NAT). `-m iprange
+//!   --src-range`/`--dst-range` are address ranges in `src`/`dst`.
 //!
 //! Everything else is an error naming the file, line and column of the offending token, with
 //! a hint: other tables (nat, mangle, security), raw OUTPUT, `-j CT --helper` outside raw
 //! PREROUTING, a `-g` to a chain not declared, other targets (LOG, MARK, ...), other match
-//! modules (`-m limit`, `-m recent`, ...), other options, NAT conntrack states,
-//! `icmp-host-prohibited` and other reject types without a counterpart, a non-ACCEPT policy
+//! modules (`-m limit`, `-m recent`, ...), other options, reject types without a
+//! counterpart, a non-ACCEPT policy
 //! on an untranslated chain. All errors are collected (those of rules that are left out, in
 //! INPUT of a gateway say, are not errors); nothing is dropped silently: what is left out is
 //! said in a warning ([`Imported::warnings`]).

@@ -21,6 +21,19 @@ impl RuleParser<'_> {
         };
         let mut off = 0;
         for (item, c) in v.text.split(',').zip(&values) {
+            if c.end.is_some() {
+                self.err(
+                    v.at(off),
+                    format!(
+                        "`{} {item}`: iptables takes a network here, not a range",
+                        tok.text
+                    ),
+                    format!(
+                        "a range is `-m iprange {} {item}`",
+                        if src { "--src-range" } else { "--dst-range" }
+                    ),
+                );
+            }
             if c.is_v4() != (self.fam == Family::Ipv4) {
                 self.err(
                     v.at(off),
@@ -37,6 +50,48 @@ impl RuleParser<'_> {
         let m = Match {
             negated: neg,
             values,
+        };
+        let (slot, what) = if src {
+            (&mut self.out.rule.src, "source address")
+        } else {
+            (&mut self.out.rule.dst, "destination address")
+        };
+        set_once(&mut self.out.errs, self.file, slot, m, tok, what);
+    }
+
+    /// `-m iprange --src-range FROM[-TO]` / `--dst-range`: one range (or one address).
+    pub(super) fn range(&mut self, tok: &Tok, src: bool) {
+        let neg = self.take_neg();
+        let Some(v) = self.value(tok) else { return };
+        let neg = neg || self.take_neg();
+        let mut c = match Cidr::parse_str(v.text.trim()) {
+            Ok(c) if c.end.is_some() || c.prefix == if c.is_v4() { 32 } else { 128 } => c,
+            _ => {
+                self.err(
+                    v.pos,
+                    format!("`{} {}`: not an address range", tok.text, v.text),
+                    "write FROM-TO, two addresses of the rule's family, e.g. 10.0.0.10-10.0.0.20",
+                );
+                return;
+            }
+        };
+        if c.end.is_none() {
+            c.end = Some(c.addr);
+        }
+        if c.is_v4() != (self.fam == Family::Ipv4) {
+            self.err(
+                v.pos,
+                format!(
+                    "`{c}` is an {} range in an {} rule",
+                    if c.is_v4() { "IPv4" } else { "IPv6" },
+                    fam_tool(self.fam)
+                ),
+                "put IPv4 rules in iptables input and IPv6 rules in ip6tables input",
+            );
+        }
+        let m = Match {
+            negated: neg,
+            values: vec![c],
         };
         let (slot, what) = if src {
             (&mut self.out.rule.src, "source address")
@@ -64,6 +119,21 @@ impl RuleParser<'_> {
                 v.pos,
                 format!("invalid interface name `{name}`"),
                 "a Linux interface name has 1 to 15 characters, no `/`, `,` or spaces",
+            );
+            return;
+        }
+        if name == "lo" {
+            // Loopback carries the host's own traffic only: never forwarded.
+            let (what, note) = if neg {
+                ("always true", "the match is left out")
+            } else {
+                self.out.never = true;
+                ("never true", "the rule is left out")
+            };
+            self.warn(
+                v.pos,
+                format!("`{}{} lo` is {what} for forwarded traffic: {note}", if neg { "! " } else { "" }, tok.text),
+                "the loopback interface carries only the host's own traffic, which a bump-in-the-wire gateway never forwards",
             );
             return;
         }
@@ -145,7 +215,8 @@ impl RuleParser<'_> {
         let Some(v) = self.value(tok) else { return };
         let name = v.text.as_str();
         let ok = match name {
-            "state" | "conntrack" | "multiport" | "tcp" | "udp" | "comment" | "physdev" => true,
+            "state" | "conntrack" | "multiport" | "tcp" | "udp" | "comment" | "physdev"
+            | "iprange" => true,
             "icmp" | "icmp6" => {
                 let own = if self.fam == Family::Ipv4 {
                     "icmp"
@@ -172,7 +243,6 @@ impl RuleParser<'_> {
                 "statewall has no rate or connection limits; remove the rule, or enforce the limit elsewhere".to_string()
             }
             "recent" => "statewall keeps no address lists; remove the rule".to_string(),
-            "iprange" => "write the range as CIDR networks with -s/-d".to_string(),
             "helper" => {
                 "connections the FTP helper expects are matched with `--ctstate RELATED`".to_string()
             }
@@ -193,18 +263,12 @@ impl RuleParser<'_> {
         let mut values = Vec::new();
         let mut off = 0;
         let mut ok = true;
+        let mut nat = false;
         for item in v.text.split(',') {
             let upper = item.to_ascii_uppercase();
             if upper == "SNAT" || upper == "DNAT" {
-                ok = false;
-                self.err(
-                    v.at(off),
-                    format!(
-                        "unsupported conntrack state `{item}` in `{} {}`",
-                        tok.text, v.text
-                    ),
-                    "statewall does no NAT, so no connection is SNAT or DNAT; remove the state",
-                );
+                // Never true without NAT: the state drops out of the list.
+                nat = true;
             } else {
                 match CtState::parse_str(item) {
                     Ok(s) => values.push(s),
@@ -219,6 +283,29 @@ impl RuleParser<'_> {
                 }
             }
             off += item.chars().count() + 1;
+        }
+        if ok && nat {
+            let written = format!("{}{} {}", if neg { "! " } else { "" }, tok.text, v.text);
+            let msg = match (values.is_empty(), neg) {
+                (true, false) => {
+                    self.out.never = true;
+                    format!("`{written}` never matches without NAT: the rule is left out")
+                }
+                (true, true) => {
+                    format!("`{written}` always matches without NAT: the match is left out")
+                }
+                (false, _) => format!(
+                    "`{written}`: SNAT and DNAT never hold without NAT and are left out of the list"
+                ),
+            };
+            self.warn(
+                v.pos,
+                msg,
+                "statewall does no NAT, so no connection is SNAT or DNAT",
+            );
+            if values.is_empty() {
+                return;
+            }
         }
         if ok {
             // Canonical order (new, established, related, invalid, untracked).

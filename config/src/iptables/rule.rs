@@ -44,6 +44,12 @@ pub(super) struct Parsed {
     /// `--physdev-is-bridged`: accepted in filter FORWARD only (checked by the chain).
     pub(super) physdev_bridged: Option<Pos>,
     pub(super) errs: Vec<Diagnostic>,
+    /// Matches that are never or always true for forwarded traffic (`-i lo`, `--ctstate
+    /// DNAT`), said as warnings.
+    pub(super) warns: Vec<Diagnostic>,
+    /// A match that never holds for forwarded traffic: the rule never matches and is left
+    /// out (its warning says why).
+    pub(super) never: bool,
 }
 
 /// Options that are not part of a match module or target (where skipping an untranslated
@@ -82,7 +88,7 @@ const GENERAL_OPTS: &[&str] = &[
 ];
 
 pub(super) const SUPPORTED_MATCHES: &str =
-    "statewall translates -m state, conntrack (--ctstate, --ctdir), multiport, tcp, udp, icmp, icmp6, physdev (--physdev-in, --physdev-out) and comment";
+    "statewall translates -m state, conntrack (--ctstate, --ctdir), multiport, tcp, udp, icmp, icmp6, physdev (--physdev-in, --physdev-out), iprange (--src-range, --dst-range) and comment";
 
 const OTHER_CT_OPTS: &[&str] = &[
     "--ctproto",
@@ -153,6 +159,8 @@ impl<'t> RuleParser<'t> {
                 ifaces: Vec::new(),
                 physdev_bridged: None,
                 errs: Vec::new(),
+                warns: Vec::new(),
+                never: false,
             },
         }
     }
@@ -232,6 +240,12 @@ impl<'t> RuleParser<'t> {
     }
 
     /// Whether a module option may be used: its module is loaded or implied by `-p`.
+    pub(super) fn warn(&mut self, pos: Pos, msg: impl Into<String>, hint: impl Into<String>) {
+        self.out
+            .warns
+            .push(Diagnostic::warning(self.file, pos, msg).with_hint(hint));
+    }
+
     pub(super) fn needs(&mut self, opt: &Tok, modules: &[&str], protos: &[Proto], what: &str) {
         let loaded = self.modules.iter().any(|m| modules.contains(&m.as_str()));
         if !loaded && !self.proto_is(protos) {
@@ -482,6 +496,10 @@ impl<'t> RuleParser<'t> {
             "--icmpv6-type" => {
                 self.needs(tok, &["icmp6"], &[Proto::ICMPV6], "`-p icmpv6`");
                 self.icmp(tok, true);
+            }
+            "--src-range" | "--dst-range" => {
+                self.needs(tok, &["iprange"], &[], "`-m iprange`");
+                self.range(tok, tok.text == "--src-range");
             }
             "--comment" => {
                 self.needs(tok, &["comment"], &[], "`-m comment`");

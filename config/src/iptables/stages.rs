@@ -39,15 +39,18 @@ impl Importer<'_> {
         parsed: Parsed,
         pos: Pos,
     ) {
-        let before = self.errs.len();
+        let (errs_before, warns_before) = (self.errs.len(), self.warns.len());
         self.translate_rule(fam, table, table_pos, chain, insert, parsed, pos);
         let name = chain.text.as_str();
         let key: ChainKey = (fam, table.to_string(), name.to_string());
         let may_be_left_out = (table == "filter" && matches!(name, "INPUT" | "OUTPUT"))
             || (matches!(table, "filter" | "raw") && self.user_chains.contains(&key));
-        if may_be_left_out && self.errs.len() > before {
-            let errs = self.errs.split_off(before);
-            self.held.push((key, errs));
+        if may_be_left_out {
+            let mut said = self.errs.split_off(errs_before);
+            said.append(&mut self.warns.split_off(warns_before));
+            if !said.is_empty() {
+                self.held.push((key, said));
+            }
         }
     }
 
@@ -68,8 +71,17 @@ impl Importer<'_> {
             ifaces,
             physdev_bridged,
             mut errs,
+            mut warns,
+            never,
             ..
         } = parsed;
+        self.warns.append(&mut warns);
+        if never {
+            // A match never true for forwarded traffic: the rule is left out (its warning
+            // says so); only what is wrong with how it is written still counts.
+            self.errs.append(&mut errs);
+            return;
+        }
         let name = chain.text.as_str();
         let key = (fam, table.to_string(), name.to_string());
         let user = self.user_chains.contains(&key);
@@ -571,9 +583,15 @@ impl Importer<'_> {
         let kept = self.kept_chains();
         let is_kept = |e: &Entry| kept.contains(&(e.fam, e.table.to_string(), e.chain.clone()));
         self.entries.retain(is_kept);
-        for (k, mut errs) in std::mem::take(&mut self.held) {
+        for (k, said) in std::mem::take(&mut self.held) {
             if kept.contains(&k) {
-                self.errs.append(&mut errs);
+                for d in said {
+                    if d.is_error() {
+                        self.errs.push(d);
+                    } else {
+                        self.warns.push(d);
+                    }
+                }
             }
         }
         self.errs.sort_by_key(|d| d.pos);

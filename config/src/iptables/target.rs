@@ -81,6 +81,10 @@ impl RuleParser<'_> {
                 Some(RejectWith::IcmpAdminProhibited),
             ),
             ("admin-prohib", Some(RejectWith::IcmpAdminProhibited)),
+            ("icmp-net-prohibited", Some(RejectWith::IcmpNetProhibited)),
+            ("net-prohib", Some(RejectWith::IcmpNetProhibited)),
+            ("icmp-host-prohibited", Some(RejectWith::IcmpHostProhibited)),
+            ("host-prohib", Some(RejectWith::IcmpHostProhibited)),
             ("tcp-reset", Some(RejectWith::TcpReset)),
             ("tcp-rst", Some(RejectWith::TcpReset)),
         ];
@@ -99,6 +103,10 @@ impl RuleParser<'_> {
                 Some(RejectWith::IcmpHostUnreachable),
             ),
             ("addr-unreach", Some(RejectWith::IcmpHostUnreachable)),
+            ("icmp6-policy-fail", Some(RejectWith::Icmp6PolicyFail)),
+            ("policy-fail", Some(RejectWith::Icmp6PolicyFail)),
+            ("icmp6-reject-route", Some(RejectWith::Icmp6RejectRoute)),
+            ("reject-route", Some(RejectWith::Icmp6RejectRoute)),
             ("tcp-reset", Some(RejectWith::TcpReset)),
             ("tcp-rst", Some(RejectWith::TcpReset)),
         ];
@@ -108,16 +116,7 @@ impl RuleParser<'_> {
             return;
         }
         let names: Vec<&str> = table.iter().map(|(n, _)| *n).collect();
-        let hint = match name {
-            "icmp-net-prohibited" | "icmp-host-prohibited" | "net-prohib" | "host-prohib" => {
-                "statewall's closest answer is icmp-admin-prohibited (code 13); change the rule to it if that is acceptable".to_string()
-            }
-            _ => format!(
-                "{} reject types statewall translates: {}",
-                fam_tool(self.fam),
-                names.join(", ")
-            ),
-        };
+        let hint = format!("{} reject types: {}", fam_tool(self.fam), names.join(", "));
         self.err(
             v.pos,
             format!(

@@ -19,8 +19,17 @@ use super::Tables;
 #[derive(Debug)]
 pub(super) enum Translated {
     Rule(Box<Rule>),
+    /// A rule with a match never true for forwarded traffic, left out (its warning says so).
+    Never,
     /// `tcp dport N ct helper set "NAME"` with a helper of type ftp: N is an FTP control port.
     FtpPort(u16),
+}
+
+/// A translated rule with what it names and says.
+pub(super) struct Done {
+    pub(super) translated: Translated,
+    pub(super) ifaces: Vec<String>,
+    pub(super) warns: Vec<String>,
 }
 
 /// An error about one rule: the message and a hint.
@@ -62,6 +71,10 @@ pub(super) struct Builder<'a> {
     pub(super) ifaces: Vec<String>,
     verdict: Option<Action>,
     helper: Option<String>,
+    /// What the translation changed, for warnings (`iifname "lo"`).
+    pub(super) warns: Vec<String>,
+    /// A match never true for forwarded traffic: the rule is left out.
+    never: bool,
 }
 
 impl<'a> Builder<'a> {
@@ -80,11 +93,23 @@ impl<'a> Builder<'a> {
             ifaces: Vec::new(),
             verdict: None,
             helper: None,
+            warns: Vec::new(),
+            never: false,
         }
     }
 
-    /// Every expression of the rule, then what it came to.
-    pub(super) fn run(mut self, exprs: &[Value]) -> Result<(Translated, Vec<String>), Fail> {
+    /// Every expression of the rule, then what it came to, the interfaces it names and its
+    /// warnings.
+    pub(super) fn run(mut self, exprs: &[Value]) -> Result<Done, Fail> {
+        let t = self.translate(exprs)?;
+        Ok(Done {
+            translated: if self.never { Translated::Never } else { t },
+            ifaces: std::mem::take(&mut self.ifaces),
+            warns: self.warns,
+        })
+    }
+
+    fn translate(&mut self, exprs: &[Value]) -> Result<Translated, Fail> {
         for e in exprs {
             if self.verdict.is_some() || self.helper.is_some() {
                 return fail(
@@ -175,7 +200,10 @@ impl<'a> Builder<'a> {
         if self.rule.implied_family().is_none() {
             self.rule.family = explicit;
         }
-        Ok((Translated::Rule(Box::new(self.rule)), self.ifaces))
+        Ok(Translated::Rule(Box::new(std::mem::replace(
+            &mut self.rule,
+            Rule::new(Action::Accept),
+        ))))
     }
 
     /// `ct helper set "NAME"`: the helper object must be of type ftp over TCP.
@@ -222,7 +250,7 @@ impl<'a> Builder<'a> {
         }
     }
 
-    fn ftp_port(self, helper: &str) -> Result<(Translated, Vec<String>), Fail> {
+    fn ftp_port(&self, helper: &str) -> Result<Translated, Fail> {
         let only_port = |r: &Rule| {
             let mut probe = Rule::new(r.action.clone());
             probe.proto.clone_from(&r.proto);
@@ -239,7 +267,7 @@ impl<'a> Builder<'a> {
                 _ => None,
             });
         match port {
-            Some(p) if only_port(&self.rule) => Ok((Translated::FtpPort(p), Vec::new())),
+            Some(p) if only_port(&self.rule) => Ok(Translated::FtpPort(p)),
             _ => fail(
                 format!("`ct helper set \"{helper}\"` is translated only as `tcp dport PORT ct helper set \"{helper}\"`"),
                 "statewall's FTP helper watches TCP control ports for all addresses and interfaces: list them under helpers.ftp.ports",
@@ -341,8 +369,28 @@ impl<'a> Builder<'a> {
                                 "statewall's rules name its ports; name the interface",
                             );
                         }
+                        if n == "lo" {
+                            continue; // never a forwarded packet's interface
+                        }
                         self.ifaces.push(n.clone());
                         names.push(PortName(n.clone()));
+                    }
+                    if names.len() < vals.len() {
+                        let note = match (names.is_empty(), negated) {
+                            (true, false) => {
+                                self.never = true;
+                                "never true for forwarded traffic: the rule is left out"
+                            }
+                            (true, true) => "always true for forwarded traffic: the match is left out",
+                            (false, _) => "`lo` is never a forwarded packet's interface: it is left out of the list",
+                        };
+                        self.warns.push(format!(
+                            "`{k} {}lo`: {note}",
+                            if negated { "!= " } else { "" }
+                        ));
+                        if names.is_empty() {
+                            return Ok(());
+                        }
                     }
                     let slot = if k == "iifname" {
                         &mut self.rule.in_port
@@ -740,12 +788,7 @@ fn cidr(v: &Val, proto: &str) -> Result<Cidr, Fail> {
     let text = match v {
         Val::Str(s) => s.clone(),
         Val::Prefix(a, l) => format!("{a}/{l}"),
-        Val::Range(..) => {
-            return fail(
-                format!("address range `{}` cannot be translated", v.show()),
-                "write it as networks (prefixes)",
-            )
-        }
+        Val::Range(a, b) => format!("{}-{}", a.show(), b.show()),
         Val::Num(_) => return fail(format!("`{}` is not an address", v.show()), ""),
     };
     let c = Cidr::parse_str(&text).map_err(|e| (e, String::new()))?;
@@ -846,11 +889,15 @@ fn reject_with(body: &Value) -> Result<Option<RejectWith>, Fail> {
         (Some("icmp" | "icmpx"), Some("host-unreachable")) | (Some("icmpv6" | "icmpx"), Some("addr-unreachable")) => Some(RejectWith::IcmpHostUnreachable),
         (Some("icmp"), Some("net-unreachable")) | (Some("icmpv6" | "icmpx"), Some("no-route")) => Some(RejectWith::IcmpNetUnreachable),
         (Some("icmp"), Some("prot-unreachable")) => Some(RejectWith::IcmpProtoUnreachable),
+        (Some("icmp"), Some("net-prohibited")) => Some(RejectWith::IcmpNetProhibited),
+        (Some("icmp"), Some("host-prohibited")) => Some(RejectWith::IcmpHostProhibited),
+        (Some("icmpv6"), Some("policy-fail")) => Some(RejectWith::Icmp6PolicyFail),
+        (Some("icmpv6"), Some("reject-route")) => Some(RejectWith::Icmp6RejectRoute),
         (Some("icmp" | "icmpv6" | "icmpx"), Some("admin-prohibited")) => Some(RejectWith::IcmpAdminProhibited),
         (t, c) => {
             return fail(
                 format!("unsupported reject type `{} {}`", t.unwrap_or(""), c.unwrap_or("")),
-                "statewall answers port, host, net and protocol unreachable, admin prohibited, and tcp reset",
+                "statewall answers what iptables' REJECT does: port, host, net, protocol unreachable, admin, net, host prohibited, policy fail, reject route, tcp reset",
             )
         }
     })

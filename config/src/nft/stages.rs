@@ -222,7 +222,7 @@ pub(super) fn assemble(file: &str, mut o: Objects) -> (Ruleset, Vec<Diagnostic>,
             )
         };
         let b = Builder::new(&r.family, &r.table, table_family(&r.family), &o.tables);
-        let translated = match b.run(&r.exprs) {
+        let done = match b.run(&r.exprs) {
             Ok(t) => t,
             Err((msg, hint)) => {
                 let mut d = Diagnostic::error(file, r.pos, at(msg));
@@ -233,20 +233,24 @@ pub(super) fn assemble(file: &str, mut o: Objects) -> (Ruleset, Vec<Diagnostic>,
                 continue;
             }
         };
-        match translated {
-            (Translated::FtpPort(p), _) if stage == StageId::Raw && bases.contains(&k) => {
+        for w in &done.warns {
+            warns.push(Diagnostic::warning(file, r.pos, at(w.clone())));
+        }
+        match done.translated {
+            Translated::Never => {}
+            Translated::FtpPort(p) if stage == StageId::Raw && bases.contains(&k) => {
                 if !ftp.contains(&p) {
                     ftp.push(p);
                 }
             }
-            (Translated::FtpPort(_), _) => errs.push(
+            Translated::FtpPort(_) => errs.push(
                 Diagnostic::error(file, r.pos, at("`ct helper set` cannot be translated here".into()))
                     .with_hint("statewall's FTP helper is set per control port: put `tcp dport PORT ct helper set \"NAME\"` in the prerouting chain at priority raw"),
             ),
-            (Translated::Rule(rule), named) => {
+            Translated::Rule(rule) => {
                 let mut rule = *rule;
                 rule.comment.clone_from(&r.comment);
-                ifaces.extend(named.into_iter().map(|n| (n, r.pos)));
+                ifaces.extend(done.ifaces.into_iter().map(|n| (n, r.pos)));
                 checked.push((r.pos, stage, rule.clone()));
                 let st = match stage {
                     StageId::Raw => &mut rs.raw,

@@ -404,6 +404,14 @@ pub enum RejectWith {
     IcmpNetUnreachable,
     IcmpProtoUnreachable,
     IcmpAdminProhibited,
+    /// ICMP 3/9; for IPv6 packets ICMPv6 administratively prohibited.
+    IcmpNetProhibited,
+    /// ICMP 3/10, firewalld's default; for IPv6 packets ICMPv6 administratively prohibited.
+    IcmpHostProhibited,
+    /// ICMPv6 1/5; for IPv4 packets ICMP communication administratively prohibited.
+    Icmp6PolicyFail,
+    /// ICMPv6 1/6; for IPv4 packets ICMP communication administratively prohibited.
+    Icmp6RejectRoute,
     TcpReset,
 }
 

@@ -19,19 +19,31 @@ use crate::wire::{icmp, proto};
 /// Largest answer frame (IPv6 minimum MTU + Ethernet header).
 pub const MAX_REPLY: usize = 14 + 1280;
 
+/// The ICMP or ICMPv6 type and code of an answer. A type of one family in a rule that sees
+/// the other answers with its nearest counterpart: net/host prohibited as ICMPv6's
+/// administratively prohibited, ICMPv6's policy fail and reject route as ICMP's
+/// communication administratively prohibited.
 fn icmp_code(with: RejectWith, family: IpFamily) -> (u8, u8) {
     match family {
         IpFamily::V4 => match with {
             RejectWith::IcmpNetUnreachable => (3, 0),
             RejectWith::IcmpHostUnreachable => (3, 1),
             RejectWith::IcmpProtoUnreachable => (3, 2),
-            RejectWith::IcmpAdminProhibited => (3, 13),
+            RejectWith::IcmpNetProhibited => (3, 9),
+            RejectWith::IcmpHostProhibited => (3, 10),
+            RejectWith::IcmpAdminProhibited
+            | RejectWith::Icmp6PolicyFail
+            | RejectWith::Icmp6RejectRoute => (3, 13),
             RejectWith::IcmpPortUnreachable | RejectWith::TcpReset => (3, 3),
         },
         IpFamily::V6 => match with {
             RejectWith::IcmpNetUnreachable => (1, 0),
-            RejectWith::IcmpAdminProhibited => (1, 1),
+            RejectWith::IcmpAdminProhibited
+            | RejectWith::IcmpNetProhibited
+            | RejectWith::IcmpHostProhibited => (1, 1),
             RejectWith::IcmpHostUnreachable | RejectWith::IcmpProtoUnreachable => (1, 3),
+            RejectWith::Icmp6PolicyFail => (1, 5),
+            RejectWith::Icmp6RejectRoute => (1, 6),
             RejectWith::IcmpPortUnreachable | RejectWith::TcpReset => (1, 4),
         },
     }
@@ -246,5 +258,31 @@ mod tests {
         // Never an error about an error.
         let e = build::Icmp::port_unreachable("10.0.0.3", "10.0.0.2", &udp).frame();
         assert!(answer(&e, None).is_none());
+    }
+
+    #[test]
+    fn every_reject_type_answers_with_its_code_in_both_families() {
+        let v4 = build::Udp::new("10.0.0.2:5000", "10.0.0.3:53").frame();
+        let v6 = build::Udp::new("[fd00::2]:5000", "[fd00::3]:53").frame();
+        let code = |frame: &[u8], with| {
+            let err = answer(frame, Some(with)).unwrap();
+            let m = wire::parse(&err).unwrap();
+            assert!(wire::l4_checksum_ok(&err, &m));
+            (m.icmp.ty, m.icmp.code)
+        };
+        for (with, c4, c6) in [
+            (RejectWith::IcmpNetUnreachable, (3, 0), (1, 0)),
+            (RejectWith::IcmpHostUnreachable, (3, 1), (1, 3)),
+            (RejectWith::IcmpProtoUnreachable, (3, 2), (1, 3)),
+            (RejectWith::IcmpPortUnreachable, (3, 3), (1, 4)),
+            (RejectWith::IcmpNetProhibited, (3, 9), (1, 1)),
+            (RejectWith::IcmpHostProhibited, (3, 10), (1, 1)),
+            (RejectWith::IcmpAdminProhibited, (3, 13), (1, 1)),
+            (RejectWith::Icmp6PolicyFail, (3, 13), (1, 5)),
+            (RejectWith::Icmp6RejectRoute, (3, 13), (1, 6)),
+        ] {
+            assert_eq!(code(&v4, with), c4, "{with:?}");
+            assert_eq!(code(&v6, with), c6, "{with:?}");
+        }
     }
 }

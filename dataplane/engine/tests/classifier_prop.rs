@@ -21,7 +21,9 @@ use engine::packet::IpFamily;
 use proptest::prelude::*;
 
 const PORT_NAMES: [&str; 3] = ["lan", "wan", "dmz"];
-const V4_NETS: [&str; 9] = [
+const V4_NETS: [&str; 11] = [
+    "10.1.2.3-10.1.9.9",
+    "192.168.1.1-192.168.1.1",
     "10.0.0.0/8",
     "10.1.0.0/16",
     "10.1.2.0/24",
@@ -32,7 +34,8 @@ const V4_NETS: [&str; 9] = [
     "172.16.0.0/12",
     "10.1.2.128/25",
 ];
-const V6_NETS: [&str; 8] = [
+const V6_NETS: [&str; 9] = [
+    "fd00::1-fd00:1::1",
     "fd00::/8",
     "fd00::1",
     "2001:db8::/32",
@@ -472,6 +475,7 @@ fn ten_thousand_rules_hundred_thousand_keys() {
             r.dst = Some(Match::new(vec![Cidr {
                 addr: IpAddr::V4(ip),
                 prefix: 32,
+                end: None,
             }]));
             r.dport = Some(Match::new(vec![PortRange { lo: port, hi: port }]));
             hosts.push((addr(&ip.to_string()), port));
