@@ -16,6 +16,7 @@
 //! | [`proto`] | IP protocol numbers and names ([`proto::Proto`]), shared with the engine |
 //! | [`settings`] | [`ConntrackSettings`], the kernel's conntrack sysctls and its IP fragment reassembly ones |
 //! | [`matches`](mod@matches) | leaf values of a rule's matches as written in YAML (addresses, ports, states, ICMP types, TCP flags) and [`matches::Match`], the list-with-negation shape |
+//! | [`limit`] | a rule's rate limit (`-m limit`): rate and burst |
 //! | [`ruleset`] | the document ([`Ruleset`], stages, rules, ports) and its queries: ports with defaults applied, a rule's IP family |
 //! | [`source_map`] | where each YAML node starts, for diagnostics about fields and rules |
 //! | [`chains`] | user-defined chains: unknown targets, loops, depth; unreachable-chain warnings |
@@ -30,6 +31,7 @@ pub mod chains;
 pub mod diag;
 mod interfaces;
 pub mod iptables;
+pub mod limit;
 pub mod lint;
 pub mod load;
 pub mod matches;

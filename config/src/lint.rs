@@ -237,7 +237,9 @@ fn shadowed(
 
 /// Whether every packet `b` matches is also matched by `a`.
 fn covers_rule(a: &Rule, b: &Rule) -> bool {
-    family_covers(a, b)
+    // A rate-limited rule lets the packets over its rate through to the next rules.
+    a.limit.is_none()
+        && family_covers(a, b)
         && covers_opt(a.in_port.as_ref(), b.in_port.as_ref(), &Names::of(a, b))
         && covers_out_port(a, b)
         && covers_opt(a.src.as_ref(), b.src.as_ref(), &cidr_iv)

@@ -129,6 +129,16 @@ impl Checker<'_> {
                 Some(hint.into()),
             );
         }
+        if r.limit.is_some() && !r.action.is_verdict() {
+            self.err(
+                &at("limit"),
+                format!(
+                    "a rate limit on a `{}` rule is not supported",
+                    r.action.name()
+                ),
+                Some("limit the rules that decide: put the limit on the rules in the chain".into()),
+            );
+        }
         if r.reject_with.is_some() && r.action != Action::Reject {
             self.err(
                 &at("reject_with"),

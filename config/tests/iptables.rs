@@ -419,27 +419,26 @@ fn find<'a>(errs: &'a [Diagnostic], needle: &str) -> &'a Diagnostic {
 fn unsupported_constructs_are_all_reported_with_positions() {
     let text = data("unsupported.save");
     let e = errs("unsupported.save", &text);
-    assert_eq!(e.len(), 5, "{e:#?}");
+    assert_eq!(e.len(), 4, "{e:#?}");
     // Every error names the file and the line of the construct, with a hint.
     for d in &e {
         assert_eq!(d.file, "unsupported.save");
         assert!(d.hint.is_some(), "{d}");
     }
-    let limit = find(&e, "unsupported match `-m limit`");
-    let line = text.lines().position(|l| l.contains("-m limit")).unwrap() + 1;
+    let recent = find(&e, "unsupported match `-m recent`");
+    let line = text.lines().position(|l| l.contains("-m recent")).unwrap() + 1;
     let col = text
         .lines()
         .nth(line - 1)
         .unwrap()
-        .find("-m limit")
+        .find("-m recent")
         .unwrap()
         + 1;
-    assert_eq!((limit.pos.line, limit.pos.col), (line, col));
-    assert_eq!((line, col), (8, 37));
-    assert!(limit
+    assert_eq!((recent.pos.line, recent.pos.col), (line, col));
+    assert_eq!((line, col), (9, 12));
+    assert!(recent
         .to_string()
-        .starts_with("unsupported.save:8:37: error: unsupported match `-m limit`"));
-    assert_eq!(find(&e, "`-m recent`").pos.line, 9);
+        .starts_with("unsupported.save:9:12: error: unsupported match `-m recent`"));
     assert_eq!(find(&e, "`eth+`").pos.line, 11);
     assert_eq!(find(&e, "`-j LOG`").pos.line, 12);
     let nat = find(&e, "table `nat`");
@@ -449,14 +448,25 @@ fn unsupported_constructs_are_all_reported_with_positions() {
 
 #[test]
 fn limit_on_a_command_line() {
+    let r = ok(
+        "rules.sh",
+        "iptables -A FORWARD -p tcp --dport 22 -m limit --limit 5/s -j ACCEPT\n\
+         iptables -A FORWARD -p tcp --dport 23 -m limit --limit-burst 1 -j ACCEPT\n",
+    );
+    let l = r.forward.rules[0].limit.expect("a limit");
+    assert_eq!((l.rate.to_string(), l.burst), ("5/second".to_string(), 5));
+    // Without --limit, the kernel's default rate.
+    let l = r.forward.rules[1].limit.expect("a limit");
+    assert_eq!((l.rate.to_string(), l.burst), ("3/hour".to_string(), 1));
     let e = errs(
         "rules.sh",
-        "iptables -A FORWARD -p tcp --dport 22 -m limit --limit 5/s -j ACCEPT\n",
+        "iptables -A FORWARD -m limit --limit 5/fortnight -j ACCEPT\n",
     );
-    assert_eq!(e.len(), 1, "{e:#?}");
-    assert_eq!(
-        e[0].to_string().lines().next().unwrap(),
-        "rules.sh:1:39: error: unsupported match `-m limit`"
+    assert!(
+        e[0].to_string()
+            .starts_with("rules.sh:1:38: error: `--limit 5/fortnight`: invalid rate"),
+        "{}",
+        e[0]
     );
 }
 

@@ -56,7 +56,9 @@
 //!   and `--ctdir`, `-m multiport --dports/--sports/--ports`, `-m tcp`/`-m udp`
 //!   `--dport/--sport` (also implied by `-p tcp`/`-p udp`), `--syn`, `--tcp-flags`,
 //!   `-m icmp --icmp-type` (`any` is no constraint), `-m icmp6 --icmpv6-type`,
-//!   `-m comment --comment`; `!` wherever iptables allows it (also the old `--dport ! 22`).
+//!   `-m comment --comment`, `-m iprange --src-range/--dst-range`, `-m limit --limit
+//!   --limit-burst` (the kernel's defaults, 3/hour and 5, when absent); `!` wherever
+//!   iptables allows it (also the old `--dport ! 22`).
 //! - Targets: ACCEPT, DROP, REJECT `--reject-with` (icmp-port-unreachable, the default, is
 //!   written as no `reject_with`), RETURN, a user-defined chain (`-j`/`-g`). ip6tables' names map to their IPv4 counterparts, which the
 //!   engine answers in ICMPv6 for IPv6 packets: icmp6-port-unreachable → icmp-port-unreachable,
@@ -71,7 +73,7 @@
 //! Everything else is an error naming the file, line and column of the offending token, with
 //! a hint: other tables (nat, mangle, security), raw OUTPUT, `-j CT --helper` outside raw
 //! PREROUTING, a `-g` to a chain not declared, other targets (LOG, MARK, ...), other match
-//! modules (`-m limit`, `-m recent`, ...), other options, reject types without a
+//! modules (`-m hashlimit`, `-m recent`, ...), other options, reject types without a
 //! counterpart, a non-ACCEPT policy
 //! on an untranslated chain. All errors are collected (those of rules that are left out, in
 //! INPUT of a gateway say, are not errors); nothing is dropped silently: what is left out is

@@ -10,6 +10,7 @@ use crate::ruleset::Family;
 use super::family::fam_tool;
 use super::rule::{set_once, RuleParser, SUPPORTED_MATCHES};
 use super::words::Tok;
+use crate::limit::{Limit, Rate, MAX_BURST};
 
 impl RuleParser<'_> {
     pub(super) fn addr(&mut self, tok: &Tok, src: bool) {
@@ -57,6 +58,34 @@ impl RuleParser<'_> {
             (&mut self.out.rule.dst, "destination address")
         };
         set_once(&mut self.out.errs, self.file, slot, m, tok, what);
+    }
+
+    /// `-m limit --limit RATE` / `--limit-burst N` (no `!`: xt_limit has no inversion).
+    pub(super) fn limit(&mut self, tok: &Tok) {
+        self.no_neg(tok);
+        let Some(v) = self.value(tok) else { return };
+        let Some(l) = self.out.rule.limit.as_mut() else {
+            return; // `needs` reported the missing `-m limit`
+        };
+        if tok.text == "--limit" {
+            match v.text.parse::<Rate>() {
+                Ok(r) => l.rate = r,
+                Err(e) => self.err(
+                    v.pos,
+                    format!("`--limit {}`: {e}", v.text),
+                    "write RATE/UNIT, e.g. 100/second",
+                ),
+            }
+        } else {
+            match v.text.parse::<u32>() {
+                Ok(b) if (1..=MAX_BURST).contains(&b) => l.burst = b,
+                _ => self.err(
+                    v.pos,
+                    format!("`--limit-burst {}`: not a burst", v.text),
+                    format!("a number from 1 to {MAX_BURST}"),
+                ),
+            }
+        }
     }
 
     /// `-m iprange --src-range FROM[-TO]` / `--dst-range`: one range (or one address).
@@ -217,6 +246,16 @@ impl RuleParser<'_> {
         let ok = match name {
             "state" | "conntrack" | "multiport" | "tcp" | "udp" | "comment" | "physdev"
             | "iprange" => true,
+            "limit" => {
+                // The kernel's defaults: 3/hour, burst 5, until --limit/--limit-burst say.
+                if self.out.rule.limit.is_none() {
+                    self.out.rule.limit = Some(Limit::new(Rate {
+                        count: 3,
+                        per_secs: 3600,
+                    }));
+                }
+                true
+            }
             "icmp" | "icmp6" => {
                 let own = if self.fam == Family::Ipv4 {
                     "icmp"
@@ -239,8 +278,8 @@ impl RuleParser<'_> {
             return;
         }
         let hint = match name {
-            "limit" | "hashlimit" | "connlimit" => {
-                "statewall has no rate or connection limits; remove the rule, or enforce the limit elsewhere".to_string()
+            "hashlimit" | "connlimit" => {
+                "statewall has rate limits per rule (-m limit), not per address or connection count; remove the rule, or enforce the limit elsewhere".to_string()
             }
             "recent" => "statewall keeps no address lists; remove the rule".to_string(),
             "helper" => {

@@ -88,7 +88,7 @@ const GENERAL_OPTS: &[&str] = &[
 ];
 
 pub(super) const SUPPORTED_MATCHES: &str =
-    "statewall translates -m state, conntrack (--ctstate, --ctdir), multiport, tcp, udp, icmp, icmp6, physdev (--physdev-in, --physdev-out), iprange (--src-range, --dst-range) and comment";
+    "statewall translates -m state, conntrack (--ctstate, --ctdir), multiport, tcp, udp, icmp, icmp6, physdev (--physdev-in, --physdev-out), iprange (--src-range, --dst-range), limit (--limit, --limit-burst) and comment";
 
 const OTHER_CT_OPTS: &[&str] = &[
     "--ctproto",
@@ -496,6 +496,10 @@ impl<'t> RuleParser<'t> {
             "--icmpv6-type" => {
                 self.needs(tok, &["icmp6"], &[Proto::ICMPV6], "`-p icmpv6`");
                 self.icmp(tok, true);
+            }
+            "--limit" | "--limit-burst" => {
+                self.needs(tok, &["limit"], &[], "`-m limit`");
+                self.limit(tok);
             }
             "--src-range" | "--dst-range" => {
                 self.needs(tok, &["iprange"], &[], "`-m iprange`");

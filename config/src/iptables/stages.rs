@@ -648,6 +648,19 @@ impl Importer<'_> {
                 }
             }
         }
+        // A chain jumped to may have no rules: it still exists (the walk comes back).
+        for (_, table, chain) in kept.iter().filter(|k| self.user_chains.contains(*k)) {
+            let stage = if table == "raw" {
+                &mut rs.raw
+            } else {
+                &mut rs.forward
+            };
+            let name = chain_names
+                .get(chain)
+                .cloned()
+                .unwrap_or_else(|| chain.clone());
+            stage.chains.entry(name).or_default();
+        }
         if !ftp.is_empty() {
             rs.helpers.ftp = Some(FtpHelper { ports: ftp });
         }
@@ -661,16 +674,18 @@ impl Importer<'_> {
         for (pos, table, mut r) in checked {
             r.in_port = None;
             r.out_port = None;
-            // Chains are checked with the whole ruleset below.
-            if !r.action.is_verdict() {
-                r.action = Action::Accept;
-            }
             let mut one = Ruleset::default();
-            if table == "raw" {
-                one.raw.rules.push(r);
+            let stage = if table == "raw" {
+                &mut one.raw
             } else {
-                one.forward.rules.push(r);
+                &mut one.forward
+            };
+            // The chain a rule jumps to, as an empty one: chains are checked with the whole
+            // ruleset below.
+            if let Some(c) = r.action.chain() {
+                stage.chains.insert(c.to_string(), Vec::new());
             }
+            stage.rules.push(r);
             for d in validate(&one, &SourceMap::default(), self.file) {
                 let mut e = Diagnostic::error(
                     self.file,

@@ -264,6 +264,16 @@ pub(super) fn assemble(file: &str, mut o: Objects) -> (Ruleset, Vec<Diagnostic>,
             }
         }
     }
+    // A chain jumped to may have no rules: it still exists (the walk comes back).
+    for (k, stage) in &stage_of {
+        if let Some(n) = o.tables.chain_names.get(k) {
+            let st = match stage {
+                StageId::Raw => &mut rs.raw,
+                StageId::Forward => &mut rs.forward,
+            };
+            st.chains.entry(n.clone()).or_default();
+        }
+    }
     if !ftp.is_empty() {
         rs.helpers.ftp = Some(FtpHelper { ports: ftp });
     }
@@ -339,14 +349,17 @@ fn check(file: &str, rs: &Ruleset, checked: Vec<(Pos, StageId, Rule)>, errs: &mu
     for (pos, stage, mut r) in checked {
         r.in_port = None;
         r.out_port = None;
-        if !r.action.is_verdict() {
-            r.action = Action::Accept;
-        }
         let mut one = Ruleset::default();
-        match stage {
-            StageId::Raw => one.raw.rules.push(r),
-            StageId::Forward => one.forward.rules.push(r),
+        let st = match stage {
+            StageId::Raw => &mut one.raw,
+            StageId::Forward => &mut one.forward,
+        };
+        // The chain a rule jumps to, as an empty one: chains are checked with the whole
+        // ruleset below.
+        if let Some(c) = r.action.chain() {
+            st.chains.insert(c.to_string(), Vec::new());
         }
+        st.rules.push(r);
         for d in validate(&one, &SourceMap::default(), file) {
             let mut e = Diagnostic::error(
                 file,

@@ -16,6 +16,7 @@ use std::fmt;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
+use crate::limit::Limit;
 use crate::matches::{
     Cidr, CtDir, CtState, Icmp4Type, Icmp6Type, Match, PortName, PortRange, TcpFlagsMatch,
 };
@@ -463,6 +464,9 @@ pub struct Rule {
     pub ctstate: Option<Match<CtState>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ctdir: Option<CtDir>,
+    /// At most this rate of packets (iptables' `-m limit`); a packet over it does not match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<Limit>,
     pub action: Action,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reject_with: Option<RejectWith>,
@@ -489,6 +493,7 @@ impl Rule {
         "syn",
         "ctstate",
         "ctdir",
+        "limit",
         "action",
         "reject_with",
         "comment",
@@ -512,6 +517,7 @@ impl Rule {
             syn: None,
             ctstate: None,
             ctdir: None,
+            limit: None,
             action,
             reject_with: None,
             comment: None,

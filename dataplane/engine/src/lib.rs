@@ -17,6 +17,7 @@ pub mod conntrack;
 pub mod defrag;
 pub mod flow;
 pub mod hints;
+pub mod limit;
 pub mod packet;
 pub mod pipeline;
 pub mod reason;

@@ -321,7 +321,7 @@ impl<M: SlabMemory> Pipeline<M> {
         // the verdict cache (and an empty raw stage) needs none.
         let decide = |stage: &CompiledStage, ctstate: Option<CtState>, ctdir| {
             let key = Key::from_meta(m, p.in_port, out_port.unwrap_or(0), ctstate, ctdir);
-            let (rule, target) = stage.decide(&key);
+            let (rule, target) = stage.decide(&key, now);
             match stage.hotdrop(m, &key, &rules.ports) {
                 Some(h) => (Some(h), Target::Drop),
                 None => (rule, target),

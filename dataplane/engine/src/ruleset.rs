@@ -7,6 +7,7 @@ use config::ruleset::{Action, Family, Policy, RejectWith, Rule, Ruleset, Stage};
 
 use crate::classifier::{reference, Classifier, Key, ProgramError};
 use crate::conntrack::Sysctls;
+use crate::limit::Bucket;
 use crate::packet::{Fragment, IpFamily, PacketMeta};
 use crate::reason::InvalidReason;
 
@@ -60,6 +61,8 @@ pub struct CompiledStage {
     l4_need: Vec<u8>,
     /// Each rule's `reject_with`.
     reject_with: Vec<Option<RejectWith>>,
+    /// Each rule's rate limit, shared by the workers (`limit.rs`).
+    limits: Vec<Option<Bucket>>,
     /// The stage, for the rare truncated-header path.
     stage: Stage,
     /// Each rule's family ([`Rule::implied_family`]), worked out once for that path.
@@ -123,12 +126,17 @@ impl CompiledStage {
         (None, Target::of_policy(self.policy))
     }
 
-    /// The rule that decides and its target, or the policy (`rule` None).
+    /// The rule that decides and its target, or the policy (`rule` None), at time `now` (ns;
+    /// a rate-limited rule with no token left does not match).
     #[inline]
-    pub fn decide(&self, key: &Key) -> (Option<u32>, Target) {
+    pub fn decide(&self, key: &Key, now: u64) -> (Option<u32>, Target) {
+        let within = |r: u32| match self.limits.get(r as usize) {
+            Some(Some(b)) => b.take(now),
+            _ => true,
+        };
         match self
             .classifier
-            .classify(key)
+            .classify_with(key, within)
             .and_then(|i| Some((i, (*self.targets.get(i as usize)?)?)))
         {
             Some((i, t)) => (Some(i), t),
@@ -190,10 +198,11 @@ impl CompiledStage {
     /// match the state, or none can match this packet's flags.
     #[inline]
     pub fn cacheable(&self, m: &PacketMeta, state: Option<CtState>, dir: Option<CtDir>) -> bool {
-        self.classifier.cacheable(state, dir)
-            || self
-                .classifier
-                .flags_irrelevant(m.proto, Key::tcp_flags_of(m))
+        !self.classifier.limited(state, dir)
+            && (self.classifier.cacheable(state, dir)
+                || self
+                    .classifier
+                    .flags_irrelevant(m.proto, Key::tcp_flags_of(m)))
     }
 }
 
@@ -245,6 +254,10 @@ fn stage(name: &'static str, s: &Stage, ports: &[String]) -> Result<CompiledStag
         l4_need: l4,
         families: s.numbered().map(|(_, _, r)| r.implied_family()).collect(),
         reject_with: s.numbered().map(|(_, _, r)| r.reject_with).collect(),
+        limits: s
+            .numbered()
+            .map(|(_, _, r)| r.limit.as_ref().map(Bucket::new))
+            .collect(),
         stage: s.clone(),
     })
 }

@@ -388,6 +388,24 @@ fn stage(main: &[Vec<u32>], chains: &[Vec<Vec<u32>>]) -> Stage {
     }
 }
 
+/// The stage with every verdict rule `declined` picks made one that never matches (a
+/// negated list of every protocol). Only a rule that decides can decline (a rate limit is
+/// allowed on those only).
+fn never_matching(st: &Stage, declined: impl Fn(u32) -> bool) -> Stage {
+    let mut out = st.clone();
+    let never = Match::negated((0..=255u8).map(Proto).collect());
+    let all = out
+        .rules
+        .iter_mut()
+        .chain(out.chains.values_mut().flatten());
+    for (n, r) in (0u32..).zip(all) {
+        if declined(n) && r.action.is_verdict() {
+            r.proto = Some(never.clone());
+        }
+    }
+    out
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
@@ -410,6 +428,11 @@ proptest! {
             prop_assert_eq!(fast, cl.classify_linear(&k), "tree vs linear for {:?}", k);
             let slow = reference::walk(&st, &ports, &k, &mut |_, _| false);
             prop_assert_eq!(fast, slow, "tree vs walk for {:?}", k);
+            // A rule that declines (a rate limit with no token left) is a rule that does
+            // not match: the walk goes on after it.
+            let declined = |r: u32| r % 3 == 1;
+            let with = cl.classify_with(&k, |r| !declined(r));
+            prop_assert_eq!(with, reference::walk(&never_matching(&st, declined), &ports, &k, &mut |_, _| false));
             if let Some(r) = fast {
                 let (_, _, rule) = st.numbered().nth(r as usize).unwrap();
                 prop_assert!(rule.action.is_verdict(), "rule {} decides with {}", r, rule.action);

@@ -133,7 +133,7 @@ fn shown(path: &Path) -> String {
 /// --sysctl sysctl.conf --helpers helpers rules.iptables` (each optional file only when it
 /// exists; `statewall import-nft rules.json` for an nftables scenario), the YAML it prints loaded and validated as `statewall check` and `statewall
 /// replay --config` load it, then compiled as replay compiles it (generation 1).
-fn import_scenario(dir: &Path, name: &str) -> Result<Arc<CompiledRuleset>, String> {
+fn import_scenario(dir: &Path, name: &str) -> Result<config::Ruleset, String> {
     // An nftables scenario: `statewall import-nft rules.json` (what nft made of rules.nft).
     if dir.join("rules.nft").exists() {
         let path = required(dir.join("rules.json"))?;
@@ -177,12 +177,19 @@ fn import_scenario(dir: &Path, name: &str) -> Result<Arc<CompiledRuleset>, Strin
 
 /// Load (parse, validate) a YAML ruleset as `statewall check` and `statewall replay --config`
 /// do, and compile it as replay compiles it (generation 1).
-fn load_yaml(text: &str, file: &str) -> Result<Arc<CompiledRuleset>, String> {
+fn load_yaml(text: &str, file: &str) -> Result<config::Ruleset, String> {
     let loaded = config::load_str(text, file)
         .map_err(|e| format!("{file} does not load:\n{}", common::diagnostics(&e)))?;
-    CompiledRuleset::compile(&loaded.ruleset, 1)
+    compile(&loaded.ruleset).map_err(|e| format!("{file} does not compile: {e}"))?;
+    Ok(loaded.ruleset)
+}
+
+/// A ruleset compiled as replay compiles it (generation 1): a fresh one for every replay, as
+/// each `statewall replay` run compiles its own (rate limits start with full buckets).
+fn compile(r: &config::Ruleset) -> Result<Arc<CompiledRuleset>, String> {
+    CompiledRuleset::compile(r, 1)
         .map(Arc::new)
-        .map_err(|e| format!("{file} does not compile: {e}"))
+        .map_err(|e| e.to_string())
 }
 
 fn st(ctstate: Option<&str>) -> &str {
@@ -193,11 +200,16 @@ fn st(ctstate: Option<&str>) -> &str {
 /// line per problem (every differing packet of every shard count), empty when all agree.
 fn check(
     name: &str,
-    rules: &Arc<CompiledRuleset>,
+    ruleset: &config::Ruleset,
     capture: &Path,
     kernel: &Path,
     tally: &mut Tally,
 ) -> Vec<String> {
+    let rules = match compile(ruleset) {
+        Ok(r) => r,
+        Err(e) => return vec![format!("{name}: does not compile: {e}")],
+    };
+    let rules = &rules;
     let frames: Vec<Frame> = match common::read_capture(capture) {
         Ok(f) => f,
         Err(e) => return vec![format!("{name}: {e}")],
@@ -244,7 +256,10 @@ fn check(
     tally.sets += 1;
     tally.packets += frames.len();
     for shards in SHARDS {
-        let mut engine = Sharded::new(rules, shards);
+        let Ok(rules) = compile(ruleset) else {
+            continue;
+        };
+        let mut engine = Sharded::new(&rules, shards);
         let outcomes = common::replay(
             &mut engine,
             frames

@@ -87,3 +87,18 @@ def policy_accept_invalid_passes(sc):
     t.seg("c", "PA", b"y" * 10)
     t.seg("s", "A")
     Tcp(sc, cport=40700, sport=80).seg("s", "S")
+
+
+@scenario
+def limit(sc):
+    """-m limit: DNS queries at 2/sec with a burst of 3 (five at once: three accepted, then two more after 1.2 s, both within the rate again), ICMP at the default 3/hour burst 5 (seven pings: five accepted)."""
+    sc.filter4 = ["-A FORWARD -p udp -m udp --dport 53 -m limit --limit 2/sec --limit-burst 3 -j ACCEPT",
+                  "-A FORWARD -p icmp -m limit -j ACCEPT"]
+    sc.filter6 = []
+    for i in range(5):
+        sc.send("c", udp("c", 33700 + i, 53, b"q"), gap=0.01)
+    sc.wait(1.2)
+    for i in range(2):
+        sc.send("c", udp("c", 33710 + i, 53, b"later"), gap=0.01)
+    for i in range(7):
+        sc.send("c", echo("c", 200 + i, 1), gap=0.01)

@@ -186,6 +186,9 @@ pub struct Classifier {
     flags_by_ct: u32,
     /// Bit `v` set when some box that tests TCP flags accepts the flags value `v`.
     flag_values: [u64; 4],
+    /// Bit `ct_value(state, dir)` set when some box of a rate-limited rule can match that
+    /// conntrack value: its verdict depends on time, never cached.
+    limited_by_ct: u32,
 }
 
 const _: () = assert!(CT_VALUES as u32 <= u32::BITS);
@@ -196,7 +199,8 @@ impl Classifier {
     /// here names a chain it cannot have, and never matches.
     pub fn compile(rules: &[Rule], ports: &[String]) -> Classifier {
         let program = program::flatten(rules, None, ports, usize::MAX);
-        Self::from_program(program.unwrap_or_default(), rules.len())
+        let limited: Vec<bool> = rules.iter().map(|r| r.limit.is_some()).collect();
+        Self::from_program(program.unwrap_or_default(), &limited)
     }
 
     /// A stage's main list and its chains (validated: every target exists, no loops), as
@@ -208,11 +212,17 @@ impl Classifier {
         limit: usize,
     ) -> Result<Classifier, ProgramError> {
         let program = program::flatten(rules, Some(chains), ports, limit)?;
-        let count = rules.len() + chains.values().map(Vec::len).sum::<usize>();
-        Ok(Self::from_program(program, count))
+        let limited: Vec<bool> = rules
+            .iter()
+            .chain(chains.values().flatten())
+            .map(|r| r.limit.is_some())
+            .collect();
+        Ok(Self::from_program(program, &limited))
     }
 
-    fn from_program(program: Program, rules: usize) -> Classifier {
+    /// `limited[r]`: rule `r` has a rate limit.
+    fn from_program(program: Program, limited: &[bool]) -> Classifier {
+        let rules = limited.len();
         let Program {
             shapes,
             entry_of,
@@ -223,7 +233,19 @@ impl Classifier {
         let mut intervals = Vec::new();
         let mut flags_by_ct = 0u32;
         let mut flag_values = [0u64; 4];
+        let mut limited_by_ct = 0u32;
         for (shape, &entry) in shapes.iter().zip(&entry_of) {
+            let rule_limited = match steps.get(entry as usize) {
+                Some(Step::Rule(r)) => limited.get(*r as usize).copied().unwrap_or(false),
+                _ => false,
+            };
+            if rule_limited {
+                for v in 0..CT_VALUES {
+                    if shape[CT].contains(u128::from(v)) {
+                        limited_by_ct |= 1 << v;
+                    }
+                }
+            }
             let start = constraints.len() as u32;
             for dim in CHECK_ORDER {
                 let set = &shape[dim];
@@ -280,6 +302,7 @@ impl Classifier {
             stats,
             flags_by_ct,
             flag_values,
+            limited_by_ct,
         }
     }
 
@@ -287,6 +310,14 @@ impl Classifier {
     /// or `None`: the policy decides.
     #[inline]
     pub fn classify(&self, key: &Key) -> Option<u32> {
+        self.classify_with(key, |_| true)
+    }
+
+    /// As [`Classifier::classify`], where a rule whose matches hold decides only when
+    /// `accept(rule)` says so (a rate-limited rule with no token left); otherwise the walk
+    /// goes on after it.
+    #[inline]
+    pub fn classify_with(&self, key: &Key, accept: impl Fn(u32) -> bool) -> Option<u32> {
         let vals = key.values();
         let first = |from: u32| {
             let found = self.tree.lookup(&vals, from, |b| {
@@ -301,36 +332,53 @@ impl Classifier {
                 None => self.scan(&vals, from),
             }
         };
-        if self.flat {
-            return first(0);
+        // The common programs need one lookup: no chains, or no skips left.
+        let e = first(0)?;
+        let r = match self.steps.get(e as usize)? {
+            _ if self.flat => e,
+            Step::Rule(r) if !self.skips => *r,
+            _ => return self.walk(e, first, accept),
+        };
+        if accept(r) {
+            return Some(r);
         }
-        if !self.skips {
-            return match self.steps.get(first(0)? as usize)? {
-                Step::Rule(r) => Some(*r),
-                Step::Skip(_) => None,
-            };
-        }
-        self.walk(first)
+        let next = first(e + 1)?;
+        self.walk(next, first, accept)
     }
 
     /// The reference: a linear first-match scan of the same compiled rules.
     pub fn classify_linear(&self, key: &Key) -> Option<u32> {
         let vals = key.values();
-        self.walk(|from| self.scan(&vals, from))
+        let first = |from: u32| self.scan(&vals, from);
+        self.walk(first(0).unwrap_or(u32::MAX), first, |_| true)
     }
 
-    /// Follow the program from entry 0: `first(from)` is the first entry at or after
-    /// `from` that matches. Skips go strictly forward, so the loop ends.
+    /// Follow the program from entry `e` (the first match at or after some earlier entry,
+    /// or past the end): `first(from)` is the first entry at or after `from` that matches.
+    /// Every step goes strictly forward, so the loop ends.
     #[inline]
-    fn walk(&self, first: impl Fn(u32) -> Option<u32>) -> Option<u32> {
-        let mut from = 0;
+    fn walk(
+        &self,
+        mut e: u32,
+        first: impl Fn(u32) -> Option<u32>,
+        accept: impl Fn(u32) -> bool,
+    ) -> Option<u32> {
         for _ in 0..=self.steps.len() {
-            match self.steps.get(first(from)? as usize)? {
-                Step::Rule(r) => return Some(*r),
-                Step::Skip(to) => from = *to,
-            }
+            let from = match self.steps.get(e as usize)? {
+                Step::Rule(r) if accept(*r) => return Some(*r),
+                Step::Rule(_) => e + 1,
+                Step::Skip(to) => *to,
+            };
+            e = first(from)?;
         }
         None
+    }
+
+    /// Whether a rate-limited rule can match packets of this (ctstate, ctdir): their
+    /// verdict then depends on time and is never cached.
+    #[inline]
+    pub fn limited(&self, ctstate: Option<CtState>, ctdir: Option<CtDir>) -> bool {
+        self.limited_by_ct & (1 << ct_value(ctstate, ctdir)) != 0
     }
 
     /// Whether, for packets with this (ctstate, ctdir), the result depends only on
