@@ -223,3 +223,31 @@ fn loopback_is_never_forwarded() {
         ]
     );
 }
+
+/// Found by the `nft` fuzz target: a reversed range was written out as a port range the
+/// loader then refused.
+#[test]
+fn a_reversed_port_range_is_an_error_at_its_rule() {
+    let bad = SSH4.replace("\"right\": 22", "\"right\": {\"range\": [8024, 7999]}");
+    let e = errs("range.json", &doc(&[FWD4, &bad]));
+    assert_eq!(e.len(), 1, "{e:#?}");
+    assert!(
+        e[0].contains("port range `8024-7999` ends before it starts"),
+        "{}",
+        e[0]
+    );
+}
+
+/// Found by the `nft` fuzz target: a warning naming a chain with a control character in its
+/// name was written into the YAML's header comment as it was, which YAML refuses.
+#[test]
+fn warnings_in_the_header_are_yaml_comments_whatever_the_names() {
+    let odd = r#"{"chain": {"family": "ip", "table": "f", "name": "a\u0001b", "handle": 9}}"#;
+    let i = ok("odd.json", &doc(&[FWD4, SSH4, odd]));
+    assert!(
+        i.warnings[0].message.contains("chain a\u{1}b"),
+        "{:#?}",
+        i.warnings
+    );
+    assert!(i.to_yaml().contains("chain a\\u{1}b"), "{}", i.to_yaml());
+}

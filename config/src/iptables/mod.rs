@@ -188,7 +188,15 @@ impl Imported {
         for w in &self.warnings {
             for line in w.to_string().lines() {
                 notes.push_str("# ");
-                notes.push_str(line);
+                // A name from the input may hold a control character, which YAML refuses
+                // even in a comment: written escaped.
+                for c in line.chars() {
+                    if c.is_control() {
+                        notes.extend(c.escape_default());
+                    } else {
+                        notes.push(c);
+                    }
+                }
                 notes.push('\n');
             }
         }

@@ -801,16 +801,26 @@ fn cidr(v: &Val, proto: &str) -> Result<Cidr, Fail> {
 fn port_range(v: &Val) -> Result<PortRange, Fail> {
     let one = |v: &Val| match v {
         Val::Num(n) if (0..=65535).contains(n) => Ok(*n as u16),
-        Val::Str(s) => PortRange::parse_str(s)
-            .map(|r| r.lo)
-            .map_err(|e| (e, "nft service names: give the port number".to_string())),
+        Val::Str(s) => match PortRange::parse_str(s) {
+            Ok(r) if r.lo == r.hi => Ok(r.lo),
+            _ => fail(
+                format!("`{s}` is not a port"),
+                "give the port number (nft -j writes service names as numbers)",
+            ),
+        },
         other => fail(format!("`{}` is not a port", other.show()), ""),
     };
     match v {
-        Val::Range(a, b) => Ok(PortRange {
-            lo: one(a)?,
-            hi: one(b)?,
-        }),
+        Val::Range(a, b) => {
+            let (lo, hi) = (one(a)?, one(b)?);
+            if lo > hi {
+                return fail(
+                    format!("port range `{lo}-{hi}` ends before it starts"),
+                    "write the lower port first",
+                );
+            }
+            Ok(PortRange { lo, hi })
+        }
         v => {
             let p = one(v)?;
             Ok(PortRange { lo: p, hi: p })
