@@ -6,10 +6,10 @@ mod common;
 
 use std::sync::Arc;
 
-use engine::pipeline::{Outcome, Packet, Pipeline, Verdict};
+use engine::pipeline::{Outcome, Pipeline, Verdict};
 use engine::wire::build::Udp;
 
-use common::{LAN, SEC, WAN};
+use common::{run, LAN, SEC, WAN};
 
 /// DNS queries within 2/second, burst 3; established traffic within 1/second, burst 2 (so
 /// a flow's packets cannot ride the verdict cache past it); a catch-all drop after both.
@@ -22,16 +22,6 @@ forward:
     - {proto: udp, dport: 53, limit: {rate: 2/second, burst: 3}, action: accept}
     - {proto: udp, dport: 53, action: reject, comment: over the rate}
 ";
-
-fn run(p: &mut Pipeline, now: u64, port: u8, frame: &[u8]) -> Outcome {
-    p.process_one(
-        now,
-        &Packet {
-            frame,
-            in_port: port,
-        },
-    )
-}
 
 fn query(sport: u16) -> Vec<u8> {
     Udp::new(format!("10.10.0.2:{sport}").as_str(), "10.10.0.3:53").frame()

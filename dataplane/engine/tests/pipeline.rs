@@ -6,10 +6,10 @@ mod common;
 use config::matches::CtState;
 use engine::conntrack::listing;
 use engine::packet::tcp_flags::{ACK, FIN, PSH, RST, SYN, URG};
-use engine::pipeline::{Outcome, Packet, Pipeline, Reason, Verdict};
+use engine::pipeline::{Outcome, Pipeline, Reason, Verdict};
 use engine::wire::build::{self, Icmp, Tcp, Udp};
 
-use common::{LAN, SEC, WAN};
+use common::{run, LAN, SEC, WAN};
 
 /// The seed's gateway: established both ways first, invalid dropped, NEW to 80 and ICMP echo
 /// from the LAN, everything else dropped.
@@ -30,16 +30,6 @@ fn pipeline_with(yaml: &str, generation: u32) -> Pipeline {
     let rules = common::compile_yaml(yaml, "test.yaml", generation);
     let cap = rules.max_entries.min(1 << 16);
     Pipeline::new(rules, cap)
-}
-
-fn run(p: &mut Pipeline, now: u64, port: u8, frame: &[u8]) -> Outcome {
-    p.process_one(
-        now,
-        &Packet {
-            frame,
-            in_port: port,
-        },
-    )
 }
 
 fn state(o: &Outcome) -> Option<CtState> {

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use engine::capture::{self, Frame};
-use engine::pipeline::Outcome;
+use engine::pipeline::{Outcome, Packet, Pipeline};
 use engine::ruleset::CompiledRuleset;
 use engine::sharded::Sharded;
 use engine::wire::build::Tcp;
@@ -59,6 +59,17 @@ pub fn read_capture(path: &Path) -> Result<Vec<Frame>, String> {
         None,
     )
     .map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+/// One frame through `p` at `now` (ns), arrived on `port`.
+pub fn run(p: &mut Pipeline, now: u64, port: u8, frame: &[u8]) -> Outcome {
+    p.process_one(
+        now,
+        &Packet {
+            frame,
+            in_port: port,
+        },
+    )
 }
 
 /// A TCP segment from `src` to `dst` with these flags and numbers (add `.payload(..)`,
