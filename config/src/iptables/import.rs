@@ -392,7 +392,9 @@ impl<'a> Importer<'a> {
                 let parsed = RuleParser::new(spec, fam, save, self.file).run();
                 let table = parsed.table.clone().or(table);
                 let (table, table_pos) = table.unwrap_or_else(|| ("filter".to_string(), verb.pos));
+                let mark = self.said();
                 self.add_rule(fam, &table, table_pos, chain, insert, parsed, verb.pos);
+                self.hold_since(mark, fam, &table, &chain.text);
             }
             "-P" | "--policy" => {
                 let (table, rest) = self.trailing_table(rest, table);

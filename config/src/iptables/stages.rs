@@ -21,41 +21,39 @@ use super::rule::{Parsed, Target};
 use super::words::Tok;
 
 impl Importer<'_> {
-    /// Translate one rule line into its chain. The errors of a rule in filter INPUT or
-    /// OUTPUT or in a user-defined chain are held until `finish` knows whether that chain
-    /// is translated at all (INPUT/OUTPUT of a gateway, and chains only they reach, are
-    /// left out).
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "one call site, each argument a part of the line"
-    )]
-    pub(super) fn add_rule(
+    /// What has been said so far (errors, warnings), for [`Importer::hold_since`].
+    pub(super) fn said(&self) -> (usize, usize) {
+        (self.errs.len(), self.warns.len())
+    }
+
+    /// Hold what was said since `mark` about a rule of filter INPUT or OUTPUT or of a
+    /// user-defined chain until `finish` knows whether that chain is translated at all
+    /// (INPUT/OUTPUT of a gateway, and chains only they reach, are left out).
+    pub(super) fn hold_since(
         &mut self,
+        mark: (usize, usize),
         fam: Family,
         table: &str,
-        table_pos: Pos,
-        chain: &Tok,
-        insert: Option<(usize, Pos)>,
-        parsed: Parsed,
-        pos: Pos,
+        chain: &str,
     ) {
-        let (errs_before, warns_before) = (self.errs.len(), self.warns.len());
-        self.translate_rule(fam, table, table_pos, chain, insert, parsed, pos);
-        let name = chain.text.as_str();
-        let key: ChainKey = (fam, table.to_string(), name.to_string());
-        let may_be_left_out = (table == "filter" && matches!(name, "INPUT" | "OUTPUT"))
+        let key: ChainKey = (fam, table.to_string(), chain.to_string());
+        let may_be_left_out = (table == "filter" && matches!(chain, "INPUT" | "OUTPUT"))
             || (matches!(table, "filter" | "raw") && self.user_chains.contains(&key));
         if may_be_left_out {
-            let mut said = self.errs.split_off(errs_before);
-            said.append(&mut self.warns.split_off(warns_before));
+            let mut said = self.errs.split_off(mark.0);
+            said.append(&mut self.warns.split_off(mark.1));
             if !said.is_empty() {
                 self.held.push((key, said));
             }
         }
     }
 
-    #[expect(clippy::too_many_arguments, reason = "add_rule's arguments, passed on")]
-    fn translate_rule(
+    /// Translate one rule line into its chain.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one call site, each argument a part of the line"
+    )]
+    pub(super) fn add_rule(
         &mut self,
         fam: Family,
         table: &str,
