@@ -160,7 +160,7 @@ EOF
 	{
 		echo "# scripts/test-cutover.sh: cutover.rules translated; tcp_loose as the kernel side's sysctl"
 		echo "conntrack: {tcp_loose: 0}"
-		"$BIN" import-iptables "$TMP/cutover.rules" 2>"$TMP/import.log" | grep -v '^#'
+		"$BIN" import-iptables --family ipv4 "$TMP/cutover.rules" 2>"$TMP/import.log" | grep -v '^#'
 	} >"$TMP/cutover.yaml"
 	grep -q 'syn: true' "$TMP/cutover.yaml" && grep -q 'comp: syn' "$TMP/cutover.yaml" ||
 		die "statewall import-iptables did not translate the SYN matches: $(cat "$TMP/import.log")"
