@@ -236,10 +236,20 @@ fn check(file: &str) -> ExitCode {
                 eprintln!("{w}");
             }
             let r = &loaded.ruleset;
+            // Rules of the chains too: `6 forward rules (3 in 2 chains)`.
+            let count = |s: &config::ruleset::Stage, name: &str| match s.chains.len() {
+                0 => format!("{} {name} rules", s.rule_count()),
+                n => format!(
+                    "{} {name} rules ({} in {n} chain{})",
+                    s.rule_count(),
+                    s.rule_count() - s.rules.len(),
+                    if n == 1 { "" } else { "s" }
+                ),
+            };
             println!(
-                "{file}: ok: {} raw rules, {} forward rules, {} warning(s)",
-                r.raw.rules.len(),
-                r.forward.rules.len(),
+                "{file}: ok: {}, {}, {} warning(s)",
+                count(&r.raw, "raw"),
+                count(&r.forward, "forward"),
                 loaded.warnings.len()
             );
             ExitCode::SUCCESS
