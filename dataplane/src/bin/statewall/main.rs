@@ -235,6 +235,12 @@ fn check(file: &str) -> ExitCode {
             for w in &loaded.warnings {
                 eprintln!("{w}");
             }
+            // What only compiling finds (chains inlined past the limit, too many rules), as
+            // `statewall run` and `statewallctl apply` would refuse it.
+            if let Err(e) = engine::ruleset::CompiledRuleset::compile(&loaded.ruleset, 1) {
+                eprintln!("{file}: error: {e}");
+                return ExitCode::from(1);
+            }
             let r = &loaded.ruleset;
             // Rules of the chains too: `6 forward rules (3 in 2 chains)`.
             let count = |s: &config::ruleset::Stage, name: &str| match s.chains.len() {
