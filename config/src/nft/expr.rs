@@ -489,24 +489,25 @@ impl<'a> Builder<'a> {
             ([Val::Str(s)], false) => names.iter().find(|(n, _)| n == s).map(|(_, c)| *c),
             _ => None,
         };
+        // The one plain type without a code matched before, whichever family.
+        fn one<T>(
+            m: Option<&mut Match<T>>,
+            inner: fn(&mut T) -> &mut IcmpType,
+        ) -> Option<&mut IcmpType> {
+            match m? {
+                Match {
+                    negated: false,
+                    values,
+                } if values.len() == 1 => {
+                    values.first_mut().map(inner).filter(|t| t.code.is_none())
+                }
+                _ => None,
+            }
+        }
         let ty = if v6 {
-            self.rule
-                .icmpv6_type
-                .as_mut()
-                .map(|m| (m.negated, &mut m.values[..]))
-                .and_then(|(n, v)| match v {
-                    [t] if !n && t.0.code.is_none() => Some(&mut t.0),
-                    _ => None,
-                })
+            one(self.rule.icmpv6_type.as_mut(), |t| &mut t.0)
         } else {
-            self.rule
-                .icmp_type
-                .as_mut()
-                .map(|m| (m.negated, &mut m.values[..]))
-                .and_then(|(n, v)| match v {
-                    [t] if !n && t.0.code.is_none() => Some(&mut t.0),
-                    _ => None,
-                })
+            one(self.rule.icmp_type.as_mut(), |t| &mut t.0)
         };
         match (code, ty) {
             (Some(c), Some(t)) => {

@@ -196,14 +196,13 @@ pub(super) fn assemble(file: &str, mut o: Objects) -> (Ruleset, Vec<Diagnostic>,
         );
     }
     // YAML names of the user chains kept.
-    let mut names: BTreeMap<String, String> = BTreeMap::new();
     for k in stage_of.keys().filter(|k| !bases.contains(*k)) {
         let base = chains::yaml_names(std::iter::once(k.2.as_str()))
             .remove(&k.2)
             .unwrap_or_default();
-        let y = chains::unique_name(&base, |c| names.values().any(|v| v == c));
-        o.tables.chain_names.insert(k.clone(), y.clone());
-        names.insert(format!("{}\0{}\0{}", k.0, k.1, k.2), y);
+        let taken = &o.tables.chain_names;
+        let y = chains::unique_name(&base, |c| taken.values().any(|v| v == c));
+        o.tables.chain_names.insert(k.clone(), y);
     }
     // Rules, in order.
     let mut rs = Ruleset::default();

@@ -212,18 +212,21 @@ fn empty_shape() -> Shape {
 /// f2b-sshd -j RETURN`). Repeated until none is left, as a removal can make another skip's
 /// target its next entry.
 fn drop_dead_entries(prog: &mut Program) {
-    let mut keep_box: Vec<bool> = prog
-        .shapes
-        .iter()
-        .map(|s| s.iter().all(|set| !set.is_empty()))
-        .collect();
-    let mut boxes = vec![0usize; prog.steps.len()];
-    for (&e, &k) in prog.entry_of.iter().zip(&keep_box) {
-        if let Some(n) = boxes.get_mut(e as usize) {
-            *n += usize::from(k);
-        }
-    }
+    // Empty boxes first: they never match.
+    let (shapes, entry_of): (Vec<Shape>, Vec<u32>) = std::mem::take(&mut prog.shapes)
+        .into_iter()
+        .zip(std::mem::take(&mut prog.entry_of))
+        .filter(|(s, _)| s.iter().all(|set| !set.is_empty()))
+        .unzip();
+    prog.shapes = shapes;
+    prog.entry_of = entry_of;
     loop {
+        let mut boxes = vec![0usize; prog.steps.len()];
+        for &e in &prog.entry_of {
+            if let Some(n) = boxes.get_mut(e as usize) {
+                *n += 1;
+            }
+        }
         let no_op: Vec<bool> = prog
             .steps
             .iter()
@@ -242,38 +245,25 @@ fn drop_dead_entries(prog: &mut Program) {
         }
         new_at.push(kept);
         let at = |old: u32| new_at.get(old as usize).copied().unwrap_or(kept);
-        let mut steps = Vec::with_capacity(kept as usize);
-        for (s, &gone) in prog.steps.iter().zip(&no_op) {
-            if !gone {
-                steps.push(match *s {
-                    Step::Skip(to) => Step::Skip(at(to)),
-                    r @ Step::Rule(_) => r,
-                });
-            }
-        }
-        let mut shapes = Vec::with_capacity(prog.shapes.len());
-        let mut entry_of = Vec::with_capacity(prog.entry_of.len());
-        let mut kept_boxes = Vec::with_capacity(prog.shapes.len());
-        let old = std::mem::take(&mut prog.shapes);
-        for ((shape, &e), k) in old.into_iter().zip(&prog.entry_of).zip(keep_box) {
-            if k && !no_op.get(e as usize).copied().unwrap_or(true) {
-                shapes.push(shape);
-                entry_of.push(at(e));
-                kept_boxes.push(true);
-            }
-        }
-        boxes = boxes
+        let gone = |e: u32| no_op.get(e as usize).copied().unwrap_or(true);
+        prog.steps = prog
+            .steps
             .iter()
             .zip(&no_op)
             .filter(|(_, gone)| !**gone)
-            .map(|(n, _)| *n)
+            .map(|(s, _)| match *s {
+                Step::Skip(to) => Step::Skip(at(to)),
+                r @ Step::Rule(_) => r,
+            })
             .collect();
-        keep_box = kept_boxes;
-        *prog = Program {
-            shapes,
-            entry_of,
-            steps,
-        };
+        let (shapes, entry_of): (Vec<Shape>, Vec<u32>) = std::mem::take(&mut prog.shapes)
+            .into_iter()
+            .zip(std::mem::take(&mut prog.entry_of))
+            .filter(|(_, e)| !gone(*e))
+            .map(|(s, e)| (s, at(e)))
+            .unzip();
+        prog.shapes = shapes;
+        prog.entry_of = entry_of;
     }
 }
 
