@@ -243,10 +243,10 @@ pub fn lint(stage_name: &str, stage: &Stage, source: &SourceMap, file: &str) -> 
     out
 }
 
-/// Whether a rule moves the packet to another chain without deciding (a `jump`): such a
-/// rule never hides the rules after it.
+/// Whether the walk goes on after a rule that matches: a `jump` (when the chain does not
+/// decide) and a `log`. Such a rule never hides the rules after it.
 pub fn falls_through(r: &Rule) -> bool {
-    matches!(r.action, Action::Jump(_))
+    matches!(r.action, Action::Jump(_) | Action::Log)
 }
 
 #[cfg(test)]

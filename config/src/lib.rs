@@ -17,6 +17,7 @@
 //! | [`settings`] | [`ConntrackSettings`], the kernel's conntrack sysctls and its IP fragment reassembly ones |
 //! | [`matches`](mod@matches) | leaf values of a rule's matches as written in YAML (addresses, ports, states, ICMP types, TCP flags) and [`matches::Match`], the list-with-negation shape |
 //! | [`limit`] | a rule's rate limit (`-m limit`): rate and burst |
+//! | [`log`](mod@log) | what a `log` rule writes (`-j LOG`): prefix, level, extras |
 //! | [`ruleset`] | the document ([`Ruleset`], stages, rules, ports) and its queries: ports with defaults applied, a rule's IP family |
 //! | [`source_map`] | where each YAML node starts, for diagnostics about fields and rules |
 //! | [`chains`] | user-defined chains: unknown targets, loops, depth; unreachable-chain warnings |
@@ -34,6 +35,7 @@ pub mod iptables;
 pub mod limit;
 pub mod lint;
 pub mod load;
+pub mod log;
 pub mod matches;
 pub mod nft;
 pub mod proto;

@@ -109,6 +109,14 @@ pub enum Command {
         #[serde(default, skip_serializing_if = "is_false")]
         check: bool,
     },
+    /// The lines `log` rules wrote most recently: those after sequence number `since`
+    /// (all the daemon keeps without it), at most `lines` of the newest.
+    Log {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        lines: Option<usize>,
+    },
 }
 
 fn first_line() -> usize {
@@ -464,6 +472,34 @@ pub enum Payload {
     Hist(HistReply),
     Setting(Setting),
     Restored(Restored),
+    Log(LogReply),
+}
+
+/// The lines `log` rules wrote (`statewallctl log`), oldest first, and what was not written.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogReply {
+    pub lines: Vec<LogLine>,
+    /// Sequence number of the newest line written so far (0: none); ask `since` it next.
+    pub last: u64,
+    /// Lines written to the log since the daemon started.
+    pub written: u64,
+    /// Lines not written because the log's rate limit was reached.
+    pub suppressed: u64,
+    /// Packets not logged because the workers' hand-over to the log was full.
+    pub lost: u64,
+}
+
+/// One line a `log` rule wrote.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogLine {
+    /// Numbered from 1 in the order written.
+    pub seq: u64,
+    /// When it was written: seconds since the Unix epoch.
+    pub unix_time: f64,
+    /// Syslog level (0-7).
+    pub level: u8,
+    /// The line, as the kernel's LOG target writes it.
+    pub text: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -737,6 +773,10 @@ mod tests {
             file: "x".into(),
         });
         round_trip(Command::Show);
+        round_trip(Command::Log {
+            since: Some(7),
+            lines: None,
+        });
         round_trip(Command::Stats { per_core: true });
         round_trip(Command::Conntrack {
             op: ConntrackOp::List,

@@ -102,7 +102,7 @@ impl Checker<'_> {
 
     fn check_rule(&mut self, stage: &str, path: &str, r: &Rule) {
         let at = |k: &str| format!("{path}.{k}");
-        // Verdicts per stage; `return`, `jump` and `goto` are allowed in both.
+        // Verdicts per stage; `log`, `return`, `jump` and `goto` are allowed in both.
         let allowed: &[Action] = if stage == "raw" {
             &[Action::Notrack, Action::Accept]
         } else {
@@ -112,7 +112,7 @@ impl Checker<'_> {
             let names: Vec<&str> = allowed
                 .iter()
                 .map(Action::name)
-                .chain(["return", "jump", "goto"])
+                .chain(["log", "return", "jump", "goto"])
                 .collect();
             let hint = if r.action == Action::Notrack {
                 "notrack belongs in the `raw` stage, which runs before connection tracking"
@@ -129,7 +129,7 @@ impl Checker<'_> {
                 Some(hint.into()),
             );
         }
-        if r.limit.is_some() && !r.action.is_verdict() {
+        if r.limit.is_some() && r.action.moves() {
             self.err(
                 &at("limit"),
                 format!(
@@ -137,6 +137,24 @@ impl Checker<'_> {
                     r.action.name()
                 ),
                 Some("limit the rules that decide: put the limit on the rules in the chain".into()),
+            );
+        }
+        if r.log.is_some() && r.action != Action::Log {
+            self.err(
+                &at("log"),
+                "`log` options only apply to `action: log`",
+                Some(
+                    "a log rule decides nothing: write it as its own rule before the one that \
+                     decides, as iptables' `-j LOG` is"
+                        .into(),
+                ),
+            );
+        }
+        if let Some(problem) = r.log.as_ref().and_then(crate::log::LogOptions::problem) {
+            self.err(
+                &at("log.prefix"),
+                problem,
+                Some("shorten the prefix to printable text".into()),
             );
         }
         if r.reject_with.is_some() && r.action != Action::Reject {

@@ -440,7 +440,7 @@ fn unsupported_constructs_are_all_reported_with_positions() {
         .to_string()
         .starts_with("unsupported.save:9:12: error: unsupported match `-m recent`"));
     assert_eq!(find(&e, "`eth+`").pos.line, 11);
-    assert_eq!(find(&e, "`-j LOG`").pos.line, 12);
+    assert_eq!(find(&e, "`-j NFLOG`").pos.line, 12);
     let nat = find(&e, "table `nat`");
     assert_eq!(nat.pos.line, 24);
     assert!(nat.message.contains("NAT"));

@@ -116,9 +116,9 @@ fn what_cannot_be_translated_is_an_error_at_its_rule() {
     let want = [
         "table inet filter chain forward rule handle 4: unsupported statement `vmap`",
         "interface wildcard `wan*` cannot be translated",
-        "unsupported statement `limit`",
+        "unsupported `limit rate over`",
         "set `blocked` is dynamic",
-        "unsupported statement `log`",
+        "unsupported `log group` (nflog)",
         "table ip nat chain postrouting: a nat chain on hook postrouting cannot be translated",
     ];
     assert_eq!(e.len(), want.len(), "{e:#?}");

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 mod client;
+mod log;
 mod output;
 mod save;
 mod top;
@@ -85,6 +86,19 @@ enum Cmd {
     Get { key: String },
     /// Change a conntrack setting live.
     Set { key: String, value: String },
+    /// The lines `log` rules wrote (the newest the daemon keeps), each after the time it
+    /// was written.
+    Log {
+        /// Only the newest N lines.
+        #[arg(short = 'n', long)]
+        lines: Option<usize>,
+        /// Then print new lines as they are written, until killed.
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// How often --follow asks, in milliseconds.
+        #[arg(long, default_value_t = 500, hide = true)]
+        interval_ms: u64,
+    },
     /// A live view, each second: per-worker pps, drops, occupancy, p99 latency (q quits).
     Top {
         /// Stop after this many refreshes (0: until q or Ctrl-C).
@@ -198,6 +212,15 @@ fn run(cli: &Cli) -> anyhow::Result<Done> {
             file,
         } => return watch(cli, file, Duration::from_millis(*interval_ms)),
         Cmd::Top { iterations } => return top::run(&cli.socket, *iterations).map(|()| Done::Ok),
+        Cmd::Log {
+            lines,
+            follow,
+            interval_ms,
+        } => {
+            let interval = Duration::from_millis(*interval_ms);
+            let ok = log::run(&cli.socket, cli.json, *lines, *follow, interval)?;
+            return Ok(if ok { Done::Ok } else { Done::Refused });
+        }
         Cmd::Apply { file, .. } => Command::Apply {
             yaml: read_file(file)?,
             file: file.display().to_string(),

@@ -12,6 +12,13 @@ use config::protocol::{ConntrackOp, CoreStats, HistSet, HistSummary, Payload, St
 pub fn payload(p: &Payload, op: Option<ConntrackOp>) -> String {
     let mut o = String::new();
     match p {
+        // `statewallctl log` prints its own lines (log.rs); a reply read elsewhere, its
+        // lines as they are.
+        Payload::Log(l) => {
+            for line in &l.lines {
+                let _ = writeln!(o, "{}", line.text);
+            }
+        }
         Payload::Applied(a) => {
             let _ = writeln!(
                 o,

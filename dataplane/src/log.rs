@@ -94,6 +94,11 @@ fn stderr_id() -> Option<(u64, u64)> {
 /// `text` as it is written in format `f`: each line (a message may hold several) with the
 /// level's prefix in syslog format, a newline at the end.
 pub fn render(f: Format, level: Level, text: &str) -> String {
+    render_at(f, level as u8, text)
+}
+
+/// [`render`] at a syslog priority (0-7).
+fn render_at(f: Format, priority: u8, text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 8);
     // `lines` of "" is nothing: an empty message is still one (empty) line.
     let lines: Vec<&str> = if text.is_empty() {
@@ -104,7 +109,7 @@ pub fn render(f: Format, level: Level, text: &str) -> String {
     for l in lines {
         if f == Format::Syslog {
             out.push('<');
-            out.push(char::from(b'0' + level as u8));
+            out.push(char::from(b'0' + priority.min(7)));
             out.push('>');
         }
         out.push_str(l);
@@ -117,6 +122,13 @@ pub fn render(f: Format, level: Level, text: &str) -> String {
 /// not interleave).
 pub fn line(level: Level, text: &str) {
     let s = render(format(), level, text);
+    let _ = std::io::stderr().lock().write_all(s.as_bytes());
+}
+
+/// A line a `log` rule wrote, at its syslog priority (0-7), as it is: the kernel's LOG
+/// lines carry no program name either.
+pub fn packet_line(priority: u8, text: &str) {
+    let s = render_at(format(), priority, text);
     let _ = std::io::stderr().lock().write_all(s.as_bytes());
 }
 
@@ -182,6 +194,7 @@ mod tests {
         assert_eq!(render(Format::Syslog, Level::Info, "x"), "<6>x\n");
         assert_eq!(render(Format::Syslog, Level::Debug, "x"), "<7>x\n");
         assert_eq!(render(Format::Syslog, Level::Info, ""), "<6>\n");
+        assert_eq!(render_at(Format::Syslog, 0, "x"), "<0>x\n");
     }
 
     #[test]

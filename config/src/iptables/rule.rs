@@ -3,6 +3,7 @@
 //! further `impl RuleParser` blocks in `options.rs` (matches) and `target.rs` (targets).
 
 use crate::diag::{Diagnostic, Pos};
+use crate::log::LogOptions;
 use crate::matches::{CtDir, Scalar};
 use crate::proto::Proto;
 use crate::ruleset::{Action, Family, RejectWith, Rule};
@@ -25,6 +26,8 @@ pub(super) enum Target {
     Notrack,
     /// `-j RETURN`.
     Return,
+    /// `-j LOG` and its options.
+    Log(LogOptions),
     /// `-g CHAIN`.
     Goto(String),
     /// Anything else: a user chain or an untranslated target.
@@ -517,6 +520,7 @@ impl<'t> RuleParser<'t> {
             }
             "--reject-with" => self.reject_with(tok),
             "--notrack" | "--helper" => self.ct_option(tok),
+            t if t.starts_with("--log-") => self.log_option(tok),
             t => {
                 self.neg = None;
                 let (msg, hint) = if t.starts_with('-') {

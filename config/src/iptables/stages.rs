@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashSet};
 use crate::chains;
 use crate::diag::{Diagnostic, Pos};
 use crate::interfaces;
+use crate::log::LogOptions;
 use crate::matches::{Match, PortRange};
 use crate::proto::Proto;
 use crate::ruleset::{Action, Family, FtpHelper, Policy, Rule, Ruleset};
@@ -166,6 +167,11 @@ impl Importer<'_> {
                 rule.action = Action::Return;
                 Item::Rule(Box::new(rule))
             }
+            ("filter" | "raw", Target::Log(o)) => {
+                rule.action = Action::Log;
+                rule.log = Some(o).filter(|o| *o != LogOptions::default());
+                Item::Rule(Box::new(rule))
+            }
             (_, Target::Other(t)) if user_target(&t) => {
                 rule.action = Action::Jump(t);
                 Item::Rule(Box::new(rule))
@@ -309,18 +315,17 @@ impl Importer<'_> {
     pub(super) fn other_target(&mut self, t: &str, pos: Pos) {
         let (msg, hint) = {
             let hint = match t {
-                "LOG" | "NFLOG" | "ULOG" => {
-                    "statewall counts verdicts per rule and reason (statewallctl stats); remove the LOG rule"
+                "NFLOG" | "ULOG" => {
+                    "statewall logs with `-j LOG` (statewallctl log, journald), and counts verdicts per rule (statewallctl stats); use LOG or remove the rule"
                 }
                 "MASQUERADE" | "SNAT" | "DNAT" | "REDIRECT" | "NETMAP" => "statewall does no NAT",
                 "MARK" | "CONNMARK" | "TOS" | "DSCP" | "TTL" | "HL" | "TCPMSS" => {
                     "statewall does not modify packets"
                 }
                 "QUEUE" | "NFQUEUE" => "statewall does not queue packets to user space",
-                _ => "targets statewall translates: ACCEPT, DROP, REJECT, RETURN, a user-defined chain (declared with `:NAME - [0:0]` or `-N NAME` before the rules); in raw also CT --notrack, NOTRACK, and CT --helper ftp in PREROUTING",
+                _ => "targets statewall translates: ACCEPT, DROP, REJECT, RETURN, LOG, a user-defined chain (declared with `:NAME - [0:0]` or `-N NAME` before the rules); in raw also CT --notrack, NOTRACK, and CT --helper ftp in PREROUTING",
             };
             let known = [
-                "LOG",
                 "NFLOG",
                 "ULOG",
                 "MASQUERADE",

@@ -1,6 +1,7 @@
-//! The target options of a rule specification: `-j`, `--reject-with`, and `-j CT`'s
-//! `--notrack`/`--helper`.
+//! The target options of a rule specification: `-j`, `--reject-with`, `-j CT`'s
+//! `--notrack`/`--helper`, and `-j LOG`'s `--log-*`.
 
+use crate::log::LogOptions;
 use crate::ruleset::{Family, RejectWith};
 use crate::suggest::did_you_mean;
 
@@ -22,6 +23,7 @@ impl RuleParser<'_> {
             },
             "NOTRACK" => Target::Notrack,
             "RETURN" => Target::Return,
+            "LOG" => Target::Log(LogOptions::default()),
             other => {
                 self.skipping = true;
                 Target::Other(other.to_string())
@@ -151,6 +153,65 @@ impl RuleParser<'_> {
                 format!("`{}` without `-j CT` before it", tok.text),
                 format!("write `-j CT {}`", tok.text),
             ),
+        }
+    }
+
+    /// `-j LOG`'s options: `--log-prefix`, `--log-level`, `--log-tcp-sequence`,
+    /// `--log-tcp-options`, `--log-ip-options`; `--log-uid` prints nothing for forwarded
+    /// packets (they have no socket) and is taken as it is.
+    pub(super) fn log_option(&mut self, tok: &Tok) {
+        self.no_neg(tok);
+        let name = tok.text.as_str();
+        let value = match name {
+            "--log-prefix" | "--log-level" => match self.value(tok) {
+                Some(v) => Some(v.clone()),
+                None => return,
+            },
+            "--log-tcp-sequence" | "--log-tcp-options" | "--log-ip-options" | "--log-uid" => None,
+            _ => {
+                self.err(
+                    tok.pos,
+                    format!("unknown `-j LOG` option `{name}`"),
+                    "LOG takes --log-prefix, --log-level, --log-tcp-sequence, --log-tcp-options, --log-ip-options and --log-uid",
+                );
+                return;
+            }
+        };
+        let Some((Target::Log(o), _)) = &mut self.out.target else {
+            self.err(
+                tok.pos,
+                format!("`{name}` without `-j LOG` before it"),
+                format!("write `-j LOG {name}`"),
+            );
+            return;
+        };
+        let mut problem = None;
+        match (name, value) {
+            ("--log-prefix", Some(v)) => {
+                // iptables refuses a longer prefix, and one with a line break.
+                if v.text.len() > 29 {
+                    problem = Some((
+                        v.pos,
+                        format!(
+                            "the log prefix is {} characters long; iptables allows 29",
+                            v.text.len()
+                        ),
+                    ));
+                }
+                o.prefix = Some(v.text.clone());
+                problem = problem.or_else(|| o.problem().map(|p| (v.pos, p)));
+            }
+            ("--log-level", Some(v)) => match v.text.parse() {
+                Ok(l) => o.level = l,
+                Err(e) => problem = Some((v.pos, e)),
+            },
+            ("--log-tcp-sequence", _) => o.tcp_sequence = true,
+            ("--log-tcp-options", _) => o.tcp_options = true,
+            ("--log-ip-options", _) => o.ip_options = true,
+            _ => {}
+        }
+        if let Some((pos, msg)) = problem {
+            self.err(pos, msg, "write the rule as iptables would accept it");
         }
     }
 }

@@ -1,10 +1,17 @@
 //! One nftables rule's expressions to a statewall [`Rule`]: its matches (`ct state`, `meta
 //! iifname`, `ip saddr`, `tcp dport`, `icmp type`, `tcp flags`, anonymous and named sets)
-//! and its statements (`counter`, verdicts, `reject`, `jump`/`goto`/`return`, `notrack`,
-//! `ct helper set`). What has no statewall counterpart is an error naming it.
+//! and its statements (`counter`, `limit`, `log`, verdicts, `reject`, `jump`/`goto`/`return`,
+//! `notrack`, `ct helper set`). What has no statewall counterpart is an error naming it.
+//!
+//! `log` goes on to the rule's next statement, as a statewall `log` rule goes on to the next
+//! rule: a rule that logs and decides becomes two rules with the same matches, the `log`
+//! one first. A `limit` stays with the statement after it (`limit ... log` limits the
+//! logging, `log ... limit ... drop` the verdict); one before both cannot be split.
 
 use serde_json::Value;
 
+use crate::limit::{Limit, Rate};
+use crate::log::{LogLevel, LogOptions};
 use crate::matches::{
     flags_from_bits, Cidr, CtDir, CtState, Icmp4Type, Icmp6Type, IcmpType, Match, PortName,
     PortRange, Scalar, TcpFlag, TcpFlagsMatch,
@@ -18,7 +25,8 @@ use super::Tables;
 /// What a rule translates to.
 #[derive(Debug)]
 pub(super) enum Translated {
-    Rule(Box<Rule>),
+    /// One rule, or a `log` rule and the rule that decides.
+    Rules(Vec<Rule>),
     /// A rule with a match never true for forwarded traffic, left out (its warning says so).
     Never,
     /// `tcp dport N ct helper set "NAME"` with a helper of type ftp: N is an FTP control port.
@@ -71,6 +79,8 @@ pub(super) struct Builder<'a> {
     pub(super) ifaces: Vec<String>,
     verdict: Option<Action>,
     helper: Option<String>,
+    /// `log`'s options, and whether a `limit` came before it.
+    log: Option<(LogOptions, bool)>,
     /// What the translation changed, for warnings (`iifname "lo"`).
     pub(super) warns: Vec<String>,
     /// A match never true for forwarded traffic: the rule is left out.
@@ -93,6 +103,7 @@ impl<'a> Builder<'a> {
             ifaces: Vec::new(),
             verdict: None,
             helper: None,
+            log: None,
             warns: Vec::new(),
             never: false,
         }
@@ -157,16 +168,16 @@ impl<'a> Builder<'a> {
                     None => return fail("`ct helper` without a name", "write `ct helper set \"NAME\"`"),
                 },
                 "log" => {
-                    return fail(
-                        "unsupported statement `log`",
-                        "statewall counts verdicts per rule and reason (statewallctl stats); remove the log statement",
-                    )
+                    if self.log.is_some() {
+                        return fail("a second `log` in one rule", "log once per rule");
+                    }
+                    self.log = Some((Self::log_options(body)?, self.rule.limit.is_some()));
                 }
                 "limit" => {
-                    return fail(
-                        "unsupported statement `limit`",
-                        "statewall has no rate limits yet; remove the rule or the limit",
-                    )
+                    if self.rule.limit.is_some() {
+                        return fail("a second `limit` in one rule", "limit once per rule");
+                    }
+                    self.rule.limit = Some(Self::limit(body)?);
                 }
                 "masquerade" | "snat" | "dnat" | "redirect" => {
                     return fail(format!("unsupported statement `{kind}`"), "statewall does no NAT")
@@ -188,22 +199,128 @@ impl<'a> Builder<'a> {
         if let Some(h) = self.helper.take() {
             return self.ftp_port(&h);
         }
-        let Some(v) = self.verdict.take() else {
+        let verdict = self.verdict.take();
+        if verdict.is_none() && self.log.is_none() {
             return fail(
                 "rule without a verdict",
                 "a rule that only counts has no statewall equivalent; add `accept`/`drop` or remove it",
             );
-        };
-        self.rule.action = v;
+        }
         // The family as import-iptables writes it: only where no match implies it.
         let explicit = self.rule.family.take().or(self.table_family);
         if self.rule.implied_family().is_none() {
             self.rule.family = explicit;
         }
-        Ok(Translated::Rule(Box::new(std::mem::replace(
-            &mut self.rule,
-            Rule::new(Action::Accept),
-        ))))
+        let mut rule = std::mem::replace(&mut self.rule, Rule::new(Action::Accept));
+        let mut rules = Vec::new();
+        if let Some((opts, limited)) = self.log.take() {
+            let mut log = rule.clone();
+            log.action = Action::Log;
+            log.log = Some(opts).filter(|o| *o != LogOptions::default());
+            match (limited, &verdict) {
+                // `limit ... log`: the limit is the log's.
+                (true, None) => {}
+                (true, Some(v)) => {
+                    return fail(
+                        format!("a `limit` before both `log` and `{}` cannot be translated", v.name()),
+                        "statewall's log rule and the rule that decides would each take a token; write the limit after `log` (it then limits the verdict), or split the rule in two",
+                    )
+                }
+                // `log ... limit ... VERDICT`: the limit is the verdict's.
+                (false, _) => log.limit = None,
+            }
+            rules.push(log);
+        }
+        if let Some(v) = verdict {
+            rule.action = v;
+            rules.push(rule);
+        }
+        Ok(Translated::Rules(rules))
+    }
+
+    /// `limit rate [over] N/UNIT [burst M packets]`: packet rates only.
+    fn limit(body: &Value) -> Result<Limit, Fail> {
+        if body.get("inv").and_then(Value::as_bool) == Some(true) {
+            return fail(
+            "unsupported `limit rate over`",
+            "statewall's limit matches packets within the rate; write the rule for those, with `limit rate`",
+        );
+        }
+        if let Some(u) = text(body, "rate_unit").filter(|u| *u != "packets") {
+            return fail(
+                format!("unsupported byte rate (`{u}/...`)"),
+                "statewall limits packets per time unit, as iptables' -m limit",
+            );
+        }
+        let count = body.get("rate").and_then(Value::as_u64).unwrap_or(0);
+        let per = text(body, "per").unwrap_or("second");
+        let mut l = Limit::new(
+            format!("{count}/{per}")
+                .parse::<Rate>()
+                .or_else(|e| fail(e, "write the rate per second, minute, hour or day"))?,
+        );
+        if let Some(b) = body.get("burst").and_then(Value::as_u64).filter(|b| *b > 0) {
+            if b > u64::from(crate::limit::MAX_BURST) {
+                return fail(
+                    format!("burst {b} is too large"),
+                    format!("at most {}", crate::limit::MAX_BURST),
+                );
+            }
+            l.burst = b as u32;
+        }
+        Ok(l)
+    }
+
+    /// `log [prefix "P"] [level L] [flags ...]`; `log group N` is NFLOG's, not translated.
+    fn log_options(body: &Value) -> Result<LogOptions, Fail> {
+        if body.get("group").is_some() {
+            return fail(
+                "unsupported `log group` (nflog)",
+                "statewall writes log lines (statewallctl log, journald); leave out `group`",
+            );
+        }
+        let mut o = LogOptions {
+            prefix: text(body, "prefix").map(str::to_string),
+            ..LogOptions::default()
+        };
+        if let Some(l) = text(body, "level") {
+            if l == "audit" {
+                return fail(
+                    "unsupported `log level audit`",
+                    "use a syslog level: emerg to debug",
+                );
+            }
+            o.level = l
+                .parse::<LogLevel>()
+                .or_else(|e| fail(e, "use a syslog level: emerg to debug"))?;
+        }
+        let flags: Vec<&str> = match body.get("flags") {
+            Some(Value::String(f)) => vec![f.as_str()],
+            Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
+            _ => Vec::new(),
+        };
+        for f in flags {
+            match f {
+                "tcp sequence" => o.tcp_sequence = true,
+                "tcp options" => o.tcp_options = true,
+                "ip options" => o.ip_options = true,
+                "all" => {
+                    (o.tcp_sequence, o.tcp_options, o.ip_options) = (true, true, true);
+                }
+                // No socket for forwarded packets; the MAC header is always written.
+                "skuid" | "ether" => {}
+                other => {
+                    return fail(
+                        format!("unknown log flag `{other}`"),
+                        "flags: tcp sequence, tcp options, ip options, skuid, ether, all",
+                    )
+                }
+            }
+        }
+        if let Some(p) = o.problem() {
+            return fail(p, "shorten the prefix to printable text");
+        }
+        Ok(o)
     }
 
     /// `ct helper set "NAME"`: the helper object must be of type ftp over TCP.

@@ -246,19 +246,20 @@ pub(super) fn assemble(file: &str, mut o: Objects) -> (Ruleset, Vec<Diagnostic>,
                 Diagnostic::error(file, r.pos, at("`ct helper set` cannot be translated here".into()))
                     .with_hint("statewall's FTP helper is set per control port: put `tcp dport PORT ct helper set \"NAME\"` in the prerouting chain at priority raw"),
             ),
-            Translated::Rule(rule) => {
-                let mut rule = *rule;
-                rule.comment.clone_from(&r.comment);
+            Translated::Rules(rules) => {
                 ifaces.extend(done.ifaces.into_iter().map(|n| (n, r.pos)));
-                checked.push((r.pos, stage, rule.clone()));
-                let st = match stage {
-                    StageId::Raw => &mut rs.raw,
-                    StageId::Forward => &mut rs.forward,
-                };
-                if bases.contains(&k) {
-                    st.rules.push(rule);
-                } else if let Some(n) = o.tables.chain_names.get(&k) {
-                    st.chains.entry(n.clone()).or_default().push(rule);
+                for mut rule in rules {
+                    rule.comment.clone_from(&r.comment);
+                    checked.push((r.pos, stage, rule.clone()));
+                    let st = match stage {
+                        StageId::Raw => &mut rs.raw,
+                        StageId::Forward => &mut rs.forward,
+                    };
+                    if bases.contains(&k) {
+                        st.rules.push(rule);
+                    } else if let Some(n) = o.tables.chain_names.get(&k) {
+                        st.chains.entry(n.clone()).or_default().push(rule);
+                    }
                 }
             }
         }

@@ -17,6 +17,7 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
 use crate::limit::Limit;
+use crate::log::LogOptions;
 use crate::matches::{
     Cidr, CtDir, CtState, Icmp4Type, Icmp6Type, Match, PortName, PortRange, TcpFlagsMatch,
 };
@@ -271,7 +272,10 @@ pub enum Policy {
 }
 
 /// A rule's action. `raw` allows `notrack` and `accept`; `forward` allows `accept`, `drop`
-/// and `reject`; both allow `return`, `{jump: CHAIN}` and `{goto: CHAIN}`.
+/// and `reject`; both allow `log`, `return`, `{jump: CHAIN}` and `{goto: CHAIN}`.
+///
+/// `log` writes a line for the packet (the rule's `log:` options) and decides nothing: the
+/// walk goes on with the next rule, as iptables' `-j LOG`.
 ///
 /// `jump` walks the chain and, when no rule there decides (or one returns), goes on after
 /// the jumping rule; `goto` walks it and then returns from the jumping rule's own list;
@@ -283,6 +287,7 @@ pub enum Action {
     Drop,
     Reject,
     Notrack,
+    Log,
     Return,
     Jump(String),
     Goto(String),
@@ -291,7 +296,7 @@ pub enum Action {
 impl Action {
     /// The names a YAML `action:` takes: the plain ones, then the keys of the map forms.
     pub const NAMES: &'static [&'static str] = &[
-        "accept", "drop", "reject", "notrack", "return", "jump", "goto",
+        "accept", "drop", "reject", "notrack", "log", "return", "jump", "goto",
     ];
 
     pub fn name(&self) -> &'static str {
@@ -300,6 +305,7 @@ impl Action {
             Action::Drop => "drop",
             Action::Reject => "reject",
             Action::Notrack => "notrack",
+            Action::Log => "log",
             Action::Return => "return",
             Action::Jump(_) => "jump",
             Action::Goto(_) => "goto",
@@ -315,9 +321,15 @@ impl Action {
     }
 
     /// Whether the action decides the packet's fate (accept, drop, reject, notrack), rather
-    /// than move it between chains.
+    /// than log it or move it between chains.
     pub fn is_verdict(&self) -> bool {
-        self.chain().is_none() && *self != Action::Return
+        self.chain().is_none() && !matches!(self, Action::Return | Action::Log)
+    }
+
+    /// Whether the action moves the walk between chains (`return`, `jump`, `goto`) rather
+    /// than act on the packet where it stands.
+    pub fn moves(&self) -> bool {
+        self.chain().is_some() || *self == Action::Return
     }
 }
 
@@ -356,7 +368,7 @@ impl<'de> Visitor<'de> for ActionVisitor {
     type Value = Action;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("accept, drop, reject, notrack, return, {jump: CHAIN} or {goto: CHAIN}")
+        f.write_str("accept, drop, reject, notrack, log, return, {jump: CHAIN} or {goto: CHAIN}")
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Action, E> {
@@ -365,6 +377,7 @@ impl<'de> Visitor<'de> for ActionVisitor {
             "drop" => Action::Drop,
             "reject" => Action::Reject,
             "notrack" => Action::Notrack,
+            "log" => Action::Log,
             "return" => Action::Return,
             "jump" | "goto" => {
                 return Err(E::custom(format!(
@@ -470,6 +483,9 @@ pub struct Rule {
     pub action: Action,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reject_with: Option<RejectWith>,
+    /// What an `action: log` rule writes (absent: LOG's defaults).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<LogOptions>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comment: Option<String>,
 }
@@ -496,6 +512,7 @@ impl Rule {
         "limit",
         "action",
         "reject_with",
+        "log",
         "comment",
     ];
 
@@ -520,6 +537,7 @@ impl Rule {
             limit: None,
             action,
             reject_with: None,
+            log: None,
             comment: None,
         }
     }

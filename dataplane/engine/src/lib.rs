@@ -18,6 +18,7 @@ pub mod defrag;
 pub mod flow;
 pub mod hints;
 pub mod limit;
+pub mod log;
 pub mod packet;
 pub mod pipeline;
 pub mod reason;

@@ -14,6 +14,7 @@ use crate::conntrack::entry::{status, CachedVerdict};
 use crate::conntrack::expect::SharedExpectations;
 use crate::conntrack::{HeapSlab, HelperVerdict, Shard, SlabMemory, Track};
 use crate::flow::steer_hash;
+use crate::log::{LogPlace, LogRing};
 use crate::packet::PacketMeta;
 use crate::reason::{DropReason, InvalidReason, L3Error};
 use crate::ruleset::{CompiledRuleset, CompiledStage, Target};
@@ -149,6 +150,8 @@ pub struct Pipeline<M: SlabMemory = HeapSlab> {
     rules: Arc<CompiledRuleset>,
     shard: Shard<M>,
     pub counters: Counters,
+    /// What `log` rules recorded since the caller last drained it.
+    pub log: LogRing,
 }
 
 impl Pipeline {
@@ -181,6 +184,7 @@ impl<M: SlabMemory> Pipeline<M> {
             rules,
             shard,
             counters: Counters::default(),
+            log: LogRing::default(),
         }
     }
 
@@ -287,6 +291,7 @@ impl<M: SlabMemory> Pipeline<M> {
             rules,
             shard,
             counters,
+            log,
         } = self;
         let rules: &CompiledRuleset = rules;
         counters.rx_packets += 1;
@@ -319,13 +324,19 @@ impl<M: SlabMemory> Pipeline<M> {
         }
         // The classifier key is built only for a stage that is walked: a packet answered by
         // the verdict cache (and an empty raw stage) needs none.
-        let decide = |stage: &CompiledStage, ctstate: Option<CtState>, ctdir| {
+        let mut decide = |stage: &CompiledStage, ctstate: Option<CtState>, ctdir| {
             let key = Key::from_meta(m, p.in_port, out_port.unwrap_or(0), ctstate, ctdir);
-            let (rule, target) = stage.decide(&key, now);
-            match stage.hotdrop(m, &key, &rules.ports) {
-                Some(h) => (Some(h), Target::Drop),
-                None => (rule, target),
-            }
+            let at = LogPlace {
+                time: now,
+                // Only the forward stage runs after conntrack, with a state.
+                forward: ctstate.is_some(),
+                in_port: p.in_port,
+                out_port,
+            };
+            let mut logged = |r, o: &_| log.record(at, r, o, m, p.frame);
+            stage
+                .decide_truncated(m, &key, &rules.ports, now, &mut logged)
+                .unwrap_or_else(|| stage.decide(&key, now, &mut logged))
         };
 
         // Raw stage: before conntrack.

@@ -2,10 +2,12 @@
 //! indices and peers, both stages' classifiers and actions, conntrack parameters, and a
 //! generation number that cached verdicts are checked against.
 
+use config::log::LogOptions;
 use config::matches::{CtDir, CtState, Proto};
 use config::ruleset::{Action, Family, Policy, RejectWith, Rule, Ruleset, Stage};
 
-use crate::classifier::{reference, Classifier, Key, ProgramError};
+use crate::classifier::reference::{self, Visit};
+use crate::classifier::{Classifier, Key, ProgramError};
 use crate::conntrack::Sysctls;
 use crate::limit::Bucket;
 use crate::packet::{Fragment, IpFamily, PacketMeta};
@@ -37,7 +39,7 @@ impl Target {
             Action::Drop => Some(Target::Drop),
             Action::Reject => Some(Target::Reject),
             Action::Notrack => Some(Target::Notrack),
-            Action::Return | Action::Jump(_) | Action::Goto(_) => None,
+            Action::Log | Action::Return | Action::Jump(_) | Action::Goto(_) => None,
         }
     }
 
@@ -53,7 +55,7 @@ impl Target {
 #[derive(Debug)]
 pub struct CompiledStage {
     pub classifier: Classifier,
-    /// Each rule's target, in stage numbering; `None` for a rule that jumps, goes or
+    /// Each rule's target, in stage numbering; `None` for a rule that logs, jumps, goes or
     /// returns (the classifier never names one).
     targets: Vec<Option<Target>>,
     pub policy: Policy,
@@ -63,6 +65,8 @@ pub struct CompiledStage {
     reject_with: Vec<Option<RejectWith>>,
     /// Each rule's rate limit, shared by the workers (`limit.rs`).
     limits: Vec<Option<Bucket>>,
+    /// Each `log` rule's options.
+    logs: Vec<Option<LogOptions>>,
     /// The stage, for the rare truncated-header path.
     stage: Stage,
     /// Each rule's family ([`Rule::implied_family`]), worked out once for that path.
@@ -126,17 +130,37 @@ impl CompiledStage {
         (None, Target::of_policy(self.policy))
     }
 
-    /// The rule that decides and its target, or the policy (`rule` None), at time `now` (ns;
-    /// a rate-limited rule with no token left does not match).
+    /// Whether rule `r`, whose matches hold, matches in full at `now` (a rate-limited rule
+    /// takes a token); a `log` rule that does calls `log` and answers no (the walk goes on).
     #[inline]
-    pub fn decide(&self, key: &Key, now: u64) -> (Option<u32>, Target) {
-        let within = |r: u32| match self.limits.get(r as usize) {
-            Some(Some(b)) => b.take(now),
+    fn hit(&self, r: u32, now: u64, log: &mut impl FnMut(u32, &LogOptions)) -> bool {
+        if let Some(Some(b)) = self.limits.get(r as usize) {
+            if !b.take(now) {
+                return false;
+            }
+        }
+        match self.logs.get(r as usize) {
+            Some(Some(o)) => {
+                log(r, o);
+                false
+            }
             _ => true,
-        };
+        }
+    }
+
+    /// The rule that decides and its target, or the policy (`rule` None), at time `now` (ns;
+    /// a rate-limited rule with no token left does not match). Each `log` rule on the way
+    /// that matches calls `log(rule, options)`.
+    #[inline]
+    pub fn decide(
+        &self,
+        key: &Key,
+        now: u64,
+        mut log: impl FnMut(u32, &LogOptions),
+    ) -> (Option<u32>, Target) {
         match self
             .classifier
-            .classify_with(key, within)
+            .classify_with(key, |r| self.hit(r, now, &mut log))
             .and_then(|i| Some((i, (*self.targets.get(i as usize)?)?)))
         {
             Some((i, t)) => (Some(i), t),
@@ -155,14 +179,25 @@ impl CompiledStage {
         self.targets.len()
     }
 
+    /// As [`Self::decide`] for a packet whose L4 header is too short for some rule's
+    /// matches; `None` for every other packet (then `decide` answers).
+    ///
     /// The kernel's "hotdrop": a match module that must read an L4 header the packet is too
-    /// short to have drops the packet on the spot, whatever the rule's target. Walks the
-    /// stage as the kernel does (chains included) and returns the first rule on the way
-    /// whose IP-level part matches and whose L4 matches need more than the packet's
-    /// `l4_len`; `None` when the walk reaches a verdict or the policy first. iptables runs
-    /// match modules in the order written; this takes the port/ICMP matches to run before
-    /// the conntrack ones, as in `-p tcp -m multiport --dports 22,80 -m state --state NEW`.
-    pub fn hotdrop(&self, m: &PacketMeta, key: &Key, ports: &[String]) -> Option<u32> {
+    /// short to have drops the packet on the spot, whatever the rule's target. This walks
+    /// the stage as the kernel does (chains included, logging on the way) and drops at the
+    /// first rule whose IP-level part matches and whose L4 matches need more than the
+    /// packet's `l4_len`, with that rule as the one that decided; a walk that reaches a
+    /// verdict or the policy first ends there. iptables runs match modules in the order
+    /// written; this takes the port/ICMP matches to run before the conntrack ones, as in
+    /// `-p tcp -m multiport --dports 22,80 -m state --state NEW`.
+    pub fn decide_truncated(
+        &self,
+        m: &PacketMeta,
+        key: &Key,
+        ports: &[String],
+        now: u64,
+        mut log: impl FnMut(u32, &LogOptions),
+    ) -> Option<(Option<u32>, Target)> {
         // Only a header shorter than its protocol's minimum can be too short for a match.
         if m.l4_invalid != Some(InvalidReason::Truncated)
             || m.fragment == Fragment::Later
@@ -173,19 +208,34 @@ impl CompiledStage {
         let name = |i: u8| ports.get(usize::from(i)).map_or("", String::as_str);
         let (in_port, out_port) = (name(key.in_port), name(key.out_port));
         let mut hot = false;
-        let at = reference::walk(&self.stage, ports, key, &mut |i, r| {
-            let i = i as usize;
-            hot = m.l4_len < u16::from(self.l4_need.get(i).copied().unwrap_or(0))
-                && ip_level_matches(
-                    r,
-                    self.families.get(i).copied().flatten(),
-                    m,
-                    in_port,
-                    out_port,
-                );
-            hot
-        });
-        at.filter(|_| hot)
+        let at = reference::walk(
+            &self.stage,
+            ports,
+            key,
+            &mut Visit {
+                stop: &mut |i, r| {
+                    let i = i as usize;
+                    hot = m.l4_len < u16::from(self.l4_need.get(i).copied().unwrap_or(0))
+                        && ip_level_matches(
+                            r,
+                            self.families.get(i).copied().flatten(),
+                            m,
+                            in_port,
+                            out_port,
+                        );
+                    hot
+                },
+                hit: &mut |i, _| self.hit(i, now, &mut log),
+            },
+        );
+        Some(match at {
+            Some(i) if hot => (Some(i), Target::Drop),
+            Some(i) => match self.target(i) {
+                Some(t) => (Some(i), t),
+                None => self.decide_policy(),
+            },
+            None => self.decide_policy(),
+        })
     }
 
     /// The `reject_with` of rule `i`.
@@ -198,7 +248,7 @@ impl CompiledStage {
     /// match the state, or none can match this packet's flags.
     #[inline]
     pub fn cacheable(&self, m: &PacketMeta, state: Option<CtState>, dir: Option<CtDir>) -> bool {
-        !self.classifier.limited(state, dir)
+        !self.classifier.volatile(state, dir)
             && (self.classifier.cacheable(state, dir)
                 || self
                     .classifier
@@ -213,6 +263,8 @@ pub struct CompiledRuleset {
     pub generation: u32,
     /// Port names in index order.
     pub ports: Vec<String>,
+    /// Each port's interface, in the same order (log lines name them, as the kernel does).
+    pub interfaces: Vec<String>,
     /// Out port of each in port (bump-in-the-wire pairs), `None` for unpaired ports.
     pub peer: Vec<Option<u8>>,
     pub raw: CompiledStage,
@@ -258,6 +310,10 @@ fn stage(name: &'static str, s: &Stage, ports: &[String]) -> Result<CompiledStag
             .numbered()
             .map(|(_, _, r)| r.limit.as_ref().map(Bucket::new))
             .collect(),
+        logs: s
+            .numbered()
+            .map(|(_, _, r)| (r.action == Action::Log).then(|| r.log.clone().unwrap_or_default()))
+            .collect(),
         stage: s.clone(),
     })
 }
@@ -290,6 +346,13 @@ impl CompiledRuleset {
             raw: stage("raw", &r.raw, &ports)?,
             forward: stage("forward", &r.forward, &ports)?,
             peer,
+            interfaces: {
+                let by_name = r.port_interfaces();
+                ports
+                    .iter()
+                    .map(|p| by_name.get(p).cloned().unwrap_or_else(|| p.clone()))
+                    .collect()
+            },
             ports,
             sysctls: Sysctls::from_settings(&r.conntrack),
             max_entries: r.conntrack.max as usize,
@@ -301,6 +364,16 @@ impl CompiledRuleset {
                 .as_ref()
                 .map(|f| f.ports.clone())
                 .unwrap_or_default(),
+        })
+    }
+
+    /// The line a `log` rule wrote, as the kernel's LOG target writes it.
+    pub fn log_line(&self, r: &crate::log::LogRecord) -> String {
+        crate::log::format::line(r, |p| {
+            self.interfaces
+                .get(usize::from(p))
+                .cloned()
+                .unwrap_or_default()
         })
     }
 

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use crate::conntrack::expect::SharedExpectations;
 use crate::defrag::{Defrag, Gather};
 use crate::flow::{owner, steer_hash};
+use crate::log::LogRecord;
 use crate::pipeline::{Outcome, Packet, Pipeline, Reason, Verdict};
 use crate::ruleset::CompiledRuleset;
 use crate::wire;
@@ -19,6 +20,8 @@ pub struct Sharded {
     /// One reassembler with the whole memory (the daemon's workers each hold 1/N; a replay
     /// that fills it differs there).
     defrag: Defrag,
+    /// What `log` rules logged in [`Self::replay_all`], with the index of the packet.
+    logged: Vec<(usize, LogRecord)>,
 }
 
 impl Sharded {
@@ -33,6 +36,7 @@ impl Sharded {
         Sharded {
             pipelines,
             defrag: Defrag::new(rules.frag_limits.0, rules.frag_limits.1, 1),
+            logged: Vec::new(),
         }
     }
 
@@ -70,6 +74,23 @@ impl Sharded {
 
     pub fn defrag(&self) -> &Defrag {
         &self.defrag
+    }
+
+    /// What `log` rules logged during [`Self::replay_all`] since the last call, each with
+    /// the index of the packet that was logged (for a reassembled datagram, the fragment
+    /// that completed it), in order.
+    pub fn take_logged(&mut self) -> Vec<(usize, LogRecord)> {
+        std::mem::take(&mut self.logged)
+    }
+
+    /// Move what the pipelines logged for packet `index` to `logged`.
+    fn collect_logs(&mut self, index: usize) {
+        let Sharded {
+            pipelines, logged, ..
+        } = self;
+        for p in pipelines {
+            logged.extend(p.log.drain().map(|r| (index, *r)));
+        }
     }
 
     /// Replay packets as `statewall replay` does ([`Self::replay_one`] for each, IP fragments
@@ -114,7 +135,9 @@ impl Sharded {
                 Gather::Held => out.push(dropped(Reason::FragHeld)),
                 Gather::Dropped(why) => out.push(dropped(Reason::Defrag(why))),
                 Gather::Complete => {
-                    let Sharded { pipelines, defrag } = self;
+                    let Sharded {
+                        pipelines, defrag, ..
+                    } = self;
                     let datagram = defrag.datagram().unwrap_or_default();
                     let p = Packet {
                         frame: datagram,
@@ -149,6 +172,7 @@ impl Sharded {
                     defrag.finish();
                 }
             }
+            self.collect_logs(index);
         }
         out
     }

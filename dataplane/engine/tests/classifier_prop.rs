@@ -16,7 +16,8 @@ use config::matches::{
     Scalar, TcpFlag, TcpFlagsMatch,
 };
 use config::ruleset::{Action, Family, Policy, Rule, Stage};
-use engine::classifier::{reference, Classifier, Key};
+use engine::classifier::reference::{self, Visit};
+use engine::classifier::{Classifier, Key};
 use engine::packet::IpFamily;
 use proptest::prelude::*;
 
@@ -353,14 +354,15 @@ proptest! {
 }
 
 /// A stage with up to four chains: rule `c` of a list gets a random match and, by `c[15]`,
-/// accept, drop, return, or a jump or goto to a later chain (chains only jump forward, so
+/// accept, log, drop, return, or a jump or goto to a later chain (chains only jump forward, so
 /// there is no loop, as validation requires).
 fn stage(main: &[Vec<u32>], chains: &[Vec<Vec<u32>>]) -> Stage {
     let action = |c: &[u32], from: usize| {
         let later = chains.len().saturating_sub(from);
         let pick_chain = |k: u32| format!("c{}", from + (k as usize % later.max(1)));
         match c[15] % 8 {
-            0 | 1 => Action::Accept,
+            0 => Action::Accept,
+            1 => Action::Log,
             2 => Action::Drop,
             3 => Action::Return,
             4 | 5 if later > 0 => Action::Jump(pick_chain(c[14])),
@@ -385,6 +387,14 @@ fn stage(main: &[Vec<u32>], chains: &[Vec<Vec<u32>>]) -> Stage {
             .enumerate()
             .map(|(i, rules)| (format!("c{i}"), list(rules, i + 1)))
             .collect(),
+    }
+}
+
+/// A walk that never stops early and takes every rule that matches as matching in full.
+fn plain_visit() -> Visit<'static> {
+    Visit {
+        stop: Box::leak(Box::new(|_, _: &Rule| false)),
+        hit: Box::leak(Box::new(|_, _: &Rule| true)),
     }
 }
 
@@ -426,13 +436,32 @@ proptest! {
             let k = key(c);
             let fast = cl.classify(&k);
             prop_assert_eq!(fast, cl.classify_linear(&k), "tree vs linear for {:?}", k);
-            let slow = reference::walk(&st, &ports, &k, &mut |_, _| false);
+            let slow = reference::walk(&st, &ports, &k, &mut plain_visit());
             prop_assert_eq!(fast, slow, "tree vs walk for {:?}", k);
             // A rule that declines (a rate limit with no token left) is a rule that does
-            // not match: the walk goes on after it.
+            // not match: the walk goes on after it; a log rule never decides. Every log
+            // rule that matches on the way logs, once, in the walk's order.
             let declined = |r: u32| r % 3 == 1;
-            let with = cl.classify_with(&k, |r| !declined(r));
-            prop_assert_eq!(with, reference::walk(&never_matching(&st, declined), &ports, &k, &mut |_, _| false));
+            let mut logged = Vec::new();
+            let with = cl.classify_with(&k, |r| {
+                if cl.logs(r) {
+                    logged.push(r);
+                }
+                !declined(r) && !cl.logs(r)
+            });
+            prop_assert_eq!(with, reference::walk(&never_matching(&st, declined), &ports, &k, &mut plain_visit()));
+            let mut walked = Vec::new();
+            let by_hit = reference::walk(&st, &ports, &k, &mut Visit {
+                stop: &mut |_, _| false,
+                hit: &mut |r, rule| {
+                    if rule.action == Action::Log {
+                        walked.push(r);
+                    }
+                    !declined(r)
+                },
+            });
+            prop_assert_eq!(with, by_hit);
+            prop_assert_eq!(&logged, &walked, "logged on the way for {:?}", k);
             if let Some(r) = fast {
                 let (_, _, rule) = st.numbered().nth(r as usize).unwrap();
                 prop_assert!(rule.action.is_verdict(), "rule {} decides with {}", r, rule.action);

@@ -156,6 +156,9 @@ impl RuntimeHandle {
                 first_line,
                 check,
             } => Payload::Restored(self.restore(text, file, *first_line, *check)?),
+            Command::Log { since, lines } => {
+                Payload::Log(self.shared.packet_log.reply(*since, *lines))
+            }
         })
     }
 

@@ -20,6 +20,7 @@ pub mod io;
 pub mod liveness;
 pub mod mem;
 pub mod metrics;
+pub mod packet_log;
 mod poll;
 pub mod server;
 pub mod state;
@@ -245,6 +246,8 @@ pub(crate) struct Shared {
     returns: Vec<ArrayQueue<Vec<u8>>>,
     started: Instant,
     io_mode: Vec<String>,
+    /// What `log` rules logged, on its way to the log.
+    packet_log: packet_log::PacketLog,
 }
 
 impl Shared {
@@ -280,6 +283,8 @@ pub struct Runtime {
     shared: Arc<Shared>,
     handle: RuntimeHandle,
     threads: Vec<JoinHandle<()>>,
+    /// The writer of `log` rules' lines.
+    logger: Option<JoinHandle<()>>,
     state: Option<state::StateFile>,
     restored: state::RestoreReport,
 }
@@ -349,6 +354,7 @@ impl Runtime {
             returns: (0..n).map(|_| ArrayQueue::new(pool_size.max(1))).collect(),
             started: Instant::now(),
             io_mode: cfg.io_mode.clone(),
+            packet_log: packet_log::PacketLog::default(),
         });
         shared.publish(Arc::clone(&rules));
         let handle = RuntimeHandle::new(Arc::clone(&shared), ruleset.clone(), yaml, file);
@@ -409,6 +415,7 @@ impl Runtime {
                 buf_capacity,
                 core: cores[i],
                 defrag: engine::defrag::Defrag::new(rules.frag_limits.0, rules.frag_limits.1, n),
+                log_lost: 0,
             };
             let t = thread::Builder::new()
                 .name(format!("sw-worker-{i}"))
@@ -424,10 +431,24 @@ impl Runtime {
                 }
             }
         }
+        let logger = match packet_log::start(Arc::clone(&shared)) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                shared.stop.store(true, Ordering::SeqCst);
+                for s in &shared.slots {
+                    s.wake();
+                }
+                for t in threads {
+                    let _ = t.join();
+                }
+                return Err(StartError::Spawn(e));
+            }
+        };
         Ok(Runtime {
             shared,
             handle,
             threads,
+            logger,
             state: Some(state_file),
             restored,
         })
@@ -466,6 +487,11 @@ impl Runtime {
             if t.join().is_err() {
                 crate::log_error!("a worker panicked");
             }
+        }
+        // The workers handed over their last records: write them, then stop the writer.
+        self.shared.packet_log.stop.store(true, Ordering::Release);
+        if let Some(t) = self.logger.take() {
+            let _ = t.join();
         }
         // Every worker is gone, and its slab with it: mark the state file cleanly stopped.
         if let Some(mut s) = self.state.take() {

@@ -83,6 +83,8 @@ pub(crate) struct Worker<Io: PortIo> {
     /// IP fragment reassembly for the datagrams whose fragments steer here
     /// (`defrag::steer_hash`; `docs/multicore.md`).
     pub defrag: Defrag,
+    /// The pipeline's lost log records already counted in the shared log.
+    pub log_lost: u64,
 }
 
 /// Per-batch scratch, allocated once.
@@ -149,6 +151,7 @@ impl<Io: PortIo> Worker<Io> {
             let mut dirty = self.check_publication();
             let (t0, received, fwd, drop) = self.poll_once(&mut s, &mut local);
             dirty |= self.service_commands(t0);
+            self.hand_over_log();
             // Frames received (own or handed over ones) are work even when all of them went
             // to other workers: their counters must be published.
             let work = received + s.handed.len();
@@ -192,6 +195,18 @@ impl<Io: PortIo> Worker<Io> {
             self.io.release(q);
         }
         self.publish(&local);
+    }
+
+    /// Move what `log` rules recorded during the batch onto the shared log queue.
+    fn hand_over_log(&mut self) {
+        let ring = &mut self.pipeline.log;
+        if ring.is_empty() && ring.lost == self.log_lost {
+            return;
+        }
+        let log = &self.shared.packet_log;
+        log.lost_more(ring.lost - self.log_lost);
+        self.log_lost = ring.lost;
+        log.push(ring.drain().copied());
     }
 
     /// Receive and process one batch: `(now, received, forwarded, dropped)`, the last three

@@ -5,7 +5,7 @@ iptables -A FORWARD -p tcp --dport 22 -m limit --limit 5/s -j ACCEPT
 iptables -A FORWARD -m recent --name scan --rcheck -j DROP
 iptables -A FORWARD -m conntrack --ctstate SNAT -j ACCEPT
 iptables -A FORWARD -i eth+ -j DROP
-iptables -A FORWARD -j LOG --log-prefix "dropped: "
+iptables -A FORWARD -j NFLOG --nflog-group 1
 iptables -N mychain
 iptables -A mychain -p udp -j RETURN
 iptables -A FORWARD -j mychain

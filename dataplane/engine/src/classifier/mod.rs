@@ -169,6 +169,8 @@ const CHECK_ORDER: [usize; NDIMS] = [
 #[derive(Debug, Clone)]
 pub struct Classifier {
     rules: usize,
+    /// Rule `r` is a `log` rule: it matches, logs, and the walk goes on.
+    logs: Vec<bool>,
     /// What each program entry does (`program.rs`): without chains, entry `i` is rule `i`.
     steps: Vec<Step>,
     /// Entry `i` is rule `i` for every entry (no chains, or none left after folding): a
@@ -186,12 +188,19 @@ pub struct Classifier {
     flags_by_ct: u32,
     /// Bit `v` set when some box that tests TCP flags accepts the flags value `v`.
     flag_values: [u64; 4],
-    /// Bit `ct_value(state, dir)` set when some box of a rate-limited rule can match that
-    /// conntrack value: its verdict depends on time, never cached.
-    limited_by_ct: u32,
+    /// Bit `ct_value(state, dir)` set when some box of a volatile rule (rate-limited, or
+    /// `log`) can match that conntrack value: the verdict depends on time, or the packet
+    /// must be logged, so it is never cached.
+    volatile_by_ct: u32,
 }
 
 const _: () = assert!(CT_VALUES as u32 <= u32::BITS);
+
+/// Whether what a rule does when its matches hold can differ from packet to packet of a
+/// flow: a rate limit (the verdict depends on time) or `log` (every packet is logged).
+fn volatile(r: &Rule) -> bool {
+    r.limit.is_some() || r.action == config::ruleset::Action::Log
+}
 
 impl Classifier {
     /// `rules` are already validated (`config::validate`); `ports` are the port names in
@@ -199,8 +208,7 @@ impl Classifier {
     /// here names a chain it cannot have, and never matches.
     pub fn compile(rules: &[Rule], ports: &[String]) -> Classifier {
         let program = program::flatten(rules, None, ports, usize::MAX);
-        let limited: Vec<bool> = rules.iter().map(|r| r.limit.is_some()).collect();
-        Self::from_program(program.unwrap_or_default(), &limited)
+        Self::from_program(program.unwrap_or_default(), rules.iter())
     }
 
     /// A stage's main list and its chains (validated: every target exists, no loops), as
@@ -212,17 +220,18 @@ impl Classifier {
         limit: usize,
     ) -> Result<Classifier, ProgramError> {
         let program = program::flatten(rules, Some(chains), ports, limit)?;
-        let limited: Vec<bool> = rules
-            .iter()
-            .chain(chains.values().flatten())
-            .map(|r| r.limit.is_some())
-            .collect();
-        Ok(Self::from_program(program, &limited))
+        Ok(Self::from_program(
+            program,
+            rules.iter().chain(chains.values().flatten()),
+        ))
     }
 
-    /// `limited[r]`: rule `r` has a rate limit.
-    fn from_program(program: Program, limited: &[bool]) -> Classifier {
-        let rules = limited.len();
+    /// The classifier of a program over `rules` (in stage numbering).
+    fn from_program<'a>(program: Program, rules: impl Iterator<Item = &'a Rule>) -> Classifier {
+        let (volatile, logs): (Vec<bool>, Vec<bool>) = rules
+            .map(|r| (volatile(r), r.action == config::ruleset::Action::Log))
+            .unzip();
+        let rules = volatile.len();
         let Program {
             shapes,
             entry_of,
@@ -233,16 +242,16 @@ impl Classifier {
         let mut intervals = Vec::new();
         let mut flags_by_ct = 0u32;
         let mut flag_values = [0u64; 4];
-        let mut limited_by_ct = 0u32;
+        let mut volatile_by_ct = 0u32;
         for (shape, &entry) in shapes.iter().zip(&entry_of) {
-            let rule_limited = match steps.get(entry as usize) {
-                Some(Step::Rule(r)) => limited.get(*r as usize).copied().unwrap_or(false),
+            let rule_volatile = match steps.get(entry as usize) {
+                Some(Step::Rule(r)) => volatile.get(*r as usize).copied().unwrap_or(false),
                 _ => false,
             };
-            if rule_limited {
+            if rule_volatile {
                 for v in 0..CT_VALUES {
                     if shape[CT].contains(u128::from(v)) {
-                        limited_by_ct |= 1 << v;
+                        volatile_by_ct |= 1 << v;
                     }
                 }
             }
@@ -292,6 +301,7 @@ impl Classifier {
         let skips = steps.iter().any(|s| matches!(s, Step::Skip(_)));
         Classifier {
             rules,
+            logs,
             steps,
             flat,
             skips,
@@ -302,7 +312,7 @@ impl Classifier {
             stats,
             flags_by_ct,
             flag_values,
-            limited_by_ct,
+            volatile_by_ct,
         }
     }
 
@@ -310,14 +320,20 @@ impl Classifier {
     /// or `None`: the policy decides.
     #[inline]
     pub fn classify(&self, key: &Key) -> Option<u32> {
-        self.classify_with(key, |_| true)
+        self.classify_with(key, |r| !self.logs(r))
+    }
+
+    /// Whether rule `r` is a `log` rule, which never decides.
+    #[inline]
+    pub fn logs(&self, r: u32) -> bool {
+        self.logs.get(r as usize).copied().unwrap_or(false)
     }
 
     /// As [`Classifier::classify`], where a rule whose matches hold decides only when
-    /// `accept(rule)` says so (a rate-limited rule with no token left); otherwise the walk
-    /// goes on after it.
+    /// `accept(rule)` says so (a rate-limited rule with no token left, a `log` rule, which
+    /// `accept` logs); otherwise the walk goes on after it.
     #[inline]
-    pub fn classify_with(&self, key: &Key, accept: impl Fn(u32) -> bool) -> Option<u32> {
+    pub fn classify_with(&self, key: &Key, mut accept: impl FnMut(u32) -> bool) -> Option<u32> {
         let vals = key.values();
         let first = |from: u32| {
             let found = self.tree.lookup(&vals, from, |b| {
@@ -350,7 +366,7 @@ impl Classifier {
     pub fn classify_linear(&self, key: &Key) -> Option<u32> {
         let vals = key.values();
         let first = |from: u32| self.scan(&vals, from);
-        self.walk(first(0).unwrap_or(u32::MAX), first, |_| true)
+        self.walk(first(0).unwrap_or(u32::MAX), first, |r| !self.logs(r))
     }
 
     /// Follow the program from entry `e` (the first match at or after some earlier entry,
@@ -361,7 +377,7 @@ impl Classifier {
         &self,
         mut e: u32,
         first: impl Fn(u32) -> Option<u32>,
-        accept: impl Fn(u32) -> bool,
+        mut accept: impl FnMut(u32) -> bool,
     ) -> Option<u32> {
         for _ in 0..=self.steps.len() {
             let from = match self.steps.get(e as usize)? {
@@ -374,11 +390,12 @@ impl Classifier {
         None
     }
 
-    /// Whether a rate-limited rule can match packets of this (ctstate, ctdir): their
-    /// verdict then depends on time and is never cached.
+    /// Whether a volatile rule (rate-limited, or `log`) can match packets of this (ctstate,
+    /// ctdir): their verdict then depends on time, or each must be logged, and is never
+    /// cached.
     #[inline]
-    pub fn limited(&self, ctstate: Option<CtState>, ctdir: Option<CtDir>) -> bool {
-        self.limited_by_ct & (1 << ct_value(ctstate, ctdir)) != 0
+    pub fn volatile(&self, ctstate: Option<CtState>, ctdir: Option<CtDir>) -> bool {
+        self.volatile_by_ct & (1 << ct_value(ctstate, ctdir)) != 0
     }
 
     /// Whether, for packets with this (ctstate, ctdir), the result depends only on

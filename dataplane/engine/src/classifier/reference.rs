@@ -148,19 +148,24 @@ enum End {
     Return,
 }
 
+/// What a walk asks its caller about the rules on its way.
+pub struct Visit<'a> {
+    /// Before rule `n` is matched: whether the walk ends there (the kernel's hotdrop).
+    pub stop: &'a mut dyn FnMut(u32, &Rule) -> bool,
+    /// Rule `n`, which acts where it stands (a verdict or `log`), matched: whether it
+    /// matches in full (a rate-limited rule takes its token here). A `log` rule logs here,
+    /// and the walk goes on after it whatever the answer.
+    pub hit: &'a mut dyn FnMut(u32, &Rule) -> bool,
+}
+
 /// The rule that decides, walking a stage as iptables walks its chains: rules in order,
 /// `jump` into a chain and back, `goto` into a chain and on to the caller's caller,
-/// `return`. Before a rule is matched, `stop(n, rule)` may end the walk at it (the kernel's
-/// hotdrop). `None`: the policy decides. Written from the semantics, for tests and the rare
-/// truncated-header path; a chain nested deeper than validation allows ends the walk
-/// there, as if it returned.
-pub fn walk(
-    stage: &Stage,
-    ports: &[String],
-    key: &Key,
-    stop: &mut dyn FnMut(u32, &Rule) -> bool,
-) -> Option<u32> {
-    match walk_list(stage, &stage.rules, 0, ports, key, stop, 0) {
+/// `return`, `log` and on. `visit` may end the walk before a rule and says whether a rule
+/// that matched matches in full. `None`: the policy decides. Written from the semantics,
+/// for tests and the rare truncated-header path; a chain nested deeper than validation
+/// allows ends the walk there, as if it returned.
+pub fn walk(stage: &Stage, ports: &[String], key: &Key, visit: &mut Visit) -> Option<u32> {
+    match walk_list(stage, &stage.rules, 0, ports, key, visit, 0) {
         End::At(n) => Some(n),
         End::Return => None,
     }
@@ -172,12 +177,12 @@ fn walk_list(
     base: u32,
     ports: &[String],
     key: &Key,
-    stop: &mut dyn FnMut(u32, &Rule) -> bool,
+    visit: &mut Visit,
     depth: usize,
 ) -> End {
     for (k, r) in rules.iter().enumerate() {
         let n = base + k as u32;
-        if stop(n, r) {
+        if (visit.stop)(n, r) {
             return End::At(n);
         }
         if !rule_matches(r, ports, key) {
@@ -193,13 +198,17 @@ fn walk_list(
                 let Some((chain, at)) = into(c).filter(|_| depth < MAX_DEPTH) else {
                     return End::Return;
                 };
-                match walk_list(stage, chain, at, ports, key, stop, depth + 1) {
+                match walk_list(stage, chain, at, ports, key, visit, depth + 1) {
                     End::At(n) => return End::At(n),
                     End::Return if matches!(r.action, Action::Goto(_)) => return End::Return,
                     End::Return => {}
                 }
             }
-            _ => return End::At(n),
+            Action::Log => {
+                (visit.hit)(n, r);
+            }
+            _ if (visit.hit)(n, r) => return End::At(n),
+            _ => {}
         }
     }
     End::Return

@@ -2,8 +2,9 @@
 //!
 //! Packet timestamps are the engine's clock, so timeouts behave as they would have live.
 //! pcapng interface names (`if_name`) name each packet's ingress port; a classic pcap takes
-//! one port for all packets (`--ingress`). Output: one JSON object per packet, then, with
-//! `--conntrack`, the table in /proc/net/nf_conntrack format as of the last timestamp.
+//! one port for all packets (`--ingress`). Output: one JSON object per packet (with `"log"`,
+//! the lines `log` rules wrote for it, when there are any), then, with `--conntrack`, the
+//! table in /proc/net/nf_conntrack format as of the last timestamp.
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};
@@ -44,15 +45,24 @@ pub fn read_capture(path: &Path, ingress: Option<&str>) -> anyhow::Result<Vec<Fr
     )?)
 }
 
-/// One output line: `{"index":N,"port":"lan","verdict":"accept","ctstate":"new","rule":3,"reason":"..."}`.
-pub fn json_line(index: usize, port: &str, o: &Outcome) -> String {
+/// One output line: `{"index":N,"port":"lan","verdict":"accept","ctstate":"new","rule":3,"reason":"..."}`,
+/// with `"log":["LINE",...]` after `reason` when `log` rules wrote lines for the packet.
+pub fn json_line(index: usize, port: &str, o: &Outcome, log: &[String]) -> String {
     let port = serde_json::to_string(port).unwrap_or_else(|_| "\"?\"".into());
     let ctstate = o
         .ctstate
         .map_or_else(|| "null".to_string(), |s| format!("\"{}\"", s.name()));
     let rule = o.rule.map_or_else(|| "null".to_string(), |r| r.to_string());
+    let log = if log.is_empty() {
+        String::new()
+    } else {
+        format!(
+            ",\"log\":{}",
+            serde_json::to_string(log).unwrap_or_else(|_| "[]".into())
+        )
+    };
     format!(
-        "{{\"index\":{index},\"port\":{port},\"verdict\":\"{}\",\"ctstate\":{ctstate},\"rule\":{rule},\"reason\":\"{}\"}}",
+        "{{\"index\":{index},\"port\":{port},\"verdict\":\"{}\",\"ctstate\":{ctstate},\"rule\":{rule},\"reason\":\"{}\"{log}}}",
         o.verdict.as_str(),
         o.reason.as_str()
     )
@@ -112,8 +122,14 @@ pub fn run(
         },
     );
     written?;
-    for (i, (f, o)) in frames.iter().zip(&outcomes).enumerate() {
-        writeln!(out, "{}", json_line(i, &f.port, o))?;
+    let mut lines: Vec<Vec<String>> = vec![Vec::new(); outcomes.len()];
+    for (i, r) in engine.take_logged() {
+        if let Some(l) = lines.get_mut(i) {
+            l.push(rules.log_line(&r));
+        }
+    }
+    for (i, ((f, o), log)) in frames.iter().zip(&outcomes).zip(&lines).enumerate() {
+        writeln!(out, "{}", json_line(i, &f.port, o, log))?;
     }
     let now = frames.last().map_or(0, |f| f.ts_ns);
     if opts.conntrack {
