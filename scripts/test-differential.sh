@@ -2,7 +2,8 @@
 # The live kernel check of the differential scenarios: each tests/scenarios/*/packets.pcapng
 # and tests/scenarios-fragments/*/packets.pcapng replayed, byte for byte, into the Linux
 # kernel (`scripts/swlab kernel`: network namespaces, a bridge, br_netfilter, iptables-legacy;
-# tests/scenarios/README.md), whose fresh answers must equal the committed kernel.jsonl. A kernel that changed behaviour fails here; nothing
+# tests/scenarios/README.md), whose fresh answers must equal the committed kernel.jsonl (and
+# the LOG lines the committed kernel-log.txt, where a scenario logs). A kernel that changed behaviour fails here; nothing
 # is re-recorded (that is `scripts/swlab kernel DIR`, by hand, see the README).
 #
 #   scripts/test-differential.sh [tests/scenarios/NAME ...]     (default: all of them, both
@@ -74,6 +75,8 @@ for d in "${dirs[@]}"; do
 		why="the kernel lab did not produce answers (see above)"
 	elif ! cmp -s "$d/kernel.jsonl" "$TMP/live/$name.kernel.jsonl"; then
 		why="the kernel now answers differently from $d/kernel.jsonl (- recorded, + live):"
+	elif [[ -f $d/kernel-log.txt ]] && ! cmp -s "$d/kernel-log.txt" "$TMP/live/$name.kernel-log.txt"; then
+		why="the kernel now logs differently from $d/kernel-log.txt (- recorded, + live):"
 	fi
 	if [[ -z $why ]]; then
 		passed=$((passed + 1))
@@ -84,6 +87,9 @@ for d in "${dirs[@]}"; do
 		echo "  FAIL $name: $why"
 		if [[ -f $d/kernel.jsonl && -f $TMP/live/$name.kernel.jsonl ]]; then
 			diff -u "$d/kernel.jsonl" "$TMP/live/$name.kernel.jsonl" | tail -n +3 | sed 's/^/    /' || true
+		fi
+		if [[ -f $d/kernel-log.txt && -f $TMP/live/$name.kernel-log.txt ]]; then
+			diff -u "$d/kernel-log.txt" "$TMP/live/$name.kernel-log.txt" | tail -n +3 | sed 's/^/    /' || true
 		fi
 	fi
 done

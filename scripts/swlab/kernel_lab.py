@@ -31,6 +31,13 @@ its verdict accept when its bytes left at its place in the datagram (kernel_orac
 the exact rules). A forwarded packet not logged is an error; for a fragment, its datagram
 must have been logged, once per completion.
 
+A scenario whose rules log (`-j LOG --log-prefix P`) also records the kernel's log lines:
+the lab reads /dev/kmsg around the replay (net.netfilter.nf_log_all_netns=1 while labs run,
+so that LOG in a lab's namespace writes at all) and keeps, in order, the lines that start
+with one of the scenario's prefixes, as `<LEVEL>LINE` in OUTDIR/NAME.kernel-log.txt (default:
+DIR/kernel-log.txt). The prefixes must be the scenario's own (`swlog...`): labs run side by
+side.
+
 Timestamps in packets.pcapng are the schedule: the replay waits the same gaps (real time, for
 the timeout scenarios).
 """
@@ -43,6 +50,7 @@ import fcntl
 import json
 import os
 import queue
+import re
 import shutil
 import signal
 import socket
@@ -207,10 +215,48 @@ class Lab:
         return p
 
 
-def run_kernel(scdir: str, slot: int, trace: str | None = None) -> tuple[list[dict], list[str]]:
-    """Replay one scenario into a fresh lab; returns (answers, problems). With trace, also
-    writes what entered, was logged and left to that file (write_trace)."""
+LOG_ALL_NETNS = "/proc/sys/net/netfilter/nf_log_all_netns"
+
+
+def log_prefixes(scdir: str) -> list[str]:
+    """The --log-prefix of each LOG rule of a scenario (none for an nftables one)."""
+    path = os.path.join(scdir, "rules.iptables")
+    if not os.path.exists(path):
+        return []
+    return re.findall(r'-j LOG .*?--log-prefix "([^"]*)"', open(path).read())
+
+
+def open_kmsg() -> int:
+    """/dev/kmsg, positioned after the newest record."""
+    fd = os.open("/dev/kmsg", os.O_RDONLY | os.O_NONBLOCK)
+    os.lseek(fd, 0, os.SEEK_END)
+    return fd
+
+
+def read_kmsg(fd: int, prefixes: list[str]) -> list[str]:
+    """The records since open_kmsg whose text starts with one of `prefixes`, as
+    `<LEVEL>TEXT`, in order."""
+    lines = []
+    while True:
+        try:
+            rec = os.read(fd, 8192).decode(errors="replace")
+        except BlockingIOError:
+            return lines
+        except BrokenPipeError:  # records overwritten before they were read: go on
+            continue
+        head, _, text = rec.partition(";")
+        text = text.split("\n", 1)[0]
+        if any(text.startswith(p) for p in prefixes):
+            lines.append(f"<{int(head.split(',')[0]) & 7}>{text}")
+
+
+def run_kernel(scdir: str, slot: int,
+               trace: str | None = None) -> tuple[list[dict], list[str], list[str]]:
+    """Replay one scenario into a fresh lab; returns (answers, problems, log lines). With
+    trace, also writes what entered, was logged and left to that file (write_trace)."""
     packets = list(pcapng.read_packets(os.path.join(scdir, "packets.pcapng")))
+    prefixes = log_prefixes(scdir)
+    kmsg = None
     work = tempfile.mkdtemp(prefix="swdiff.")
     problems: list[str] = []
     try:
@@ -235,6 +281,8 @@ def run_kernel(scdir: str, slot: int, trace: str | None = None) -> tuple[list[di
                 s.bind(("eth0", 0))
                 return s
             socks = {"lan": in_netns(lab.c, opener), "wan": in_netns(lab.s, opener)}
+            if prefixes:
+                kmsg = open_kmsg()
             start = time.monotonic()
             t_first = packets[0].ts_ns if packets else 0
             last = 0.0
@@ -252,6 +300,7 @@ def run_kernel(scdir: str, slot: int, trace: str | None = None) -> tuple[list[di
                 s.close()
             # nfnetlink_log batches messages and flushes them after a second at most.
             time.sleep(1.3)
+            logs = read_kmsg(kmsg, prefixes) if kmsg is not None else []
             for p in caps.values():
                 p.send_signal(signal.SIGINT)
             for p in caps.values():
@@ -273,7 +322,7 @@ def run_kernel(scdir: str, slot: int, trace: str | None = None) -> tuple[list[di
                         if q not in want:
                             problems.append(f"  unexpected: {pcapng.summarize(1, q)}")
             if problems:
-                return [], problems
+                return [], problems, []
             seen = {"lan": iter(arrived["lan"]), "wan": iter(arrived["wan"])}
             for p in packets:
                 frames.append(Frame(p.ifname, p.linktype, p.data, next(seen[p.ifname]).ts_ns))
@@ -284,8 +333,10 @@ def run_kernel(scdir: str, slot: int, trace: str | None = None) -> tuple[list[di
             problems += more
             if trace:
                 write_trace(trace, frames, nflog, egress, rows)
-            return rows, problems
+            return rows, problems, logs
     finally:
+        if kmsg is not None:
+            os.close(kmsg)
         shutil.rmtree(work, ignore_errors=True)
 
 
@@ -388,8 +439,26 @@ def main(args: list[str]) -> int:
     if (not os.path.exists("/proc/sys/net/bridge/bridge-nf-call-iptables")
             and shutil.which("modprobe")):
         sh("modprobe", "br_netfilter", check=False)
-    fail = 0
     t0 = time.monotonic()
+    # LOG in a namespace other than the first writes nothing unless this says so; put it
+    # back as it was when the labs are done.
+    log_all = None
+    if any(log_prefixes(d) for d in dirs) and os.path.exists(LOG_ALL_NETNS):
+        log_all = open(LOG_ALL_NETNS).read().strip()
+        open(LOG_ALL_NETNS, "w").write("1")
+    try:
+        fail = run_all(dirs, jobs, out, trace)
+    finally:
+        if log_all is not None:
+            open(LOG_ALL_NETNS, "w").write(log_all)
+    print(f"swlab kernel: {len(dirs)} scenarios in {time.monotonic() - t0:.1f}s",
+          file=sys.stderr)
+    return 1 if STOP.is_set() else fail
+
+
+def run_all(dirs: list[str], jobs: int, out: str | None, trace: str | None) -> int:
+    """Run every scenario, `jobs` labs at a time, and write the answers; 1 if any failed."""
+    fail = 0
     with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as ex:
         slots = queue.Queue()
         for i in range(jobs):
@@ -410,7 +479,7 @@ def main(args: list[str]) -> int:
                     g.cancel()
             name = os.path.basename(d)
             try:
-                rows, problems = f.result()
+                rows, problems, logs = f.result()
             except Exception as e:  # noqa: BLE001 — report and go on with the others
                 print(f"swlab kernel: {name}: lab failed: {e}", file=sys.stderr)
                 fail = 1
@@ -428,7 +497,12 @@ def main(args: list[str]) -> int:
                     fh.write(json.dumps(r, separators=(",", ":")) + "\n")
             os.replace(dest + ".tmp", dest)
             print(f"swlab kernel: {name}: {len(rows)} packets -> {dest}", file=sys.stderr)
-    print(f"swlab kernel: {len(dirs)} scenarios in {time.monotonic() - t0:.1f}s",
-          file=sys.stderr)
-    return 1 if STOP.is_set() else fail
+            if log_prefixes(d):
+                dest = (os.path.join(out, name + ".kernel-log.txt") if out
+                        else os.path.join(d, "kernel-log.txt"))
+                with open(dest + ".tmp", "w") as fh:
+                    fh.writelines(line + "\n" for line in logs)
+                os.replace(dest + ".tmp", dest)
+                print(f"swlab kernel: {name}: {len(logs)} log lines -> {dest}", file=sys.stderr)
+    return fail
 

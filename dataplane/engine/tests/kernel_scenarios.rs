@@ -203,6 +203,7 @@ fn check(
     ruleset: &config::Ruleset,
     capture: &Path,
     kernel: &Path,
+    kernel_log: Option<&Path>,
     tally: &mut Tally,
 ) -> Vec<String> {
     let rules = match compile(ruleset) {
@@ -216,6 +217,10 @@ fn check(
     };
     let answers = match read_answers(kernel) {
         Ok(a) => a,
+        Err(e) => return vec![format!("{name}: {e}")],
+    };
+    let kernel_lines = match kernel_log.map(read).transpose() {
+        Ok(text) => text.map(|t| t.lines().map(bridged_as_ports).collect::<Vec<_>>()),
         Err(e) => return vec![format!("{name}: {e}")],
     };
     if frames.len() != answers.len() {
@@ -268,6 +273,12 @@ fn check(
                 .map(|(f, &p)| (f.ts_ns, p, f.data.as_slice())),
         );
         tally.replayed += outcomes.len();
+        let logged: Vec<String> = engine
+            .take_logged()
+            .iter()
+            .map(|(_, r)| format!("<{}>{}", r.level, rules.log_line(r)))
+            .collect();
+        problems.extend(log_problems(name, shards, &logged, kernel_lines.as_deref()));
         for (i, (o, a)) in outcomes.iter().zip(&answers).enumerate() {
             let ctstate = o.ctstate.map(CtState::name);
             let verdict = o.verdict.as_str();
@@ -294,6 +305,67 @@ fn check(
         }
     }
     problems
+}
+
+/// A line the kernel's LOG wrote for a bridged packet, as statewall writes it for the same
+/// packet between ports: `IN=br0 OUT=br0 PHYSIN=lan PHYSOUT=wan ` is `IN=lan OUT=wan `.
+fn bridged_as_ports(line: &str) -> String {
+    let Some(at) = line.find("IN=") else {
+        return line.to_string();
+    };
+    let (head, rest) = line.split_at(at);
+    let mut words = rest.splitn(5, ' ');
+    let (Some(_), Some(_), Some(pin), Some(pout), Some(tail)) = (
+        words.next(),
+        words.next(),
+        words.next(),
+        words.next(),
+        words.next(),
+    ) else {
+        return line.to_string();
+    };
+    match (pin.strip_prefix("PHYSIN="), pout.strip_prefix("PHYSOUT=")) {
+        (Some(i), Some(o)) => format!("{head}IN={i} OUT={o} {tail}"),
+        _ => line.to_string(),
+    }
+}
+
+/// The lines statewall logged against the kernel's (`kernel-log.txt`, `<LEVEL>LINE` each, in
+/// order); without a recording, statewall must log nothing.
+fn log_problems(
+    name: &str,
+    shards: usize,
+    logged: &[String],
+    kernel: Option<&[String]>,
+) -> Vec<String> {
+    let Some(kernel) = kernel else {
+        return if logged.is_empty() {
+            Vec::new()
+        } else {
+            vec![format!(
+                "{name}: the rules log {} lines but there is no kernel-log.txt (record it: \
+                 scripts/swlab kernel tests/scenarios/{name})",
+                logged.len()
+            )]
+        };
+    };
+    if logged == kernel {
+        return Vec::new();
+    }
+    let mut p = vec![format!(
+        "{name} [{shards} shards]: {} log lines, the kernel wrote {}; the first that differ:",
+        logged.len(),
+        kernel.len()
+    )];
+    if let Some((i, (a, b))) = logged
+        .iter()
+        .zip(kernel)
+        .enumerate()
+        .find(|(_, (a, b))| a != b)
+    {
+        p.push(format!("  line {i}: engine {a:?}\n  line {i}: kernel {b:?}"));
+    }
+    p
 }
 
 /// Fail with every problem, or print what was checked.
@@ -351,8 +423,12 @@ fn every_scenario_of(root: &str) {
             let kernel = required(dir.join("kernel.jsonl"))?;
             Ok((capture, kernel, import_scenario(dir, &name)?))
         });
+        let log = dir.join("kernel-log.txt");
+        let log = log.exists().then_some(log.as_path());
         let mine = match found {
-            Ok((capture, kernel, rules)) => check(&name, &rules, &capture, &kernel, &mut tally),
+            Ok((capture, kernel, rules)) => {
+                check(&name, &rules, &capture, &kernel, log, &mut tally)
+            }
             Err(e) => vec![format!("{name}: {e}")],
         };
         if !mine.is_empty() {
@@ -393,6 +469,7 @@ fn every_recorded_capture_agrees_with_the_kernel() {
                 &seed,
                 &data.join(format!("{name}.pcapng")),
                 &kernel,
+                None,
                 &mut tally,
             ),
             Err(e) => vec![format!("{name}: {e}")],

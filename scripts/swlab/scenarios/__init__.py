@@ -22,6 +22,7 @@ from . import (
     ftp,
     icmp,
     ipv6,
+    log,
     malformed,
     nft,
     rules,
@@ -33,7 +34,7 @@ from . import (
 )
 
 TOPICS = (tcp_state, tcp_rst, tcp_window, tcp_timeout, malformed, udp, icmp, ipv6, rules, ftp,
-          fragments, chains, nft)
+          fragments, chains, nft, log)
 
 ORDER = """
     tcp-handshake tcp-data-both-ways tcp-fin-close tcp-fin-simultaneous tcp-fin-server-first
@@ -57,7 +58,7 @@ ORDER = """
     tcp-data-after-fin tcp-loose-pickup-window icmp-error-directions icmp-echo-mismatch
     icmpv6-error-related-tcp udp-reply-other-port truncated-icmp ipv4-options ftp-format-edges
     ftp-helper-other-port chains-gateway chains-goto-return input-rules-are-the-hosts nft-gateway
-    nft-matches limit""".split()
+    nft-matches limit log-continues""".split()
 
 
 def _ordered() -> list:
