@@ -24,6 +24,9 @@
 #   hist                counts, p50 <= p99 <= max, --per-core sums, --reset
 #   top                 statewallctl top in tmux during traffic: per-core rows, q quits,
 #                       terminal restored
+#   log                 a `log` rule on denied datagrams: `statewallctl log` shows one
+#                       kernel-format line per datagram (prefix, IN=lan OUT=wan, DPT), -n
+#                       the newest, -f follows a new one; the daemon's stderr has them too
 #   metrics             --metrics scraped over HTTP agrees with stats
 #   shutdown            SIGTERM: exit 0, the signal logged, socket removed, XDP detached
 #
@@ -535,6 +538,38 @@ scrape() { ip netns exec "$GW" curl -sS --max-time 3 "http://$METRICS/metrics"; 
 metric_sum() { # metric_sum NAME FILE: the sum over workers
 	awk -v n="statewall_$1{" 'index($0, n) == 1 { s += $2 } END { printf "%d", s }' "$2"
 }
+log_lines() { ctl log 2>/dev/null | grep -c 'swctl-9998: IN=lan OUT=wan .* DPT=9998 '; }
+case_log() {
+	local n=5 fpid
+	# The base rules and a log rule after them (the positions other cases count on stay):
+	# new datagrams to 9998 reach it, are logged, and the policy drops them.
+	{
+		base_rules "reject, reject_with: tcp-reset" drop
+		echo '    - {in_port: lan, proto: udp, dport: 9998, action: log, log: {prefix: "swctl-9998: ", level: notice}}'
+	} >"$TMP/gw-log.yaml"
+	ctl apply "$TMP/gw-log.yaml" >/dev/null 2>&1 || fail "apply with a log rule refused"
+	in_client "$PY" "$SWLAB" netpeer udp-burst "$SRV4" 9998 40098 "$n" >/dev/null || fail "udp-burst failed"
+	wait_for 5 at_least "$n" log_lines || fail "statewallctl log shows $(log_lines) lines, expected $n"
+	(($(log_lines) == n)) || fail "statewallctl log shows $(log_lines) lines for $n datagrams"
+	ctl log -n 1 >"$TMP/log-1.txt" || fail "log -n 1 failed"
+	(($(wc -l <"$TMP/log-1.txt") == 1)) && grep -Eq '^\[[0-9]+\.[0-9]{3}\] swctl-9998: IN=lan OUT=wan MAC=' "$TMP/log-1.txt" ||
+		fail "log -n 1: $(head -c 200 "$TMP/log-1.txt")"
+	jctl log | jq -e '.data.lines | length > 0 and all(.level == 5)' >/dev/null || fail "log --json: levels"
+	# Not through ctl: $! must be statewallctl itself, for the kill below.
+	"$CTL" --socket "$SOCK" log -f -n 0 >"$TMP/log-follow.txt" 2>&1 &
+	fpid=$!
+	sleep 0.5
+	in_client "$PY" "$SWLAB" netpeer udp-burst "$SRV4" 9998 40099 1 >/dev/null || fail "udp-burst failed"
+	wait_for 5 grep -q 'SPT=40099 DPT=9998' "$TMP/log-follow.txt" || fail "log -f did not show the new line"
+	kill "$fpid" 2>/dev/null
+	wait "$fpid" 2>/dev/null
+	grep -q 'SPT=40098 ' "$TMP/log-follow.txt" && fail "log -f -n 0 printed old lines"
+	(($(grep -c '^swctl-9998: IN=lan OUT=wan ' "$LOG") == n + 1)) ||
+		fail "the daemon's stderr has $(grep -c '^swctl-9998: ' "$LOG") log lines, expected $((n + 1))"
+	ctl apply "$TMP/gw.yaml" >/dev/null 2>&1 || fail "re-apply of gw.yaml refused"
+	DET="$n datagrams, $n lines, then 1 more seen by -f; -n 1, --json and the daemon's stderr agree"
+}
+
 case_metrics() {
 	local a b m e ent
 	a=$(total rx_packets)
@@ -596,7 +631,7 @@ wait_for 5 grows "$TMP/tcp.log" 0 && wait_for 5 grows "$TMP/udp.log" 0 ||
 	die "the long-lived TCP/UDP flows do not get through statewall"
 
 for c in show-counters stats apply apply-bad apply-watch conntrack-list conntrack-filters \
-	conntrack-flush-tcp conntrack-flush-udp conntrack-flush-all set-get hist top metrics \
+	conntrack-flush-tcp conntrack-flush-udp conntrack-flush-all set-get hist top log metrics \
 	shutdown; do
 	check "$c"
 done

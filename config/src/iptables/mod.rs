@@ -60,7 +60,9 @@
 //!   --limit-burst` (the kernel's defaults, 3/hour and 5, when absent); `!` wherever
 //!   iptables allows it (also the old `--dport ! 22`).
 //! - Targets: ACCEPT, DROP, REJECT `--reject-with` (icmp-port-unreachable, the default, is
-//!   written as no `reject_with`), RETURN, a user-defined chain (`-j`/`-g`). ip6tables' names map to their IPv4 counterparts, which the
+//!   written as no `reject_with`), RETURN, a user-defined chain (`-j`/`-g`), LOG (`action:
+//!   log`, with `--log-prefix`, `--log-level`, `--log-tcp-sequence`, `--log-tcp-options`,
+//!   `--log-ip-options`; `--log-uid` prints nothing for forwarded packets). ip6tables' names map to their IPv4 counterparts, which the
 //!   engine answers in ICMPv6 for IPv6 packets: icmp6-port-unreachable → icmp-port-unreachable,
 //!   icmp6-adm-prohibited → icmp-admin-prohibited, icmp6-no-route → icmp-net-unreachable,
 //!   icmp6-addr-unreachable → icmp-host-unreachable; icmp-net-prohibited,
@@ -72,7 +74,7 @@
 //!
 //! Everything else is an error naming the file, line and column of the offending token, with
 //! a hint: other tables (nat, mangle, security), raw OUTPUT, `-j CT --helper` outside raw
-//! PREROUTING, a `-g` to a chain not declared, other targets (LOG, MARK, ...), other match
+//! PREROUTING, a `-g` to a chain not declared, other targets (NFLOG, MARK, ...), other match
 //! modules (`-m hashlimit`, `-m recent`, ...), other options, reject types without a
 //! counterpart, a non-ACCEPT policy
 //! on an untranslated chain. All errors are collected (those of rules that are left out, in
