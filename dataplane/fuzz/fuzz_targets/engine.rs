@@ -1,6 +1,7 @@
 //! The whole engine on arbitrary traffic: a sequence of frames (split from the input) through a
 //! pipeline with the FTP helper on, two ports, a tiny table (so early drop and table-full run),
-//! and a clock that moves with the input. Nothing may panic; every verdict is well-formed.
+//! and a clock that moves with the input, every packet logged with all the extras (the log
+//! line written for arbitrary frames). Nothing may panic; every verdict is well-formed.
 //!
 //! Run: `cd dataplane/fuzz && cargo +nightly fuzz run engine`.
 #![no_main]
@@ -17,6 +18,7 @@ conntrack: {max: 16, tcp_loose: 1}
 forward:
   policy: drop
   rules:
+    - {action: log, log: {prefix: 'fuzz: ', tcp_sequence: true, tcp_options: true, ip_options: true}}
     - {ctstate: [established, related], action: accept}
     - {ctstate: invalid, action: drop}
     - {in_port: lan, proto: tcp, dport: [21, 80], ctstate: new, action: accept}
@@ -54,6 +56,10 @@ fuzz_target!(|data: &[u8]| {
         );
         if o.verdict == Verdict::Accept {
             assert!(o.out_port.is_some());
+        }
+        let rules = p.rules().clone();
+        for r in p.log.drain() {
+            assert!(rules.log_line(r).starts_with("fuzz: IN="));
         }
         p.expire(now, 4);
     }
