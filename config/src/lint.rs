@@ -237,8 +237,11 @@ fn shadowed(
 
 /// Whether every packet `b` matches is also matched by `a`.
 fn covers_rule(a: &Rule, b: &Rule) -> bool {
-    // A rate-limited rule lets the packets over its rate through to the next rules.
+    // A rate-limited rule lets the packets over its rate through to the next rules; a
+    // match on each packet's own fields (length, TTL, ...) is not compared: such a rule is
+    // taken to hide nothing.
     a.limit.is_none()
+        && !a.has_packet_matches()
         && family_covers(a, b)
         && covers_opt(a.in_port.as_ref(), b.in_port.as_ref(), &Names::of(a, b))
         && covers_out_port(a, b)

@@ -1294,3 +1294,67 @@ fn a_line_without_a_command_is_reported_where_it_is() {
     );
     assert!(e[0].pos.col >= 1, "{e:?}");
 }
+
+#[test]
+fn log_and_the_matches_on_each_packet() {
+    let r = ok(
+        "rules.sh",
+        "iptables -A FORWARD -m length ! --length 0:100 -m ttl --ttl-lt 5 -j LOG --log-prefix \"big: \" --log-level info --log-tcp-options\n\
+         iptables -A FORWARD -m mac --mac-source 02:00:00:00:00:66 -m pkttype --pkt-type broadcast -j DROP\n\
+         iptables -A FORWARD -m ttl --ttl-gt 200 -j ACCEPT\n\
+         ip6tables -A FORWARD -m hl ! --hl-eq 255 -j DROP\n",
+    );
+    let f = &r.forward.rules;
+    assert_eq!(f[0].action, Action::Log);
+    let log = f[0].log.as_ref().expect("log options");
+    assert_eq!(log.prefix.as_deref(), Some("big: "));
+    assert_eq!(log.level, config::log::LogLevel::Info);
+    assert!(log.tcp_options && !log.tcp_sequence);
+    let len = f[0].length.as_ref().expect("a length");
+    assert!(
+        len.negated && len.values[0].to_string() == "0-100",
+        "{len:?}"
+    );
+    // And back: the YAML loads to the same rules.
+    let back = config::load_str(&to_yaml(&r), "back.yaml")
+        .expect("loads")
+        .ruleset;
+    assert_eq!(back.forward.rules, r.forward.rules);
+    assert_eq!(
+        f[0].ttl.as_ref().map(|m| m.values[0].to_string()),
+        Some("0-4".into())
+    );
+    assert_eq!(
+        f[1].mac_source.as_ref().map(|m| m.values[0].to_string()),
+        Some("02:00:00:00:00:66".into())
+    );
+    assert_eq!(
+        f[2].ttl.as_ref().map(|m| m.values[0].to_string()),
+        Some("201-255".into())
+    );
+    let hl = f[3].hop_limit.as_ref().expect("hop limit");
+    assert!(hl.negated && hl.values[0].to_string() == "255");
+    // ttl implies the family: no `family:` written for it.
+    assert_eq!(f[0].family, None);
+    // What iptables itself refuses, or never matches, is said where it stands.
+    let e = errs(
+        "rules.sh",
+        "iptables -A FORWARD -m ttl ! --ttl-lt 5 -j DROP\n\
+         iptables -A FORWARD -m ttl --ttl-lt 0 -j DROP\n\
+         ip6tables -A FORWARD -m ttl --ttl-eq 5 -j DROP\n\
+         iptables -A FORWARD -j LOG --log-level loud\n\
+         iptables -A FORWARD -j LOG --log-prefix \"0123456789012345678901234567890\"\n\
+         iptables -A FORWARD -j ACCEPT --log-prefix x\n",
+    );
+    let msgs: Vec<String> = e.iter().map(ToString::to_string).collect();
+    let has = |s: &str| msgs.iter().any(|m| m.contains(s));
+    assert!(has("`!` cannot negate `--ttl-lt`"), "{msgs:#?}");
+    assert!(has("`--ttl-lt 0` is never true"), "{msgs:#?}");
+    assert!(has("`-m ttl` in an ip6tables rule"), "{msgs:#?}");
+    assert!(has("unknown log level `loud`"), "{msgs:#?}");
+    assert!(has("iptables allows 29"), "{msgs:#?}");
+    assert!(
+        has("`--log-prefix` without `-j LOG` before it"),
+        "{msgs:#?}"
+    );
+}

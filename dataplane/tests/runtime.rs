@@ -674,7 +674,11 @@ fn log_rules_write_lines_the_operator_reads() {
             (1_000 + u64::from(i), 0, f)
         })
         .collect();
-    trace.push((2_000, 0, tcp((host(1), 40010), (host(2), 80), SYN, 1, 0, b"")));
+    trace.push((
+        2_000,
+        0,
+        tcp((host(1), 40010), (host(2), 80), SYN, 1, 0, b""),
+    ));
     let verdicts = rig.lockstep(&trace, |i, _| i % 2);
     // The log rule decides nothing: telnet is dropped by the rule after it, web accepted.
     let v: Vec<Verdict> = verdicts.iter().map(|(v, _)| *v).collect();
@@ -711,7 +715,10 @@ fn log_rules_write_lines_the_operator_reads() {
     // Two workers logged them: each line once, every packet's.
     ports.sort_unstable();
     assert_eq!(ports, [40000, 40001, 40002]);
-    assert_eq!((all.last, all.written, all.lost, all.suppressed), (3, 3, 0, 0));
+    assert_eq!(
+        (all.last, all.written, all.lost, all.suppressed),
+        (3, 3, 0, 0)
+    );
     assert_eq!(
         all.lines.iter().map(|l| l.seq).collect::<Vec<_>>(),
         [1, 2, 3]

@@ -57,7 +57,9 @@
 //!   `--dport/--sport` (also implied by `-p tcp`/`-p udp`), `--syn`, `--tcp-flags`,
 //!   `-m icmp --icmp-type` (`any` is no constraint), `-m icmp6 --icmpv6-type`,
 //!   `-m comment --comment`, `-m iprange --src-range/--dst-range`, `-m limit --limit
-//!   --limit-burst` (the kernel's defaults, 3/hour and 5, when absent); `!` wherever
+//!   --limit-burst` (the kernel's defaults, 3/hour and 5, when absent), and on each packet's
+//!   own fields `-m length --length`, `-m ttl --ttl-eq/--ttl-lt/--ttl-gt`, `-m hl
+//!   --hl-eq/--hl-lt/--hl-gt`, `-m mac --mac-source`, `-m pkttype --pkt-type`; `!` wherever
 //!   iptables allows it (also the old `--dport ! 22`).
 //! - Targets: ACCEPT, DROP, REJECT `--reject-with` (icmp-port-unreachable, the default, is
 //!   written as no `reject_with`), RETURN, a user-defined chain (`-j`/`-g`), LOG (`action:
@@ -106,6 +108,7 @@
 mod family;
 mod import;
 mod options;
+mod packet;
 mod rule;
 mod stages;
 mod sysctl;

@@ -245,7 +245,22 @@ impl RuleParser<'_> {
         let name = v.text.as_str();
         let ok = match name {
             "state" | "conntrack" | "multiport" | "tcp" | "udp" | "comment" | "physdev"
-            | "iprange" => true,
+            | "iprange" | "length" | "mac" | "pkttype" => true,
+            "ttl" | "hl" => {
+                let own = if self.fam == Family::Ipv4 {
+                    "ttl"
+                } else {
+                    "hl"
+                };
+                if name != own {
+                    self.err(
+                        v.pos,
+                        format!("`-m {name}` in an {} rule", fam_tool(self.fam)),
+                        format!("{} uses `-m {own}`", fam_tool(self.fam)),
+                    );
+                }
+                true
+            }
             "limit" => {
                 // The kernel's defaults: 3/hour, burst 5, until --limit/--limit-burst say.
                 if self.out.rule.limit.is_none() {

@@ -91,7 +91,7 @@ const GENERAL_OPTS: &[&str] = &[
 ];
 
 pub(super) const SUPPORTED_MATCHES: &str =
-    "statewall translates -m state, conntrack (--ctstate, --ctdir), multiport, tcp, udp, icmp, icmp6, physdev (--physdev-in, --physdev-out), iprange (--src-range, --dst-range), limit (--limit, --limit-burst) and comment";
+    "statewall translates -m state, conntrack (--ctstate, --ctdir), multiport, tcp, udp, icmp, icmp6, physdev (--physdev-in, --physdev-out), iprange (--src-range, --dst-range), limit (--limit, --limit-burst), length, ttl, hl, mac (--mac-source), pkttype and comment";
 
 const OTHER_CT_OPTS: &[&str] = &[
     "--ctproto",
@@ -507,6 +507,26 @@ impl<'t> RuleParser<'t> {
             "--src-range" | "--dst-range" => {
                 self.needs(tok, &["iprange"], &[], "`-m iprange`");
                 self.range(tok, tok.text == "--src-range");
+            }
+            "--length" => {
+                self.needs(tok, &["length"], &[], "`-m length`");
+                self.length(tok);
+            }
+            "--ttl-eq" | "--ttl-lt" | "--ttl-gt" => {
+                self.needs(tok, &["ttl"], &[], "`-m ttl`");
+                self.ttl(tok);
+            }
+            "--hl-eq" | "--hl-lt" | "--hl-gt" => {
+                self.needs(tok, &["hl"], &[], "`-m hl`");
+                self.ttl(tok);
+            }
+            "--mac-source" => {
+                self.needs(tok, &["mac"], &[], "`-m mac`");
+                self.mac(tok);
+            }
+            "--pkt-type" => {
+                self.needs(tok, &["pkttype"], &[], "`-m pkttype`");
+                self.pkttype(tok);
             }
             "--comment" => {
                 self.needs(tok, &["comment"], &[], "`-m comment`");

@@ -10,6 +10,8 @@
 //! | `src`, `dst` | the family of its networks, when all are of one family, negated (`{not: ...}`) or not; a list that mixes families says nothing (validation rejects it) |
 //! | `icmp_type` | IPv4 |
 //! | `icmpv6_type` | IPv6 |
+//! | `ttl` | IPv4 |
+//! | `hop_limit` | IPv6 |
 //! | `proto` | IPv4 when not negated and only `icmp`; IPv6 when not negated and only `icmpv6` |
 //!
 //! A valid rule's keys all say the same family (validation rejects a rule whose keys
@@ -24,8 +26,8 @@ use super::{Family, Rule};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FamilyEvidence {
     pub family: Family,
-    /// The rule's key that says so: `family`, `src`, `dst`, `icmp_type`, `icmpv6_type` or
-    /// `proto`.
+    /// The rule's key that says so: `family`, `src`, `dst`, `icmp_type`, `icmpv6_type`,
+    /// `ttl`, `hop_limit` or `proto`.
     pub key: &'static str,
     /// Read from a negated address list (`src: {not: 10.0.0.0/8}`): true of the packets a
     /// negated IPv4 list matches only because the rule is an IPv4 rule, as in iptables.
@@ -46,7 +48,7 @@ fn list_family(m: &Match<Cidr>) -> Option<Family> {
 
 impl Rule {
     /// Every key that restricts this rule to one family, in the order `family`, `src`, `dst`,
-    /// `icmp_type`, `icmpv6_type`, `proto` (see the module docs for what each key says).
+    /// `icmp_type`, `icmpv6_type`, `ttl`, `hop_limit`, `proto` (see the module docs for what each key says).
     pub fn family_evidence(&self) -> Vec<FamilyEvidence> {
         let mut out = Vec::new();
         let mut push = |family: Family, key: &'static str, negated: bool| {
@@ -71,6 +73,12 @@ impl Rule {
         }
         if self.icmpv6_type.is_some() {
             push(Family::Ipv6, "icmpv6_type", false);
+        }
+        if self.ttl.is_some() {
+            push(Family::Ipv4, "ttl", false);
+        }
+        if self.hop_limit.is_some() {
+            push(Family::Ipv6, "hop_limit", false);
         }
         if let Some(m) = self.proto.as_ref().filter(|m| !m.negated) {
             if m.values.iter().all(|p| *p == Proto::ICMP) {

@@ -21,6 +21,7 @@ use crate::log::LogOptions;
 use crate::matches::{
     Cidr, CtDir, CtState, Icmp4Type, Icmp6Type, Match, PortName, PortRange, TcpFlagsMatch,
 };
+use crate::packet_matches::{LengthRange, MacAddr, PktType, TtlRange};
 use crate::proto::Proto;
 use crate::settings::ConntrackSettings;
 
@@ -477,6 +478,21 @@ pub struct Rule {
     pub ctstate: Option<Match<CtState>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ctdir: Option<CtDir>,
+    /// The IP packet's length (`-m length`); see [`crate::packet_matches`] for these five.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub length: Option<Match<LengthRange>>,
+    /// The IPv4 TTL (`-m ttl`); implies `family: ipv4`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<Match<TtlRange>>,
+    /// The IPv6 hop limit (`-m hl`); implies `family: ipv6`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hop_limit: Option<Match<TtlRange>>,
+    /// The frame's source MAC address (`-m mac --mac-source`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac_source: Option<Match<MacAddr>>,
+    /// Unicast, broadcast or multicast (`-m pkttype`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pkttype: Option<Match<PktType>>,
     /// At most this rate of packets (iptables' `-m limit`); a packet over it does not match.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<Limit>,
@@ -509,6 +525,11 @@ impl Rule {
         "syn",
         "ctstate",
         "ctdir",
+        "length",
+        "ttl",
+        "hop_limit",
+        "mac_source",
+        "pkttype",
         "limit",
         "action",
         "reject_with",
@@ -534,12 +555,27 @@ impl Rule {
             syn: None,
             ctstate: None,
             ctdir: None,
+            length: None,
+            ttl: None,
+            hop_limit: None,
+            mac_source: None,
+            pkttype: None,
             limit: None,
             action,
             reject_with: None,
             log: None,
             comment: None,
         }
+    }
+
+    /// Whether the rule matches fields of each packet rather than of its flow (`length`,
+    /// `ttl`, `hop_limit`, `mac_source`, `pkttype`): then it is decided packet by packet.
+    pub fn has_packet_matches(&self) -> bool {
+        self.length.is_some()
+            || self.ttl.is_some()
+            || self.hop_limit.is_some()
+            || self.mac_source.is_some()
+            || self.pkttype.is_some()
     }
 
     /// `(mask, comp, negated)` of the TCP flag test, folding `syn` into `tcp_flags`.

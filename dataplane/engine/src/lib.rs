@@ -20,6 +20,7 @@ pub mod hints;
 pub mod limit;
 pub mod log;
 pub mod packet;
+pub mod packet_match;
 pub mod pipeline;
 pub mod reason;
 pub mod reject;

@@ -334,9 +334,10 @@ impl<M: SlabMemory> Pipeline<M> {
                 out_port,
             };
             let mut logged = |r, o: &_| log.record(at, r, o, m, p.frame);
+            let pkt = (m, p.frame);
             stage
-                .decide_truncated(m, &key, &rules.ports, now, &mut logged)
-                .unwrap_or_else(|| stage.decide(&key, now, &mut logged))
+                .decide_truncated(pkt, &key, &rules.ports, now, &mut logged)
+                .unwrap_or_else(|| stage.decide(&key, pkt, now, &mut logged))
         };
 
         // Raw stage: before conntrack.

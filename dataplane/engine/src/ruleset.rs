@@ -11,6 +11,7 @@ use crate::classifier::{Classifier, Key, ProgramError};
 use crate::conntrack::Sysctls;
 use crate::limit::Bucket;
 use crate::packet::{Fragment, IpFamily, PacketMeta};
+use crate::packet_match::PacketMatches;
 use crate::reason::InvalidReason;
 
 /// Most ports a gateway may have (port indices fit the verdict cache's 7 bits).
@@ -67,6 +68,8 @@ pub struct CompiledStage {
     limits: Vec<Option<Bucket>>,
     /// Each `log` rule's options.
     logs: Vec<Option<LogOptions>>,
+    /// Each rule's matches on the packet's own fields (`packet_match.rs`).
+    packet: Vec<Option<PacketMatches>>,
     /// The stage, for the rare truncated-header path.
     stage: Stage,
     /// Each rule's family ([`Rule::implied_family`]), worked out once for that path.
@@ -130,10 +133,23 @@ impl CompiledStage {
         (None, Target::of_policy(self.policy))
     }
 
-    /// Whether rule `r`, whose matches hold, matches in full at `now` (a rate-limited rule
-    /// takes a token); a `log` rule that does calls `log` and answers no (the walk goes on).
+    /// Whether rule `r`, whose flow matches hold, matches in full for the packet `pkt` (its
+    /// parsed headers and frame) at `now`: its matches on the packet's own fields hold, and
+    /// a rate-limited rule takes a token; a `log` rule that does calls `log` and answers no
+    /// (the walk goes on).
     #[inline]
-    fn hit(&self, r: u32, now: u64, log: &mut impl FnMut(u32, &LogOptions)) -> bool {
+    fn hit(
+        &self,
+        r: u32,
+        now: u64,
+        pkt: (&PacketMeta, &[u8]),
+        log: &mut impl FnMut(u32, &LogOptions),
+    ) -> bool {
+        if let Some(Some(p)) = self.packet.get(r as usize) {
+            if !p.matches(pkt.0, pkt.1) {
+                return false;
+            }
+        }
         if let Some(Some(b)) = self.limits.get(r as usize) {
             if !b.take(now) {
                 return false;
@@ -148,19 +164,21 @@ impl CompiledStage {
         }
     }
 
-    /// The rule that decides and its target, or the policy (`rule` None), at time `now` (ns;
-    /// a rate-limited rule with no token left does not match). Each `log` rule on the way
+    /// The rule that decides the packet `pkt` (its parsed headers and frame; `key` is its
+    /// classifier key) and its target, or the policy (`rule` None), at time `now` (ns; a
+    /// rate-limited rule with no token left does not match). Each `log` rule on the way
     /// that matches calls `log(rule, options)`.
     #[inline]
     pub fn decide(
         &self,
         key: &Key,
+        pkt: (&PacketMeta, &[u8]),
         now: u64,
         mut log: impl FnMut(u32, &LogOptions),
     ) -> (Option<u32>, Target) {
         match self
             .classifier
-            .classify_with(key, |r| self.hit(r, now, &mut log))
+            .classify_with(key, |r| self.hit(r, now, pkt, &mut log))
             .and_then(|i| Some((i, (*self.targets.get(i as usize)?)?)))
         {
             Some((i, t)) => (Some(i), t),
@@ -192,7 +210,7 @@ impl CompiledStage {
     /// `-p tcp -m multiport --dports 22,80 -m state --state NEW`.
     pub fn decide_truncated(
         &self,
-        m: &PacketMeta,
+        (m, frame): (&PacketMeta, &[u8]),
         key: &Key,
         ports: &[String],
         now: u64,
@@ -225,7 +243,7 @@ impl CompiledStage {
                         );
                     hot
                 },
-                hit: &mut |i, _| self.hit(i, now, &mut log),
+                hit: &mut |i, _| self.hit(i, now, (m, frame), &mut log),
             },
         );
         Some(match at {
@@ -310,6 +328,7 @@ fn stage(name: &'static str, s: &Stage, ports: &[String]) -> Result<CompiledStag
             .numbered()
             .map(|(_, _, r)| r.limit.as_ref().map(Bucket::new))
             .collect(),
+        packet: s.numbered().map(|(_, _, r)| PacketMatches::of(r)).collect(),
         logs: s
             .numbered()
             .map(|(_, _, r)| (r.action == Action::Log).then(|| r.log.clone().unwrap_or_default()))

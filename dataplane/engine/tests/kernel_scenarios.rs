@@ -363,7 +363,9 @@ fn log_problems(
         .enumerate()
         .find(|(_, (a, b))| a != b)
     {
-        p.push(format!("  line {i}: engine {a:?}\n  line {i}: kernel {b:?}"));
+        p.push(format!(
+            "  line {i}: engine {a:?}\n  line {i}: kernel {b:?}"
+        ));
     }
     p
 }

@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
-from ..dsl import ALLOW_HTTP, ALLOW_UDP, C4, S4, Tcp, bad_l4_csum, echo, scapy, scenario, udp
+from ..dsl import (
+    ALLOW_HTTP,
+    ALLOW_UDP,
+    C4,
+    C6,
+    S4,
+    S6,
+    Tcp,
+    bad_l4_csum,
+    echo,
+    scapy,
+    scenario,
+    udp,
+)
 
 
 @scenario
@@ -102,3 +115,50 @@ def limit(sc):
         sc.send("c", udp("c", 33710 + i, 53, b"later"), gap=0.01)
     for i in range(7):
         sc.send("c", echo("c", 200 + i, 1), gap=0.01)
+
+
+@scenario
+def packet_matches(sc):
+    """Matches on each packet's own fields: ESTABLISHED accepted only up to 100 bytes (-m length: a 200-byte segment of an established flow is dropped, the small ACK after it accepted: no cached verdict), -m ttl --ttl-lt 5, -m mac --mac-source, -m pkttype broadcast and multicast, a UDP length range; ip6tables -m hl --hl-eq and --hl-gt."""
+    s = scapy()
+    sc.filter4 = [
+        "-A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -m length --length 0:100 -j ACCEPT",
+        "-A FORWARD -m ttl --ttl-lt 5 -j DROP",
+        "-A FORWARD -m mac --mac-source 02:00:00:00:00:66 -j DROP",
+        "-A FORWARD -m pkttype --pkt-type broadcast -j DROP",
+        "-A FORWARD -p udp -m udp -m length --length 29:40 -j ACCEPT",
+        "-A FORWARD -p udp -m pkttype --pkt-type multicast -j ACCEPT",
+        "-A FORWARD -p tcp -m tcp --dport 80 -m conntrack --ctstate NEW -j ACCEPT",
+    ]
+    sc.filter6 = [
+        "-A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+        "-A FORWARD -p ipv6-icmp -m hl --hl-eq 255 -j ACCEPT",
+        "-A FORWARD -p ipv6-icmp -m hl --hl-gt 100 -j DROP",
+        "-A FORWARD -p ipv6-icmp -j ACCEPT",
+    ]
+    t = Tcp(sc)
+    t.handshake()
+    t.seg("c", "PA", data=b"GET / HTTP/1.0\r\n\r\n")
+    t.seg("c", "PA", data=b"x" * 200)
+    t.seg("c", "A")
+    t.seg("s", "A")
+
+    def mac(dst=None, src=None):
+        def edit(frame: bytes) -> bytes:
+            f = bytearray(frame)
+            if dst:
+                f[0:6] = bytes.fromhex(dst.replace(":", ""))
+            if src:
+                f[6:12] = bytes.fromhex(src.replace(":", ""))
+            return bytes(f)
+        return edit
+    sc.send("c", udp("c", 33400, 53, b"x"))
+    sc.send("c", udp("c", 33401, 53, b"x" * 100))
+    sc.send("c", s.IP(src=C4, dst=S4, ttl=3) / s.UDP(sport=33402, dport=53) / s.Raw(b"x"))
+    sc.send("c", udp("c", 33403, 53, b"x"), mangle=mac(src="02:00:00:00:00:66"))
+    sc.send("c", udp("c", 33404, 53, b"x"), mangle=mac(dst="ff:ff:ff:ff:ff:ff"))
+    sc.send("c", s.IP(src=C4, dst="224.0.0.251") / s.UDP(sport=5353, dport=5353)
+            / s.Raw(b"m" * 100), mangle=mac(dst="01:00:5e:00:00:fb"))
+    for hlim in (255, 200, 64):
+        p = s.IPv6(src=C6, dst=S6, hlim=hlim) / s.ICMPv6EchoRequest(id=hlim, seq=1, data=b"hl")
+        sc.send("c", p)

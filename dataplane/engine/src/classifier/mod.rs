@@ -196,10 +196,11 @@ pub struct Classifier {
 
 const _: () = assert!(CT_VALUES as u32 <= u32::BITS);
 
-/// Whether what a rule does when its matches hold can differ from packet to packet of a
-/// flow: a rate limit (the verdict depends on time) or `log` (every packet is logged).
+/// Whether what a rule does can differ from packet to packet of a flow: a rate limit (the
+/// verdict depends on time), `log` (every packet is logged), a match on each packet's own
+/// fields (length, TTL, ...).
 fn volatile(r: &Rule) -> bool {
-    r.limit.is_some() || r.action == config::ruleset::Action::Log
+    r.limit.is_some() || r.action == config::ruleset::Action::Log || r.has_packet_matches()
 }
 
 impl Classifier {
@@ -390,7 +391,7 @@ impl Classifier {
         None
     }
 
-    /// Whether a volatile rule (rate-limited, or `log`) can match packets of this (ctstate,
+    /// Whether a volatile rule (rate-limited, `log`, or with packet matches) can match packets of this (ctstate,
     /// ctdir): their verdict then depends on time, or each must be logged, and is never
     /// cached.
     #[inline]

@@ -36,8 +36,11 @@ fn rule_family(rule: &Rule) -> Result<Option<Family>, ()> {
     if rule.icmp_type.is_some() {
         add(Family::Ipv4);
     }
-    if rule.icmpv6_type.is_some() {
+    if rule.icmpv6_type.is_some() || rule.hop_limit.is_some() {
         add(Family::Ipv6);
+    }
+    if rule.ttl.is_some() {
+        add(Family::Ipv4);
     }
     if let Some(m) = rule.proto.as_ref().filter(|m| !m.negated) {
         if m.values.iter().all(|p| *p == Proto::ICMP) {

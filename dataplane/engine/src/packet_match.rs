@@ -1,0 +1,77 @@
+//! A rule's matches on each packet's own fields (`length`, `ttl`, `hop_limit`, `mac_source`,
+//! `pkttype`; `config::packet_matches`). The classifier decides on the flow's fields; these
+//! are tested after it, when a rule that has them is the first whose other matches hold
+//! (`CompiledStage::decide`), from the packet's parsed headers and its frame. Such rules
+//! are volatile: their packets are never answered from the verdict cache.
+
+use config::matches::Match;
+use config::packet_matches::{LengthRange, MacAddr, PktType, TtlRange};
+use config::ruleset::Rule;
+
+use crate::packet::{IpFamily, PacketMeta};
+
+#[derive(Debug, Clone)]
+pub struct PacketMatches {
+    length: Option<Match<LengthRange>>,
+    ttl: Option<Match<TtlRange>>,
+    hop_limit: Option<Match<TtlRange>>,
+    mac_source: Option<Match<MacAddr>>,
+    pkttype: Option<Match<PktType>>,
+}
+
+/// The IP packet's length as `-m length` reads it: the IPv4 total length, or the IPv6
+/// payload length plus the 40-byte header.
+fn ip_length(m: &PacketMeta, frame: &[u8]) -> Option<u16> {
+    let l3 = usize::from(m.l3_offset);
+    let at = match m.family {
+        IpFamily::V4 => l3 + 2,
+        IpFamily::V6 => l3 + 4,
+    };
+    let b = frame.get(at..at + 2)?;
+    let n = u16::from_be_bytes([b[0], b[1]]);
+    Some(match m.family {
+        IpFamily::V4 => n,
+        IpFamily::V6 => n.saturating_add(40),
+    })
+}
+
+fn mac(frame: &[u8], at: usize) -> Option<[u8; 6]> {
+    frame.get(at..at + 6)?.try_into().ok()
+}
+
+impl PacketMatches {
+    /// The rule's packet matches, if it has any.
+    pub fn of(r: &Rule) -> Option<PacketMatches> {
+        r.has_packet_matches().then(|| PacketMatches {
+            length: r.length.clone(),
+            ttl: r.ttl.clone(),
+            hop_limit: r.hop_limit.clone(),
+            mac_source: r.mac_source.clone(),
+            pkttype: r.pkttype.clone(),
+        })
+    }
+
+    /// Whether every one holds of the packet `m` in `frame`. A field the frame is too short
+    /// to have matches nothing (the rule's family was checked by the classifier: `ttl` is
+    /// only tested on IPv4 packets, `hop_limit` on IPv6 ones).
+    #[inline]
+    pub fn matches(&self, m: &PacketMeta, frame: &[u8]) -> bool {
+        self.length
+            .as_ref()
+            .is_none_or(|x| ip_length(m, frame).is_some_and(|v| x.test(|r| r.contains(v))))
+            && self.ttl.as_ref().is_none_or(|x| {
+                m.family == IpFamily::V4 && x.test(|r| r.contains(u16::from(m.ttl)))
+            })
+            && self.hop_limit.as_ref().is_none_or(|x| {
+                m.family == IpFamily::V6 && x.test(|r| r.contains(u16::from(m.ttl)))
+            })
+            && self
+                .mac_source
+                .as_ref()
+                .is_none_or(|x| mac(frame, 6).is_some_and(|s| x.test(|a| a.0 == s)))
+            && self
+                .pkttype
+                .as_ref()
+                .is_none_or(|x| mac(frame, 0).is_some_and(|d| x.test(|t| *t == PktType::of(d))))
+    }
+}
