@@ -500,8 +500,12 @@ fn other_untranslatable_lines() {
             "unknown target `-j accept`: no such chain (did you mean `ACCEPT`?)",
         ),
         (
-            "iptables -A FORWARD -m mac --mac-source 00:11:22:33:44:55 -j DROP",
-            "unsupported match `-m mac`",
+            "iptables -A FORWARD -m mac --mac-source 00:11:22:33:44:5 -j DROP",
+            "`--mac-source 00:11:22:33:44:5`: invalid MAC address",
+        ),
+        (
+            "iptables -A FORWARD -m owner --uid-owner 0 -j DROP",
+            "unsupported match `-m owner`",
         ),
         (
             "iptables -A FORWARD --dport 22 -j ACCEPT",
