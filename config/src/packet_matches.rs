@@ -108,7 +108,7 @@ impl Scalar for MacAddr {
         }
         let mut out = [0u8; 6];
         for (o, p) in out.iter_mut().zip(parts) {
-            if p.is_empty() || p.len() > 2 {
+            if p.len() != 2 {
                 return Err(bad());
             }
             *o = u8::from_str_radix(p, 16).map_err(|_| bad())?;
