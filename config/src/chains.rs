@@ -244,9 +244,9 @@ pub fn lint(stage_name: &str, stage: &Stage, source: &SourceMap, file: &str) -> 
 }
 
 /// Whether the walk goes on after a rule that matches: a `jump` (when the chain does not
-/// decide) and a `log`. Such a rule never hides the rules after it.
+/// decide), `log` and `continue`. Such a rule never hides the rules after it.
 pub fn falls_through(r: &Rule) -> bool {
-    matches!(r.action, Action::Jump(_) | Action::Log)
+    matches!(r.action, Action::Jump(_) | Action::Log | Action::Continue)
 }
 
 #[cfg(test)]

@@ -102,7 +102,8 @@ impl Checker<'_> {
 
     fn check_rule(&mut self, stage: &str, path: &str, r: &Rule) {
         let at = |k: &str| format!("{path}.{k}");
-        // Verdicts per stage; `log`, `return`, `jump` and `goto` are allowed in both.
+        // Verdicts per stage; `log`, `continue`, `return`, `jump` and `goto` are allowed in
+        // both.
         let allowed: &[Action] = if stage == "raw" {
             &[Action::Notrack, Action::Accept]
         } else {
@@ -112,7 +113,7 @@ impl Checker<'_> {
             let names: Vec<&str> = allowed
                 .iter()
                 .map(Action::name)
-                .chain(["log", "return", "jump", "goto"])
+                .chain(["log", "continue", "return", "jump", "goto"])
                 .collect();
             let hint = if r.action == Action::Notrack {
                 "notrack belongs in the `raw` stage, which runs before connection tracking"
@@ -129,16 +130,6 @@ impl Checker<'_> {
                 Some(hint.into()),
             );
         }
-        if r.limit.is_some() && r.action.moves() {
-            self.err(
-                &at("limit"),
-                format!(
-                    "a rate limit on a `{}` rule is not supported",
-                    r.action.name()
-                ),
-                Some("limit the rules that decide: put the limit on the rules in the chain".into()),
-            );
-        }
         if r.log.is_some() && r.action != Action::Log {
             self.err(
                 &at("log"),
@@ -149,6 +140,14 @@ impl Checker<'_> {
                         .into(),
                 ),
             );
+        }
+        for (key, msg, hint) in r.recent.iter().flat_map(crate::recent::Recent::problems) {
+            let path = if key.is_empty() {
+                at("recent")
+            } else {
+                at(&format!("recent.{key}"))
+            };
+            self.err(&path, msg, Some(hint));
         }
         if let Some(problem) = r.log.as_ref().and_then(crate::log::LogOptions::problem) {
             self.err(

@@ -425,20 +425,24 @@ fn unsupported_constructs_are_all_reported_with_positions() {
         assert_eq!(d.file, "unsupported.save");
         assert!(d.hint.is_some(), "{d}");
     }
-    let recent = find(&e, "unsupported match `-m recent`");
-    let line = text.lines().position(|l| l.contains("-m recent")).unwrap() + 1;
+    let connlimit = find(&e, "unsupported match `-m connlimit`");
+    let line = text
+        .lines()
+        .position(|l| l.contains("-m connlimit"))
+        .unwrap()
+        + 1;
     let col = text
         .lines()
         .nth(line - 1)
         .unwrap()
-        .find("-m recent")
+        .find("-m connlimit")
         .unwrap()
         + 1;
-    assert_eq!((recent.pos.line, recent.pos.col), (line, col));
+    assert_eq!((connlimit.pos.line, connlimit.pos.col), (line, col));
     assert_eq!((line, col), (9, 12));
-    assert!(recent
+    assert!(connlimit
         .to_string()
-        .starts_with("unsupported.save:9:12: error: unsupported match `-m recent`"));
+        .starts_with("unsupported.save:9:12: error: unsupported match `-m connlimit`"));
     assert_eq!(find(&e, "`eth+`").pos.line, 11);
     assert_eq!(find(&e, "`-j NFLOG`").pos.line, 12);
     let nat = find(&e, "table `nat`");
@@ -494,7 +498,14 @@ fn other_untranslatable_lines() {
             "iptables -A FORWARD -g nowhere",
             "`-g nowhere`: no user-defined chain `nowhere` in table `filter`",
         ),
-        ("iptables -A FORWARD -p tcp --dport 22", "without a target"),
+        (
+            "iptables -A FORWARD -m recent --name ssh -j DROP",
+            "`-m recent` without --set, --rcheck, --update or --remove",
+        ),
+        (
+            "iptables -A FORWARD -m recent --set --name ssh -p tcp -m tcp --dport 22",
+            "`--set` changes its list before `-m tcp` is tested",
+        ),
         (
             "iptables -A FORWARD -j accept",
             "unknown target `-j accept`: no such chain (did you mean `ACCEPT`?)",
@@ -1361,4 +1372,62 @@ fn log_and_the_matches_on_each_packet() {
         has("`--log-prefix` without `-j LOG` before it"),
         "{msgs:#?}"
     );
+}
+
+/// What ufw 0.36 writes (`ufw default deny routed; ufw route allow in on lan out on wan
+/// to any port 80 proto tcp` and 53/udp, `ufw route limit ... port 22 proto tcp`, `ufw
+/// route deny in on wan out on lan`, `ufw allow 22/tcp`, logging low): iptables-save and
+/// ip6tables-save of the namespace ufw ran in.
+#[test]
+fn a_ufw_dump_imports() {
+    let text = data("ufw.save");
+    let imported = import(&ImportInput {
+        rules: ("ufw.save", &text),
+        sysctl: None,
+        helpers: None,
+        family: None,
+    })
+    .unwrap_or_else(|e| {
+        panic!(
+            "{}",
+            e.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    });
+    let r = &imported.ruleset;
+    // INPUT and OUTPUT are the box's own: left out, said once per family.
+    let left_out = imported
+        .warnings
+        .iter()
+        .filter(|w| w.message.contains("INPUT and OUTPUT rules were left out"))
+        .count();
+    assert_eq!(left_out, 2);
+    assert_eq!(r.forward.policy, Policy::Drop);
+    // ufw's route limit: --set as `continue`, --update jumping to ufw-user-limit.
+    let rules: Vec<&Rule> = r.forward.numbered().map(|(_, _, x)| x).collect();
+    let set = rules
+        .iter()
+        .find(|x| x.action == Action::Continue)
+        .expect("the --set rule");
+    let rc = set.recent.as_ref().expect("recent");
+    assert_eq!(rc.set.as_deref(), Some("DEFAULT"));
+    assert_eq!(rc.mask, None, "all ones is the default");
+    let update = rules
+        .iter()
+        .find(|x| x.recent.as_ref().is_some_and(|c| c.update.is_some()))
+        .expect("the --update rule");
+    let u = update.recent.as_ref().unwrap();
+    assert_eq!((u.seconds, u.hitcount), (Some(30), Some(6)));
+    assert_eq!(update.action, Action::Jump("ufw-user-limit".into()));
+    // The LOG under a limit, and ip6tables' routing-header drop.
+    assert!(rules.iter().any(|x| x.action == Action::Log
+        && x.limit.is_some()
+        && x.log.as_ref().and_then(|l| l.prefix.as_deref()) == Some("[UFW LIMIT BLOCK] ")));
+    assert!(rules
+        .iter()
+        .any(|x| x.rt_type.is_some() && x.action == Action::Drop));
+    // It loads as statewall check loads it.
+    config::load_str(&imported.to_yaml(), "ufw.yaml").expect("the YAML loads");
 }

@@ -59,10 +59,15 @@
 //!   `-m comment --comment`, `-m iprange --src-range/--dst-range`, `-m limit --limit
 //!   --limit-burst` (the kernel's defaults, 3/hour and 5, when absent), and on each packet's
 //!   own fields `-m length --length`, `-m ttl --ttl-eq/--ttl-lt/--ttl-gt`, `-m hl
-//!   --hl-eq/--hl-lt/--hl-gt`, `-m mac --mac-source`, `-m pkttype --pkt-type`; `!` wherever
+//!   --hl-eq/--hl-lt/--hl-gt`, `-m mac --mac-source`, `-m pkttype --pkt-type`, and `-m recent`
+//!   (`--set/--rcheck/--update/--remove --seconds --hitcount --reap --name --rsource/--rdest
+//!   --mask`; a command that changes its list must come after the rule's other matches but
+//!   `comment` and `limit`, as statewall tests it after them); `!` wherever
 //!   iptables allows it (also the old `--dport ! 22`).
 //! - Targets: ACCEPT, DROP, REJECT `--reject-with` (icmp-port-unreachable, the default, is
-//!   written as no `reject_with`), RETURN, a user-defined chain (`-j`/`-g`), LOG (`action:
+//!   written as no `reject_with`), RETURN, no target at all (`action: continue`: the rule
+//!   matters only for what its matches do, as `-m recent --set`), a user-defined chain
+//!   (`-j`/`-g`), LOG (`action:
 //!   log`, with `--log-prefix`, `--log-level`, `--log-tcp-sequence`, `--log-tcp-options`,
 //!   `--log-ip-options`; `--log-uid` prints nothing for forwarded packets). ip6tables' names map to their IPv4 counterparts, which the
 //!   engine answers in ICMPv6 for IPv6 packets: icmp6-port-unreachable → icmp-port-unreachable,
@@ -109,6 +114,7 @@ mod family;
 mod import;
 mod options;
 mod packet;
+mod recent;
 mod rule;
 mod stages;
 mod sysctl;

@@ -245,7 +245,7 @@ impl RuleParser<'_> {
         let name = v.text.as_str();
         let ok = match name {
             "state" | "conntrack" | "multiport" | "tcp" | "udp" | "comment" | "physdev"
-            | "iprange" | "length" | "mac" | "pkttype" => true,
+            | "iprange" | "length" | "mac" | "pkttype" | "rt" => true,
             "ttl" | "hl" => {
                 let own = if self.fam == Family::Ipv4 {
                     "ttl"
@@ -258,6 +258,13 @@ impl RuleParser<'_> {
                         format!("`-m {name}` in an {} rule", fam_tool(self.fam)),
                         format!("{} uses `-m {own}`", fam_tool(self.fam)),
                     );
+                }
+                true
+            }
+            "recent" => {
+                if self.out.rule.recent.is_none() {
+                    self.out.rule.recent = Some(crate::recent::Recent::default());
+                    self.recent_at = Some(v.pos);
                 }
                 true
             }
@@ -296,7 +303,6 @@ impl RuleParser<'_> {
             "hashlimit" | "connlimit" => {
                 "statewall has rate limits per rule (-m limit), not per address or connection count; remove the rule, or enforce the limit elsewhere".to_string()
             }
-            "recent" => "statewall keeps no address lists; remove the rule".to_string(),
             "helper" => {
                 "connections the FTP helper expects are matched with `--ctstate RELATED`".to_string()
             }

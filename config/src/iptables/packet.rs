@@ -131,4 +131,35 @@ impl RuleParser<'_> {
             );
         }
     }
+
+    /// `--rt-type N` (`!` allowed): the IPv6 routing header's type.
+    pub(super) fn rt(&mut self, tok: &Tok) {
+        if tok.text != "--rt-type" {
+            self.neg = None;
+            let _ = self.value(tok);
+            self.err(
+                tok.pos,
+                format!("unsupported option `{}`", tok.text),
+                "statewall matches the routing header's type (`--rt-type`) only",
+            );
+            return;
+        }
+        if self.fam != Family::Ipv6 {
+            self.err(
+                tok.pos,
+                "`--rt-type` in an iptables rule",
+                "the routing header is IPv6's: `-m rt` in ip6tables",
+            );
+        }
+        if let Some(m) = self.one::<TtlRange>(tok) {
+            set_once(
+                &mut self.out.errs,
+                self.file,
+                &mut self.out.rule.rt_type,
+                m,
+                tok,
+                "routing header type",
+            );
+        }
+    }
 }

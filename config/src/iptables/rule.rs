@@ -28,6 +28,8 @@ pub(super) enum Target {
     Return,
     /// `-j LOG` and its options.
     Log(LogOptions),
+    /// No target: the rule does what its matches do and the walk goes on.
+    Continue,
     /// `-g CHAIN`.
     Goto(String),
     /// Anything else: a user chain or an untranslated target.
@@ -91,7 +93,7 @@ const GENERAL_OPTS: &[&str] = &[
 ];
 
 pub(super) const SUPPORTED_MATCHES: &str =
-    "statewall translates -m state, conntrack (--ctstate, --ctdir), multiport, tcp, udp, icmp, icmp6, physdev (--physdev-in, --physdev-out), iprange (--src-range, --dst-range), limit (--limit, --limit-burst), length, ttl, hl, mac (--mac-source), pkttype and comment";
+    "statewall translates -m state, conntrack (--ctstate, --ctdir), multiport, tcp, udp, icmp, icmp6, physdev (--physdev-in, --physdev-out), iprange (--src-range, --dst-range), limit (--limit, --limit-burst), recent, length, ttl, hl, rt (--rt-type), mac (--mac-source), pkttype and comment";
 
 const OTHER_CT_OPTS: &[&str] = &[
     "--ctproto",
@@ -117,6 +119,10 @@ pub(super) struct RuleParser<'t> {
     pub(super) neg: Option<Pos>,
     pub(super) modules: Vec<String>,
     pub(super) skipping: bool,
+    /// `-m recent`: where it was loaded, its command (and where), its `--name`.
+    pub(super) recent_at: Option<Pos>,
+    pub(super) recent_cmd: Option<(String, Pos)>,
+    pub(super) recent_name: Option<String>,
     pub(super) out: Parsed,
 }
 
@@ -155,6 +161,9 @@ impl<'t> RuleParser<'t> {
             neg: None,
             modules: Vec::new(),
             skipping: false,
+            recent_at: None,
+            recent_cmd: None,
+            recent_name: None,
             out: Parsed {
                 rule: Rule::new(Action::Accept),
                 target: None,
@@ -313,6 +322,7 @@ impl<'t> RuleParser<'t> {
         if let Some(p) = self.neg {
             self.err(p, "`!` at the end of the rule negates nothing", "remove it");
         }
+        self.finish_recent();
         self.out
     }
 
@@ -520,6 +530,11 @@ impl<'t> RuleParser<'t> {
                 self.needs(tok, &["hl"], &[], "`-m hl`");
                 self.ttl(tok);
             }
+            "--rt-type" | "--rt-segsleft" | "--rt-len" | "--rt-0-res" | "--rt-0-addrs"
+            | "--rt-0-not-strict" => {
+                self.needs(tok, &["rt"], &[], "`-m rt`");
+                self.rt(tok);
+            }
             "--mac-source" => {
                 self.needs(tok, &["mac"], &[], "`-m mac`");
                 self.mac(tok);
@@ -527,6 +542,11 @@ impl<'t> RuleParser<'t> {
             "--pkt-type" => {
                 self.needs(tok, &["pkttype"], &[], "`-m pkttype`");
                 self.pkttype(tok);
+            }
+            "--set" | "--rcheck" | "--update" | "--remove" | "--seconds" | "--hitcount"
+            | "--reap" | "--rsource" | "--rdest" | "--name" | "--mask" | "--rttl" => {
+                self.needs(tok, &["recent"], &[], "`-m recent`");
+                self.recent_option(tok);
             }
             "--comment" => {
                 self.needs(tok, &["comment"], &[], "`-m comment`");

@@ -146,14 +146,8 @@ impl Importer<'_> {
                 return;
             }
         };
-        let Some((target, tpos)) = target else {
-            self.err(
-                pos,
-                "rule without a target (`-j`)",
-                "a counting-only rule has no statewall equivalent; add `-j ACCEPT`/`-j DROP` or remove it",
-            );
-            return;
-        };
+        // No target: the rule only counts, and does what its matches do (`-m recent --set`).
+        let (target, tpos) = target.unwrap_or((Target::Continue, pos));
         let user_target = |t: &str| {
             self.user_chains
                 .contains(&(fam, table.to_string(), t.to_string()))
@@ -165,6 +159,10 @@ impl Importer<'_> {
             }
             (_, Target::Return) => {
                 rule.action = Action::Return;
+                Item::Rule(Box::new(rule))
+            }
+            (_, Target::Continue) => {
+                rule.action = Action::Continue;
                 Item::Rule(Box::new(rule))
             }
             ("filter" | "raw", Target::Log(o)) => {

@@ -11,7 +11,8 @@
 //! | `icmp_type` | IPv4 |
 //! | `icmpv6_type` | IPv6 |
 //! | `ttl` | IPv4 |
-//! | `hop_limit` | IPv6 |
+//! | `hop_limit`, `rt_type` | IPv6 |
+//! | `recent`'s `mask` | the mask's family |
 //! | `proto` | IPv4 when not negated and only `icmp`; IPv6 when not negated and only `icmpv6` |
 //!
 //! A valid rule's keys all say the same family (validation rejects a rule whose keys
@@ -27,7 +28,7 @@ use super::{Family, Rule};
 pub struct FamilyEvidence {
     pub family: Family,
     /// The rule's key that says so: `family`, `src`, `dst`, `icmp_type`, `icmpv6_type`,
-    /// `ttl`, `hop_limit` or `proto`.
+    /// `ttl`, `hop_limit`, `rt_type`, `recent` or `proto`.
     pub key: &'static str,
     /// Read from a negated address list (`src: {not: 10.0.0.0/8}`): true of the packets a
     /// negated IPv4 list matches only because the rule is an IPv4 rule, as in iptables.
@@ -48,7 +49,7 @@ fn list_family(m: &Match<Cidr>) -> Option<Family> {
 
 impl Rule {
     /// Every key that restricts this rule to one family, in the order `family`, `src`, `dst`,
-    /// `icmp_type`, `icmpv6_type`, `ttl`, `hop_limit`, `proto` (see the module docs for what each key says).
+    /// `icmp_type`, `icmpv6_type`, `ttl`, `hop_limit`, `rt_type`, `recent`, `proto` (see the module docs for what each key says).
     pub fn family_evidence(&self) -> Vec<FamilyEvidence> {
         let mut out = Vec::new();
         let mut push = |family: Family, key: &'static str, negated: bool| {
@@ -79,6 +80,17 @@ impl Rule {
         }
         if self.hop_limit.is_some() {
             push(Family::Ipv6, "hop_limit", false);
+        }
+        if self.rt_type.is_some() {
+            push(Family::Ipv6, "rt_type", false);
+        }
+        if let Some(mask) = self.recent.as_ref().and_then(|r| r.mask) {
+            let f = if mask.is_ipv4() {
+                Family::Ipv4
+            } else {
+                Family::Ipv6
+            };
+            push(f, "recent", false);
         }
         if let Some(m) = self.proto.as_ref().filter(|m| !m.negated) {
             if m.values.iter().all(|p| *p == Proto::ICMP) {

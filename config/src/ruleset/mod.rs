@@ -23,6 +23,7 @@ use crate::matches::{
 };
 use crate::packet_matches::{LengthRange, MacAddr, PktType, TtlRange};
 use crate::proto::Proto;
+use crate::recent::Recent;
 use crate::settings::ConntrackSettings;
 
 // Data and logic: this file has the document's types; `family.rs` and `ports.rs` add `impl`
@@ -276,7 +277,9 @@ pub enum Policy {
 /// and `reject`; both allow `log`, `return`, `{jump: CHAIN}` and `{goto: CHAIN}`.
 ///
 /// `log` writes a line for the packet (the rule's `log:` options) and decides nothing: the
-/// walk goes on with the next rule, as iptables' `-j LOG`.
+/// walk goes on with the next rule, as iptables' `-j LOG`. `continue` does nothing at all
+/// (iptables' rule without a target, nftables' `continue`): it is there for what its
+/// matches do, as `recent: {set: NAME}`.
 ///
 /// `jump` walks the chain and, when no rule there decides (or one returns), goes on after
 /// the jumping rule; `goto` walks it and then returns from the jumping rule's own list;
@@ -289,6 +292,7 @@ pub enum Action {
     Reject,
     Notrack,
     Log,
+    Continue,
     Return,
     Jump(String),
     Goto(String),
@@ -297,7 +301,7 @@ pub enum Action {
 impl Action {
     /// The names a YAML `action:` takes: the plain ones, then the keys of the map forms.
     pub const NAMES: &'static [&'static str] = &[
-        "accept", "drop", "reject", "notrack", "log", "return", "jump", "goto",
+        "accept", "drop", "reject", "notrack", "log", "continue", "return", "jump", "goto",
     ];
 
     pub fn name(&self) -> &'static str {
@@ -307,6 +311,7 @@ impl Action {
             Action::Reject => "reject",
             Action::Notrack => "notrack",
             Action::Log => "log",
+            Action::Continue => "continue",
             Action::Return => "return",
             Action::Jump(_) => "jump",
             Action::Goto(_) => "goto",
@@ -324,7 +329,7 @@ impl Action {
     /// Whether the action decides the packet's fate (accept, drop, reject, notrack), rather
     /// than log it or move it between chains.
     pub fn is_verdict(&self) -> bool {
-        self.chain().is_none() && !matches!(self, Action::Return | Action::Log)
+        self.chain().is_none() && !matches!(self, Action::Return | Action::Log | Action::Continue)
     }
 
     /// Whether the action moves the walk between chains (`return`, `jump`, `goto`) rather
@@ -369,7 +374,9 @@ impl<'de> Visitor<'de> for ActionVisitor {
     type Value = Action;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("accept, drop, reject, notrack, log, return, {jump: CHAIN} or {goto: CHAIN}")
+        f.write_str(
+            "accept, drop, reject, notrack, log, continue, return, {jump: CHAIN} or {goto: CHAIN}",
+        )
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Action, E> {
@@ -379,6 +386,7 @@ impl<'de> Visitor<'de> for ActionVisitor {
             "reject" => Action::Reject,
             "notrack" => Action::Notrack,
             "log" => Action::Log,
+            "continue" => Action::Continue,
             "return" => Action::Return,
             "jump" | "goto" => {
                 return Err(E::custom(format!(
@@ -493,6 +501,13 @@ pub struct Rule {
     /// Unicast, broadcast or multicast (`-m pkttype`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pkttype: Option<Match<PktType>>,
+    /// The type of the IPv6 routing header (`-m rt --rt-type`): a packet without one never
+    /// matches, negated or not; implies `family: ipv6`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rt_type: Option<Match<TtlRange>>,
+    /// Named lists of recently seen addresses (iptables' `-m recent`; [`crate::recent`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recent: Option<Recent>,
     /// At most this rate of packets (iptables' `-m limit`); a packet over it does not match.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<Limit>,
@@ -530,6 +545,8 @@ impl Rule {
         "hop_limit",
         "mac_source",
         "pkttype",
+        "rt_type",
+        "recent",
         "limit",
         "action",
         "reject_with",
@@ -560,6 +577,8 @@ impl Rule {
             hop_limit: None,
             mac_source: None,
             pkttype: None,
+            rt_type: None,
+            recent: None,
             limit: None,
             action,
             reject_with: None,
@@ -569,13 +588,15 @@ impl Rule {
     }
 
     /// Whether the rule matches fields of each packet rather than of its flow (`length`,
-    /// `ttl`, `hop_limit`, `mac_source`, `pkttype`): then it is decided packet by packet.
+    /// `ttl`, `hop_limit`, `mac_source`, `pkttype`, `rt_type`): then it is decided packet
+    /// by packet.
     pub fn has_packet_matches(&self) -> bool {
         self.length.is_some()
             || self.ttl.is_some()
             || self.hop_limit.is_some()
             || self.mac_source.is_some()
             || self.pkttype.is_some()
+            || self.rt_type.is_some()
     }
 
     /// `(mask, comp, negated)` of the TCP flag test, folding `syn` into `tcp_flags`.

@@ -23,6 +23,7 @@ pub mod packet;
 pub mod packet_match;
 pub mod pipeline;
 pub mod reason;
+pub mod recent;
 pub mod reject;
 pub mod ruleset;
 pub mod sharded;

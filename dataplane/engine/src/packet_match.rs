@@ -1,5 +1,5 @@
 //! A rule's matches on each packet's own fields (`length`, `ttl`, `hop_limit`, `mac_source`,
-//! `pkttype`; `config::packet_matches`). The classifier decides on the flow's fields; these
+//! `pkttype`, `rt_type`; `config::packet_matches`). The classifier decides on the flow's fields; these
 //! are tested after it, when a rule that has them is the first whose other matches hold
 //! (`CompiledStage::decide`), from the packet's parsed headers and its frame. Such rules
 //! are volatile: their packets are never answered from the verdict cache.
@@ -17,6 +17,7 @@ pub struct PacketMatches {
     hop_limit: Option<Match<TtlRange>>,
     mac_source: Option<Match<MacAddr>>,
     pkttype: Option<Match<PktType>>,
+    rt_type: Option<Match<TtlRange>>,
 }
 
 /// The IP packet's length as `-m length` reads it: the IPv4 total length, or the IPv6
@@ -35,6 +36,41 @@ fn ip_length(m: &PacketMeta, frame: &[u8]) -> Option<u16> {
     })
 }
 
+/// The type of the IPv6 packet's routing header, found as the kernel's `ipv6_find_hdr`
+/// finds it: through hop-by-hop, destination options, AH and a first fragment's header;
+/// `None` when there is none (or the chain is cut short: the kernel then drops the packet,
+/// which the L4 parse has already marked).
+fn routing_type(m: &PacketMeta, frame: &[u8]) -> Option<u8> {
+    use crate::wire::ipv6::{
+        NEXTHDR_AUTH, NEXTHDR_DEST, NEXTHDR_FRAGMENT, NEXTHDR_HOP, NEXTHDR_ROUTING,
+    };
+    if m.family != IpFamily::V6 {
+        return None;
+    }
+    let l3 = usize::from(m.l3_offset);
+    let mut nh = *frame.get(l3 + 6)?;
+    let mut at = l3 + 40;
+    // A chain is at most a few headers; bound the walk all the same.
+    for _ in 0..16 {
+        let len = match nh {
+            NEXTHDR_ROUTING => return frame.get(at + 2).copied(),
+            NEXTHDR_HOP | NEXTHDR_DEST => (usize::from(*frame.get(at + 1)?) + 1) * 8,
+            NEXTHDR_AUTH => (usize::from(*frame.get(at + 1)?) + 2) * 4,
+            NEXTHDR_FRAGMENT => {
+                let off = u16::from_be_bytes([*frame.get(at + 2)?, *frame.get(at + 3)?]);
+                if off & 0xfff8 != 0 {
+                    return None;
+                }
+                8
+            }
+            _ => return None,
+        };
+        nh = *frame.get(at)?;
+        at += len;
+    }
+    None
+}
+
 fn mac(frame: &[u8], at: usize) -> Option<[u8; 6]> {
     frame.get(at..at + 6)?.try_into().ok()
 }
@@ -48,6 +84,7 @@ impl PacketMatches {
             hop_limit: r.hop_limit.clone(),
             mac_source: r.mac_source.clone(),
             pkttype: r.pkttype.clone(),
+            rt_type: r.rt_type.clone(),
         })
     }
 
@@ -73,5 +110,8 @@ impl PacketMatches {
                 .pkttype
                 .as_ref()
                 .is_none_or(|x| mac(frame, 0).is_some_and(|d| x.test(|t| *t == PktType::of(d))))
+            && self.rt_type.as_ref().is_none_or(|x| {
+                routing_type(m, frame).is_some_and(|t| x.test(|r| r.contains(u16::from(t))))
+            })
     }
 }

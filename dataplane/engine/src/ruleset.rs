@@ -13,6 +13,7 @@ use crate::limit::Bucket;
 use crate::packet::{Fragment, IpFamily, PacketMeta};
 use crate::packet_match::PacketMatches;
 use crate::reason::InvalidReason;
+use crate::recent::{Lists, RecentMatch};
 
 /// Most ports a gateway may have (port indices fit the verdict cache's 7 bits).
 pub const MAX_PORTS: usize = 64;
@@ -40,7 +41,9 @@ impl Target {
             Action::Drop => Some(Target::Drop),
             Action::Reject => Some(Target::Reject),
             Action::Notrack => Some(Target::Notrack),
-            Action::Log | Action::Return | Action::Jump(_) | Action::Goto(_) => None,
+            Action::Log | Action::Continue | Action::Return | Action::Jump(_) | Action::Goto(_) => {
+                None
+            }
         }
     }
 
@@ -70,6 +73,8 @@ pub struct CompiledStage {
     logs: Vec<Option<LogOptions>>,
     /// Each rule's matches on the packet's own fields (`packet_match.rs`).
     packet: Vec<Option<PacketMatches>>,
+    /// Each rule's `recent` match (`recent.rs`).
+    recent: Vec<Option<RecentMatch>>,
     /// The stage, for the rare truncated-header path.
     stage: Stage,
     /// Each rule's family ([`Rule::implied_family`]), worked out once for that path.
@@ -133,10 +138,10 @@ impl CompiledStage {
         (None, Target::of_policy(self.policy))
     }
 
-    /// Whether rule `r`, whose flow matches hold, matches in full for the packet `pkt` (its
-    /// parsed headers and frame) at `now`: its matches on the packet's own fields hold, and
-    /// a rate-limited rule takes a token; a `log` rule that does calls `log` and answers no
-    /// (the walk goes on).
+    /// Whether rule `r`, whose classifier matches hold, matches the packet `pkt` (its
+    /// parsed headers and frame) in full at `now`: its matches on the packet's own fields
+    /// hold, its `recent` match holds (and does to its list what it does), a rate-limited
+    /// rule takes a token. A `log` rule that matches calls `log`.
     #[inline]
     fn hit(
         &self,
@@ -150,18 +155,20 @@ impl CompiledStage {
                 return false;
             }
         }
+        if let Some(Some(m)) = self.recent.get(r as usize) {
+            if !m.matches(pkt.0, now) {
+                return false;
+            }
+        }
         if let Some(Some(b)) = self.limits.get(r as usize) {
             if !b.take(now) {
                 return false;
             }
         }
-        match self.logs.get(r as usize) {
-            Some(Some(o)) => {
-                log(r, o);
-                false
-            }
-            _ => true,
+        if let Some(Some(o)) = self.logs.get(r as usize) {
+            log(r, o);
         }
+        true
     }
 
     /// The rule that decides the packet `pkt` (its parsed headers and frame; `key` is its
@@ -293,6 +300,8 @@ pub struct CompiledRuleset {
     /// IP fragment reassembly limits, IPv4 and IPv6 (`ipfrag_*`, `frag6_*`).
     pub frag_limits: (crate::defrag::FragLimits, crate::defrag::FragLimits),
     pub ftp_ports: Vec<u16>,
+    /// The `recent` matches' lists, by name (carried to the next ruleset).
+    pub recent: Lists,
 }
 
 /// Why a validated ruleset still cannot be compiled.
@@ -309,7 +318,12 @@ pub enum CompileError {
     },
 }
 
-fn stage(name: &'static str, s: &Stage, ports: &[String]) -> Result<CompiledStage, CompileError> {
+fn stage(
+    name: &'static str,
+    s: &Stage,
+    ports: &[String],
+    lists: &mut Lists,
+) -> Result<CompiledStage, CompileError> {
     let classifier = Classifier::compile_chains(&s.rules, &s.chains, ports, MAX_ENTRIES)
         .map_err(|error| CompileError::Chains { stage: name, error })?;
     let l4: Vec<u8> = s.numbered().map(|(_, _, r)| l4_need(r)).collect();
@@ -329,6 +343,10 @@ fn stage(name: &'static str, s: &Stage, ports: &[String]) -> Result<CompiledStag
             .map(|(_, _, r)| r.limit.as_ref().map(Bucket::new))
             .collect(),
         packet: s.numbered().map(|(_, _, r)| PacketMatches::of(r)).collect(),
+        recent: s
+            .numbered()
+            .map(|(_, _, r)| r.recent.as_ref().and_then(|x| lists.compile(x)))
+            .collect(),
         logs: s
             .numbered()
             .map(|(_, _, r)| (r.action == Action::Log).then(|| r.log.clone().unwrap_or_default()))
@@ -340,6 +358,17 @@ fn stage(name: &'static str, s: &Stage, ports: &[String]) -> Result<CompiledStag
 impl CompiledRuleset {
     /// Compile a validated ruleset.
     pub fn compile(r: &Ruleset, generation: u32) -> Result<CompiledRuleset, CompileError> {
+        Self::compile_after(r, generation, None)
+    }
+
+    /// Compile a validated ruleset that replaces `previous`: the `recent` lists both name
+    /// keep their addresses, as the kernel keeps a table while the rules naming it are
+    /// replaced.
+    pub fn compile_after(
+        r: &Ruleset,
+        generation: u32,
+        previous: Option<&CompiledRuleset>,
+    ) -> Result<CompiledRuleset, CompileError> {
         let ports = r.port_names();
         if ports.len() > MAX_PORTS {
             return Err(CompileError::TooManyPorts(ports.len()));
@@ -360,10 +389,20 @@ impl CompiledRuleset {
                 peer[ib as usize] = Some(ia);
             }
         }
+        let mut lists = Lists::carry(previous.map(|p| &p.recent));
+        let raw = stage("raw", &r.raw, &ports, &mut lists)?;
+        let forward = stage("forward", &r.forward, &ports, &mut lists)?;
+        let named: Vec<&str> = [&r.raw, &r.forward]
+            .iter()
+            .flat_map(|st| st.numbered())
+            .filter_map(|(_, _, rule)| Some(rule.recent.as_ref()?.command()?.1))
+            .collect();
+        lists.keep_only(&named);
         Ok(CompiledRuleset {
             generation: generation.max(1),
-            raw: stage("raw", &r.raw, &ports)?,
-            forward: stage("forward", &r.forward, &ports)?,
+            raw,
+            forward,
+            recent: lists,
             peer,
             interfaces: {
                 let by_name = r.port_interfaces();

@@ -373,9 +373,21 @@ fn stage(main: &[Vec<u32>], chains: &[Vec<Vec<u32>>]) -> Stage {
     let list = |rules: &[Vec<u32>], from: usize| -> Vec<Rule> {
         rules
             .iter()
-            .map(|c| Rule {
-                action: action(c, from),
-                ..rule(c)
+            .map(|c| {
+                let action = action(c, from);
+                // Some jumps, gotos and returns are guarded: a limit only the packet path
+                // can test (declined like a verdict rule's).
+                let limit = (action.moves() && c[13] % 3 == 0).then(|| {
+                    config::limit::Limit::new(config::limit::Rate {
+                        count: 1,
+                        per_secs: 1,
+                    })
+                });
+                Rule {
+                    action,
+                    limit,
+                    ..rule(c)
+                }
             })
             .collect()
     };
@@ -398,9 +410,14 @@ fn plain_visit() -> Visit<'static> {
     }
 }
 
-/// The stage with every verdict rule `declined` picks made one that never matches (a
-/// negated list of every protocol). Only a rule that decides can decline (a rate limit is
-/// allowed on those only).
+/// Whether `declined` applies to a rule: one that decides, or a guarded jump, goto or
+/// return (the rules whose other matches the classifier asks about).
+fn can_decline(r: &Rule) -> bool {
+    r.action.is_verdict() || (r.action.moves() && r.limit.is_some())
+}
+
+/// The stage with every rule `declined` picks that can decline made one that never matches
+/// (a negated list of every protocol).
 fn never_matching(st: &Stage, declined: impl Fn(u32) -> bool) -> Stage {
     let mut out = st.clone();
     let never = Match::negated((0..=255u8).map(Proto).collect());
@@ -409,7 +426,7 @@ fn never_matching(st: &Stage, declined: impl Fn(u32) -> bool) -> Stage {
         .iter_mut()
         .chain(out.chains.values_mut().flatten());
     for (n, r) in (0u32..).zip(all) {
-        if declined(n) && r.action.is_verdict() {
+        if declined(n) && can_decline(r) {
             r.proto = Some(never.clone());
         }
     }
@@ -443,11 +460,13 @@ proptest! {
             // rule that matches on the way logs, once, in the walk's order.
             let declined = |r: u32| r % 3 == 1;
             let mut logged = Vec::new();
+            let rule_at = |r: u32| st.numbered().nth(r as usize).map(|(_, _, x)| x.clone()).unwrap();
             let with = cl.classify_with(&k, |r| {
-                if cl.logs(r) {
+                let x = rule_at(r);
+                if x.action == Action::Log {
                     logged.push(r);
                 }
-                !declined(r) && !cl.logs(r)
+                !(declined(r) && can_decline(&x))
             });
             prop_assert_eq!(with, reference::walk(&never_matching(&st, declined), &ports, &k, &mut plain_visit()));
             let mut walked = Vec::new();
@@ -457,7 +476,7 @@ proptest! {
                     if rule.action == Action::Log {
                         walked.push(r);
                     }
-                    !declined(r)
+                    !(declined(r) && can_decline(rule))
                 },
             });
             prop_assert_eq!(with, by_hit);

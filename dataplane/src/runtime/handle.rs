@@ -215,14 +215,19 @@ impl RuntimeHandle {
         let mut st = lock(&self.state);
         let loaded = Self::validate(&st.ruleset, yaml, file)?;
         let previous = self.generation();
-        let rules = CompiledRuleset::compile(&loaded.ruleset, previous.wrapping_add(1).max(1))
-            .map_err(|e| {
-                invalid_config(&[Diagnostic::error(
-                    file,
-                    Pos { line: 1, col: 1 },
-                    e.to_string(),
-                )])
-            })?;
+        let running = Arc::clone(&self.shared.published().rules);
+        let rules = CompiledRuleset::compile_after(
+            &loaded.ruleset,
+            previous.wrapping_add(1).max(1),
+            Some(&running),
+        )
+        .map_err(|e| {
+            invalid_config(&[Diagnostic::error(
+                file,
+                Pos { line: 1, col: 1 },
+                e.to_string(),
+            )])
+        })?;
         let mut notes = Vec::new();
         for key in FIXED_SETTINGS {
             let (old, new) = (
@@ -309,8 +314,13 @@ impl RuntimeHandle {
             ));
         }
         let previous = self.generation();
-        let rules = CompiledRuleset::compile(&ruleset, previous.wrapping_add(1).max(1))
-            .map_err(|e| err(ErrorKind::Internal, e.to_string()))?;
+        let running = Arc::clone(&self.shared.published().rules);
+        let rules = CompiledRuleset::compile_after(
+            &ruleset,
+            previous.wrapping_add(1).max(1),
+            Some(&running),
+        )
+        .map_err(|e| err(ErrorKind::Internal, e.to_string()))?;
         let generation = rules.generation;
         self.publish(&mut st, rules);
         let value = ruleset.conntrack.get(key).unwrap_or_default();

@@ -30,11 +30,12 @@ from . import (
     tcp_state,
     tcp_timeout,
     tcp_window,
+    tools,
     udp,
 )
 
 TOPICS = (tcp_state, tcp_rst, tcp_window, tcp_timeout, malformed, udp, icmp, ipv6, rules, ftp,
-          fragments, chains, nft, log)
+          fragments, chains, nft, log, tools)
 
 ORDER = """
     tcp-handshake tcp-data-both-ways tcp-fin-close tcp-fin-simultaneous tcp-fin-server-first
@@ -58,7 +59,7 @@ ORDER = """
     tcp-data-after-fin tcp-loose-pickup-window icmp-error-directions icmp-echo-mismatch
     icmpv6-error-related-tcp udp-reply-other-port truncated-icmp ipv4-options ftp-format-edges
     ftp-helper-other-port chains-gateway chains-goto-return input-rules-are-the-hosts nft-gateway
-    nft-matches limit packet-matches log-continues""".split()
+    nft-matches limit packet-matches log-continues ufw-routed""".split()
 
 
 def _ordered() -> list:

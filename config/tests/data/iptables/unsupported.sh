@@ -2,7 +2,7 @@
 iptables -t nat -A POSTROUTING -o wan -j MASQUERADE
 iptables -A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
 iptables -A FORWARD -p tcp --dport 22 -m limit --limit 5/s -j ACCEPT
-iptables -A FORWARD -m recent --name scan --rcheck -j DROP
+iptables -A FORWARD -m connlimit --connlimit-above 10 -j DROP
 iptables -A FORWARD -m conntrack --ctstate SNAT -j ACCEPT
 iptables -A FORWARD -i eth+ -j DROP
 iptables -A FORWARD -j NFLOG --nflog-group 1

@@ -169,8 +169,9 @@ const CHECK_ORDER: [usize; NDIMS] = [
 #[derive(Debug, Clone)]
 pub struct Classifier {
     rules: usize,
-    /// Rule `r` is a `log` rule: it matches, logs, and the walk goes on.
-    logs: Vec<bool>,
+    /// Rule `r` never decides (`log`, `continue`): it matches, does what it does, and the
+    /// walk goes on.
+    passes: Vec<bool>,
     /// What each program entry does (`program.rs`): without chains, entry `i` is rule `i`.
     steps: Vec<Step>,
     /// Entry `i` is rule `i` for every entry (no chains, or none left after folding): a
@@ -198,9 +199,12 @@ const _: () = assert!(CT_VALUES as u32 <= u32::BITS);
 
 /// Whether what a rule does can differ from packet to packet of a flow: a rate limit (the
 /// verdict depends on time), `log` (every packet is logged), a match on each packet's own
-/// fields (length, TTL, ...).
+/// fields (length, TTL, ...), `recent` (it depends on, and may change, the lists).
 fn volatile(r: &Rule) -> bool {
-    r.limit.is_some() || r.action == config::ruleset::Action::Log || r.has_packet_matches()
+    r.limit.is_some()
+        || r.action == config::ruleset::Action::Log
+        || r.has_packet_matches()
+        || r.recent.is_some()
 }
 
 impl Classifier {
@@ -229,8 +233,14 @@ impl Classifier {
 
     /// The classifier of a program over `rules` (in stage numbering).
     fn from_program<'a>(program: Program, rules: impl Iterator<Item = &'a Rule>) -> Classifier {
-        let (volatile, logs): (Vec<bool>, Vec<bool>) = rules
-            .map(|r| (volatile(r), r.action == config::ruleset::Action::Log))
+        let (volatile, passes): (Vec<bool>, Vec<bool>) = rules
+            .map(|r| {
+                use config::ruleset::Action;
+                (
+                    volatile(r),
+                    matches!(r.action, Action::Log | Action::Continue),
+                )
+            })
             .unzip();
         let rules = volatile.len();
         let Program {
@@ -246,7 +256,9 @@ impl Classifier {
         let mut volatile_by_ct = 0u32;
         for (shape, &entry) in shapes.iter().zip(&entry_of) {
             let rule_volatile = match steps.get(entry as usize) {
-                Some(Step::Rule(r)) => volatile.get(*r as usize).copied().unwrap_or(false),
+                Some(Step::Rule(r) | Step::Test { rule: r, .. }) => {
+                    volatile.get(*r as usize).copied().unwrap_or(false)
+                }
                 _ => false,
             };
             if rule_volatile {
@@ -299,10 +311,10 @@ impl Classifier {
             .iter()
             .enumerate()
             .all(|(i, s)| *s == Step::Rule(i as u32));
-        let skips = steps.iter().any(|s| matches!(s, Step::Skip(_)));
+        let skips = steps.iter().any(|s| !matches!(s, Step::Rule(_)));
         Classifier {
             rules,
-            logs,
+            passes,
             steps,
             flat,
             skips,
@@ -321,18 +333,21 @@ impl Classifier {
     /// or `None`: the policy decides.
     #[inline]
     pub fn classify(&self, key: &Key) -> Option<u32> {
-        self.classify_with(key, |r| !self.logs(r))
+        self.classify_with(key, |_| true)
     }
 
-    /// Whether rule `r` is a `log` rule, which never decides.
+    /// Whether rule `r` never decides (`log`, `continue`).
     #[inline]
-    pub fn logs(&self, r: u32) -> bool {
-        self.logs.get(r as usize).copied().unwrap_or(false)
+    pub fn passes(&self, r: u32) -> bool {
+        self.passes.get(r as usize).copied().unwrap_or(false)
     }
 
-    /// As [`Classifier::classify`], where a rule whose matches hold decides only when
-    /// `accept(rule)` says so (a rate-limited rule with no token left, a `log` rule, which
-    /// `accept` logs); otherwise the walk goes on after it.
+    /// As [`Classifier::classify`], where a rule whose classifier matches hold matches in
+    /// full only when `accept(rule)` says so: its other matches hold (a rate limit with a
+    /// token left, `recent`, a match on the packet's own fields), and `accept` does what the
+    /// rule does that decides nothing (a `log` rule logs). A rule that does not match in
+    /// full is passed over; a jump, goto or return whose rule does not is not taken. A
+    /// `log` or `continue` rule never decides.
     #[inline]
     pub fn classify_with(&self, key: &Key, mut accept: impl FnMut(u32) -> bool) -> Option<u32> {
         let vals = key.values();
@@ -356,7 +371,7 @@ impl Classifier {
             Step::Rule(r) if !self.skips => *r,
             _ => return self.walk(e, first, accept),
         };
-        if accept(r) {
+        if accept(r) && !self.passes(r) {
             return Some(r);
         }
         let next = first(e + 1)?;
@@ -367,7 +382,7 @@ impl Classifier {
     pub fn classify_linear(&self, key: &Key) -> Option<u32> {
         let vals = key.values();
         let first = |from: u32| self.scan(&vals, from);
-        self.walk(first(0).unwrap_or(u32::MAX), first, |r| !self.logs(r))
+        self.walk(first(0).unwrap_or(u32::MAX), first, |_| true)
     }
 
     /// Follow the program from entry `e` (the first match at or after some earlier entry,
@@ -382,9 +397,16 @@ impl Classifier {
     ) -> Option<u32> {
         for _ in 0..=self.steps.len() {
             let from = match self.steps.get(e as usize)? {
-                Step::Rule(r) if accept(*r) => return Some(*r),
+                Step::Rule(r) if accept(*r) && !self.passes(*r) => return Some(*r),
                 Step::Rule(_) => e + 1,
-                Step::Skip(to) => *to,
+                Step::Skip(to) | Step::Out(to) => *to,
+                Step::Test { rule, yes, no } => {
+                    if accept(*rule) {
+                        *yes
+                    } else {
+                        *no
+                    }
+                }
             };
             e = first(from)?;
         }

@@ -11,6 +11,12 @@
 //!   narrowed by the jumping rule: the walk does not come back to the rest of that list;
 //! - `jump` needs no entry of its own: falling off the inlined chain is going on after it.
 //!
+//! A jump, goto or return whose rule has matches the classifier cannot decide (a rate
+//! limit, `recent`, a match on the packet's own fields: see [`guarded`]) gets a *test*
+//! entry, whose step asks whether those hold for the packet and goes on at one of two
+//! entries: a jump's test enters the chain's copy or skips over it, a return's test leaves
+//! the chain or goes on with the next entry.
+//!
 //! A lookup finds the first entry that matches, follows skips (each strictly forward, so a
 //! walk takes at most one lookup per skip), and reports the rule of the entry that decides,
 //! numbered as [`config::ruleset::Stage::numbered`] numbers it. Without chains there are no
@@ -31,6 +37,18 @@ pub(crate) enum Step {
     Rule(u32),
     /// Go on with the first match at entry `n` or later.
     Skip(u32),
+    /// As `Skip`, and never folded into the entries it passes over: the skip out of a
+    /// guarded goto's copy, which the packets its test turned away do not pass.
+    Out(u32),
+    /// Ask whether rule `rule`'s other matches hold (`accept`): go on at entry `yes` if
+    /// they do, at `no` if not.
+    Test { rule: u32, yes: u32, no: u32 },
+}
+
+/// Whether a rule that moves between chains has matches only the packet path can test:
+/// a rate limit, `recent`, or a match on the packet's own fields.
+pub(crate) fn guarded(r: &Rule) -> bool {
+    r.limit.is_some() || r.recent.is_some() || r.has_packet_matches()
 }
 
 /// The flattened stage: boxes with the entry each belongs to, and each entry's step.
@@ -95,10 +113,16 @@ pub(crate) fn flatten(
     let end = f.label();
     f.emit(main, 0, None, end, 0)?;
     f.bind(end);
-    // Skips were emitted with label numbers; now every label has its position.
+    // Skips and tests were emitted with label numbers; now every label has its position.
+    let at = |l: u32| f.labels.get(l as usize).copied().unwrap_or(u32::MAX);
     for s in &mut f.prog.steps {
-        if let Step::Skip(l) = s {
-            *l = f.labels.get(*l as usize).copied().unwrap_or(u32::MAX);
+        match s {
+            Step::Skip(l) | Step::Out(l) => *l = at(*l),
+            Step::Test { yes, no, .. } => {
+                *yes = at(*yes);
+                *no = at(*no);
+            }
+            Step::Rule(_) => {}
         }
     }
     let mut prog = f.prog;
@@ -231,7 +255,10 @@ fn drop_dead_entries(prog: &mut Program) {
             .steps
             .iter()
             .enumerate()
-            .map(|(i, s)| *s == Step::Skip(i as u32 + 1) || boxes.get(i) == Some(&0))
+            .map(|(i, s)| {
+                matches!(*s, Step::Skip(to) | Step::Out(to) if to == i as u32 + 1)
+                    || boxes.get(i) == Some(&0)
+            })
             .collect();
         if !no_op.contains(&true) {
             return;
@@ -253,6 +280,12 @@ fn drop_dead_entries(prog: &mut Program) {
             .filter(|(_, gone)| !**gone)
             .map(|(s, _)| match *s {
                 Step::Skip(to) => Step::Skip(at(to)),
+                Step::Out(to) => Step::Out(at(to)),
+                Step::Test { rule, yes, no } => Step::Test {
+                    rule,
+                    yes: at(yes),
+                    no: at(no),
+                },
                 r @ Step::Rule(_) => r,
             })
             .collect();
@@ -314,21 +347,54 @@ impl<'a> Flattener<'a> {
             if shapes.is_empty() {
                 continue; // never matches where it stands: nothing to inline or skip
             }
+            let rule = base + k as u32;
             match &r.action {
                 Action::Jump(_) | Action::Goto(_) if self.chains.is_none() => {}
+                Action::Return if guarded(r) => {
+                    let next = self.label();
+                    self.push(
+                        shapes,
+                        Step::Test {
+                            rule,
+                            yes: ret.0 as u32,
+                            no: next.0 as u32,
+                        },
+                    )?;
+                    self.bind(next);
+                }
                 Action::Return => self.push(shapes, Step::Skip(ret.0 as u32))?,
-                Action::Jump(t) => {
+                Action::Jump(t) | Action::Goto(t) => {
                     let (rules, at) = self.chain(t)?;
                     let end = self.label();
-                    self.emit(rules, at, Some(&shapes), end, depth + 1)?;
+                    if guarded(r) {
+                        let into = self.label();
+                        self.push(
+                            shapes.clone(),
+                            Step::Test {
+                                rule,
+                                yes: into.0 as u32,
+                                no: end.0 as u32,
+                            },
+                        )?;
+                        self.bind(into);
+                    }
+                    if matches!(r.action, Action::Jump(_)) {
+                        self.emit(rules, at, Some(&shapes), end, depth + 1)?;
+                    } else if guarded(r) {
+                        // Returns land at the end of this copy, on the step out of the
+                        // caller's list; that step is never folded: the entries after it
+                        // are reached by the packets the test turned away.
+                        let back = self.label();
+                        self.emit(rules, at, Some(&shapes), back, depth + 1)?;
+                        self.bind(back);
+                        self.push(shapes, Step::Out(ret.0 as u32))?;
+                    } else {
+                        self.emit(rules, at, Some(&shapes), ret, depth + 1)?;
+                        self.push(shapes, Step::Skip(ret.0 as u32))?;
+                    }
                     self.bind(end);
                 }
-                Action::Goto(t) => {
-                    let (rules, at) = self.chain(t)?;
-                    self.emit(rules, at, Some(&shapes), ret, depth + 1)?;
-                    self.push(shapes, Step::Skip(ret.0 as u32))?;
-                }
-                _ => self.push(shapes, Step::Rule(base + k as u32))?,
+                _ => self.push(shapes, Step::Rule(rule))?,
             }
         }
         Ok(())
@@ -417,6 +483,64 @@ mod tests {
         assert_eq!(
             flatten(&main, Some(&chains), &[], 5).unwrap_err(),
             ProgramError::TooLarge(5)
+        );
+    }
+
+    #[test]
+    fn a_guarded_jump_goto_or_return_asks_its_rule() {
+        let limited = |mut r: Rule| {
+            r.limit = Some(config::limit::Limit::new(config::limit::Rate {
+                count: 1,
+                per_secs: 1,
+            }));
+            r
+        };
+        let chains = BTreeMap::from([(
+            "c".to_string(),
+            vec![
+                limited(tcp_port(22, Action::Return)),
+                tcp_port(22, Action::Accept),
+            ],
+        )]);
+        let main = vec![
+            limited(Rule::new(Action::Jump("c".into()))),
+            limited(Rule::new(Action::Goto("c".into()))),
+            Rule::new(Action::Drop),
+        ];
+        let p = flatten(&main, Some(&chains), &[], usize::MAX).unwrap();
+        // Rules: main 0-2, c 3-4. The jump's test enters the copy (entry 1) or skips it
+        // (entry 3); in the copy, the return's test leaves it (to 3) or goes on (to 2). The
+        // goto's copy (entries 4-5) has its returns land on the step out of the main list
+        // (entry 6, to the policy at 8), which is never folded: the packets the goto's
+        // test turns away go on to the drop (entry 7).
+        assert_eq!(
+            p.steps,
+            [
+                Step::Test {
+                    rule: 0,
+                    yes: 1,
+                    no: 3
+                },
+                Step::Test {
+                    rule: 3,
+                    yes: 3,
+                    no: 2
+                },
+                Step::Rule(4),
+                Step::Test {
+                    rule: 1,
+                    yes: 4,
+                    no: 7
+                },
+                Step::Test {
+                    rule: 3,
+                    yes: 6,
+                    no: 5
+                },
+                Step::Rule(4),
+                Step::Out(8),
+                Step::Rule(2),
+            ]
         );
     }
 }

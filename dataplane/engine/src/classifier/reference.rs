@@ -36,7 +36,7 @@ fn rule_family(rule: &Rule) -> Result<Option<Family>, ()> {
     if rule.icmp_type.is_some() {
         add(Family::Ipv4);
     }
-    if rule.icmpv6_type.is_some() || rule.hop_limit.is_some() {
+    if rule.icmpv6_type.is_some() || rule.hop_limit.is_some() || rule.rt_type.is_some() {
         add(Family::Ipv6);
     }
     if rule.ttl.is_some() {
@@ -155,9 +155,9 @@ enum End {
 pub struct Visit<'a> {
     /// Before rule `n` is matched: whether the walk ends there (the kernel's hotdrop).
     pub stop: &'a mut dyn FnMut(u32, &Rule) -> bool,
-    /// Rule `n`, which acts where it stands (a verdict or `log`), matched: whether it
-    /// matches in full (a rate-limited rule takes its token here). A `log` rule logs here,
-    /// and the walk goes on after it whatever the answer.
+    /// Rule `n` matched: whether it matches in full (a rate-limited rule takes its token
+    /// here, `recent` does what it does). A `log` rule logs here; it and a `continue` rule
+    /// never decide.
     pub hit: &'a mut dyn FnMut(u32, &Rule) -> bool,
 }
 
@@ -195,6 +195,11 @@ fn walk_list(
             let at = stage.chain_offset(c)? as u32;
             Some((stage.chains.get(c)?, at))
         };
+        // What only the packet path can test (a limit, `recent`, packet fields): every
+        // rule that matched asks, and one whose answer is no is passed over.
+        if !(visit.hit)(n, r) {
+            continue;
+        }
         match &r.action {
             Action::Return => return End::Return,
             Action::Jump(c) | Action::Goto(c) => {
@@ -207,11 +212,8 @@ fn walk_list(
                     End::Return => {}
                 }
             }
-            Action::Log => {
-                (visit.hit)(n, r);
-            }
-            _ if (visit.hit)(n, r) => return End::At(n),
-            _ => {}
+            Action::Log | Action::Continue => {}
+            _ => return End::At(n),
         }
     }
     End::Return
