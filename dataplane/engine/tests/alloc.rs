@@ -71,6 +71,10 @@ forward:
     - {in_port: lan, ctstate: new, action: {jump: lan-new}}
   chains:
     lan-new:
+      - {proto: tcp, action: log, log: {prefix: 'new tcp: ', tcp_options: true}}
+      - {proto: tcp, recent: {set: seen}, action: continue}
+      - {proto: tcp, dport: 80, recent: {update: seen, seconds: 1, hitcount: 200}, action: {jump: never}}
+      - {proto: udp, length: 0-60, ttl: 1-255, action: continue}
       - {proto: tcp, dport: [21, 80], action: accept}
       - {proto: udp, dport: 53, limit: {rate: 10000/second, burst: 10000}, action: accept}
       - {proto: tcp, dport: 8080, action: reject, reject_with: tcp-reset}
@@ -78,6 +82,8 @@ forward:
       - {proto: tcp, dport: 8000-8999, action: return}
       - {proto: icmp, icmp_type: echo-request, action: accept}
       - {proto: icmpv6, icmpv6_type: echo-request, action: accept}
+    never:
+      - {action: drop}
 ";
 
 const C: &str = "10.10.0.2";
@@ -212,11 +218,13 @@ fn steady_state_allocates_nothing() {
     // Steady state: new flows every round, counted.
     let rounds: Vec<_> = (64..128).map(round).collect();
     let mut kinds = [0usize; 4];
+    let mut logged = 0;
     let before = allocations();
     for frames in &rounds {
         now += SEC / 100;
         run(&mut p, frames, now, &mut outcomes);
         p.expire(now, 64);
+        logged += p.log.drain().count();
         for o in &outcomes {
             let k = match (o.verdict, o.reject) {
                 (Verdict::Accept, _) => 0,
@@ -258,4 +266,6 @@ fn steady_state_allocates_nothing() {
     assert_eq!(allocated, 0, "{allocated} allocations in the batched path");
     // The rounds reached what they were meant to: accepted, rejected, dropped, related.
     assert!(kinds.iter().all(|k| *k >= 64), "{kinds:?}");
+    // The log rule logged every new TCP connection's first packet.
+    assert!(logged >= 64, "{logged} lines");
 }
