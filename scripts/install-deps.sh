@@ -14,7 +14,7 @@ PROG=install-deps
 . "$(dirname "$0")/lib/common.sh"
 
 # Build: the workspace, the AF_XDP/eBPF parts (clang, llvm, libelf, zlib), libpcap for replay.
-# Tests and lab: namespaces (iproute2), the kernel oracle (iptables, nftables, tcpdump, tshark), peers
+# Tests and lab: namespaces (iproute2), the kernel oracle (iptables, nftables, ipset, tcpdump, tshark), peers
 # (python3 http.server, scapy, vsftpd + lftp/ftp, iperf3, curl, ping), ethtool for offloads,
 # tmux (statewallctl top is tested on a real terminal); systemd-analyze (systemd), strace and
 # setpriv/unshare/prlimit/nsenter (util-linux) for the unit's test (test-systemd.sh).
@@ -23,7 +23,7 @@ PACKAGES=(
 	build-essential pkg-config m4 clang llvm libelf-dev zlib1g-dev libpcap-dev
 	iproute2 iptables tcpdump tshark python3 python3-scapy python3-venv curl ethtool procps
 	iputils-ping jq vsftpd iperf3 lftp ftp shellcheck ca-certificates tmux conntrack man-db
-	systemd strace util-linux nftables
+	systemd strace util-linux nftables ipset
 )
 
 # `--bench` adds what scripts/bench-e2e.sh compares against: DPDK's testpmd with its AF_XDP

@@ -6,6 +6,7 @@
 mod classifier;
 mod engine;
 mod scale;
+mod set;
 
 use clap::{Parser, Subcommand};
 
@@ -20,6 +21,8 @@ struct Cli {
 enum Cmd {
     /// Rule classifier: ns per lookup as the rule count grows, compile time and memory.
     Classifier(classifier::Args),
+    /// A rule's `match_set` (ipset): ns per decision as the set grows to a million members.
+    Set(set::Args),
     /// The whole engine: the pipeline and the shard benches, or capture files (`--pcap`).
     Engine(engine::EngineArgs),
     /// `Pipeline` on synthetic established and new-connection traffic.
@@ -36,6 +39,7 @@ enum Cmd {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().cmd {
         Cmd::Classifier(args) => classifier::run(&args),
+        Cmd::Set(args) => set::run(&args),
         Cmd::Engine(args) => {
             engine::print_header();
             if args.pcap.is_empty() {

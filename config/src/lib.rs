@@ -17,6 +17,7 @@
 //! | [`settings`] | [`ConntrackSettings`], the kernel's conntrack sysctls and its IP fragment reassembly ones |
 //! | [`matches`](mod@matches) | leaf values of a rule's matches as written in YAML (addresses, ports, states, ICMP types, TCP flags) and [`matches::Match`], the list-with-negation shape |
 //! | [`packet_matches`] | matches on each packet's own fields: length, TTL, hop limit, source MAC, packet type |
+//! | [`sets`] | address sets (ipset's hash:ip, hash:net) and a rule's `match_set` |
 //! | [`recent`] | a rule's `recent` match (`-m recent`): named lists of recently seen addresses |
 //! | [`limit`] | a rule's rate limit (`-m limit`): rate and burst |
 //! | [`log`](mod@log) | what a `log` rule writes (`-j LOG`): prefix, level, extras |
@@ -45,6 +46,7 @@ pub mod proto;
 pub mod protocol;
 pub mod recent;
 pub mod ruleset;
+pub mod sets;
 pub mod settings;
 pub mod source_map;
 pub mod suggest;

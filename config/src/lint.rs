@@ -243,6 +243,7 @@ fn covers_rule(a: &Rule, b: &Rule) -> bool {
     a.limit.is_none()
         && !a.has_packet_matches()
         && a.recent.is_none()
+        && a.match_set.is_none()
         && family_covers(a, b)
         && covers_opt(a.in_port.as_ref(), b.in_port.as_ref(), &Names::of(a, b))
         && covers_out_port(a, b)

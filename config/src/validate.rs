@@ -9,7 +9,7 @@ use crate::chains;
 use crate::diag::Diagnostic;
 use crate::matches::{Cidr, Match};
 use crate::proto::Proto;
-use crate::ruleset::{Action, PortSpec, RejectWith, Rule, Ruleset, Stage};
+use crate::ruleset::{Action, Family, PortSpec, RejectWith, Rule, Ruleset, Stage};
 use crate::settings::ConntrackSettings;
 use crate::source_map::SourceMap;
 use crate::suggest::did_you_mean;
@@ -19,6 +19,7 @@ struct Checker<'a> {
     source: &'a SourceMap,
     errors: Vec<Diagnostic>,
     ports: Vec<String>,
+    sets: &'a crate::sets::Sets,
 }
 
 impl Checker<'_> {
@@ -140,6 +141,34 @@ impl Checker<'_> {
                         .into(),
                 ),
             );
+        }
+        if let Some(ms) = &r.match_set {
+            match self.sets.get(&ms.name) {
+                None => {
+                    let names: Vec<&str> = self.sets.keys().map(String::as_str).collect();
+                    self.err(
+                        &at("match_set.name"),
+                        format!(
+                            "no set `{}`{}",
+                            ms.name,
+                            crate::suggest::did_you_mean(&ms.name, &names)
+                        ),
+                        Some("declare it under the top-level `sets:` (import-iptables --ipset FILE reads `ipset save`)".into()),
+                    );
+                }
+                Some(set) if r.implied_family() != Some(set.family) => {
+                    let fam = match set.family {
+                        Family::Ipv4 => "ipv4",
+                        Family::Ipv6 => "ipv6",
+                    };
+                    self.err(
+                        &at("match_set"),
+                        format!("set `{}` holds {fam} addresses; the rule must be an {fam} rule", ms.name),
+                        Some(format!("add `family: {fam}` to the rule, as iptables requires a set of the rule's family")),
+                    );
+                }
+                Some(_) => {}
+            }
         }
         for (key, msg, hint) in r.recent.iter().flat_map(crate::recent::Recent::problems) {
             let path = if key.is_empty() {
@@ -322,8 +351,19 @@ pub fn validate(r: &Ruleset, source: &SourceMap, file: &str) -> Vec<Diagnostic> 
         source,
         errors: Vec::new(),
         ports: r.port_names(),
+        sets: &r.sets,
     };
     c.check_ports(r);
+    for (name, set) in &r.sets {
+        for (path, msg, hint) in set.problems(name) {
+            let at = if path.is_empty() {
+                format!("sets.{name}")
+            } else {
+                format!("sets.{name}.{path}")
+            };
+            c.err(&at, msg, Some(hint));
+        }
+    }
     if let Err(e) = r.conntrack.check_ranges() {
         let key = e.message.split_whitespace().next().unwrap_or("");
         let hint = ConntrackSettings::default()

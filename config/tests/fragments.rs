@@ -46,6 +46,7 @@ fn with_sysctl(text: &str) -> Result<Ruleset, Vec<Diagnostic>> {
         rules: ("rules", "iptables -P FORWARD DROP\n"),
         sysctl: Some(("sysctl.conf", text)),
         helpers: None,
+        ipset: None,
         family: None,
     })
     .map(|i| i.ruleset)

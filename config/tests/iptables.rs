@@ -1055,6 +1055,7 @@ fn with_files(sysctl: Option<&str>, helpers: Option<&str>) -> Result<Ruleset, Ve
         rules: ("rules", "iptables -P FORWARD DROP\n"),
         sysctl: sysctl.map(|t| ("sysctl.conf", t)),
         helpers: helpers.map(|t| ("helpers", t)),
+        ipset: None,
         family: None,
     })
     .map(|i| i.ruleset)
@@ -1385,6 +1386,7 @@ fn a_ufw_dump_imports() {
         rules: ("ufw.save", &text),
         sysctl: None,
         helpers: None,
+        ipset: None,
         family: None,
     })
     .unwrap_or_else(|e| {

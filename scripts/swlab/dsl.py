@@ -82,6 +82,7 @@ class Scenario:
         self.policy = "DROP"
         self.sysctl: dict[str, int] = {}
         self.helpers: list[str] = []
+        self.ipset: list[str] = []  # `ipset save` lines (ipset.save), restored before the rules
 
     # rules ------------------------------------------------------------------------------
     def stateful(self, *allow4: str, allow6: tuple[str, ...] = (), drop_invalid=True):
@@ -181,7 +182,7 @@ class Scenario:
                 f.write(text)
             with open(os.path.join(d, "rules.json"), "w") as f:
                 f.write(nftjson.dump(text))
-        for fname, lines in (("sysctl.conf",
+        for fname, lines in (("ipset.save", self.ipset), ("sysctl.conf",
                               [f"{k if k.startswith('net.') else 'net.netfilter.nf_conntrack_' + k}"
                                f" = {v}" for k, v in self.sysctl.items()]),
                              ("helpers", self.helpers)):

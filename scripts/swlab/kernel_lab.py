@@ -190,6 +190,9 @@ class Lab:
         nft = os.path.join(scdir, "rules.nft")
         text = "" if os.path.exists(nft) else open(os.path.join(scdir, "rules.iptables")).read()
         rules = lab_rules(text)
+        sets = os.path.join(scdir, "ipset.save")
+        if os.path.exists(sets):
+            sh("ip", "netns", "exec", self.g, "ipset", "restore", input=open(sets).read())
         for fam, tool in (("4", "iptables-legacy-restore"), ("6", "ip6tables-legacy-restore")):
             sh("ip", "netns", "exec", self.g, tool, input=rules[fam])
         if not text:

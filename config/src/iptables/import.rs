@@ -61,6 +61,8 @@ pub(super) struct Importer<'a> {
     pub(super) warns: Vec<Diagnostic>,
     /// `--family`: the family of every section and rule line.
     pub(super) family: Option<Family>,
+    /// `--ipset`: the sets rules may name (`None`: none given).
+    pub(super) sets: Option<&'a crate::sets::Sets>,
 }
 
 /// An open `*table` section.
@@ -97,7 +99,11 @@ fn is_counters(t: &str) -> bool {
 }
 
 impl<'a> Importer<'a> {
-    pub(super) fn new(file: &'a str, family: Option<Family>) -> Self {
+    pub(super) fn new(
+        file: &'a str,
+        family: Option<Family>,
+        sets: Option<&'a crate::sets::Sets>,
+    ) -> Self {
         Importer {
             file,
             errs: Vec::new(),
@@ -109,6 +115,7 @@ impl<'a> Importer<'a> {
             held: Vec::new(),
             warns: Vec::new(),
             family,
+            sets,
         }
     }
 
@@ -389,7 +396,7 @@ impl<'a> Importer<'a> {
                         }
                     }
                 }
-                let parsed = RuleParser::new(spec, fam, save, self.file).run();
+                let parsed = RuleParser::new(spec, fam, save, self.file, self.sets).run();
                 let table = parsed.table.clone().or(table);
                 let (table, table_pos) = table.unwrap_or_else(|| ("filter".to_string(), verb.pos));
                 let mark = self.said();

@@ -112,6 +112,7 @@
 
 mod family;
 mod import;
+mod ipset;
 mod options;
 mod packet;
 mod recent;
@@ -135,6 +136,8 @@ pub struct ImportInput<'a> {
     pub rules: (&'a str, &'a str),
     pub sysctl: Option<(&'a str, &'a str)>,
     pub helpers: Option<(&'a str, &'a str)>,
+    /// `--ipset`: `ipset save` output, the sets `-m set --match-set` names.
+    pub ipset: Option<(&'a str, &'a str)>,
     /// `--family`: what iptables-save text without a header is (and what a header or a
     /// rule may not contradict).
     pub family: Option<Family>,
@@ -155,7 +158,10 @@ pub fn import(input: &ImportInput) -> Result<Imported, Vec<Diagnostic>> {
     let (file, text) = input.rules;
     let mut errs = Vec::new();
     let stmts = tokenize(text, file, &mut errs);
-    let mut imp = Importer::new(file, input.family);
+    let sets = input
+        .ipset
+        .map(|(name, text)| ipset::parse_ipset(name, text, &mut errs));
+    let mut imp = Importer::new(file, input.family, sets.as_ref());
     imp.run(&stmts);
     let (mut ruleset, mut rule_errs, mut warnings) = imp.finish();
     warnings.sort_by_key(|d| d.pos);

@@ -162,4 +162,94 @@ impl RuleParser<'_> {
             );
         }
     }
+
+    /// `-m set`'s options: `[!] --match-set NAME src|dst` against `--ipset`'s sets;
+    /// `--update-counters` and `--update-subcounters` touch only ipset's counters; the
+    /// counter matches and `--return-nomatch` are errors.
+    pub(super) fn set_option(&mut self, tok: &Tok) {
+        match tok.text.as_str() {
+            "--update-counters" | "--update-subcounters" => {
+                self.neg = None;
+                return;
+            }
+            "--match-set" => {}
+            other => {
+                self.neg = None;
+                if other != "--return-nomatch" {
+                    let _ = self.value(tok);
+                }
+                self.err(
+                    tok.pos,
+                    format!("unsupported option `{other}`"),
+                    "statewall matches set membership (`--match-set NAME src|dst`) only",
+                );
+                return;
+            }
+        }
+        let neg = self.take_neg();
+        let Some(name) = self.value(tok) else { return };
+        let neg = neg || self.take_neg();
+        let Some(flags) = self.value(tok) else { return };
+        let dir = match flags.text.as_str() {
+            "src" => crate::sets::SetDir::Src,
+            "dst" => crate::sets::SetDir::Dst,
+            other => {
+                self.err(
+                    flags.pos,
+                    format!(
+                        "`--match-set {} {other}`: statewall's sets have one dimension",
+                        name.text
+                    ),
+                    "write `src` or `dst` (hash:ip and hash:net sets)",
+                );
+                return;
+            }
+        };
+        match self.sets.map(|s| s.get(&name.text)) {
+            None => {
+                self.err(
+                    name.pos,
+                    format!("set `{}`: its contents are not given", name.text),
+                    "pass `--ipset FILE` with the output of `ipset save`",
+                );
+                return;
+            }
+            Some(None) => {
+                self.err(
+                    name.pos,
+                    format!("no set `{}` in the --ipset file", name.text),
+                    "save every set the rules name: `ipset save > FILE`",
+                );
+                return;
+            }
+            Some(Some(set)) if set.family != self.fam => {
+                self.err(
+                    name.pos,
+                    format!(
+                        "set `{}` is of the other family than this {} rule",
+                        name.text,
+                        fam_tool(self.fam)
+                    ),
+                    "iptables rules name `family inet` sets, ip6tables rules `family inet6` ones",
+                );
+                return;
+            }
+            Some(Some(_)) => {}
+        }
+        let m = crate::sets::MatchSet {
+            name: name.text.clone(),
+            dir,
+            not: neg,
+        };
+        if self.out.rule.match_set.is_some() {
+            self.err(
+                tok.pos,
+                "a second `--match-set` in one rule",
+                "statewall takes one set per rule; split the rule",
+            );
+            return;
+        }
+        // A set implies nothing of the family: the rule keeps its own (written by import).
+        self.out.rule.match_set = Some(m);
+    }
 }

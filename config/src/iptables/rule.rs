@@ -93,7 +93,7 @@ const GENERAL_OPTS: &[&str] = &[
 ];
 
 pub(super) const SUPPORTED_MATCHES: &str =
-    "statewall translates -m state, conntrack (--ctstate, --ctdir), multiport, tcp, udp, icmp, icmp6, physdev (--physdev-in, --physdev-out), iprange (--src-range, --dst-range), limit (--limit, --limit-burst), recent, length, ttl, hl, rt (--rt-type), mac (--mac-source), pkttype and comment";
+    "statewall translates -m state, conntrack (--ctstate, --ctdir), multiport, tcp, udp, icmp, icmp6, physdev (--physdev-in, --physdev-out), iprange (--src-range, --dst-range), limit (--limit, --limit-burst), recent, set (--match-set NAME src|dst, with --ipset), length, ttl, hl, rt (--rt-type), mac (--mac-source), pkttype and comment";
 
 const OTHER_CT_OPTS: &[&str] = &[
     "--ctproto",
@@ -123,6 +123,8 @@ pub(super) struct RuleParser<'t> {
     pub(super) recent_at: Option<Pos>,
     pub(super) recent_cmd: Option<(String, Pos)>,
     pub(super) recent_name: Option<String>,
+    /// `--ipset`'s sets (`None`: none given).
+    pub(super) sets: Option<&'t crate::sets::Sets>,
     pub(super) out: Parsed,
 }
 
@@ -151,7 +153,13 @@ pub(super) fn set_once<T>(
 }
 
 impl<'t> RuleParser<'t> {
-    pub(super) fn new(toks: &'t [Tok], fam: Family, save: bool, file: &'t str) -> Self {
+    pub(super) fn new(
+        toks: &'t [Tok],
+        fam: Family,
+        save: bool,
+        file: &'t str,
+        sets: Option<&'t crate::sets::Sets>,
+    ) -> Self {
         RuleParser {
             toks,
             i: 0,
@@ -164,6 +172,7 @@ impl<'t> RuleParser<'t> {
             recent_at: None,
             recent_cmd: None,
             recent_name: None,
+            sets,
             out: Parsed {
                 rule: Rule::new(Action::Accept),
                 target: None,
@@ -534,6 +543,19 @@ impl<'t> RuleParser<'t> {
             | "--rt-0-not-strict" => {
                 self.needs(tok, &["rt"], &[], "`-m rt`");
                 self.rt(tok);
+            }
+            "--match-set"
+            | "--return-nomatch"
+            | "--update-counters"
+            | "--update-subcounters"
+            | "--packets-eq"
+            | "--packets-lt"
+            | "--packets-gt"
+            | "--bytes-eq"
+            | "--bytes-lt"
+            | "--bytes-gt" => {
+                self.needs(tok, &["set"], &[], "`-m set`");
+                self.set_option(tok);
             }
             "--mac-source" => {
                 self.needs(tok, &["mac"], &[], "`-m mac`");

@@ -686,6 +686,21 @@ impl Importer<'_> {
             if let Some(c) = r.action.chain() {
                 stage.chains.insert(c.to_string(), Vec::new());
             }
+            // The set it names, without its members: they are checked with the whole.
+            if let Some(set) = r
+                .match_set
+                .as_ref()
+                .and_then(|m| Some((m.name.clone(), self.sets?.get(&m.name)?)))
+            {
+                one.sets.insert(
+                    set.0,
+                    crate::sets::IpSet {
+                        kind: set.1.kind,
+                        family: set.1.family,
+                        members: Vec::new(),
+                    },
+                );
+            }
             stage.rules.push(r);
             for d in validate(&one, &SourceMap::default(), self.file) {
                 let mut e = Diagnostic::error(
@@ -697,6 +712,7 @@ impl Importer<'_> {
                 self.errs.push(e);
             }
         }
+        rs.sets = self.sets.cloned().unwrap_or_default();
         if self.errs.is_empty() {
             for d in validate(&rs, &SourceMap::default(), self.file) {
                 let mut e = Diagnostic::error(

@@ -24,6 +24,7 @@ use crate::matches::{
 use crate::packet_matches::{LengthRange, MacAddr, PktType, TtlRange};
 use crate::proto::Proto;
 use crate::recent::Recent;
+use crate::sets::{MatchSet, Sets};
 use crate::settings::ConntrackSettings;
 
 // Data and logic: this file has the document's types; `family.rs` and `ports.rs` add `impl`
@@ -50,6 +51,9 @@ pub struct Ruleset {
     pub conntrack: ConntrackSettings,
     #[serde(default, skip_serializing_if = "Helpers::is_empty")]
     pub helpers: Helpers,
+    /// Address sets by name, as ipset's hash:ip and hash:net (rules' `match_set`).
+    #[serde(default, skip_serializing_if = "Sets::is_empty")]
+    pub sets: Sets,
     #[serde(default, skip_serializing_if = "Stage::is_empty")]
     pub raw: Stage,
     #[serde(default)]
@@ -505,6 +509,10 @@ pub struct Rule {
     /// matches, negated or not; implies `family: ipv6`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rt_type: Option<Match<TtlRange>>,
+    /// The packet's source or destination address in a set of the ruleset's `sets` (iptables'
+    /// `-m set --match-set`; [`crate::sets`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub match_set: Option<MatchSet>,
     /// Named lists of recently seen addresses (iptables' `-m recent`; [`crate::recent`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recent: Option<Recent>,
@@ -546,6 +554,7 @@ impl Rule {
         "mac_source",
         "pkttype",
         "rt_type",
+        "match_set",
         "recent",
         "limit",
         "action",
@@ -578,6 +587,7 @@ impl Rule {
             mac_source: None,
             pkttype: None,
             rt_type: None,
+            match_set: None,
             recent: None,
             limit: None,
             action,

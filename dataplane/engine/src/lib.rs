@@ -17,6 +17,7 @@ pub mod conntrack;
 pub mod defrag;
 pub mod flow;
 pub mod hints;
+pub mod ipset;
 pub mod limit;
 pub mod log;
 pub mod packet;

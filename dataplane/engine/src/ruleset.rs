@@ -2,6 +2,9 @@
 //! indices and peers, both stages' classifiers and actions, conntrack parameters, and a
 //! generation number that cached verdicts are checked against.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
 use config::log::LogOptions;
 use config::matches::{CtDir, CtState, Proto};
 use config::ruleset::{Action, Family, Policy, RejectWith, Rule, Ruleset, Stage};
@@ -9,6 +12,7 @@ use config::ruleset::{Action, Family, Policy, RejectWith, Rule, Ruleset, Stage};
 use crate::classifier::reference::{self, Visit};
 use crate::classifier::{Classifier, Key, ProgramError};
 use crate::conntrack::Sysctls;
+use crate::ipset::{Set, SetMatch};
 use crate::limit::Bucket;
 use crate::packet::{Fragment, IpFamily, PacketMeta};
 use crate::packet_match::PacketMatches;
@@ -75,6 +79,8 @@ pub struct CompiledStage {
     packet: Vec<Option<PacketMatches>>,
     /// Each rule's `recent` match (`recent.rs`).
     recent: Vec<Option<RecentMatch>>,
+    /// Each rule's `match_set` (`ipset.rs`).
+    sets: Vec<Option<SetMatch>>,
     /// The stage, for the rare truncated-header path.
     stage: Stage,
     /// Each rule's family ([`Rule::implied_family`]), worked out once for that path.
@@ -152,6 +158,11 @@ impl CompiledStage {
     ) -> bool {
         if let Some(Some(p)) = self.packet.get(r as usize) {
             if !p.matches(pkt.0, pkt.1) {
+                return false;
+            }
+        }
+        if let Some(Some(s)) = self.sets.get(r as usize) {
+            if !s.matches(pkt.0) {
                 return false;
             }
         }
@@ -323,6 +334,7 @@ fn stage(
     s: &Stage,
     ports: &[String],
     lists: &mut Lists,
+    sets: &BTreeMap<String, Arc<Set>>,
 ) -> Result<CompiledStage, CompileError> {
     let classifier = Classifier::compile_chains(&s.rules, &s.chains, ports, MAX_ENTRIES)
         .map_err(|error| CompileError::Chains { stage: name, error })?;
@@ -346,6 +358,13 @@ fn stage(
         recent: s
             .numbered()
             .map(|(_, _, r)| r.recent.as_ref().and_then(|x| lists.compile(x)))
+            .collect(),
+        sets: s
+            .numbered()
+            .map(|(_, _, r)| {
+                let m = r.match_set.as_ref()?;
+                Some(SetMatch::new(m, Arc::clone(sets.get(&m.name)?)))
+            })
             .collect(),
         logs: s
             .numbered()
@@ -390,8 +409,13 @@ impl CompiledRuleset {
             }
         }
         let mut lists = Lists::carry(previous.map(|p| &p.recent));
-        let raw = stage("raw", &r.raw, &ports, &mut lists)?;
-        let forward = stage("forward", &r.forward, &ports, &mut lists)?;
+        let sets: BTreeMap<String, Arc<Set>> = r
+            .sets
+            .iter()
+            .map(|(name, s)| (name.clone(), Arc::new(Set::build(s))))
+            .collect();
+        let raw = stage("raw", &r.raw, &ports, &mut lists, &sets)?;
+        let forward = stage("forward", &r.forward, &ports, &mut lists, &sets)?;
         let named: Vec<&str> = [&r.raw, &r.forward]
             .iter()
             .flat_map(|st| st.numbered())

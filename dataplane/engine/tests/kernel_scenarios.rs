@@ -8,7 +8,7 @@
 //! that never reached filter FORWARD such as ARP or a bad IPv4 header checksum, must be null
 //! on both sides), without binaries, root or a lab.
 //!
-//! Rules: a scenario's `rules.iptables` (with `sysctl.conf` and `helpers` when present) goes
+//! Rules: a scenario's `rules.iptables` (with `sysctl.conf`, `helpers` and `ipset.save` when present) goes
 //! through `config::iptables::import`, then to YAML and back through `config::load_str`, as
 //! `statewall import-iptables --sysctl --helpers`, `statewall check` and `statewall replay
 //! --config` do; a tests/data capture runs under examples/seed-gateway.yaml, the ruleset its
@@ -158,10 +158,12 @@ fn import_scenario(dir: &Path, name: &str) -> Result<config::Ruleset, String> {
     };
     let sysctl = optional("sysctl.conf")?;
     let helpers = optional("helpers")?;
+    let ipset = optional("ipset.save")?;
     let input = config::iptables::ImportInput {
         rules: (&rules.0, &rules.1),
         sysctl: sysctl.as_ref().map(|(n, t)| (n.as_str(), t.as_str())),
         helpers: helpers.as_ref().map(|(n, t)| (n.as_str(), t.as_str())),
+        ipset: ipset.as_ref().map(|(n, t)| (n.as_str(), t.as_str())),
         family: None,
     };
     let imported = config::iptables::import(&input).map_err(|e| {

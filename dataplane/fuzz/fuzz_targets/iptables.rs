@@ -1,7 +1,7 @@
-//! `import-iptables` on arbitrary text: the rules, the sysctl file and the helpers file
-//! (the input split at its first two NUL bytes; a part left out is not given). Errors name
-//! one of the three files and a line inside it, never a panic; anything imported writes YAML
-//! that loads back and compiles.
+//! `import-iptables` on arbitrary text: the rules, the sysctl file, the helpers file and the
+//! `ipset save` file (the input split at its first three NUL bytes; a part left out is not
+//! given). Errors name one of the four files and a line inside it, never a panic; anything
+//! imported writes YAML that loads back and compiles.
 //!
 //! Run: `scripts/fuzz.sh iptables` (seeds: every scenario's `rules.iptables`, the live
 //! suite's rules, `dataplane/fuzz/seeds/iptables`).
@@ -15,14 +15,16 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let mut parts = text.splitn(3, '\0');
+    let mut parts = text.splitn(4, '\0');
     let rules = parts.next().unwrap_or_default();
     let sysctl = parts.next();
     let helpers = parts.next();
+    let ipset = parts.next();
     let input = ImportInput {
         rules: ("fuzz.rules", rules),
         sysctl: sysctl.map(|t| ("fuzz.sysctl", t)),
         helpers: helpers.map(|t| ("fuzz.helpers", t)),
+        ipset: ipset.map(|t| ("fuzz.ipset", t)),
         family: None,
     };
     match import(&input) {
@@ -42,6 +44,7 @@ fuzz_target!(|data: &[u8]| {
                     "fuzz.rules" => rules,
                     "fuzz.sysctl" => sysctl.unwrap_or_default(),
                     "fuzz.helpers" => helpers.unwrap_or_default(),
+                    "fuzz.ipset" => ipset.unwrap_or_default(),
                     other => panic!("a diagnostic names no input: {other}: {d:?}"),
                 };
                 let lines = text.split('\n').count();

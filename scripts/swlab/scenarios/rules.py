@@ -162,3 +162,44 @@ def packet_matches(sc):
     for hlim in (255, 200, 64):
         p = s.IPv6(src=C6, dst=S6, hlim=hlim) / s.ICMPv6EchoRequest(id=hlim, seq=1, data=b"hl")
         sc.send("c", p)
+
+
+@scenario
+def ipset_match(sc):
+    """-m set against ipset's sets (ipset.save, restored first): a hash:net blocklist with a nomatch exception inside a listed network (the most specific network answers), a hash:ip allow list for the destination, an inet6 hash:net matched negated."""
+    sc.ipset = [
+        "create swblock hash:net family inet hashsize 1024 maxelem 65536",
+        "add swblock 10.10.0.0/24",
+        "add swblock 10.10.0.2 nomatch",
+        "add swblock 192.0.2.0/24",
+        "create swallow hash:ip family inet hashsize 1024 maxelem 65536",
+        "add swallow 10.10.0.3",
+        "create swnet6 hash:net family inet6 hashsize 1024 maxelem 65536",
+        "add swnet6 fd00::/120",
+    ]
+    sc.filter4 = [
+        "-A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+        "-A FORWARD -m set --match-set swblock src -j DROP",
+        "-A FORWARD -p udp -m set --match-set swallow dst -j ACCEPT",
+        "-A FORWARD -p tcp -m tcp --dport 80 -j ACCEPT",
+    ]
+    sc.filter6 = [
+        "-A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+        "-A FORWARD -m set ! --match-set swnet6 src -j DROP",
+        "-A FORWARD -p ipv6-icmp -j ACCEPT",
+    ]
+    s = scapy()
+    # The client (10.10.0.2) is the exception: its UDP to the allowed server goes through.
+    sc.send("c", udp("c", 33600, 53, b"q"))
+    sc.send("s", udp("s", 53, 33600, b"a"))
+    # The server (10.10.0.3) is in the blocked /24 without an exception.
+    Tcp(sc, cport=5000, sport=41300).seg("s", "S")
+    # Other sources: one in the other blocked network, one listed nowhere.
+    sc.send("c", s.IP(src="192.0.2.9", dst=S4) / s.UDP(sport=33601, dport=53) / s.Raw(b"x"))
+    sc.send("c", s.IP(src="198.51.100.9", dst=S4) / s.UDP(sport=33602, dport=53) / s.Raw(b"x"))
+    sc.send("c", s.IP(src="198.51.100.9", dst="198.51.100.10") / s.UDP(sport=33603, dport=53)
+            / s.Raw(b"x"))
+    Tcp(sc, cport=41301, sport=80).handshake()
+    sc.send("c", echo("c", 130, 1, v6=True))
+    sc.send("s", echo("s", 130, 1, reply=True, v6=True))
+    sc.send("c", s.IPv6(src="fd00::1:2", dst=S6) / s.ICMPv6EchoRequest(id=131, seq=1, data=b"x"))
