@@ -38,6 +38,12 @@ pub(crate) fn ports_for(
     // key (the rules' names stay as they are). Two are declared, even `lan` and `wan`.
     let defaults = seen.len() == 1 && seen.iter().all(|(n, _)| n == "lan" || n == "wan");
     if seen.is_empty() || lo_seen || defaults {
+        // The default ports, whose interfaces have their names (for wildcards).
+        if !lo_seen {
+            for p in ["lan", "wan"] {
+                names.insert(p.to_string(), p.to_string());
+            }
+        }
         return (None, names);
     }
     if seen.len() != 2 {
@@ -74,18 +80,50 @@ pub(crate) fn ports_for(
     (Some(ports), names)
 }
 
-/// Rename a rule's interface names to their port names.
-pub(crate) fn rename_ports(r: &mut Rule, names: &BTreeMap<String, String>) {
+/// Rename a rule's interface names to their port names (`names`: interface to port), a
+/// wildcard (`eth+`, kept so by the parsers) to the ports whose interfaces it matches. `Err`
+/// says why the rule never matches: a wildcard that matches no port.
+pub(crate) fn rename_ports(r: &mut Rule, names: &BTreeMap<String, String>) -> Result<(), String> {
     for m in [&mut r.in_port, &mut r.out_port] {
-        let Some(Match { values, .. }) = m else {
+        let Some(Match { values, negated }) = m else {
             continue;
         };
-        for PortName(v) in values {
-            if let Some(n) = names.get(v) {
-                v.clone_from(n);
+        let mut out: Vec<PortName> = Vec::new();
+        let mut wildcard = None;
+        for PortName(v) in values.iter() {
+            let ports: Vec<&String> = match v.strip_suffix('+') {
+                Some(prefix) => {
+                    wildcard = Some(v.clone());
+                    names
+                        .iter()
+                        .filter(|(iface, _)| iface.starts_with(prefix))
+                        .map(|(_, port)| port)
+                        .collect()
+                }
+                None => vec![names.get(v).unwrap_or(v)],
+            };
+            for p in ports {
+                if !out.iter().any(|o| &o.0 == p) {
+                    out.push(PortName(p.clone()));
+                }
             }
         }
+        if out.is_empty() {
+            let w = wildcard.unwrap_or_default();
+            if *negated {
+                // `! -i eth+` with no `eth` port: true of every packet.
+                *m = None;
+                continue;
+            }
+            let ifaces: Vec<&str> = names.keys().map(String::as_str).collect();
+            return Err(format!(
+                "interface wildcard `{w}` matches none of the gateway's interfaces ({})",
+                ifaces.join(", ")
+            ));
+        }
+        *values = out;
     }
+    Ok(())
 }
 
 /// A port name for an interface: letters, digits, `-`, `_`, starting with a letter.

@@ -115,7 +115,7 @@ fn what_cannot_be_translated_is_an_error_at_its_rule() {
     let e = errs("unsupported.json", &data("unsupported.json"));
     let want = [
         "table inet filter chain forward rule handle 4: unsupported statement `vmap`",
-        "interface wildcard `wan*` cannot be translated",
+        "unsupported match `ip dscp`",
         "unsupported `limit rate over`",
         "set `blocked` is dynamic",
         "unsupported `log group` (nflog)",

@@ -43,8 +43,9 @@
 //!   addresses or ICMP matches already imply it.
 //! - `-i`/`-o` interfaces become ports named after the interface (characters a port name may
 //!   not have become `_`): the output declares `ports:` when any rule names an interface,
-//!   which must then be exactly two (a gateway's pair). `-i lo` and wildcards (`eth+`) are
-//!   errors. `-m physdev --physdev-in NAME` / `--physdev-out NAME` (a Linux bridge with
+//!   which must then be exactly two (a gateway's pair). A wildcard (`eth+`) is the ports
+//!   whose interfaces it matches (none: a rule that never matches is left out with a
+//!   warning, a negated one loses the match). `-m physdev --physdev-in NAME` / `--physdev-out NAME` (a Linux bridge with
 //!   br_netfilter names its ports this way) translate exactly as `-i`/`-o` do and count
 //!   towards the same pair of interfaces; an `-i`/`-o` and a physdev match on the same side of
 //!   one rule is an error. When the only interface named is `lan` or `wan`, the output has

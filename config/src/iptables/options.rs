@@ -135,12 +135,27 @@ impl RuleParser<'_> {
         let Some(v) = self.value(tok) else { return };
         let neg = neg || self.take_neg();
         let name = v.text.as_str();
-        if name.ends_with('+') {
-            self.err(
-                v.pos,
-                format!("interface wildcard `{name}` cannot be translated"),
-                "statewall ports are single interfaces: name the interface itself",
-            );
+        if let Some(prefix) = name.strip_suffix('+') {
+            // A wildcard: the ports whose interfaces start with `prefix`, once the
+            // interfaces are known (`interfaces::rename_ports`).
+            if prefix.len() > 14 || prefix.contains(['/', ' ', ',']) {
+                self.err(
+                    v.pos,
+                    format!("invalid interface wildcard `{name}`"),
+                    "a wildcard is up to 14 characters of an interface name, then `+`",
+                );
+                return;
+            }
+            let m = Match {
+                negated: neg,
+                values: vec![PortName(name.to_string())],
+            };
+            let (slot, what) = if input {
+                (&mut self.out.rule.in_port, "input interface")
+            } else {
+                (&mut self.out.rule.out_port, "output interface")
+            };
+            set_once(&mut self.out.errs, self.file, slot, m, tok, what);
             return;
         }
         if name.is_empty() || name.len() > 15 || name.contains(['/', ' ', ',']) {

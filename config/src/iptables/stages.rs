@@ -622,7 +622,13 @@ impl Importer<'_> {
                 }
                 Item::Rule(r) => {
                     let mut r = (**r).clone();
-                    interfaces::rename_ports(&mut r, &names);
+                    if let Err(why) = interfaces::rename_ports(&mut r, &names) {
+                        self.warns.push(
+                            Diagnostic::warning(self.file, e.pos, format!("{why}: the rule never matches and is left out"))
+                                .with_hint("a wildcard matches the interfaces the rules name; name the interface itself if this rule is meant for one"),
+                        );
+                        continue;
+                    }
                     r.action = match r.action {
                         Action::Jump(c) => Action::Jump(chain_names.get(&c).cloned().unwrap_or(c)),
                         Action::Goto(c) => Action::Goto(chain_names.get(&c).cloned().unwrap_or(c)),

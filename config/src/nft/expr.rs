@@ -480,11 +480,11 @@ impl<'a> Builder<'a> {
                                 "",
                             );
                         };
-                        if n.ends_with('*') {
-                            return fail(
-                                format!("interface wildcard `{n}` cannot be translated"),
-                                "statewall's rules name its ports; name the interface",
-                            );
+                        // A wildcard (`eth*`; `\*` is a literal star): the ports whose
+                        // interfaces start with the prefix, once they are known.
+                        if let Some(prefix) = n.strip_suffix('*').filter(|p| !p.ends_with('\\')) {
+                            names.push(PortName(format!("{prefix}+")));
+                            continue;
                         }
                         if n == "lo" {
                             continue; // never a forwarded packet's interface

@@ -32,7 +32,7 @@
 //!   `return`, `notrack`, `ct helper set`; a rule's `comment`.
 //!
 //! Everything else (`log`, `limit`, `meta mark set`, NAT statements, maps and verdict maps,
-//! concatenations, interface wildcards, address ranges, `continue`) is an error naming the
+//! concatenations, address ranges, `continue`) is an error naming the
 //! rule (table, chain, handle) and its place in the text; all errors are collected.
 //!
 //! # Layout

@@ -287,8 +287,23 @@ pub(super) fn assemble(file: &str, mut o: Objects) -> (Ruleset, Vec<Diagnostic>,
     let (ports, port_names) = interfaces::ports_for(&ifaces, file, "iifname/oifname", &mut errs);
     rs.ports = ports;
     for st in [&mut rs.raw, &mut rs.forward] {
-        for r in st.rules.iter_mut().chain(st.chains.values_mut().flatten()) {
-            interfaces::rename_ports(r, &port_names);
+        let mut keep = |r: &mut Rule| match interfaces::rename_ports(r, &port_names) {
+            Ok(()) => true,
+            Err(why) => {
+                warns.push(
+                    Diagnostic::warning(
+                        file,
+                        Pos::default(),
+                        format!("{why}: a rule that never matches is left out"),
+                    )
+                    .with_hint("a wildcard matches the interfaces the rules name"),
+                );
+                false
+            }
+        };
+        st.rules.retain_mut(&mut keep);
+        for rules in st.chains.values_mut() {
+            rules.retain_mut(&mut keep);
         }
     }
     check(file, &rs, checked, &mut errs);
