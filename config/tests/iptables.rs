@@ -1460,3 +1460,48 @@ fn interface_wildcards_name_the_ports_they_match() {
     assert_eq!(w.pos.line, 4);
     assert!(w.message.contains("(eth0, eth1)"), "{w}");
 }
+
+#[test]
+fn address_types_on_a_gateway_that_routes_nothing() {
+    let r = ok(
+        "addrtype.sh",
+        "iptables -A FORWARD -m addrtype --dst-type BROADCAST -j DROP\n\
+         iptables -A FORWARD -m addrtype --dst-type UNICAST -p tcp -j ACCEPT\n\
+         iptables -A FORWARD -m addrtype ! --src-type LOCAL -p udp -j ACCEPT\n\
+         iptables -A FORWARD -m addrtype --dst-type LOCAL -j ACCEPT\n\
+         ip6tables -A FORWARD -m addrtype --dst-type MULTICAST,BROADCAST -j DROP\n",
+    );
+    let f = &r.forward.rules;
+    // LOCAL is the gateway's own: the fourth rule is left out.
+    assert_eq!(f.len(), 4, "{f:#?}");
+    let shown = |m: &Option<Match<Cidr>>| {
+        m.as_ref().map(|m| {
+            (
+                m.negated,
+                m.values.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            )
+        })
+    };
+    assert_eq!(
+        shown(&f[0].dst),
+        Some((false, vec!["255.255.255.255".to_string()]))
+    );
+    assert_eq!(
+        shown(&f[1].dst),
+        Some((
+            true,
+            vec!["255.255.255.255".to_string(), "224.0.0.0/4".to_string()]
+        ))
+    );
+    // `! --src-type LOCAL` is true of every forwarded packet: no match.
+    assert_eq!(f[2].src, None);
+    assert_eq!(
+        shown(&f[3].dst),
+        Some((false, vec!["ff00::/8".to_string()]))
+    );
+    let e = errs(
+        "addrtype.sh",
+        "iptables -A FORWARD -d 10.0.0.1 -m addrtype --dst-type UNICAST -j DROP\n",
+    );
+    assert!(e[0].message.contains("beside an address match"), "{}", e[0]);
+}

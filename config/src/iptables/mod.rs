@@ -63,7 +63,9 @@
 //!   --hl-eq/--hl-lt/--hl-gt`, `-m mac --mac-source`, `-m pkttype --pkt-type`, and `-m recent`
 //!   (`--set/--rcheck/--update/--remove --seconds --hitcount --reap --name --rsource/--rdest
 //!   --mask`; a command that changes its list must come after the rule's other matches but
-//!   `comment` and `limit`, as statewall tests it after them); `!` wherever
+//!   `comment` and `limit`, as statewall tests it after them), `-m set --match-set NAME
+//!   src|dst` (with `--ipset`), `-m addrtype --src-type/--dst-type` (as addresses: see
+//!   `addrtype.rs`); `!` wherever
 //!   iptables allows it (also the old `--dport ! 22`).
 //! - Targets: ACCEPT, DROP, REJECT `--reject-with` (icmp-port-unreachable, the default, is
 //!   written as no `reject_with`), RETURN, no target at all (`action: continue`: the rule
@@ -111,6 +113,7 @@
 //! several files (`impl RuleParser` in rule/options/target, `impl Importer` in
 //! import/stages): the files with the methods use the type's file, never the other way.
 
+mod addrtype;
 mod family;
 mod import;
 mod ipset;

@@ -260,7 +260,7 @@ impl RuleParser<'_> {
         let name = v.text.as_str();
         let ok = match name {
             "state" | "conntrack" | "multiport" | "tcp" | "udp" | "comment" | "physdev"
-            | "iprange" | "length" | "mac" | "pkttype" | "rt" | "set" => true,
+            | "iprange" | "length" | "mac" | "pkttype" | "rt" | "set" | "addrtype" => true,
             "ttl" | "hl" => {
                 let own = if self.fam == Family::Ipv4 {
                     "ttl"
