@@ -19,6 +19,7 @@
 //! | [`packet_matches`] | matches on each packet's own fields: length, TTL, hop limit, source MAC, packet type |
 //! | [`sets`] | address sets (ipset's hash:ip, hash:net) and a rule's `match_set` |
 //! | [`recent`] | a rule's `recent` match (`-m recent`): named lists of recently seen addresses |
+//! | [`hashlimit`] | a rule's rate limit per address (`-m hashlimit`) |
 //! | [`limit`] | a rule's rate limit (`-m limit`): rate and burst |
 //! | [`log`](mod@log) | what a `log` rule writes (`-j LOG`): prefix, level, extras |
 //! | [`ruleset`] | the document ([`Ruleset`], stages, rules, ports) and its queries: ports with defaults applied, a rule's IP family |
@@ -33,6 +34,7 @@
 
 pub mod chains;
 pub mod diag;
+pub mod hashlimit;
 mod interfaces;
 pub mod iptables;
 pub mod limit;

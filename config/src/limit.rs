@@ -72,6 +72,18 @@ impl std::str::FromStr for Rate {
     }
 }
 
+impl Serialize for Rate {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for Rate {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        rate(&String::deserialize(d)?)
+    }
+}
+
 /// `limit: 100/second` or `limit: {rate: 100/second, burst: 10}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Limit {

@@ -244,6 +244,7 @@ fn covers_rule(a: &Rule, b: &Rule) -> bool {
         && !a.has_packet_matches()
         && a.recent.is_none()
         && a.match_set.is_none()
+        && a.hashlimit.is_none()
         && family_covers(a, b)
         && covers_opt(a.in_port.as_ref(), b.in_port.as_ref(), &Names::of(a, b))
         && covers_out_port(a, b)

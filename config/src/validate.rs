@@ -170,6 +170,18 @@ impl Checker<'_> {
                 Some(_) => {}
             }
         }
+        for (key, msg, hint) in r
+            .hashlimit
+            .iter()
+            .flat_map(crate::hashlimit::HashLimit::problems)
+        {
+            let path = if key.is_empty() {
+                at("hashlimit")
+            } else {
+                at(&format!("hashlimit.{key}"))
+            };
+            self.err(&path, msg, Some(hint));
+        }
         for (key, msg, hint) in r.recent.iter().flat_map(crate::recent::Recent::problems) {
             let path = if key.is_empty() {
                 at("recent")

@@ -1505,3 +1505,26 @@ fn address_types_on_a_gateway_that_routes_nothing() {
     );
     assert!(e[0].message.contains("beside an address match"), "{}", e[0]);
 }
+
+#[test]
+fn hashlimit_options() {
+    let r = ok(
+        "hl.sh",
+        "iptables -A FORWARD -p tcp --dport 22 -m hashlimit --hashlimit-above 3/min --hashlimit-burst 4 --hashlimit-mode srcip,dstport --hashlimit-srcmask 24 --hashlimit-name ssh --hashlimit-htable-size 1024 --hashlimit-htable-max 2048 --hashlimit-htable-expire 60000 --hashlimit-htable-gcinterval 1000 -j DROP\n",
+    );
+    let h = r.forward.rules[0].hashlimit.as_ref().expect("hashlimit");
+    assert_eq!(h.above.map(|r| r.to_string()), Some("3/minute".to_string()));
+    assert_eq!(
+        (h.burst, h.max, h.expire, h.srcmask),
+        (4, 2048, 60_000, Some(24))
+    );
+    assert_eq!(h.mode.len(), 2);
+    let e = errs(
+        "hl.sh",
+        "iptables -A FORWARD -m hashlimit --hashlimit-upto 1/s -j DROP\n\
+         iptables -A FORWARD -m hashlimit --hashlimit-upto 1kb/s --hashlimit-name b -j DROP\n",
+    );
+    let msgs: Vec<String> = e.iter().map(ToString::to_string).collect();
+    assert!(msgs[0].contains("without `--hashlimit-name`"), "{msgs:#?}");
+    assert!(msgs[1].contains("`--hashlimit-upto 1kb/s`"), "{msgs:#?}");
+}

@@ -64,7 +64,8 @@
 //!   (`--set/--rcheck/--update/--remove --seconds --hitcount --reap --name --rsource/--rdest
 //!   --mask`; a command that changes its list must come after the rule's other matches but
 //!   `comment` and `limit`, as statewall tests it after them), `-m set --match-set NAME
-//!   src|dst` (with `--ipset`), `-m addrtype --src-type/--dst-type` (as addresses: see
+//!   src|dst` (with `--ipset`), `-m hashlimit` (`--hashlimit-upto/-above/-burst/-mode/-name/
+//!   -srcmask/-dstmask/-htable-max/-htable-expire`), `-m addrtype --src-type/--dst-type` (as addresses: see
 //!   `addrtype.rs`); `!` wherever
 //!   iptables allows it (also the old `--dport ! 22`).
 //! - Targets: ACCEPT, DROP, REJECT `--reject-with` (icmp-port-unreachable, the default, is
@@ -115,6 +116,7 @@
 
 mod addrtype;
 mod family;
+mod hashlimit;
 mod import;
 mod ipset;
 mod options;

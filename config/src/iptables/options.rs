@@ -276,6 +276,13 @@ impl RuleParser<'_> {
                 }
                 true
             }
+            "hashlimit" => {
+                if self.hashlimit_at.is_none() {
+                    self.hashlimit_at = Some(v.pos);
+                    self.hashlimit_mut();
+                }
+                true
+            }
             "recent" => {
                 if self.out.rule.recent.is_none() {
                     self.out.rule.recent = Some(crate::recent::Recent::default());
@@ -315,8 +322,8 @@ impl RuleParser<'_> {
             return;
         }
         let hint = match name {
-            "hashlimit" | "connlimit" => {
-                "statewall has rate limits per rule (-m limit), not per address or connection count; remove the rule, or enforce the limit elsewhere".to_string()
+            "connlimit" => {
+                "statewall limits rates (-m limit, -m hashlimit), not connection counts; remove the rule, or enforce the limit elsewhere".to_string()
             }
             "helper" => {
                 "connections the FTP helper expects are matched with `--ctstate RELATED`".to_string()

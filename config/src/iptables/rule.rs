@@ -93,7 +93,7 @@ const GENERAL_OPTS: &[&str] = &[
 ];
 
 pub(super) const SUPPORTED_MATCHES: &str =
-    "statewall translates -m state, conntrack (--ctstate, --ctdir), multiport, tcp, udp, icmp, icmp6, physdev (--physdev-in, --physdev-out), iprange (--src-range, --dst-range), limit (--limit, --limit-burst), recent, set (--match-set NAME src|dst, with --ipset), addrtype, length, ttl, hl, rt (--rt-type), mac (--mac-source), pkttype and comment";
+    "statewall translates -m state, conntrack (--ctstate, --ctdir), multiport, tcp, udp, icmp, icmp6, physdev (--physdev-in, --physdev-out), iprange (--src-range, --dst-range), limit (--limit, --limit-burst), recent, set (--match-set NAME src|dst, with --ipset), hashlimit, addrtype, length, ttl, hl, rt (--rt-type), mac (--mac-source), pkttype and comment";
 
 const OTHER_CT_OPTS: &[&str] = &[
     "--ctproto",
@@ -123,6 +123,8 @@ pub(super) struct RuleParser<'t> {
     pub(super) recent_at: Option<Pos>,
     pub(super) recent_cmd: Option<(String, Pos)>,
     pub(super) recent_name: Option<String>,
+    /// Where `-m hashlimit` was loaded.
+    pub(super) hashlimit_at: Option<Pos>,
     /// `--ipset`'s sets (`None`: none given).
     pub(super) sets: Option<&'t crate::sets::Sets>,
     pub(super) out: Parsed,
@@ -172,6 +174,7 @@ impl<'t> RuleParser<'t> {
             recent_at: None,
             recent_cmd: None,
             recent_name: None,
+            hashlimit_at: None,
             sets,
             out: Parsed {
                 rule: Rule::new(Action::Accept),
@@ -332,6 +335,7 @@ impl<'t> RuleParser<'t> {
             self.err(p, "`!` at the end of the rule negates nothing", "remove it");
         }
         self.finish_recent();
+        self.finish_hashlimit();
         self.out
     }
 
@@ -556,6 +560,10 @@ impl<'t> RuleParser<'t> {
             | "--bytes-gt" => {
                 self.needs(tok, &["set"], &[], "`-m set`");
                 self.set_option(tok);
+            }
+            t if t.starts_with("--hashlimit") => {
+                self.needs(tok, &["hashlimit"], &[], "`-m hashlimit`");
+                self.hashlimit_option(tok);
             }
             "--src-type" | "--dst-type" | "--limit-iface-in" | "--limit-iface-out" => {
                 self.needs(tok, &["addrtype"], &[], "`-m addrtype`");

@@ -16,6 +16,7 @@ use std::fmt;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
+use crate::hashlimit::HashLimit;
 use crate::limit::Limit;
 use crate::log::LogOptions;
 use crate::matches::{
@@ -516,6 +517,9 @@ pub struct Rule {
     /// Named lists of recently seen addresses (iptables' `-m recent`; [`crate::recent`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recent: Option<Recent>,
+    /// A rate limit per address (iptables' `-m hashlimit`; [`crate::hashlimit`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hashlimit: Option<HashLimit>,
     /// At most this rate of packets (iptables' `-m limit`); a packet over it does not match.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<Limit>,
@@ -556,6 +560,7 @@ impl Rule {
         "rt_type",
         "match_set",
         "recent",
+        "hashlimit",
         "limit",
         "action",
         "reject_with",
@@ -589,6 +594,7 @@ impl Rule {
             rt_type: None,
             match_set: None,
             recent: None,
+            hashlimit: None,
             limit: None,
             action,
             reject_with: None,

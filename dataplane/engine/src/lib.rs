@@ -16,6 +16,7 @@ pub mod classifier;
 pub mod conntrack;
 pub mod defrag;
 pub mod flow;
+pub mod hashlimit;
 pub mod hints;
 pub mod ipset;
 pub mod limit;

@@ -12,6 +12,7 @@ use config::ruleset::{Action, Family, Policy, RejectWith, Rule, Ruleset, Stage};
 use crate::classifier::reference::{self, Visit};
 use crate::classifier::{Classifier, Key, ProgramError};
 use crate::conntrack::Sysctls;
+use crate::hashlimit::{Answer, Table, Tables};
 use crate::ipset::{Set, SetMatch};
 use crate::limit::Bucket;
 use crate::packet::{Fragment, IpFamily, PacketMeta};
@@ -81,6 +82,8 @@ pub struct CompiledStage {
     recent: Vec<Option<RecentMatch>>,
     /// Each rule's `match_set` (`ipset.rs`).
     sets: Vec<Option<SetMatch>>,
+    /// Each rule's `hashlimit` table (`hashlimit.rs`).
+    hashlimits: Vec<Option<Arc<Table>>>,
     /// The stage, for the rare truncated-header path.
     stage: Stage,
     /// Each rule's family ([`Rule::implied_family`]), worked out once for that path.
@@ -154,8 +157,13 @@ impl CompiledStage {
         r: u32,
         now: u64,
         pkt: (&PacketMeta, &[u8]),
+        hot: &std::cell::Cell<Option<u32>>,
         log: &mut impl FnMut(u32, &LogOptions),
     ) -> bool {
+        // After a hotdrop the walk only runs out: nothing more happens.
+        if hot.get().is_some() {
+            return true;
+        }
         if let Some(Some(p)) = self.packet.get(r as usize) {
             if !p.matches(pkt.0, pkt.1) {
                 return false;
@@ -169,6 +177,16 @@ impl CompiledStage {
         if let Some(Some(m)) = self.recent.get(r as usize) {
             if !m.matches(pkt.0, now) {
                 return false;
+            }
+        }
+        if let Some(Some(t)) = self.hashlimits.get(r as usize) {
+            match t.check(pkt.0, now) {
+                Answer::Match => {}
+                Answer::NoMatch => return false,
+                Answer::Drop => {
+                    hot.set(Some(r));
+                    return true;
+                }
             }
         }
         if let Some(Some(b)) = self.limits.get(r as usize) {
@@ -194,11 +212,14 @@ impl CompiledStage {
         now: u64,
         mut log: impl FnMut(u32, &LogOptions),
     ) -> (Option<u32>, Target) {
-        match self
+        let hot = std::cell::Cell::new(None);
+        let decided = self
             .classifier
-            .classify_with(key, |r| self.hit(r, now, pkt, &mut log))
-            .and_then(|i| Some((i, (*self.targets.get(i as usize)?)?)))
-        {
+            .classify_with(key, |r| self.hit(r, now, pkt, &hot, &mut log));
+        if let Some(h) = hot.get() {
+            return (Some(h), Target::Drop);
+        }
+        match decided.and_then(|i| Some((i, (*self.targets.get(i as usize)?)?))) {
             Some((i, t)) => (Some(i), t),
             None => self.decide_policy(),
         }
@@ -244,6 +265,7 @@ impl CompiledStage {
         let name = |i: u8| ports.get(usize::from(i)).map_or("", String::as_str);
         let (in_port, out_port) = (name(key.in_port), name(key.out_port));
         let mut hot = false;
+        let hot_table = std::cell::Cell::new(None);
         let at = reference::walk(
             &self.stage,
             ports,
@@ -261,9 +283,12 @@ impl CompiledStage {
                         );
                     hot
                 },
-                hit: &mut |i, _| self.hit(i, now, (m, frame), &mut log),
+                hit: &mut |i, _| self.hit(i, now, (m, frame), &hot_table, &mut log),
             },
         );
+        if let Some(h) = hot_table.get() {
+            return Some((Some(h), Target::Drop));
+        }
         Some(match at {
             Some(i) if hot => (Some(i), Target::Drop),
             Some(i) => match self.target(i) {
@@ -313,6 +338,8 @@ pub struct CompiledRuleset {
     pub ftp_ports: Vec<u16>,
     /// The `recent` matches' lists, by name (carried to the next ruleset).
     pub recent: Lists,
+    /// The `hashlimit` matches' tables, by name and family (carried too).
+    pub hashlimit: Tables,
 }
 
 /// Why a validated ruleset still cannot be compiled.
@@ -329,12 +356,19 @@ pub enum CompileError {
     },
 }
 
+/// What a stage's rules share with the rest of the ruleset: `recent` lists, `hashlimit`
+/// tables, sets.
+struct Shared<'a> {
+    lists: &'a mut Lists,
+    tables: &'a mut Tables,
+    sets: &'a BTreeMap<String, Arc<Set>>,
+}
+
 fn stage(
     name: &'static str,
     s: &Stage,
     ports: &[String],
-    lists: &mut Lists,
-    sets: &BTreeMap<String, Arc<Set>>,
+    shared: &mut Shared,
 ) -> Result<CompiledStage, CompileError> {
     let classifier = Classifier::compile_chains(&s.rules, &s.chains, ports, MAX_ENTRIES)
         .map_err(|error| CompileError::Chains { stage: name, error })?;
@@ -357,13 +391,20 @@ fn stage(
         packet: s.numbered().map(|(_, _, r)| PacketMatches::of(r)).collect(),
         recent: s
             .numbered()
-            .map(|(_, _, r)| r.recent.as_ref().and_then(|x| lists.compile(x)))
+            .map(|(_, _, r)| r.recent.as_ref().and_then(|x| shared.lists.compile(x)))
             .collect(),
         sets: s
             .numbered()
             .map(|(_, _, r)| {
                 let m = r.match_set.as_ref()?;
-                Some(SetMatch::new(m, Arc::clone(sets.get(&m.name)?)))
+                Some(SetMatch::new(m, Arc::clone(shared.sets.get(&m.name)?)))
+            })
+            .collect(),
+        hashlimits: s
+            .numbered()
+            .map(|(_, _, r)| {
+                let h = r.hashlimit.as_ref()?;
+                Some(shared.tables.get(h, r.implied_family()))
             })
             .collect(),
         logs: s
@@ -414,8 +455,23 @@ impl CompiledRuleset {
             .iter()
             .map(|(name, s)| (name.clone(), Arc::new(Set::build(s))))
             .collect();
-        let raw = stage("raw", &r.raw, &ports, &mut lists, &sets)?;
-        let forward = stage("forward", &r.forward, &ports, &mut lists, &sets)?;
+        let mut tables = Tables::carry(previous.map(|p| &p.hashlimit));
+        let mut shared = Shared {
+            lists: &mut lists,
+            tables: &mut tables,
+            sets: &sets,
+        };
+        let raw = stage("raw", &r.raw, &ports, &mut shared)?;
+        let forward = stage("forward", &r.forward, &ports, &mut shared)?;
+        let named_tables: Vec<(String, bool)> = [&r.raw, &r.forward]
+            .iter()
+            .flat_map(|st| st.numbered())
+            .filter_map(|(_, _, rule)| {
+                let h = rule.hashlimit.as_ref()?;
+                Some((h.name.clone(), rule.implied_family() == Some(Family::Ipv6)))
+            })
+            .collect();
+        tables.keep_only(&named_tables);
         let named: Vec<&str> = [&r.raw, &r.forward]
             .iter()
             .flat_map(|st| st.numbered())
@@ -427,6 +483,7 @@ impl CompiledRuleset {
             raw,
             forward,
             recent: lists,
+            hashlimit: tables,
             peer,
             interfaces: {
                 let by_name = r.port_interfaces();

@@ -203,3 +203,26 @@ def ipset_match(sc):
     sc.send("c", echo("c", 130, 1, v6=True))
     sc.send("s", echo("s", 130, 1, reply=True, v6=True))
     sc.send("c", s.IPv6(src="fd00::1:2", dst=S6) / s.ICMPv6EchoRequest(id=131, seq=1, data=b"x"))
+
+
+@scenario
+def hashlimit(sc):
+    """-m hashlimit: DNS per source at 2/sec, burst 3 (five at once from the client: three accepted; two at once from another source: its own bucket; two more from the client 1.2 s later, within the rate again), and --hashlimit-above on SYNs per source and port (burst 2: the third and fourth at once dropped)."""
+    sc.filter4 = [
+        "-A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+        "-A FORWARD -p tcp -m tcp --dport 80 -m hashlimit --hashlimit-above 1/sec --hashlimit-burst 2 --hashlimit-mode srcip,dstport --hashlimit-name swsyn -j DROP",
+        "-A FORWARD -p tcp -m tcp --dport 80 -j ACCEPT",
+        "-A FORWARD -p udp -m udp --dport 53 -m hashlimit --hashlimit-upto 2/sec --hashlimit-burst 3 --hashlimit-mode srcip --hashlimit-name swdns --hashlimit-htable-expire 60000 -j ACCEPT",
+    ]
+    sc.filter6 = []
+    s = scapy()
+    for i in range(5):
+        sc.send("c", udp("c", 34000 + i, 53, b"q"), gap=0.01)
+    for i in range(2):
+        sc.send("c", s.IP(src="10.10.0.5", dst=S4) / s.UDP(sport=34010 + i, dport=53) / s.Raw(b"q"),
+                gap=0.01)
+    sc.wait(1.2)
+    for i in range(2):
+        sc.send("c", udp("c", 34020 + i, 53, b"later"), gap=0.01)
+    for i in range(4):
+        Tcp(sc, cport=41700 + i, sport=80).seg("c", "S", gap=0.01)

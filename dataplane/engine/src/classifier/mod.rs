@@ -205,6 +205,7 @@ fn volatile(r: &Rule) -> bool {
         || r.action == config::ruleset::Action::Log
         || r.has_packet_matches()
         || r.recent.is_some()
+        || r.hashlimit.is_some()
 }
 
 impl Classifier {

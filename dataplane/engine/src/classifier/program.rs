@@ -48,7 +48,11 @@ pub(crate) enum Step {
 /// Whether a rule that moves between chains has matches only the packet path can test:
 /// a rate limit, `recent`, a match on the packet's own fields, or a set.
 pub(crate) fn guarded(r: &Rule) -> bool {
-    r.limit.is_some() || r.recent.is_some() || r.has_packet_matches() || r.match_set.is_some()
+    r.limit.is_some()
+        || r.recent.is_some()
+        || r.has_packet_matches()
+        || r.match_set.is_some()
+        || r.hashlimit.is_some()
 }
 
 /// The flattened stage: boxes with the entry each belongs to, and each entry's step.
