@@ -75,6 +75,7 @@ forward:
       - {proto: tcp, recent: {set: seen}, action: continue}
       - {proto: tcp, dport: 80, recent: {update: seen, seconds: 1, hitcount: 200}, action: {jump: never}}
       - {proto: udp, length: 0-60, ttl: 1-255, action: continue}
+      - {proto: udp, hashlimit: {name: u, upto: 10000/second, burst: 10000, mode: [srcip, srcport], max: 4096}, action: continue}
       - {proto: tcp, dport: [21, 80], action: accept}
       - {proto: udp, dport: 53, limit: {rate: 10000/second, burst: 10000}, action: accept}
       - {proto: tcp, dport: 8080, action: reject, reject_with: tcp-reset}
