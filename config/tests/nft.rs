@@ -251,3 +251,60 @@ fn warnings_in_the_header_are_yaml_comments_whatever_the_names() {
     );
     assert!(i.to_yaml().contains("chain a\\u{1}b"), "{}", i.to_yaml());
 }
+
+/// A rule of the `fwd` chain of FWD4 with these statements after `tcp dport 22`.
+fn ssh_rule(stmts: &str) -> String {
+    format!(
+        r#"{{"rule": {{"family": "ip", "table": "f", "chain": "fwd", "handle": 2, "expr": [{{"match": {{"op": "==", "left": {{"payload": {{"protocol": "tcp", "field": "dport"}}}}, "right": 22}}}}, {stmts}]}}}}"#
+    )
+}
+
+#[test]
+fn log_and_limit_statements_as_rules() {
+    const LOG: &str = r#"{"log": {"prefix": "ssh: ", "level": "info"}}"#;
+    const LIMIT: &str = r#"{"limit": {"rate": 3, "per": "minute", "burst": 5}}"#;
+    // `log ... accept`: a log rule, then the accept, both with the rule's matches.
+    let i = ok(
+        "a.json",
+        &doc(&[FWD4, &ssh_rule(&format!(r#"{LOG}, {{"accept": null}}"#))]),
+    );
+    let f = &i.ruleset.forward.rules;
+    assert_eq!(
+        (&f[0].action, &f[1].action),
+        (&Action::Log, &Action::Accept)
+    );
+    assert_eq!(f[0].dport, f[1].dport);
+    assert_eq!(
+        f[0].log.as_ref().and_then(|l| l.prefix.as_deref()),
+        Some("ssh: ")
+    );
+    // `limit ... log` (no verdict): the limit is the log's.
+    let i = ok(
+        "b.json",
+        &doc(&[FWD4, &ssh_rule(&format!("{LIMIT}, {LOG}"))]),
+    );
+    let f = &i.ruleset.forward.rules;
+    assert!(f[0].action == Action::Log && f[0].limit.is_some());
+    // `log ... limit ... drop`: the limit is the verdict's.
+    let i = ok(
+        "c.json",
+        &doc(&[
+            FWD4,
+            &ssh_rule(&format!(r#"{LOG}, {LIMIT}, {{"drop": null}}"#)),
+        ]),
+    );
+    let f = &i.ruleset.forward.rules;
+    assert!(f[0].limit.is_none() && f[1].limit.is_some() && f[1].action == Action::Drop);
+    // `limit ... log ... drop` would take two tokens: refused.
+    let e = errs(
+        "d.json",
+        &doc(&[
+            FWD4,
+            &ssh_rule(&format!(r#"{LIMIT}, {LOG}, {{"drop": null}}"#)),
+        ]),
+    );
+    assert!(
+        e[0].contains("a `limit` before both `log` and `drop`"),
+        "{e:?}"
+    );
+}

@@ -222,11 +222,14 @@ LOG_ALL_NETNS = "/proc/sys/net/netfilter/nf_log_all_netns"
 
 
 def log_prefixes(scdir: str) -> list[str]:
-    """The --log-prefix of each LOG rule of a scenario (none for an nftables one)."""
+    """The --log-prefix of each LOG rule of a scenario (`log prefix` of an nftables one)."""
     path = os.path.join(scdir, "rules.iptables")
-    if not os.path.exists(path):
-        return []
-    return re.findall(r'-j LOG .*?--log-prefix "([^"]*)"', open(path).read())
+    if os.path.exists(path):
+        return re.findall(r'-j LOG .*?--log-prefix "([^"]*)"', open(path).read())
+    path = os.path.join(scdir, "rules.nft")
+    if os.path.exists(path):
+        return re.findall(r'\blog prefix "([^"]*)"', open(path).read())
+    return []
 
 
 def open_kmsg() -> int:

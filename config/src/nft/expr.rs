@@ -16,6 +16,7 @@ use crate::matches::{
     flags_from_bits, Cidr, CtDir, CtState, Icmp4Type, Icmp6Type, IcmpType, Match, PortName,
     PortRange, Scalar, TcpFlag, TcpFlagsMatch,
 };
+use crate::packet_matches::{MacAddr, PktType, Range};
 use crate::proto::Proto;
 use crate::ruleset::{Action, Family, RejectWith, Rule};
 
@@ -527,13 +528,34 @@ impl<'a> Builder<'a> {
                     };
                     self.family_is(f)
                 }
+                Some("length") => {
+                    let r = vals.iter().map(num_range::<65535>).collect::<Result<Vec<_>, Fail>>()?;
+                    set_once(&mut self.rule.length, list(r, negated), &what)
+                }
+                Some("pkttype") => {
+                    let mut types = Vec::new();
+                    for v in &vals {
+                        types.push(match v.show().as_str() {
+                            "host" | "unicast" => PktType::Unicast,
+                            "broadcast" => PktType::Broadcast,
+                            "multicast" => PktType::Multicast,
+                            other => {
+                                return fail(
+                                    format!("unsupported packet type `{other}`"),
+                                    "unicast (host), broadcast or multicast",
+                                )
+                            }
+                        });
+                    }
+                    set_once(&mut self.rule.pkttype, list(types, negated), &what)
+                }
                 Some("iif" | "oif") => fail(
                     format!("`{what}` (an interface index) cannot be translated"),
                     "use iifname/oifname, which statewall translates to ports",
                 ),
                 _ => fail(
                     format!("unsupported match `{what}`"),
-                    "statewall translates meta iifname, oifname, l4proto and nfproto",
+                    "statewall translates meta iifname, oifname, l4proto, nfproto, length and pkttype",
                 ),
             };
         }
@@ -576,6 +598,23 @@ impl<'a> Builder<'a> {
                 set_once(slot, list(ports, negated), &what)
             }
             ("icmp" | "icmpv6", "code") => self.icmp_code(proto == "icmpv6", &vals, negated),
+            ("ip", "ttl") => {
+                self.family_is(Family::Ipv4)?;
+                let r = vals.iter().map(num_range::<255>).collect::<Result<Vec<_>, Fail>>()?;
+                set_once(&mut self.rule.ttl, list(r, negated), &what)
+            }
+            ("ip6", "hoplimit") => {
+                self.family_is(Family::Ipv6)?;
+                let r = vals.iter().map(num_range::<255>).collect::<Result<Vec<_>, Fail>>()?;
+                set_once(&mut self.rule.hop_limit, list(r, negated), &what)
+            }
+            ("ether", "saddr") => {
+                let mut macs = Vec::new();
+                for v in &vals {
+                    macs.push(MacAddr::parse_str(&v.show()).or_else(|e| fail(e, "six hex bytes"))?);
+                }
+                set_once(&mut self.rule.mac_source, list(macs, negated), &what)
+            }
             ("icmp" | "icmpv6", "type") => {
                 let v6 = proto == "icmpv6";
                 self.family_is(if v6 { Family::Ipv6 } else { Family::Ipv4 })?;
@@ -592,7 +631,7 @@ impl<'a> Builder<'a> {
                     set_once(&mut self.rule.icmp_type, list(t, negated), &what)
                 }
             }
-            _ => fail(format!("unsupported match `{what}`"), "statewall translates ip/ip6 saddr, daddr, protocol, nexthdr; tcp/udp/sctp/dccp/udplite/th sport, dport; icmp/icmpv6 type; tcp flags"),
+            _ => fail(format!("unsupported match `{what}`"), "statewall translates ip/ip6 saddr, daddr, protocol, nexthdr; ip ttl, ip6 hoplimit, ether saddr; tcp/udp/sctp/dccp/udplite/th sport, dport; icmp/icmpv6 type; tcp flags"),
         }
     }
 
@@ -638,9 +677,63 @@ impl<'a> Builder<'a> {
         }
     }
 
-    /// `tcp dport < 1024` and friends: one port range.
+    /// `tcp dport < 1024` and friends: one port range; `ip ttl < 5`, `ip6 hoplimit > 1`,
+    /// `meta length > 1000` likewise.
     fn port_compare(&mut self, left: &Value, op: &str, right: &Value) -> Result<(), Fail> {
         let p = left.get("payload");
+        let numeric = match (
+            p.and_then(|p| text(p, "protocol")),
+            p.and_then(|p| text(p, "field")),
+            left.get("meta").and_then(|m| text(m, "key")),
+        ) {
+            (Some("ip"), Some("ttl"), _) => Some((255u16, "ttl")),
+            (Some("ip6"), Some("hoplimit"), _) => Some((255, "hop_limit")),
+            (_, _, Some("length")) => Some((65535, "length")),
+            _ => None,
+        };
+        if let Some((max, key)) = numeric {
+            let n = right.as_i64().filter(|n| (0..=i64::from(max)).contains(n));
+            let range = n.and_then(|n| {
+                let n = n as u16;
+                match op {
+                    "<" => n.checked_sub(1).map(|hi| (0, hi)),
+                    "<=" => Some((0, n)),
+                    ">" => (n < max).then(|| (n + 1, max)),
+                    ">=" => Some((n, max)),
+                    _ => None,
+                }
+            });
+            let Some((lo, hi)) = range else {
+                return fail(
+                    format!("`{} {op} {}` matches nothing", show(left), show(right)),
+                    "remove the rule",
+                );
+            };
+            let what = show(left);
+            return match key {
+                "ttl" => {
+                    self.family_is(Family::Ipv4)?;
+                    set_once(
+                        &mut self.rule.ttl,
+                        Match::new(vec![Range { lo, hi }]),
+                        &what,
+                    )
+                }
+                "hop_limit" => {
+                    self.family_is(Family::Ipv6)?;
+                    set_once(
+                        &mut self.rule.hop_limit,
+                        Match::new(vec![Range { lo, hi }]),
+                        &what,
+                    )
+                }
+                _ => set_once(
+                    &mut self.rule.length,
+                    Match::new(vec![Range { lo, hi }]),
+                    &what,
+                ),
+            };
+        }
         let proto = p.and_then(|p| text(p, "protocol")).unwrap_or("");
         let field = p.and_then(|p| text(p, "field")).unwrap_or("");
         let n = right.as_i64().filter(|n| (0..=65535).contains(n));
@@ -914,6 +1007,31 @@ fn cidr(v: &Val, proto: &str) -> Result<Cidr, Fail> {
         return fail(format!("`{text}` is not an {proto} address"), "");
     }
     Ok(c)
+}
+
+/// A number or range up to `MAX` (`ip ttl 1-5`, `meta length 0-100`).
+fn num_range<const MAX: u16>(v: &Val) -> Result<Range<MAX>, Fail> {
+    let one = |v: &Val| match v {
+        Val::Num(n) if (0..=i64::from(MAX)).contains(n) => Ok(*n as u16),
+        other => fail(
+            format!("`{}` is not a number from 0 to {MAX}", other.show()),
+            "",
+        ),
+    };
+    let (lo, hi) = match v {
+        Val::Range(a, b) => (one(a)?, one(b)?),
+        v => {
+            let n = one(v)?;
+            (n, n)
+        }
+    };
+    if lo > hi {
+        return fail(
+            format!("range `{lo}-{hi}` ends before it starts"),
+            "write the lower number first",
+        );
+    }
+    Ok(Range { lo, hi })
 }
 
 fn port_range(v: &Val) -> Result<PortRange, Fail> {
