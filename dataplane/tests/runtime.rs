@@ -723,6 +723,10 @@ fn log_rules_write_lines_the_operator_reads() {
         all.lines.iter().map(|l| l.seq).collect::<Vec<_>>(),
         [1, 2, 3]
     );
+    // The log rule's counters count what it logged (`statewallctl show`).
+    let show = rig.handle.show();
+    let fwd = show.stages.iter().find(|s| s.name == "forward").unwrap();
+    assert_eq!((fwd.rules[0].packets, fwd.rules[1].packets), (3, 3));
     // `since` and `lines`: what `statewallctl log -f` and `-n` ask.
     assert_eq!(log(Some(2), None).lines.len(), 1);
     assert_eq!(log(None, Some(2)).lines[0].seq, 2);

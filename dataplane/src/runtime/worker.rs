@@ -206,7 +206,14 @@ impl<Io: PortIo> Worker<Io> {
         let log = &self.shared.packet_log;
         log.lost_more(ring.lost - self.log_lost);
         self.log_lost = ring.lost;
-        log.push(ring.drain().copied());
+        // A log rule's counters count the packets it logged (a rule that decides nothing
+        // is counted by no outcome).
+        let c = &self.rule_counters;
+        log.push(ring.drain().map(|r| {
+            let stage = if r.forward { &c.forward } else { &c.raw };
+            stage.count(Some(r.rule), u64::from(r.wire_len));
+            *r
+        }));
     }
 
     /// Receive and process one batch: `(now, received, forwarded, dropped)`, the last three
