@@ -56,6 +56,10 @@ fn shipped_examples_have_no_warnings() {
             "seed-multiport",
             include_str!("../../examples/seed-multiport.yaml"),
         ),
+        (
+            "gateway-tools",
+            include_str!("../../examples/gateway-tools.yaml"),
+        ),
     ] {
         let ws = warnings(text);
         assert!(ws.is_empty(), "{name}: {ws:#?}");

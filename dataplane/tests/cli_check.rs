@@ -157,6 +157,7 @@ fn shipped_examples_pass() {
     for name in [
         "examples/minimal.yaml",
         "examples/seed-multiport.yaml",
+        "examples/gateway-tools.yaml",
         "packaging/statewall.yaml",
     ] {
         let path = root.join(name);

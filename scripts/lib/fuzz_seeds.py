@@ -105,6 +105,15 @@ def main() -> int:
         )
         count("iptables")
 
+    # Scenarios with sets: the rules and `ipset save` (the fourth part).
+    for sets in sorted((REPO / "tests").rglob("ipset.save")):
+        rules_file = sets.parent / "rules.iptables"
+        if rules_file.exists():
+            rel = sets.parent.relative_to(REPO).as_posix().replace("/", "_")
+            put(out, "iptables", rel + "-ipset",
+                rules_file.read_bytes() + b"\0\0\0" + sets.read_bytes())
+            count("iptables")
+
     nft = sorted((REPO / "config" / "tests" / "data" / "nft").glob("*.json")) + sorted(
         (REPO / "tests").rglob("rules.json")
     )
