@@ -95,6 +95,10 @@ for t in scripts/test-*.sh; do
 	[[ -e $t ]] || continue
 	run_script_test "$t" "$t"
 done
+# The fuzz regression gate: every target 20 s from its seeds (scripts/fuzz.sh installs
+# nightly and cargo-fuzz when missing and builds the targets with AddressSanitizer first,
+# hence the longer limit). A crash fails it; the long runs are docs/reliability.md's.
+SCRIPT_TEST_LIMIT=1500 run_script_test fuzz-gate scripts/fuzz.sh --seconds 20 --jobs 2
 
 printf '\n'
 ((failed == 0)) || echo "failed: ${failures[*]}"
