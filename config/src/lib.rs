@@ -50,6 +50,7 @@ pub mod recent;
 pub mod ruleset;
 pub mod sets;
 pub mod settings;
+mod skip;
 pub mod source_map;
 pub mod suggest;
 pub mod validate;

@@ -24,23 +24,15 @@ pub struct LogOptions {
     #[serde(default, skip_serializing_if = "LogLevel::is_default")]
     pub level: LogLevel,
     /// `SEQ=` and `ACK=` of TCP packets (`--log-tcp-sequence`).
-    #[serde(default, skip_serializing_if = "is_false")]
+    #[serde(default, skip_serializing_if = "crate::skip::is_false")]
     pub tcp_sequence: bool,
     /// The TCP header's options as `OPT (...)` hex (`--log-tcp-options`).
-    #[serde(default, skip_serializing_if = "is_false")]
+    #[serde(default, skip_serializing_if = "crate::skip::is_false")]
     pub tcp_options: bool,
     /// The IPv4 header's options, or the IPv6 extension headers, as `OPT (...)` hex
     /// (`--log-ip-options`).
-    #[serde(default, skip_serializing_if = "is_false")]
+    #[serde(default, skip_serializing_if = "crate::skip::is_false")]
     pub ip_options: bool,
-}
-
-#[expect(
-    clippy::trivially_copy_pass_by_ref,
-    reason = "serde's skip_serializing_if signature"
-)]
-fn is_false(b: &bool) -> bool {
-    !*b
 }
 
 impl LogOptions {

@@ -106,7 +106,7 @@ pub enum Command {
         file: String,
         #[serde(default = "first_line", skip_serializing_if = "is_first_line")]
         first_line: usize,
-        #[serde(default, skip_serializing_if = "is_false")]
+        #[serde(default, skip_serializing_if = "crate::skip::is_false")]
         check: bool,
     },
     /// The lines `log` rules wrote most recently: those after sequence number `since`
@@ -129,14 +129,6 @@ fn first_line() -> usize {
 )]
 fn is_first_line(n: &usize) -> bool {
     *n == 1
-}
-
-#[expect(
-    clippy::trivially_copy_pass_by_ref,
-    reason = "serde's skip_serializing_if signature"
-)]
-fn is_false(b: &bool) -> bool {
-    !*b
 }
 
 #[expect(
@@ -671,7 +663,7 @@ pub struct Restored {
     /// Not added: their worker's share of the table is full.
     pub full: u64,
     /// Only read (`check`): nothing was added.
-    #[serde(default, skip_serializing_if = "is_false")]
+    #[serde(default, skip_serializing_if = "crate::skip::is_false")]
     pub checked: bool,
 }
 

@@ -43,7 +43,7 @@ pub struct Recent {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hitcount: Option<u32>,
     /// Also forget the address's times older than `seconds` (`--reap`).
-    #[serde(default, skip_serializing_if = "is_false")]
+    #[serde(default, skip_serializing_if = "crate::skip::is_false")]
     pub reap: bool,
     /// Whose address: the packet's `source` (default) or `destination`.
     #[serde(default, skip_serializing_if = "RecentSide::is_default")]
@@ -52,16 +52,8 @@ pub struct Recent {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mask: Option<IpAddr>,
     /// iptables' `!`: true when the command's test is false (a `set` never is).
-    #[serde(default, skip_serializing_if = "is_false")]
+    #[serde(default, skip_serializing_if = "crate::skip::is_false")]
     pub not: bool,
-}
-
-#[expect(
-    clippy::trivially_copy_pass_by_ref,
-    reason = "serde's skip_serializing_if signature"
-)]
-fn is_false(b: &bool) -> bool {
-    !*b
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]

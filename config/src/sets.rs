@@ -144,16 +144,8 @@ pub struct MatchSet {
     #[serde(default)]
     pub dir: SetDir,
     /// iptables' `!`: the address is not in the set.
-    #[serde(default, skip_serializing_if = "is_false")]
+    #[serde(default, skip_serializing_if = "crate::skip::is_false")]
     pub not: bool,
-}
-
-#[expect(
-    clippy::trivially_copy_pass_by_ref,
-    reason = "serde's skip_serializing_if signature"
-)]
-fn is_false(b: &bool) -> bool {
-    !*b
 }
 
 impl IpSet {

@@ -254,6 +254,19 @@ impl RuleParser<'_> {
         );
     }
 
+    /// A module of one family (`[IPv4's, IPv6's]`): loaded, and an error in the other's rule.
+    fn family_module(&mut self, name: &str, own: [&str; 2], pos: crate::diag::Pos) -> bool {
+        let own = own[usize::from(self.fam == Family::Ipv6)];
+        if name != own {
+            self.err(
+                pos,
+                format!("`-m {name}` in an {} rule", fam_tool(self.fam)),
+                format!("{} uses `-m {own}`", fam_tool(self.fam)),
+            );
+        }
+        true
+    }
+
     pub(super) fn module(&mut self, tok: &Tok) {
         self.no_neg(tok);
         let Some(v) = self.value(tok) else { return };
@@ -261,21 +274,7 @@ impl RuleParser<'_> {
         let ok = match name {
             "state" | "conntrack" | "multiport" | "tcp" | "udp" | "comment" | "physdev"
             | "iprange" | "length" | "mac" | "pkttype" | "rt" | "set" | "addrtype" => true,
-            "ttl" | "hl" => {
-                let own = if self.fam == Family::Ipv4 {
-                    "ttl"
-                } else {
-                    "hl"
-                };
-                if name != own {
-                    self.err(
-                        v.pos,
-                        format!("`-m {name}` in an {} rule", fam_tool(self.fam)),
-                        format!("{} uses `-m {own}`", fam_tool(self.fam)),
-                    );
-                }
-                true
-            }
+            "ttl" | "hl" => self.family_module(name, ["ttl", "hl"], v.pos),
             "hashlimit" => {
                 if self.hashlimit_at.is_none() {
                     self.hashlimit_at = Some(v.pos);
@@ -300,21 +299,7 @@ impl RuleParser<'_> {
                 }
                 true
             }
-            "icmp" | "icmp6" => {
-                let own = if self.fam == Family::Ipv4 {
-                    "icmp"
-                } else {
-                    "icmp6"
-                };
-                if name != own {
-                    self.err(
-                        v.pos,
-                        format!("`-m {name}` in an {} rule", fam_tool(self.fam)),
-                        format!("{} uses `-m {own}`", fam_tool(self.fam)),
-                    );
-                }
-                true
-            }
+            "icmp" | "icmp6" => self.family_module(name, ["icmp", "icmp6"], v.pos),
             _ => false,
         };
         if ok {

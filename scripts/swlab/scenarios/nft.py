@@ -3,7 +3,8 @@ makes of it): the forward hook, chains, the match forms nft writes."""
 
 from __future__ import annotations
 
-from ..dsl import C4, C6, S4, S6, Tcp, echo, scapy, scenario, udp
+from ..dsl import C4, S4, Tcp, echo, scapy, scenario, udp
+from .rules import packet_fields_traffic
 
 NFT_GATEWAY = """\
 table inet filter {
@@ -130,31 +131,5 @@ table inet filter {
 @scenario
 def nft_packet_matches(sc):
     """nftables' matches on each packet's own fields, as packet-matches tests iptables': `meta length` beside `ct state` (an established flow's 200-byte segment dropped, the next small one accepted), `ip ttl <`, `ether saddr`, `meta pkttype`, a UDP length range logged and accepted (`log ... accept` is two statewall rules), `ip6 hoplimit` equal and greater."""
-    s = scapy()
     sc.nft = NFT_PACKET
-    t = Tcp(sc)
-    t.handshake()
-    t.seg("c", "PA", data=b"GET / HTTP/1.0\r\n\r\n")
-    t.seg("c", "PA", data=b"x" * 200)
-    t.seg("c", "A")
-    t.seg("s", "A")
-
-    def mac(dst=None, src=None):
-        def edit(frame: bytes) -> bytes:
-            f = bytearray(frame)
-            if dst:
-                f[0:6] = bytes.fromhex(dst.replace(":", ""))
-            if src:
-                f[6:12] = bytes.fromhex(src.replace(":", ""))
-            return bytes(f)
-        return edit
-    sc.send("c", udp("c", 33410, 53, b"x"))
-    sc.send("c", udp("c", 33411, 53, b"x" * 100))
-    sc.send("c", s.IP(src=C4, dst=S4, ttl=3) / s.UDP(sport=33412, dport=53) / s.Raw(b"x"))
-    sc.send("c", udp("c", 33413, 53, b"x"), mangle=mac(src="02:00:00:00:00:66"))
-    sc.send("c", udp("c", 33414, 53, b"x"), mangle=mac(dst="ff:ff:ff:ff:ff:ff"))
-    sc.send("c", s.IP(src=C4, dst="224.0.0.251") / s.UDP(sport=5353, dport=5353)
-            / s.Raw(b"m" * 100), mangle=mac(dst="01:00:5e:00:00:fb"))
-    for hlim in (255, 200, 64):
-        p = s.IPv6(src=C6, dst=S6, hlim=hlim) / s.ICMPv6EchoRequest(id=hlim, seq=2, data=b"hl")
-        sc.send("c", p)
+    packet_fields_traffic(sc, udp_base=33410, echo_seq=2)

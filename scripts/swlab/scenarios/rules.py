@@ -120,7 +120,6 @@ def limit(sc):
 @scenario
 def packet_matches(sc):
     """Matches on each packet's own fields: ESTABLISHED accepted only up to 100 bytes (-m length: a 200-byte segment of an established flow is dropped, the small ACK after it accepted: no cached verdict), -m ttl --ttl-lt 5, -m mac --mac-source, -m pkttype broadcast and multicast, a UDP length range; ip6tables -m hl --hl-eq and --hl-gt."""
-    s = scapy()
     sc.filter4 = [
         "-A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -m length --length 0:100 -j ACCEPT",
         "-A FORWARD -m ttl --ttl-lt 5 -j DROP",
@@ -136,31 +135,42 @@ def packet_matches(sc):
         "-A FORWARD -p ipv6-icmp -m hl --hl-gt 100 -j DROP",
         "-A FORWARD -p ipv6-icmp -j ACCEPT",
     ]
+    packet_fields_traffic(sc, udp_base=33400, echo_seq=1)
+
+
+def mac(dst=None, src=None):
+    """A mangle (Scenario.send) that rewrites the frame's destination and source MACs."""
+    def edit(frame: bytes) -> bytes:
+        f = bytearray(frame)
+        if dst:
+            f[0:6] = bytes.fromhex(dst.replace(":", ""))
+        if src:
+            f[6:12] = bytes.fromhex(src.replace(":", ""))
+        return bytes(f)
+    return edit
+
+
+def packet_fields_traffic(sc, udp_base: int, echo_seq: int):
+    """The traffic of the packet-field scenarios (iptables' and nftables'): an HTTP flow with
+    a 200-byte segment, UDP of two lengths, TTL 3, a foreign source MAC, a broadcast, a
+    multicast, ICMPv6 echoes of hop limits 255, 200 and 64."""
+    s = scapy()
     t = Tcp(sc)
     t.handshake()
     t.seg("c", "PA", data=b"GET / HTTP/1.0\r\n\r\n")
     t.seg("c", "PA", data=b"x" * 200)
     t.seg("c", "A")
     t.seg("s", "A")
-
-    def mac(dst=None, src=None):
-        def edit(frame: bytes) -> bytes:
-            f = bytearray(frame)
-            if dst:
-                f[0:6] = bytes.fromhex(dst.replace(":", ""))
-            if src:
-                f[6:12] = bytes.fromhex(src.replace(":", ""))
-            return bytes(f)
-        return edit
-    sc.send("c", udp("c", 33400, 53, b"x"))
-    sc.send("c", udp("c", 33401, 53, b"x" * 100))
-    sc.send("c", s.IP(src=C4, dst=S4, ttl=3) / s.UDP(sport=33402, dport=53) / s.Raw(b"x"))
-    sc.send("c", udp("c", 33403, 53, b"x"), mangle=mac(src="02:00:00:00:00:66"))
-    sc.send("c", udp("c", 33404, 53, b"x"), mangle=mac(dst="ff:ff:ff:ff:ff:ff"))
+    sc.send("c", udp("c", udp_base, 53, b"x"))
+    sc.send("c", udp("c", udp_base + 1, 53, b"x" * 100))
+    sc.send("c", s.IP(src=C4, dst=S4, ttl=3) / s.UDP(sport=udp_base + 2, dport=53) / s.Raw(b"x"))
+    sc.send("c", udp("c", udp_base + 3, 53, b"x"), mangle=mac(src="02:00:00:00:00:66"))
+    sc.send("c", udp("c", udp_base + 4, 53, b"x"), mangle=mac(dst="ff:ff:ff:ff:ff:ff"))
     sc.send("c", s.IP(src=C4, dst="224.0.0.251") / s.UDP(sport=5353, dport=5353)
             / s.Raw(b"m" * 100), mangle=mac(dst="01:00:5e:00:00:fb"))
     for hlim in (255, 200, 64):
-        p = s.IPv6(src=C6, dst=S6, hlim=hlim) / s.ICMPv6EchoRequest(id=hlim, seq=1, data=b"hl")
+        p = s.IPv6(src=C6, dst=S6, hlim=hlim) / s.ICMPv6EchoRequest(id=hlim, seq=echo_seq,
+                                                                     data=b"hl")
         sc.send("c", p)
 
 

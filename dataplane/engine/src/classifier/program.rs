@@ -329,6 +329,24 @@ impl<'a> Flattener<'a> {
         Ok(())
     }
 
+    /// A test of rule `rule`'s other matches: on at `yes` when they hold, at `no` if not.
+    fn push_test(
+        &mut self,
+        shapes: Vec<Shape>,
+        rule: u32,
+        yes: Label,
+        no: Label,
+    ) -> Result<(), ProgramError> {
+        self.push(
+            shapes,
+            Step::Test {
+                rule,
+                yes: yes.0 as u32,
+                no: no.0 as u32,
+            },
+        )
+    }
+
     /// Entries for `rules` (stage numbers from `base`), each narrowed to `cond` (`None`: no
     /// narrowing, the main list); `ret` is where a `return` goes.
     fn emit(
@@ -356,14 +374,7 @@ impl<'a> Flattener<'a> {
                 Action::Jump(_) | Action::Goto(_) if self.chains.is_none() => {}
                 Action::Return if guarded(r) => {
                     let next = self.label();
-                    self.push(
-                        shapes,
-                        Step::Test {
-                            rule,
-                            yes: ret.0 as u32,
-                            no: next.0 as u32,
-                        },
-                    )?;
+                    self.push_test(shapes, rule, ret, next)?;
                     self.bind(next);
                 }
                 Action::Return => self.push(shapes, Step::Skip(ret.0 as u32))?,
@@ -372,14 +383,7 @@ impl<'a> Flattener<'a> {
                     let end = self.label();
                     if guarded(r) {
                         let into = self.label();
-                        self.push(
-                            shapes.clone(),
-                            Step::Test {
-                                rule,
-                                yes: into.0 as u32,
-                                no: end.0 as u32,
-                            },
-                        )?;
+                        self.push_test(shapes.clone(), rule, into, end)?;
                         self.bind(into);
                     }
                     if matches!(r.action, Action::Jump(_)) {
