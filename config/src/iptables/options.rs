@@ -146,16 +146,7 @@ impl RuleParser<'_> {
                 );
                 return;
             }
-            let m = Match {
-                negated: neg,
-                values: vec![PortName(name.to_string())],
-            };
-            let (slot, what) = if input {
-                (&mut self.out.rule.in_port, "input interface")
-            } else {
-                (&mut self.out.rule.out_port, "output interface")
-            };
-            set_once(&mut self.out.errs, self.file, slot, m, tok, what);
+            self.set_port(tok, input, neg, name);
             return;
         }
         if name.is_empty() || name.len() > 15 || name.contains(['/', ' ', ',']) {
@@ -182,6 +173,11 @@ impl RuleParser<'_> {
             return;
         }
         self.out.ifaces.push((name.to_string(), v.pos));
+        self.set_port(tok, input, neg, name);
+    }
+
+    /// The rule's input (or output) port match: the interface `name`, or a wildcard.
+    fn set_port(&mut self, tok: &Tok, input: bool, neg: bool, name: &str) {
         let m = Match {
             negated: neg,
             values: vec![PortName(name.to_string())],
