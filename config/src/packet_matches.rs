@@ -1,6 +1,7 @@
 //! Matches on fields of each packet rather than of its flow: the IP length (`-m length`),
-//! the IPv4 TTL (`-m ttl`), the IPv6 hop limit (`-m hl`), the source MAC address (`-m mac`)
-//! and the link-layer packet type (`-m pkttype`). Two packets of one flow may differ in
+//! the IPv4 TTL (`-m ttl`), the IPv6 hop limit (`-m hl`), the source MAC address (`-m mac`),
+//! the link-layer packet type (`-m pkttype`), the IPv6 routing header's type (`-m rt`) and
+//! the TCP MSS option (`-m tcpmss`). Two packets of one flow may differ in
 //! them, so a rule with one is decided packet by packet (never from the verdict cache).
 
 use std::fmt;

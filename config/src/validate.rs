@@ -131,6 +131,18 @@ impl Checker<'_> {
                 Some(hint.into()),
             );
         }
+        if r.tcp_mss.is_some()
+            && !r
+                .proto
+                .as_ref()
+                .is_some_and(|p| !p.negated && p.values == [Proto::TCP])
+        {
+            self.err(
+                &at("tcp_mss"),
+                "`tcp_mss` needs `proto: tcp`",
+                Some("the MSS is a TCP option: add `proto: tcp`".into()),
+            );
+        }
         if r.log.is_some() && r.action != Action::Log {
             self.err(
                 &at("log"),

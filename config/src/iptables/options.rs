@@ -269,7 +269,9 @@ impl RuleParser<'_> {
         let name = v.text.as_str();
         let ok = match name {
             "state" | "conntrack" | "multiport" | "tcp" | "udp" | "comment" | "physdev"
-            | "iprange" | "length" | "mac" | "pkttype" | "rt" | "set" | "addrtype" => true,
+            | "iprange" | "length" | "mac" | "pkttype" | "rt" | "set" | "addrtype" | "tcpmss" => {
+                true
+            }
             "ttl" | "hl" => self.family_module(name, ["ttl", "hl"], v.pos),
             "hashlimit" => {
                 if self.hashlimit_at.is_none() {

@@ -252,4 +252,18 @@ impl RuleParser<'_> {
         // A set implies nothing of the family: the rule keeps its own (written by import).
         self.out.rule.match_set = Some(m);
     }
+
+    /// `-m tcpmss --mss N[:M]` (`!` allowed): the TCP MSS option's value.
+    pub(super) fn tcpmss(&mut self, tok: &Tok) {
+        if let Some(m) = self.one::<LengthRange>(tok) {
+            set_once(
+                &mut self.out.errs,
+                self.file,
+                &mut self.out.rule.tcp_mss,
+                m,
+                tok,
+                "MSS",
+            );
+        }
+    }
 }

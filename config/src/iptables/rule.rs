@@ -93,7 +93,7 @@ const GENERAL_OPTS: &[&str] = &[
 ];
 
 pub(super) const SUPPORTED_MATCHES: &str =
-    "statewall translates -m state, conntrack (--ctstate, --ctdir), multiport, tcp, udp, icmp, icmp6, physdev (--physdev-in, --physdev-out), iprange (--src-range, --dst-range), limit (--limit, --limit-burst), recent, set (--match-set NAME src|dst, with --ipset), hashlimit, addrtype, length, ttl, hl, rt (--rt-type), mac (--mac-source), pkttype and comment";
+    "statewall translates -m state, conntrack (--ctstate, --ctdir), multiport, tcp, udp, icmp, icmp6, physdev (--physdev-in, --physdev-out), iprange (--src-range, --dst-range), limit (--limit, --limit-burst), recent, set (--match-set NAME src|dst, with --ipset), hashlimit, addrtype, tcpmss, length, ttl, hl, rt (--rt-type), mac (--mac-source), pkttype and comment";
 
 const OTHER_CT_OPTS: &[&str] = &[
     "--ctproto",
@@ -568,6 +568,10 @@ impl<'t> RuleParser<'t> {
             "--src-type" | "--dst-type" | "--limit-iface-in" | "--limit-iface-out" => {
                 self.needs(tok, &["addrtype"], &[], "`-m addrtype`");
                 self.addrtype(tok);
+            }
+            "--mss" => {
+                self.needs(tok, &["tcpmss"], &[], "`-m tcpmss`");
+                self.tcpmss(tok);
             }
             "--mac-source" => {
                 self.needs(tok, &["mac"], &[], "`-m mac`");

@@ -510,6 +510,10 @@ pub struct Rule {
     /// matches, negated or not; implies `family: ipv6`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rt_type: Option<Match<TtlRange>>,
+    /// The MSS option of a TCP packet (`-m tcpmss --mss`); a packet without one matches
+    /// only a negated list. Needs `proto: tcp`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp_mss: Option<Match<LengthRange>>,
     /// The packet's source or destination address in a set of the ruleset's `sets` (iptables'
     /// `-m set --match-set`; [`crate::sets`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -558,6 +562,7 @@ impl Rule {
         "mac_source",
         "pkttype",
         "rt_type",
+        "tcp_mss",
         "match_set",
         "recent",
         "hashlimit",
@@ -592,6 +597,7 @@ impl Rule {
             mac_source: None,
             pkttype: None,
             rt_type: None,
+            tcp_mss: None,
             match_set: None,
             recent: None,
             hashlimit: None,
@@ -613,6 +619,7 @@ impl Rule {
             || self.mac_source.is_some()
             || self.pkttype.is_some()
             || self.rt_type.is_some()
+            || self.tcp_mss.is_some()
     }
 
     /// `(mask, comp, negated)` of the TCP flag test, folding `syn` into `tcp_flags`.

@@ -18,6 +18,7 @@ pub struct PacketMatches {
     mac_source: Option<Match<MacAddr>>,
     pkttype: Option<Match<PktType>>,
     rt_type: Option<Match<TtlRange>>,
+    tcp_mss: Option<Match<LengthRange>>,
 }
 
 /// The IP packet's length as `-m length` reads it: the IPv4 total length, or the IPv6
@@ -71,6 +72,39 @@ fn routing_type(m: &PacketMeta, frame: &[u8]) -> Option<u8> {
     None
 }
 
+/// What xt_tcpmss finds in a TCP header.
+enum Mss {
+    Value(u16),
+    Absent,
+}
+
+/// The MSS option of the TCP packet `m`, as xt_tcpmss reads it; `None` for a data offset
+/// under 5 or options cut short, which the kernel drops.
+fn tcp_mss(m: &PacketMeta, frame: &[u8]) -> Option<Mss> {
+    let l4 = usize::from(m.l4_offset);
+    let doff = usize::from(frame.get(l4 + 12)? >> 4) * 4;
+    if doff < 20 {
+        return None;
+    }
+    let end = l4 + doff;
+    if doff > usize::from(m.l4_len) {
+        return None;
+    }
+    let opts = frame.get(l4 + 20..end)?;
+    let mut i = 0;
+    while let Some(&kind) = opts.get(i) {
+        if kind == 2 && opts.len() - i >= 4 && opts.get(i + 1) == Some(&4) {
+            return Some(Mss::Value(u16::from_be_bytes([opts[i + 2], opts[i + 3]])));
+        }
+        i += if kind < 2 {
+            1
+        } else {
+            usize::from(opts.get(i + 1).copied().unwrap_or(1)).max(1)
+        };
+    }
+    Some(Mss::Absent)
+}
+
 fn mac(frame: &[u8], at: usize) -> Option<[u8; 6]> {
     frame.get(at..at + 6)?.try_into().ok()
 }
@@ -85,14 +119,28 @@ impl PacketMatches {
             mac_source: r.mac_source.clone(),
             pkttype: r.pkttype.clone(),
             rt_type: r.rt_type.clone(),
+            tcp_mss: r.tcp_mss.clone(),
         })
     }
 
-    /// Whether every one holds of the packet `m` in `frame`. A field the frame is too short
-    /// to have matches nothing (the rule's family was checked by the classifier: `ttl` is
-    /// only tested on IPv4 packets, `hop_limit` on IPv6 ones).
+    /// Whether every one holds of the packet `m` in `frame`; `None`: the packet is to be
+    /// dropped on the spot, as the kernel's `-m tcpmss` drops a TCP header whose options it
+    /// cannot read. A field the frame is too short to have matches nothing (the rule's
+    /// family was checked by the classifier: `ttl` is only tested on IPv4 packets,
+    /// `hop_limit` on IPv6 ones).
     #[inline]
-    pub fn matches(&self, m: &PacketMeta, frame: &[u8]) -> bool {
+    pub fn matches(&self, m: &PacketMeta, frame: &[u8]) -> Option<bool> {
+        let mss_ok = match &self.tcp_mss {
+            None => true,
+            Some(x) => match tcp_mss(m, frame)? {
+                Mss::Value(v) => x.test(|r| r.contains(v)),
+                Mss::Absent => x.negated,
+            },
+        };
+        Some(mss_ok && self.fields(m, frame))
+    }
+
+    fn fields(&self, m: &PacketMeta, frame: &[u8]) -> bool {
         self.length
             .as_ref()
             .is_none_or(|x| ip_length(m, frame).is_some_and(|v| x.test(|r| r.contains(v))))

@@ -165,8 +165,13 @@ impl CompiledStage {
             return true;
         }
         if let Some(Some(p)) = self.packet.get(r as usize) {
-            if !p.matches(pkt.0, pkt.1) {
-                return false;
+            match p.matches(pkt.0, pkt.1) {
+                Some(true) => {}
+                Some(false) => return false,
+                None => {
+                    hot.set(Some(r));
+                    return true;
+                }
             }
         }
         if let Some(Some(s)) = self.sets.get(r as usize) {

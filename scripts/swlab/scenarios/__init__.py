@@ -59,7 +59,7 @@ ORDER = """
     tcp-data-after-fin tcp-loose-pickup-window icmp-error-directions icmp-echo-mismatch
     icmpv6-error-related-tcp udp-reply-other-port truncated-icmp ipv4-options ftp-format-edges
     ftp-helper-other-port chains-gateway chains-goto-return input-rules-are-the-hosts nft-gateway
-    nft-matches nft-packet-matches limit hashlimit packet-matches ipset-match log-continues ufw-routed firewalld-zones
+    nft-matches nft-packet-matches limit hashlimit packet-matches tcpmss-match ipset-match log-continues ufw-routed firewalld-zones
     docker-bridge shorewall-zones""".split()
 
 

@@ -236,3 +236,22 @@ def hashlimit(sc):
         sc.send("c", udp("c", 34020 + i, 53, b"later"), gap=0.01)
     for i in range(4):
         Tcp(sc, cport=41700 + i, sport=80).seg("c", "S", gap=0.01)
+
+
+@scenario
+def tcpmss_match(sc):
+    """-m tcpmss: SYNs whose MSS option is 1400-1500 accepted (1460 in, 536 out); `! --mss 0:1399` on port 81 (a SYN without options matches it, one with MSS 1000 does not)."""
+    sc.filter4 = [
+        "-A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+        "-A FORWARD -p tcp -m tcpmss --mss 1400:1500 -j ACCEPT",
+        "-A FORWARD -p tcp -m tcp --dport 81 -m tcpmss ! --mss 0:1399 -j ACCEPT",
+    ]
+    sc.filter6 = []
+    t = Tcp(sc, cport=41800, sport=80)
+    t.seg("c", "S", opts=[("MSS", 1460)])
+    t.seg("s", "SA")
+    Tcp(sc, cport=41801, sport=80).seg("c", "S", opts=[("MSS", 536)])
+    Tcp(sc, cport=41802, sport=81).seg("c", "S", opts=[])
+    Tcp(sc, cport=41803, sport=81).seg("c", "S", opts=[("MSS", 1000)])
+    Tcp(sc, cport=41804, sport=80).seg("c", "S", opts=[("NOP", None), ("WScale", 7),
+                                                       ("MSS", 1452)])
