@@ -97,13 +97,14 @@ fn a_gateway_with_chains_imports_its_forward_chains_and_leaves_input_out() {
     let w: Vec<String> = i.warnings.iter().map(ToString::to_string).collect();
     assert_eq!(w.len(), 2, "{w:#?}");
     assert!(
-        w[0].starts_with("gw.save:0:0: warning: user-defined chain(s) left out")
-            && w[0].contains("iptables filter f2b-sshd"),
+        w[0].starts_with("gw.save:9:13: warning: iptables INPUT and OUTPUT rules were left out")
+            && w[0].contains("FORWARD has 5 rule(s)"),
         "{w:#?}"
     );
+    // At the first rule of the chain left out.
     assert!(
-        w[1].starts_with("gw.save:9:13: warning: iptables INPUT and OUTPUT rules were left out")
-            && w[1].contains("FORWARD has 5 rule(s)"),
+        w[1].starts_with("gw.save:22:1: warning: user-defined chain(s) left out")
+            && w[1].contains("iptables filter f2b-sshd"),
         "{w:#?}"
     );
     assert!(

@@ -563,10 +563,18 @@ impl Importer<'_> {
                 .iter()
                 .map(|(f, t, c)| format!("{} {t} {c}", fam_tool(*f)))
                 .collect();
+            // At the first rule of a chain left out (the file's start when none has rules).
+            let at = self
+                .entries
+                .iter()
+                .filter(|e| left.contains(&&(e.fam, e.table.to_string(), e.chain.clone())))
+                .map(|e| e.pos)
+                .min()
+                .unwrap_or(Pos { line: 1, col: 1 });
             self.warns.push(
                 Diagnostic::warning(
                     self.file,
-                    Pos::default(),
+                    at,
                     format!(
                         "user-defined chain(s) left out, as no translated chain jumps to them: {}",
                         names.join(", ")
