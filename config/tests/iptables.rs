@@ -1527,4 +1527,10 @@ fn hashlimit_options() {
     let msgs: Vec<String> = e.iter().map(ToString::to_string).collect();
     assert!(msgs[0].contains("without `--hashlimit-name`"), "{msgs:#?}");
     assert!(msgs[1].contains("`--hashlimit-upto 1kb/s`"), "{msgs:#?}");
+    // An option without its module (found by fuzzing: it once made a table whose missing
+    // name was reported at line 0).
+    let e = errs("hl.sh", "iptables -A FORWARD -j LOG --hashlimit 6\n");
+    assert_eq!(e.len(), 1, "{e:#?}");
+    assert!(e[0].message.contains("needs `-m hashlimit`"), "{}", e[0]);
+    assert_eq!(e[0].pos.line, 1);
 }

@@ -28,6 +28,11 @@ impl RuleParser<'_> {
 
     pub(super) fn hashlimit_option(&mut self, tok: &Tok) {
         self.no_neg(tok);
+        if self.hashlimit_at.is_none() {
+            // `needs` reported the missing `-m hashlimit`; the value is still the option's.
+            let _ = self.value(tok);
+            return;
+        }
         let name = tok.text.as_str();
         if matches!(name, "--hashlimit-rate-match" | "--hashlimit-rate-interval") {
             if name == "--hashlimit-rate-interval" {
