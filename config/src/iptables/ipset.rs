@@ -99,14 +99,16 @@ pub(super) fn parse_ipset(file: &str, text: &str, errs: &mut Vec<Diagnostic>) ->
                         }
                     }
                 }
-                sets.insert(
-                    name.clone(),
-                    IpSet {
-                        kind,
-                        family,
-                        members: Vec::new(),
-                    },
-                );
+                let set = IpSet {
+                    kind,
+                    family,
+                    members: Vec::new(),
+                };
+                if let Some((_, msg, hint)) = set.problems(name).first() {
+                    err(words.get(1).map_or(0, |w| w.1), msg.clone(), hint);
+                    continue;
+                }
+                sets.insert(name.clone(), set);
             }
             "add" | "-A" => {
                 let (Some((name, ncol)), Some((entry, ecol))) = (words.get(1), words.get(2)) else {
@@ -154,7 +156,19 @@ pub(super) fn parse_ipset(file: &str, text: &str, errs: &mut Vec<Diagnostic>) ->
                     entry.clone()
                 };
                 match text.parse::<Member>() {
-                    Ok(m) => set.members.push(m),
+                    // What the loader would refuse of it, said here at its place.
+                    Ok(m) => {
+                        let alone = IpSet {
+                            kind: set.kind,
+                            family: set.family,
+                            members: vec![m],
+                        };
+                        let problems = alone.problems(name);
+                        match problems.iter().find(|(path, _, _)| !path.is_empty()) {
+                            Some((_, msg, hint)) => err(*ecol, msg.clone(), hint),
+                            None => set.members.push(m),
+                        }
+                    }
                     Err(e) => err(
                         *ecol,
                         format!("`{entry}`: {e}"),
@@ -229,5 +243,28 @@ mod tests {
         assert!(msgs[0].starts_with("sets.txt:1:18: error: set `t` has entries that time out"));
         assert!(msgs[1].contains("unsupported set type `hash:ip,port`"));
         assert!(msgs[2].contains("not created before"));
+        // A member the loader would refuse, at its place (found by fuzzing: it was said as
+        // the whole ruleset's error at line 0).
+        let mut errs = Vec::new();
+        parse_ipset(
+            "sets.txt",
+            "create s hash:net\nadd s fd00::/120\n",
+            &mut errs,
+        );
+        assert!(
+            errs[0].to_string().starts_with(
+                "sets.txt:2:7: error: `fd00::/120` is not an address of the set's family"
+            ),
+            "{errs:?}"
+        );
+        let mut errs = Vec::new();
+        let long = "x".repeat(40);
+        parse_ipset("sets.txt", &format!("create {long} hash:ip\n"), &mut errs);
+        assert!(
+            errs[0]
+                .to_string()
+                .starts_with("sets.txt:1:8: error: `xxxx"),
+            "{errs:?}"
+        );
     }
 }
