@@ -484,3 +484,14 @@ fn an_error_at_the_end_points_at_the_last_line() {
     assert_eq!(e.len(), 1, "{e:?}");
     assert_eq!((e[0].pos.line, e[0].pos.col), (3, 11), "{e:?}");
 }
+
+#[test]
+fn lone_carriage_returns_break_lines_as_yaml_says() {
+    // YAML 1.2 (5.4): a line break is LF, CRLF or a lone CR; positions count them so.
+    let e = config::load_str(
+        "forward:\r  rules:\r    - {action: reject, reject_with: tcp-reset}\r",
+        "cr.yaml",
+    )
+    .unwrap_err();
+    assert_eq!(e[0].pos.line, 3, "{e:?}");
+}
