@@ -21,7 +21,7 @@
 #                   file's entries re-sharded by owner into two shards
 #   corrupt         SIGTERM, one header byte flipped: the daemon refuses the file (header
 #                   checksum), keeps it as PATH.rejected, starts empty and says so
-#   version         SIGTERM, layout version 2 written with a correct header CRC: refused
+#   version         SIGTERM, layout version 3 written with a correct header CRC: refused
 #                   with the layout-version message, starts empty
 #
 # A surviving case requires: the restore line in the daemon's log (clean stop or not, as the
@@ -510,7 +510,7 @@ refused_checks() {
 	local line=$1 want xo
 	case $tamper in
 	corrupt) want="its header checksum does not match: the header is corrupt" ;;
-	version) want="it has layout version 2, this statewall reads version 1" ;;
+	version) want="it has layout version 3, this statewall reads version 2" ;;
 	esac
 	[[ $line == "statewall: state: state file $STATE cannot be used: $want"*"(kept as $STATE.rejected); starting with an empty table" ]] ||
 		fail "the log says: ${line:-nothing} (expected: cannot be used: $want ... starting with an empty table)"
@@ -555,15 +555,15 @@ EOF
 	TAMPERED_MD5=$(md5sum <"$STATE" | cut -d' ' -f1)
 }
 
-tamper_version() { # layout version 2 (u32 LE at 8), the header CRC (at 12, over 0..56) right
+tamper_version() { # layout version 3 (u32 LE at 8), the header CRC (at 12, over 0..56) right
 	"$PY" - "$STATE" <<'EOF' || fail "could not rewrite the header"
 import struct, sys, zlib
 with open(sys.argv[1], "r+b") as f:
     h = bytearray(f.read(56))
-    assert h[:8] == b"SWSTATE\0" and struct.unpack_from("<I", h, 8)[0] == 1, "not a version-1 file"
+    assert h[:8] == b"SWSTATE\0" and struct.unpack_from("<I", h, 8)[0] == 2, "not a version-2 file"
     h[12:16] = b"\0\0\0\0"
     assert zlib.crc32(bytes(h)) == struct.unpack_from("<I", open(sys.argv[1], "rb").read(16), 12)[0], "the header CRC is not what the test computes"
-    struct.pack_into("<I", h, 8, 2)
+    struct.pack_into("<I", h, 8, 3)
     struct.pack_into("<I", h, 12, zlib.crc32(bytes(h)))
     f.seek(0)
     f.write(h)

@@ -132,7 +132,9 @@ fn decide_loop(
     let t = Instant::now();
     for i in 0..n {
         let (m, f, k) = black_box(&pkts[i as usize & mask]);
-        let (rule, _) = rules.forward.decide(k, (m, f), 1, |_, _| {});
+        let (rule, _) = rules
+            .forward
+            .decide(k, (m, f), &engine::mark::Marks::new(), 1, |_, _| {});
         sum = sum.wrapping_add(u64::from(rule.unwrap_or(9)));
     }
     (t.elapsed(), black_box(sum))
@@ -161,7 +163,13 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             let pkts = packets(&r.sets["bench"], &mut rng);
             let hits = pkts
                 .iter()
-                .filter(|(m, f, k)| rules.forward.decide(k, (m, f), 1, |_, _| {}).0 == Some(1))
+                .filter(|(m, f, k)| {
+                    rules
+                        .forward
+                        .decide(k, (m, f), &engine::mark::Marks::new(), 1, |_, _| {})
+                        .0
+                        == Some(1)
+                })
                 .count();
             decide_loop(&rules, &pkts, args.lookups / 10);
             let per = (args.lookups / args.rounds.max(1)).max(1);

@@ -244,9 +244,10 @@ pub fn lint(stage_name: &str, stage: &Stage, source: &SourceMap, file: &str) -> 
 }
 
 /// Whether the walk goes on after a rule that matches: a `jump` (when the chain does not
-/// decide), `log` and `continue`. Such a rule never hides the rules after it.
+/// decide), `log`, `continue` and the mark actions. Such a rule never hides the rules
+/// after it.
 pub fn falls_through(r: &Rule) -> bool {
-    matches!(r.action, Action::Jump(_) | Action::Log | Action::Continue)
+    matches!(r.action, Action::Jump(_)) || r.action.passes()
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@
 //! | [`sets`] | address sets (ipset's hash:ip, hash:net) and a rule's `match_set` |
 //! | [`recent`] | a rule's `recent` match (`-m recent`): named lists of recently seen addresses |
 //! | [`hashlimit`] | a rule's rate limit per address (`-m hashlimit`) |
+//! | [`mark`] | packet and connection marks: `mark`/`connmark` matches, the `mark`, `connmark`, `save_mark` and `restore_mark` actions |
 //! | [`limit`] | a rule's rate limit (`-m limit`): rate and burst |
 //! | [`log`](mod@log) | what a `log` rule writes (`-j LOG`): prefix, level, extras |
 //! | [`ruleset`] | the document ([`Ruleset`], stages, rules, ports) and its queries: ports with defaults applied, a rule's IP family |
@@ -41,6 +42,7 @@ pub mod limit;
 pub mod lint;
 pub mod load;
 pub mod log;
+pub mod mark;
 pub mod matches;
 pub mod nft;
 pub mod packet_matches;

@@ -27,7 +27,11 @@ const INVALID_RULE: &str = "- {ctstate: invalid, action: drop}";
 /// Warnings for a valid ruleset, each at the rule it is about, in file order.
 pub fn lint(r: &Ruleset, source: &SourceMap, file: &str) -> Vec<Diagnostic> {
     let mut out = Vec::new();
-    for (name, stage) in [("raw", &r.raw), ("forward", &r.forward)] {
+    for (name, stage) in [
+        ("raw", &r.raw),
+        ("mangle", &r.mangle),
+        ("forward", &r.forward),
+    ] {
         shadowed(name, None, &stage.rules, source, file, &mut out);
         for (chain, rules) in &stage.chains {
             shadowed(name, Some(chain), rules, source, file, &mut out);
@@ -245,6 +249,8 @@ fn covers_rule(a: &Rule, b: &Rule) -> bool {
         && a.recent.is_none()
         && a.match_set.is_none()
         && a.hashlimit.is_none()
+        && (a.mark.is_none() || a.mark == b.mark)
+        && (a.connmark.is_none() || a.connmark == b.connmark)
         && family_covers(a, b)
         && covers_opt(a.in_port.as_ref(), b.in_port.as_ref(), &Names::of(a, b))
         && covers_out_port(a, b)

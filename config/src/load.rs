@@ -291,10 +291,12 @@ fn type_hint(path: &str, expected: &str) -> String {
         }
     }
     match path {
-        "forward" | "raw" => {
+        "forward" | "raw" | "mangle" => {
             format!("write `{path}: {{policy: drop, rules: [...]}}`, the rules a list of maps")
         }
-        "forward.rules" | "raw.rules" => "rules are a list: start each rule with `- `".into(),
+        "forward.rules" | "raw.rules" | "mangle.rules" => {
+            "rules are a list: start each rule with `- `".into()
+        }
         "pairs" => "write `pairs: [[lan, wan]]`: a list of two-port lists".into(),
         "ports" => "write `ports: {lan: veth-lan, wan: veth-wan}`: port names to interfaces".into(),
         _ if expected == "struct Rule" => {

@@ -683,6 +683,9 @@ pub struct ConntrackEntry {
     pub reply: Tuple,
     pub assured: bool,
     pub unreplied: bool,
+    /// The connection mark (`ct->mark`).
+    #[serde(default)]
+    pub mark: u32,
     /// The `/proc/net/nf_conntrack` line.
     pub line: String,
 }
@@ -901,6 +904,7 @@ mod tests {
                         },
                         assured: false,
                         unreplied: true,
+                        mark: 0,
                         line: "ipv6 ...".into(),
                     }],
                     count: 1,

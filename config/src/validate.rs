@@ -105,21 +105,35 @@ impl Checker<'_> {
         let at = |k: &str| format!("{path}.{k}");
         // Verdicts per stage; `log`, `continue`, `return`, `jump` and `goto` are allowed in
         // both.
-        let allowed: &[Action] = if stage == "raw" {
-            &[Action::Notrack, Action::Accept]
-        } else {
-            &[Action::Accept, Action::Drop, Action::Reject]
+        let allowed: &[Action] = match stage {
+            "raw" => &[Action::Notrack, Action::Accept],
+            "mangle" => &[Action::Accept, Action::Drop],
+            _ => &[Action::Accept, Action::Drop, Action::Reject],
         };
         if r.action.is_verdict() && !allowed.contains(&r.action) {
             let names: Vec<&str> = allowed
                 .iter()
                 .map(Action::name)
-                .chain(["log", "continue", "return", "jump", "goto"])
+                .chain([
+                    "log",
+                    "continue",
+                    "return",
+                    "jump",
+                    "goto",
+                    "mark",
+                    "connmark",
+                    "save_mark",
+                    "restore_mark",
+                ])
                 .collect();
-            let hint = if r.action == Action::Notrack {
-                "notrack belongs in the `raw` stage, which runs before connection tracking"
-            } else {
-                "the raw stage only decides what to track; filter in the `forward` stage"
+            let hint = match (&r.action, stage) {
+                (Action::Notrack, _) => {
+                    "notrack belongs in the `raw` stage, which runs before connection tracking"
+                }
+                (_, "mangle") => {
+                    "the mangle stage marks packets and connections; reject in the `forward` stage (as iptables allows REJECT only in filter)"
+                }
+                _ => "the raw stage only decides what to track; filter in the `forward` stage",
             };
             self.err(
                 &at("action"),
@@ -221,6 +235,7 @@ impl Checker<'_> {
             for (k, present) in [
                 ("ctstate", r.ctstate.is_some()),
                 ("ctdir", r.ctdir.is_some()),
+                ("connmark", r.connmark.is_some()),
             ] {
                 if present {
                     self.err(
@@ -229,6 +244,22 @@ impl Checker<'_> {
                         Some("move the rule to the `forward` stage".into()),
                     );
                 }
+            }
+            if matches!(
+                r.action,
+                Action::ConnMark(_) | Action::SaveMark(_) | Action::RestoreMark(_)
+            ) {
+                self.err(
+                    &at("action"),
+                    format!(
+                        "`{}` cannot be done in the `raw` stage: the packet has no connection yet",
+                        r.action.name()
+                    ),
+                    Some(
+                        "move the rule to the `mangle` stage, which runs after connection tracking"
+                            .into(),
+                    ),
+                );
             }
         }
         // Port names.
@@ -432,6 +463,7 @@ pub fn validate(r: &Ruleset, source: &SourceMap, file: &str) -> Vec<Diagnostic> 
         }
     }
     c.check_stage("raw", &r.raw);
+    c.check_stage("mangle", &r.mangle);
     c.check_stage("forward", &r.forward);
     c.errors.sort_by_key(|d| d.pos);
     c.errors

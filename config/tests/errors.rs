@@ -265,7 +265,7 @@ fn notrack_in_forward() {
     expect_one(
         "forward:\n  rules:\n    - proto: udp\n      action: notrack\n",
         "4:7",
-        "action `notrack` is not allowed in the `forward` stage (allowed: accept, drop, reject, log, continue, return, jump, goto)",
+        "action `notrack` is not allowed in the `forward` stage (allowed: accept, drop, reject, log, continue, return, jump, goto, mark, connmark, save_mark, restore_mark)",
         Some("notrack belongs in the `raw` stage"),
     );
 }
@@ -450,7 +450,7 @@ fn diagnostics_display_file_line_col_and_hint() {
     let es = errors("forward:\n  rules:\n    - {action: accept, dprt: 22}\n");
     assert_eq!(
         es[0].to_string(),
-        "t.yaml:3:24: error: forward.rules[0]: unknown field `dprt`\n  hint: did you mean `dport`? allowed keys: family, in_port, out_port, src, dst, proto, sport, dport, ports, icmp_type, icmpv6_type, tcp_flags, syn, ctstate, ctdir, length, ttl, hop_limit, mac_source, pkttype, rt_type, tcp_mss, match_set, recent, hashlimit, limit, action, reject_with, log, comment"
+        "t.yaml:3:24: error: forward.rules[0]: unknown field `dprt`\n  hint: did you mean `dport`? allowed keys: family, in_port, out_port, src, dst, proto, sport, dport, ports, icmp_type, icmpv6_type, tcp_flags, syn, ctstate, ctdir, mark, connmark, length, ttl, hop_limit, mac_source, pkttype, rt_type, tcp_mss, match_set, recent, hashlimit, limit, action, reject_with, log, comment"
     );
 }
 

@@ -59,7 +59,10 @@ pub fn payload(p: &Payload, op: Option<ConntrackOp>) -> String {
                 let _ = writeln!(o, "conntrack: {}", set.join(" "));
             }
             for st in &s.stages {
-                if st.name == "raw" && st.rules.is_empty() && st.policy == "accept" {
+                if matches!(st.name.as_str(), "raw" | "mangle")
+                    && st.rules.is_empty()
+                    && st.policy == "accept"
+                {
                     continue;
                 }
                 let _ = writeln!(

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::hashlimit::HashLimit;
 use crate::limit::Limit;
 use crate::log::LogOptions;
+use crate::mark::{MarkCopy, MarkValue};
 use crate::matches::{
     Cidr, CtDir, CtState, Icmp4Type, Icmp6Type, Match, PortName, PortRange, TcpFlagsMatch,
 };
@@ -57,6 +58,11 @@ pub struct Ruleset {
     pub sets: Sets,
     #[serde(default, skip_serializing_if = "Stage::is_empty")]
     pub raw: Stage,
+    /// After conntrack, before `forward`: where packets and connections are marked
+    /// (iptables' mangle PREROUTING and FORWARD). Its `accept` (and its policy) hands the
+    /// packet to `forward`; `drop` drops it.
+    #[serde(default, skip_serializing_if = "Stage::is_empty")]
+    pub mangle: Stage,
     #[serde(default)]
     pub forward: Stage,
 }
@@ -301,12 +307,32 @@ pub enum Action {
     Return,
     Jump(String),
     Goto(String),
+    /// Set the packet's mark (iptables' `-j MARK --set-xmark`; [`crate::mark`]).
+    Mark(MarkValue),
+    /// Set the connection's mark (`-j CONNMARK --set-xmark`).
+    ConnMark(MarkValue),
+    /// Copy the packet's mark to the connection (`-j CONNMARK --save-mark`).
+    SaveMark(MarkCopy),
+    /// Copy the connection's mark to the packet (`-j CONNMARK --restore-mark`).
+    RestoreMark(MarkCopy),
 }
 
 impl Action {
     /// The names a YAML `action:` takes: the plain ones, then the keys of the map forms.
     pub const NAMES: &'static [&'static str] = &[
-        "accept", "drop", "reject", "notrack", "log", "continue", "return", "jump", "goto",
+        "accept",
+        "drop",
+        "reject",
+        "notrack",
+        "log",
+        "continue",
+        "return",
+        "jump",
+        "goto",
+        "mark",
+        "connmark",
+        "save_mark",
+        "restore_mark",
     ];
 
     pub fn name(&self) -> &'static str {
@@ -320,7 +346,25 @@ impl Action {
             Action::Return => "return",
             Action::Jump(_) => "jump",
             Action::Goto(_) => "goto",
+            Action::Mark(_) => "mark",
+            Action::ConnMark(_) => "connmark",
+            Action::SaveMark(_) => "save_mark",
+            Action::RestoreMark(_) => "restore_mark",
         }
+    }
+
+    /// Whether the action sets a packet or connection mark (and decides nothing).
+    pub fn marks(&self) -> bool {
+        matches!(
+            self,
+            Action::Mark(_) | Action::ConnMark(_) | Action::SaveMark(_) | Action::RestoreMark(_)
+        )
+    }
+
+    /// Whether the action never decides: the walk goes on after it (`log`, `continue`, the
+    /// mark actions).
+    pub fn passes(&self) -> bool {
+        matches!(self, Action::Log | Action::Continue) || self.marks()
     }
 
     /// The chain a `jump` or `goto` names.
@@ -334,7 +378,7 @@ impl Action {
     /// Whether the action decides the packet's fate (accept, drop, reject, notrack), rather
     /// than log it or move it between chains.
     pub fn is_verdict(&self) -> bool {
-        self.chain().is_none() && !matches!(self, Action::Return | Action::Log | Action::Continue)
+        self.chain().is_none() && *self != Action::Return && !self.passes()
     }
 
     /// Whether the action moves the walk between chains (`return`, `jump`, `goto`) rather
@@ -346,9 +390,15 @@ impl Action {
 
 impl fmt::Display for Action {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        match self.chain() {
-            Some(c) => write!(f, "{} {c}", self.name()),
-            None => f.write_str(self.name()),
+        match self {
+            Action::Mark(m) | Action::ConnMark(m) => write!(f, "{} {m}", self.name()),
+            Action::SaveMark(c) | Action::RestoreMark(c) if !c.is_default() => {
+                write!(f, "{} {c}", self.name())
+            }
+            _ => match self.chain() {
+                Some(c) => write!(f, "{} {c}", self.name()),
+                None => f.write_str(self.name()),
+            },
         }
     }
 }
@@ -356,13 +406,22 @@ impl fmt::Display for Action {
 impl Serialize for Action {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
-        match self.chain() {
-            Some(c) => {
-                let mut m = s.serialize_map(Some(1))?;
-                m.serialize_entry(self.name(), c)?;
-                m.end()
+        fn one<S: serde::Serializer, V: Serialize>(
+            s: S,
+            k: &str,
+            v: &V,
+        ) -> Result<S::Ok, S::Error> {
+            let mut m = s.serialize_map(Some(1))?;
+            m.serialize_entry(k, v)?;
+            m.end()
+        }
+        match self {
+            Action::Mark(v) | Action::ConnMark(v) => one(s, self.name(), v),
+            Action::SaveMark(c) | Action::RestoreMark(c) if !c.is_default() => {
+                one(s, self.name(), c)
             }
-            None => s.serialize_str(self.name()),
+            Action::Jump(c) | Action::Goto(c) => one(s, self.name(), c),
+            _ => s.serialize_str(self.name()),
         }
     }
 }
@@ -380,7 +439,8 @@ impl<'de> Visitor<'de> for ActionVisitor {
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str(
-            "accept, drop, reject, notrack, log, continue, return, {jump: CHAIN} or {goto: CHAIN}",
+            "accept, drop, reject, notrack, log, continue, return, save_mark, restore_mark, \
+             {jump: CHAIN}, {goto: CHAIN}, {mark: VALUE/MASK} or {connmark: VALUE/MASK}",
         )
     }
 
@@ -393,9 +453,16 @@ impl<'de> Visitor<'de> for ActionVisitor {
             "log" => Action::Log,
             "continue" => Action::Continue,
             "return" => Action::Return,
+            "save_mark" => Action::SaveMark(MarkCopy::default()),
+            "restore_mark" => Action::RestoreMark(MarkCopy::default()),
             "jump" | "goto" => {
                 return Err(E::custom(format!(
                     "`{v}` needs the chain's name: write `action: {{{v}: CHAIN}}`"
+                )))
+            }
+            "mark" | "connmark" => {
+                return Err(E::custom(format!(
+                    "`{v}` needs the mark to set: write `action: {{{v}: 0x1}}` or `{{{v}: 0x1/0xff}}` (value/mask)"
                 )))
             }
             other => return Err(E::unknown_variant(other, Action::NAMES)),
@@ -408,15 +475,30 @@ impl<'de> Visitor<'de> for ActionVisitor {
                 "an empty map is no action: write `{jump: CHAIN}` or `{goto: CHAIN}`",
             ));
         };
-        let chain: String = map.next_value()?;
         let action = match key.as_str() {
-            "jump" => Action::Jump(chain),
-            "goto" => Action::Goto(chain),
-            other => return Err(de::Error::unknown_variant(other, &["jump", "goto"])),
+            "jump" => Action::Jump(map.next_value()?),
+            "goto" => Action::Goto(map.next_value()?),
+            "mark" => Action::Mark(map.next_value()?),
+            "connmark" => Action::ConnMark(map.next_value()?),
+            "save_mark" => Action::SaveMark(map.next_value()?),
+            "restore_mark" => Action::RestoreMark(map.next_value()?),
+            other => {
+                return Err(de::Error::unknown_variant(
+                    other,
+                    &[
+                        "jump",
+                        "goto",
+                        "mark",
+                        "connmark",
+                        "save_mark",
+                        "restore_mark",
+                    ],
+                ))
+            }
         };
         if map.next_key::<String>()?.is_some() {
             return Err(de::Error::custom(
-                "an action map has one key: `{jump: CHAIN}` or `{goto: CHAIN}`",
+                "an action map has one key, as `{jump: CHAIN}` or `{mark: 0x1/0xff}`",
             ));
         }
         Ok(action)
@@ -491,6 +573,14 @@ pub struct Rule {
     pub ctstate: Option<Match<CtState>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ctdir: Option<CtDir>,
+    /// The packet's mark (`-m mark --mark`, nft `meta mark`): `0x1`, `0x10/0xff`; a list
+    /// matches any ([`crate::mark`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mark: Option<Match<MarkValue>>,
+    /// The connection's mark (`-m connmark --mark`, nft `ct mark`); never matches a packet
+    /// without a connection (untracked, INVALID), negated or not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connmark: Option<Match<MarkValue>>,
     /// The IP packet's length (`-m length`); see [`crate::packet_matches`] for these five.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub length: Option<Match<LengthRange>>,
@@ -556,6 +646,8 @@ impl Rule {
         "syn",
         "ctstate",
         "ctdir",
+        "mark",
+        "connmark",
         "length",
         "ttl",
         "hop_limit",
@@ -591,6 +683,8 @@ impl Rule {
             syn: None,
             ctstate: None,
             ctdir: None,
+            mark: None,
+            connmark: None,
             length: None,
             ttl: None,
             hop_limit: None,

@@ -21,6 +21,7 @@ pub mod hints;
 pub mod ipset;
 pub mod limit;
 pub mod log;
+pub mod mark;
 pub mod packet;
 pub mod packet_match;
 pub mod pipeline;

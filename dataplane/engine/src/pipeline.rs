@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use config::matches::CtState;
-use config::ruleset::RejectWith;
+use config::ruleset::{Policy, RejectWith};
 
 use crate::classifier::Key;
 use crate::conntrack::entry::{status, CachedVerdict};
@@ -15,9 +15,10 @@ use crate::conntrack::expect::SharedExpectations;
 use crate::conntrack::{HeapSlab, HelperVerdict, Shard, SlabMemory, Track};
 use crate::flow::steer_hash;
 use crate::log::{LogPlace, LogRing};
+use crate::mark::Marks;
 use crate::packet::PacketMeta;
 use crate::reason::{DropReason, InvalidReason, L3Error};
-use crate::ruleset::{CompiledRuleset, CompiledStage, Target};
+use crate::ruleset::{CompiledRuleset, Target};
 use crate::wire::{self, proto};
 
 /// Packets parsed and prefetched together by [`Pipeline::process`].
@@ -52,7 +53,20 @@ pub enum StageId {
     #[default]
     None,
     Raw,
+    Mangle,
     Forward,
+}
+
+impl StageId {
+    /// The stage's name in the YAML and in `replay`'s output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StageId::None => "none",
+            StageId::Raw => "raw",
+            StageId::Mangle => "mangle",
+            StageId::Forward => "forward",
+        }
+    }
 }
 
 /// Why the verdict is what it is.
@@ -141,6 +155,24 @@ impl Counters {
             out_port: None,
             ..o
         }
+    }
+}
+
+/// Store the connection mark the rules left in `marks` in the packet's entry (the
+/// kernel's `ct->mark` is written in place; an unconfirmed entry keeps it if accepted).
+#[inline]
+fn keep_ct_mark<M: SlabMemory>(shard: &mut Shard<M>, track: Track, marks: &Marks) {
+    let Some(mark) = marks.ct.get() else {
+        return;
+    };
+    match track {
+        Track::Tracked { id, .. } => shard.entry_mut(id).mark = mark,
+        Track::New { .. } => {
+            if let Some(e) = shard.pending_mut() {
+                e.mark = mark;
+            }
+        }
+        _ => {}
     }
 }
 
@@ -322,22 +354,28 @@ impl<M: SlabMemory> Pipeline<M> {
                 ..Outcome::default()
             };
         }
+        // The packet's mark and, after conntrack, its connection's.
+        let marks = Marks::new();
         // The classifier key is built only for a stage that is walked: a packet answered by
         // the verdict cache (and an empty raw stage) needs none.
-        let mut decide = |stage: &CompiledStage, ctstate: Option<CtState>, ctdir| {
+        let mut decide = |id: StageId, ctstate: Option<CtState>, ctdir| {
+            let stage = match id {
+                StageId::Raw => &rules.raw,
+                StageId::Mangle => &rules.mangle,
+                _ => &rules.forward,
+            };
             let key = Key::from_meta(m, p.in_port, out_port.unwrap_or(0), ctstate, ctdir);
             let at = LogPlace {
                 time: now,
-                // Only the forward stage runs after conntrack, with a state.
-                forward: ctstate.is_some(),
+                stage: id,
                 in_port: p.in_port,
                 out_port,
             };
-            let mut logged = |r, o: &_| log.record(at, r, o, m, p.frame);
+            let mut logged = |r, o: &_| log.record(at, r, o, m, p.frame, marks.packet.get());
             let pkt = (m, p.frame);
             stage
-                .decide_truncated(pkt, &key, &rules.ports, now, &mut logged)
-                .unwrap_or_else(|| stage.decide(&key, pkt, now, &mut logged))
+                .decide_truncated(pkt, &key, &rules.ports, &marks, now, &mut logged)
+                .unwrap_or_else(|| stage.decide(&key, pkt, &marks, now, &mut logged))
         };
 
         // Raw stage: before conntrack.
@@ -345,7 +383,7 @@ impl<M: SlabMemory> Pipeline<M> {
             // No raw rules: the policy (accept or drop), without a lookup.
             rules.raw.decide_policy()
         } else {
-            decide(&rules.raw, None, None)
+            decide(StageId::Raw, None, None)
         };
         let notrack = match raw_action {
             Target::Notrack => true,
@@ -397,6 +435,43 @@ impl<M: SlabMemory> Pipeline<M> {
         }
         let ctstate = Some(state);
         let ctdir = track.ctdir();
+        if rules.uses_ct_mark {
+            marks.ct.set(match track {
+                Track::Tracked { id, .. } => Some(shard.entry(id).mark),
+                Track::New { .. } => shard.pending_mut().map(|e| e.mark),
+                _ => None,
+            });
+        }
+
+        // Mangle stage: marks; its drop drops, its accept goes on to forward.
+        if rules.mangle.rule_count() > 0 || rules.mangle.policy != Policy::Accept {
+            let (rule, action) = decide(StageId::Mangle, ctstate, ctdir);
+            keep_ct_mark(shard, track, &marks);
+            if action != Target::Accept {
+                if let Track::New { .. } = track {
+                    shard.discard();
+                }
+                let o = Outcome {
+                    ctstate,
+                    stage: StageId::Mangle,
+                    rule,
+                    reason: if rule.is_some() {
+                        Reason::Rule
+                    } else {
+                        Reason::Policy
+                    },
+                    ..Outcome::default()
+                };
+                return counters.drop(
+                    o,
+                    if rule.is_some() {
+                        DropReason::Rule
+                    } else {
+                        DropReason::Policy
+                    },
+                );
+            }
+        }
 
         // Forward stage, through the per-flow verdict cache where the ruleset allows.
         let gen = rules.generation;
@@ -406,7 +481,7 @@ impl<M: SlabMemory> Pipeline<M> {
                 match e.cache[dir.idx()].get(gen, state as u8, p.in_port) {
                     Some((rule, accept)) => (rule, accept, true),
                     None => {
-                        let (rule, action) = decide(&rules.forward, ctstate, ctdir);
+                        let (rule, action) = decide(StageId::Forward, ctstate, ctdir);
                         let accept = action == Target::Accept;
                         e.cache[dir.idx()] =
                             CachedVerdict::new(gen, rule, state as u8, p.in_port, accept);
@@ -415,13 +490,14 @@ impl<M: SlabMemory> Pipeline<M> {
                 }
             }
             _ => {
-                let (rule, action) = decide(&rules.forward, ctstate, ctdir);
+                let (rule, action) = decide(StageId::Forward, ctstate, ctdir);
                 (rule, action == Target::Accept, false)
             }
         };
         if cached {
             counters.cache_hits += 1;
         }
+        keep_ct_mark(shard, track, &marks);
         if let Track::New { .. } = track {
             if accept {
                 if let Some(e) = shard.pending_mut() {

@@ -15,6 +15,7 @@ use crate::conntrack::Sysctls;
 use crate::hashlimit::{Answer, Table, Tables};
 use crate::ipset::{Set, SetMatch};
 use crate::limit::Bucket;
+use crate::mark::{Marks, RuleMarks};
 use crate::packet::{Fragment, IpFamily, PacketMeta};
 use crate::packet_match::PacketMatches;
 use crate::reason::InvalidReason;
@@ -46,9 +47,15 @@ impl Target {
             Action::Drop => Some(Target::Drop),
             Action::Reject => Some(Target::Reject),
             Action::Notrack => Some(Target::Notrack),
-            Action::Log | Action::Continue | Action::Return | Action::Jump(_) | Action::Goto(_) => {
-                None
-            }
+            Action::Log
+            | Action::Continue
+            | Action::Return
+            | Action::Jump(_)
+            | Action::Goto(_)
+            | Action::Mark(_)
+            | Action::ConnMark(_)
+            | Action::SaveMark(_)
+            | Action::RestoreMark(_) => None,
         }
     }
 
@@ -84,6 +91,8 @@ pub struct CompiledStage {
     sets: Vec<Option<SetMatch>>,
     /// Each rule's `hashlimit` table (`hashlimit.rs`).
     hashlimits: Vec<Option<Arc<Table>>>,
+    /// Each rule's mark matches and mark action (`mark.rs`).
+    marks: Vec<Option<RuleMarks>>,
     /// The stage, for the rare truncated-header path.
     stage: Stage,
     /// Each rule's family ([`Rule::implied_family`]), worked out once for that path.
@@ -150,13 +159,15 @@ impl CompiledStage {
     /// Whether rule `r`, whose classifier matches hold, matches the packet `pkt` (its
     /// parsed headers and frame) in full at `now`: its matches on the packet's own fields
     /// hold, its `recent` match holds (and does to its list what it does), a rate-limited
-    /// rule takes a token. A `log` rule that matches calls `log`.
+    /// rule takes a token. A `log` rule that matches calls `log`; a mark action that
+    /// matches changes `marks`.
     #[inline]
     fn hit(
         &self,
         r: u32,
         now: u64,
         pkt: (&PacketMeta, &[u8]),
+        marks: &Marks,
         hot: &std::cell::Cell<Option<u32>>,
         log: &mut impl FnMut(u32, &LogOptions),
     ) -> bool {
@@ -173,6 +184,10 @@ impl CompiledStage {
                     return true;
                 }
             }
+        }
+        let rule_marks = self.marks.get(r as usize).and_then(Option::as_ref);
+        if rule_marks.is_some_and(|x| !x.matches(marks)) {
+            return false;
         }
         if let Some(Some(s)) = self.sets.get(r as usize) {
             if !s.matches(pkt.0) {
@@ -202,25 +217,30 @@ impl CompiledStage {
         if let Some(Some(o)) = self.logs.get(r as usize) {
             log(r, o);
         }
+        if let Some(x) = rule_marks {
+            x.apply(marks);
+        }
         true
     }
 
     /// The rule that decides the packet `pkt` (its parsed headers and frame; `key` is its
     /// classifier key) and its target, or the policy (`rule` None), at time `now` (ns; a
     /// rate-limited rule with no token left does not match). Each `log` rule on the way
-    /// that matches calls `log(rule, options)`.
+    /// that matches calls `log(rule, options)`; the mark matches read, and the mark
+    /// actions write, `marks`.
     #[inline]
     pub fn decide(
         &self,
         key: &Key,
         pkt: (&PacketMeta, &[u8]),
+        marks: &Marks,
         now: u64,
         mut log: impl FnMut(u32, &LogOptions),
     ) -> (Option<u32>, Target) {
         let hot = std::cell::Cell::new(None);
         let decided = self
             .classifier
-            .classify_with(key, |r| self.hit(r, now, pkt, &hot, &mut log));
+            .classify_with(key, |r| self.hit(r, now, pkt, marks, &hot, &mut log));
         if let Some(h) = hot.get() {
             return (Some(h), Target::Drop);
         }
@@ -257,6 +277,7 @@ impl CompiledStage {
         (m, frame): (&PacketMeta, &[u8]),
         key: &Key,
         ports: &[String],
+        marks: &Marks,
         now: u64,
         mut log: impl FnMut(u32, &LogOptions),
     ) -> Option<(Option<u32>, Target)> {
@@ -288,7 +309,7 @@ impl CompiledStage {
                         );
                     hot
                 },
-                hit: &mut |i, _| self.hit(i, now, (m, frame), &hot_table, &mut log),
+                hit: &mut |i, _| self.hit(i, now, (m, frame), marks, &hot_table, &mut log),
             },
         );
         if let Some(h) = hot_table.get() {
@@ -334,7 +355,12 @@ pub struct CompiledRuleset {
     /// Out port of each in port (bump-in-the-wire pairs), `None` for unpaired ports.
     pub peer: Vec<Option<u8>>,
     pub raw: CompiledStage,
+    /// After conntrack, before `forward`: marks (empty with policy accept: skipped).
+    pub mangle: CompiledStage,
     pub forward: CompiledStage,
+    /// Some rule reads or writes connection marks (`connmark`, `connmark`/`save_mark`/
+    /// `restore_mark` actions): only then does the pipeline carry the entry's mark.
+    pub uses_ct_mark: bool,
     pub sysctls: Sysctls,
     pub max_entries: usize,
     pub expect_max: usize,
@@ -412,6 +438,7 @@ fn stage(
                 Some(shared.tables.get(h, r.implied_family()))
             })
             .collect(),
+        marks: s.numbered().map(|(_, _, r)| RuleMarks::of(r)).collect(),
         logs: s
             .numbered()
             .map(|(_, _, r)| (r.action == Action::Log).then(|| r.log.clone().unwrap_or_default()))
@@ -438,7 +465,11 @@ impl CompiledRuleset {
         if ports.len() > MAX_PORTS {
             return Err(CompileError::TooManyPorts(ports.len()));
         }
-        for (name, s) in [("raw", &r.raw), ("forward", &r.forward)] {
+        for (name, s) in [
+            ("raw", &r.raw),
+            ("mangle", &r.mangle),
+            ("forward", &r.forward),
+        ] {
             if s.rule_count() > MAX_RULES {
                 return Err(CompileError::TooManyRules {
                     stage: name,
@@ -467,8 +498,9 @@ impl CompiledRuleset {
             sets: &sets,
         };
         let raw = stage("raw", &r.raw, &ports, &mut shared)?;
+        let mangle = stage("mangle", &r.mangle, &ports, &mut shared)?;
         let forward = stage("forward", &r.forward, &ports, &mut shared)?;
-        let named_tables: Vec<(String, bool)> = [&r.raw, &r.forward]
+        let named_tables: Vec<(String, bool)> = [&r.raw, &r.mangle, &r.forward]
             .iter()
             .flat_map(|st| st.numbered())
             .filter_map(|(_, _, rule)| {
@@ -477,15 +509,27 @@ impl CompiledRuleset {
             })
             .collect();
         tables.keep_only(&named_tables);
-        let named: Vec<&str> = [&r.raw, &r.forward]
+        let named: Vec<&str> = [&r.raw, &r.mangle, &r.forward]
             .iter()
             .flat_map(|st| st.numbered())
             .filter_map(|(_, _, rule)| Some(rule.recent.as_ref()?.command()?.1))
             .collect();
         lists.keep_only(&named);
+        let uses_ct_mark = [&r.raw, &r.mangle, &r.forward]
+            .iter()
+            .flat_map(|st| st.numbered())
+            .any(|(_, _, rule)| {
+                rule.connmark.is_some()
+                    || matches!(
+                        rule.action,
+                        Action::ConnMark(_) | Action::SaveMark(_) | Action::RestoreMark(_)
+                    )
+            });
         Ok(CompiledRuleset {
             generation: generation.max(1),
+            uses_ct_mark,
             raw,
+            mangle,
             forward,
             recent: lists,
             hashlimit: tables,

@@ -71,10 +71,14 @@ fn web_fetch_through_the_state_table_and_windows() {
     assert_eq!(t.feed(SEC, &frames[2]), (CtState::New, Dir::Original));
     let e = t.entry();
     assert_eq!(e.tcp.state, state::SYN_SENT);
-    assert_eq!(e.tcp.seen[0].td_end, 2_275_489_304, "seq + 1 for the SYN");
-    assert_eq!(e.tcp.seen[0].td_maxend, 2_275_489_304);
-    assert_eq!(e.tcp.seen[0].td_maxwin, 64_240);
-    assert_eq!(e.tcp.seen[0].td_scale, 10);
+    assert_eq!(
+        { e.tcp.seen[0].td_end },
+        2_275_489_304,
+        "seq + 1 for the SYN"
+    );
+    assert_eq!({ e.tcp.seen[0].td_maxend }, 2_275_489_304);
+    assert_eq!({ e.tcp.seen[0].td_maxwin }, 64_240);
+    assert_eq!({ e.tcp.seen[0].td_scale }, 10);
     assert_ne!(e.tcp.seen[0].flags & flag::WINDOW_SCALE, 0);
     assert_eq!(e.expires, SEC + 120 * SEC, "tcp_timeout_syn_sent");
 
@@ -86,10 +90,10 @@ fn web_fetch_through_the_state_table_and_windows() {
     let e = t.entry();
     assert_eq!(e.tcp.state, state::SYN_RECV);
     assert!(e.has(status::SEEN_REPLY) && !e.has(status::ASSURED));
-    assert_eq!(e.tcp.seen[1].td_end, 4_943_182);
-    assert_eq!(e.tcp.seen[1].td_scale, 10, "both sides offered scaling");
+    assert_eq!({ e.tcp.seen[1].td_end }, 4_943_182);
+    assert_eq!({ e.tcp.seen[1].td_scale }, 10, "both sides offered scaling");
     // The receiver's right edge: ack + window (a SYN's window is never scaled).
-    assert_eq!(e.tcp.seen[0].td_maxend, 2_275_489_304 + 65_160);
+    assert_eq!({ e.tcp.seen[0].td_maxend }, 2_275_489_304 + 65_160);
     assert_eq!(e.expires, SEC + 1 + 60 * SEC, "tcp_timeout_syn_recv");
 
     // Packet 4: ACK win 63 (<< 10 = 64512): ESTABLISHED and ASSURED.
@@ -100,7 +104,7 @@ fn web_fetch_through_the_state_table_and_windows() {
     let e = t.entry();
     assert_eq!(e.tcp.state, state::ESTABLISHED);
     assert!(e.has(status::ASSURED));
-    assert_eq!(e.tcp.seen[1].td_maxend, 4_943_182 + 63 * 1024);
+    assert_eq!({ e.tcp.seen[1].td_maxend }, 4_943_182 + 63 * 1024);
     assert_eq!(
         e.expires,
         SEC + 2 + 432_000 * SEC,
@@ -110,7 +114,7 @@ fn web_fetch_through_the_state_table_and_windows() {
     // Packet 5: 73 bytes of request: unacknowledged data shortens the timeout.
     t.feed(SEC + 3, &frames[5]);
     let e = t.entry();
-    assert_eq!(e.tcp.seen[0].td_end, 2_275_489_304 + 73);
+    assert_eq!({ e.tcp.seen[0].td_end }, 2_275_489_304 + 73);
     assert_ne!(e.tcp.seen[0].flags & flag::DATA_UNACKNOWLEDGED, 0);
     assert_eq!(e.expires, SEC + 3 + 300 * SEC, "tcp_timeout_unacknowledged");
 
@@ -123,7 +127,7 @@ fn web_fetch_through_the_state_table_and_windows() {
         );
     }
     let e = t.entry();
-    assert_eq!(e.tcp.seen[1].td_end, 4_943_182 + 185 + 48);
+    assert_eq!({ e.tcp.seen[1].td_end }, 4_943_182 + 185 + 48);
     assert_eq!(
         e.tcp.seen[0].flags & flag::DATA_UNACKNOWLEDGED,
         0,

@@ -398,6 +398,7 @@ impl RuntimeHandle {
             settings,
             stages: vec![
                 stage("raw", &st.ruleset.raw, |c| &c.raw),
+                stage("mangle", &st.ruleset.mangle, |c| &c.mangle),
                 stage("forward", &st.ruleset.forward, |c| &c.forward),
             ],
             yaml: st.yaml.clone(),

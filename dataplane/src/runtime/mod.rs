@@ -261,10 +261,11 @@ impl Shared {
     fn publish(&self, rules: Arc<CompiledRuleset>) {
         let counters = (0..self.workers)
             .map(|_| {
-                Arc::new(RuleCounters::new(
+                Arc::new(RuleCounters::new([
                     rules.raw.rule_count(),
+                    rules.mangle.rule_count(),
                     rules.forward.rule_count(),
-                ))
+                ]))
             })
             .collect();
         let g = rules.generation;

@@ -654,12 +654,12 @@ mod tests {
         let (r, _) = run(&path, 1, S, &[], true);
         assert!(r.rejected.unwrap().contains("truncated"));
         let mut other = std::fs::read(&path).unwrap();
-        other[8] = 2;
+        other[8] = 3;
         std::fs::write(&path, &other).unwrap();
         let (r, _) = run(&path, 1, S, &[], true);
         let why = r.rejected.unwrap();
         assert!(
-            why.contains("layout version 2, this statewall reads version 1"),
+            why.contains("layout version 3, this statewall reads version 2"),
             "{why}"
         );
         std::fs::remove_dir_all(&d).unwrap();

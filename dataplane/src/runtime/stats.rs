@@ -246,14 +246,28 @@ impl StageCounters {
 #[derive(Debug)]
 pub struct RuleCounters {
     pub raw: StageCounters,
+    pub mangle: StageCounters,
     pub forward: StageCounters,
 }
 
 impl RuleCounters {
-    pub fn new(raw_rules: usize, forward_rules: usize) -> RuleCounters {
+    /// Counters for stages of `raw`, `mangle` and `forward` rules.
+    pub fn new([raw, mangle, forward]: [usize; 3]) -> RuleCounters {
         RuleCounters {
-            raw: StageCounters::new(raw_rules),
-            forward: StageCounters::new(forward_rules),
+            raw: StageCounters::new(raw),
+            mangle: StageCounters::new(mangle),
+            forward: StageCounters::new(forward),
+        }
+    }
+
+    /// The counters of a stage (none for `StageId::None`).
+    pub fn of(&self, stage: engine::pipeline::StageId) -> Option<&StageCounters> {
+        use engine::pipeline::StageId;
+        match stage {
+            StageId::Raw => Some(&self.raw),
+            StageId::Mangle => Some(&self.mangle),
+            StageId::Forward => Some(&self.forward),
+            StageId::None => None,
         }
     }
 }
@@ -371,7 +385,7 @@ mod tests {
 
     #[test]
     fn rule_counters_count_policy_last() {
-        let r = RuleCounters::new(0, 2);
+        let r = RuleCounters::new([0, 0, 2]);
         r.forward.count(Some(1), 100);
         r.forward.count(None, 60);
         r.forward.count(None, 40);

@@ -30,7 +30,7 @@ use engine::conntrack::save;
 use engine::defrag::{self, Defrag, Gather};
 use engine::flow::{owner, steer_hash};
 use engine::packet::PacketMeta;
-use engine::pipeline::{Outcome, Packet, Pipeline, StageId, Verdict};
+use engine::pipeline::{Outcome, Packet, Pipeline, Verdict};
 use engine::reason::{DropReason, L3Error};
 use engine::wire;
 
@@ -210,8 +210,9 @@ impl<Io: PortIo> Worker<Io> {
         // is counted by no outcome).
         let c = &self.rule_counters;
         log.push(ring.drain().map(|r| {
-            let stage = if r.forward { &c.forward } else { &c.raw };
-            stage.count(Some(r.rule), u64::from(r.wire_len));
+            if let Some(stage) = c.of(r.stage) {
+                stage.count(Some(r.rule), u64::from(r.wire_len));
+            }
             *r
         }));
     }
@@ -630,10 +631,8 @@ impl<Io: PortIo> Worker<Io> {
 /// Count a packet on the rule (or policy) that decided it.
 #[inline]
 fn count_rule(c: &RuleCounters, o: &Outcome, bytes: u64) {
-    match o.stage {
-        StageId::Raw => c.raw.count(o.rule, bytes),
-        StageId::Forward => c.forward.count(o.rule, bytes),
-        StageId::None => {}
+    if let Some(s) = c.of(o.stage) {
+        s.count(o.rule, bytes);
     }
 }
 

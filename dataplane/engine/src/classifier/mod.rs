@@ -206,6 +206,9 @@ fn volatile(r: &Rule) -> bool {
         || r.has_packet_matches()
         || r.recent.is_some()
         || r.hashlimit.is_some()
+        || r.mark.is_some()
+        || r.connmark.is_some()
+        || r.action.marks()
 }
 
 impl Classifier {
@@ -234,15 +237,8 @@ impl Classifier {
 
     /// The classifier of a program over `rules` (in stage numbering).
     fn from_program<'a>(program: Program, rules: impl Iterator<Item = &'a Rule>) -> Classifier {
-        let (volatile, passes): (Vec<bool>, Vec<bool>) = rules
-            .map(|r| {
-                use config::ruleset::Action;
-                (
-                    volatile(r),
-                    matches!(r.action, Action::Log | Action::Continue),
-                )
-            })
-            .unzip();
+        let (volatile, passes): (Vec<bool>, Vec<bool>) =
+            rules.map(|r| (volatile(r), r.action.passes())).unzip();
         let rules = volatile.len();
         let Program {
             shapes,

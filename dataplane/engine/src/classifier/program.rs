@@ -53,6 +53,8 @@ pub(crate) fn guarded(r: &Rule) -> bool {
         || r.has_packet_matches()
         || r.match_set.is_some()
         || r.hashlimit.is_some()
+        || r.mark.is_some()
+        || r.connmark.is_some()
 }
 
 /// The flattened stage: boxes with the entry each belongs to, and each entry's step.

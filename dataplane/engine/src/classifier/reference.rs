@@ -212,7 +212,7 @@ fn walk_list(
                     End::Return => {}
                 }
             }
-            Action::Log | Action::Continue => {}
+            a if a.passes() => {}
             _ => return End::At(n),
         }
     }

@@ -119,6 +119,9 @@ pub struct Entry {
     pub expires: u64,
     /// TCP state; for other protocols a little per-protocol scratch (see `udp_stream_ts`).
     pub tcp: TcpConn,
+    /// The connection mark (`ct->mark`): set by `connmark` and `save_mark` actions, read by
+    /// `connmark` matches and `restore_mark`; a RELATED connection starts with its master's.
+    pub mark: u32,
     pub cache: [CachedVerdict; 2],
     pub status: u16,
     /// Padding made explicit (zero), so that an entry is plain bytes in the state file.

@@ -25,6 +25,10 @@ pub struct Expectation {
     pub expires: u64,
     /// The control connection (its original tuple) that announced it.
     pub master: FlowKey,
+    /// The control connection's mark when it announced it: the data connection's first
+    /// (the kernel reads the master's mark when the data connection arrives; the two differ
+    /// only if a rule changed the control connection's mark in between).
+    pub mark: u32,
 }
 
 impl Expectation {

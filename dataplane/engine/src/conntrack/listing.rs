@@ -81,7 +81,7 @@ pub fn format_entry(e: &Entry, now: u64) -> String {
     if e.has(status::HELPER_FTP) {
         out.push_str("helper=ftp ");
     }
-    out.push_str("mark=0 use=1");
+    let _ = write!(out, "mark={} use=1", e.mark);
     out
 }
 
@@ -122,6 +122,7 @@ pub fn message(shard: usize, e: &Entry, now: u64) -> ConntrackEntry {
         reply: tuple(&r),
         assured: e.has(status::ASSURED),
         unreplied: !e.has(status::SEEN_REPLY),
+        mark: e.mark,
         line: format_entry(e, now),
     }
 }

@@ -416,9 +416,13 @@ impl<M: SlabMemory> Shard<M> {
         let t = self.sysctls;
         let mut e = Entry::new(key);
         let mut state = CtState::New;
-        if !self.expect.is_empty() && self.expect.take(&key, now).is_some() {
-            e.set(status::EXPECTED);
-            state = CtState::Related;
+        if !self.expect.is_empty() {
+            if let Some(x) = self.expect.take(&key, now) {
+                e.set(status::EXPECTED);
+                // As init_conntrack: the new connection starts with its master's mark.
+                e.mark = x.mark;
+                state = CtState::Related;
+            }
         }
         match m.proto {
             proto::TCP => {
@@ -524,6 +528,7 @@ impl<M: SlabMemory> Shard<M> {
                         dport: a.port,
                         expires: now + FTP_EXPECT_TIMEOUT_NS,
                         master: key,
+                        mark: self.table.get(id).mark,
                     };
                     if self.expect.add(exp, now).is_ok() {
                         self.stats.expectations_created += 1;

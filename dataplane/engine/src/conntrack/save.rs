@@ -1067,8 +1067,10 @@ mod tests {
         assert_eq!(e.expires, 431_999 * NS);
         assert_eq!(e.status, status::SEEN_REPLY | status::ASSURED);
         assert_eq!(e.tcp.state, state::ESTABLISHED);
-        let mut liberal = TcpDir::default();
-        liberal.flags = flag::SACK_PERM | flag::BE_LIBERAL;
+        let liberal = TcpDir {
+            flags: flag::SACK_PERM | flag::BE_LIBERAL,
+            ..TcpDir::default()
+        };
         assert_eq!(e.tcp.seen, [liberal; 2], "no window data, liberal checks");
         // ICMP: id and type<<8|code, as packets make them.
         let e = one("-A -t 29 -u UNSET -s 10.0.0.1 -d 10.0.0.2 -r 10.0.0.2 -q 10.0.0.1 -p icmp --icmp-type 8 --icmp-code 0 --icmp-id 77");

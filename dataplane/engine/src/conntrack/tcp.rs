@@ -168,7 +168,10 @@ const TCP_CONNTRACKS: [[[u8; 10]; 6]; 2] = [
     zerocopy::KnownLayout,
     zerocopy::Immutable,
 )]
-#[repr(C)]
+///
+/// Packed to 2-byte alignment (18 bytes, where `repr(C)` would pad it to 20): the four
+/// bytes saved in the entry hold the connection mark.
+#[repr(C, packed(2))]
 pub struct TcpDir {
     pub td_end: u32,
     pub td_maxend: u32,
@@ -176,8 +179,6 @@ pub struct TcpDir {
     pub td_maxack: u32,
     pub td_scale: u8,
     pub flags: u8,
-    /// Padding made explicit (zero), so that an entry is plain bytes in the state file.
-    _pad: [u8; 2],
 }
 
 /// A connection's TCP state (`struct ip_ct_tcp`).

@@ -6,7 +6,7 @@
 //! drop: IN=veth-lan OUT=veth-wan MAC=02:00:00:00:00:02:02:00:00:00:00:01:08:00 SRC=10.0.0.2 DST=10.1.0.2 LEN=60 TOS=0x00 PREC=0x00 TTL=64 ID=4321 DF PROTO=TCP SPT=40000 DPT=23 WINDOW=64240 RES=0x00 SYN URGP=0
 //! ```
 //!
-//! Not written: `PHYSIN=`/`PHYSOUT=` (the ports are the interfaces), `MARK=`, `UID=`/`GID=`
+//! Not written: `PHYSIN=`/`PHYSOUT=` (the ports are the interfaces), `UID=`/`GID=`
 //! (forwarded packets have no socket), and the quoted packet of an ICMP error, of which
 //! only the type and code are.
 
@@ -44,6 +44,9 @@ pub fn line(r: &LogRecord, interface: impl Fn(u8) -> String) -> String {
             r,
             f.get(usize::from(r.l4_offset)..).unwrap_or_default(),
         );
+    }
+    if r.mark != 0 {
+        let _ = write!(s, "MARK={:#x} ", r.mark);
     }
     s
 }
@@ -233,11 +236,11 @@ mod tests {
         let mut ring = LogRing::default();
         let at = LogPlace {
             time: 1,
-            forward: true,
+            stage: crate::pipeline::StageId::Forward,
             in_port: 0,
             out_port: Some(1),
         };
-        ring.record(at, 3, opts, &m, frame);
+        ring.record(at, 3, opts, &m, frame, 0);
         let r = *ring.drain().next().unwrap();
         assert!(ring.is_empty());
         line(&r, |p| ["veth-lan", "veth-wan"][usize::from(p)].to_string())
@@ -298,16 +301,16 @@ mod tests {
         let mut ring = LogRing::default();
         let at = LogPlace {
             time: 1,
-            forward: true,
+            stage: crate::pipeline::StageId::Forward,
             in_port: 0,
             out_port: None,
         };
         for _ in 0..super::super::RING + 3 {
-            ring.record(at, 0, &LogOptions::default(), &m, &f);
+            ring.record(at, 0, &LogOptions::default(), &m, &f, 0);
         }
         assert_eq!((ring.logged, ring.lost), (super::super::RING as u64, 3));
         assert_eq!(ring.drain().count(), super::super::RING);
-        ring.record(at, 0, &LogOptions::default(), &m, &f);
+        ring.record(at, 0, &LogOptions::default(), &m, &f, 0);
         assert_eq!(ring.drain().count(), 1);
     }
 }

@@ -11,6 +11,7 @@ pub mod format;
 use config::log::{LogOptions, MAX_PREFIX};
 
 use crate::packet::{IpFamily, PacketMeta};
+use crate::pipeline::StageId;
 
 /// Frame bytes kept per record: Ethernet with two VLAN tags (22), an IPv4 header with
 /// options (60) or IPv6 with extension headers, and a TCP header with options (60).
@@ -30,9 +31,11 @@ pub mod extras {
 pub struct LogRecord {
     /// Engine time (ns) of the batch.
     pub time: u64,
-    /// Stage (`false`: raw, `true`: forward) and rule that logged.
-    pub forward: bool,
+    /// Stage and rule that logged.
+    pub stage: StageId,
     pub rule: u32,
+    /// The packet's mark when it was logged (`MARK=`, when not 0).
+    pub mark: u32,
     pub in_port: u8,
     pub out_port: Option<u8>,
     /// Syslog level (0-7).
@@ -55,7 +58,7 @@ impl std::fmt::Debug for LogRecord {
     fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.debug_struct("LogRecord")
             .field("time", &self.time)
-            .field("forward", &self.forward)
+            .field("stage", &self.stage)
             .field("rule", &self.rule)
             .field("prefix", &String::from_utf8_lossy(self.prefix()))
             .field("wire_len", &self.wire_len)
@@ -66,8 +69,9 @@ impl std::fmt::Debug for LogRecord {
 impl LogRecord {
     const EMPTY: LogRecord = LogRecord {
         time: 0,
-        forward: false,
+        stage: StageId::None,
         rule: 0,
+        mark: 0,
         in_port: 0,
         out_port: None,
         level: 4,
@@ -102,7 +106,7 @@ impl LogRecord {
 #[derive(Debug, Clone, Copy)]
 pub struct LogPlace {
     pub time: u64,
-    pub forward: bool,
+    pub stage: StageId,
     pub in_port: u8,
     pub out_port: Option<u8>,
 }
@@ -148,6 +152,7 @@ impl LogRing {
         opts: &LogOptions,
         m: &PacketMeta,
         frame: &[u8],
+        mark: u32,
     ) {
         let Some(r) = self.records.get_mut(self.len) else {
             self.lost += 1;
@@ -156,10 +161,13 @@ impl LogRing {
         self.len += 1;
         self.logged += 1;
         r.time = at.time;
-        r.forward = at.forward;
+        r.stage = at.stage;
         r.rule = rule;
+        r.mark = mark;
         r.in_port = at.in_port;
-        r.out_port = at.out_port;
+        // Only the forward stage knows where the packet goes: raw and mangle are
+        // PREROUTING's, where the kernel logs `OUT=` empty.
+        r.out_port = at.out_port.filter(|_| at.stage == StageId::Forward);
         r.level = opts.level.number();
         r.extras = [
             (opts.tcp_sequence, extras::TCP_SEQUENCE),

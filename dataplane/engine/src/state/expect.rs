@@ -44,6 +44,7 @@ fn encode(e: &Expectation, r: &mut [u8]) {
     r[82..84].copy_from_slice(&m.dport.to_le_bytes());
     r[84] = m.proto;
     r[85] = family_byte(m.family);
+    r[88..92].copy_from_slice(&e.mark.to_le_bytes());
 }
 
 fn decode(r: &[u8]) -> Option<Expectation> {
@@ -72,6 +73,7 @@ fn decode(r: &[u8]) -> Option<Expectation> {
         src: arr16(16),
         dst: arr16(32),
         master,
+        mark: u32::from_le_bytes([r[88], r[89], r[90], r[91]]),
     };
     // The same checks a key gets: the expected tuple as a key with any source port.
     FlowKey::new(e.family, e.src, e.dst, e.proto, 0, e.dport)
@@ -138,6 +140,7 @@ mod tests {
                 40000,
                 21,
             ),
+            mark: 0x1234_5678 ^ u32::from(port),
         }
     }
 

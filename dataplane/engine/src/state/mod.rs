@@ -32,7 +32,7 @@ use crate::flow::FlowKey;
 /// The file's first eight bytes.
 pub const MAGIC: [u8; 8] = *b"SWSTATE\0";
 /// Bumped whenever the meaning of the bytes changes; a file of another version is refused.
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 /// The header's size: one page, so that the slabs start page-aligned.
 pub const HEADER_SIZE: usize = 4096;
 /// One slot's size in the file.
@@ -48,6 +48,7 @@ pub const FINGERPRINT: u64 = fingerprint(&[
     offset_of!(Entry, key),
     offset_of!(Entry, expires),
     offset_of!(Entry, tcp),
+    offset_of!(Entry, mark),
     offset_of!(Entry, cache),
     offset_of!(Entry, status),
     size_of::<FlowKey>(),

@@ -256,8 +256,13 @@ fn check(file: &str) -> ExitCode {
                     if n == 1 { "" } else { "s" }
                 ),
             };
+            let mangle = if r.mangle.is_empty() {
+                String::new()
+            } else {
+                format!("{}, ", count(&r.mangle, "mangle"))
+            };
             println!(
-                "{file}: ok: {}, {}, {} warning(s)",
+                "{file}: ok: {}, {mangle}{}, {} warning(s)",
                 count(&r.raw, "raw"),
                 count(&r.forward, "forward"),
                 loaded.warnings.len()
