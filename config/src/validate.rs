@@ -114,17 +114,7 @@ impl Checker<'_> {
             let names: Vec<&str> = allowed
                 .iter()
                 .map(Action::name)
-                .chain([
-                    "log",
-                    "continue",
-                    "return",
-                    "jump",
-                    "goto",
-                    "mark",
-                    "connmark",
-                    "save_mark",
-                    "restore_mark",
-                ])
+                .chain(Action::EVERY_STAGE.iter().copied())
                 .collect();
             let hint = match (&r.action, stage) {
                 (Action::Notrack, _) => {

@@ -335,6 +335,29 @@ impl Action {
         "restore_mark",
     ];
 
+    /// The keys of the map forms (`{jump: CHAIN}`, `{mark: 0x1}`, ...).
+    pub const MAP_KEYS: &'static [&'static str] = &[
+        "jump",
+        "goto",
+        "mark",
+        "connmark",
+        "save_mark",
+        "restore_mark",
+    ];
+
+    /// The actions every stage allows, which decide nothing or move between chains.
+    pub const EVERY_STAGE: &'static [&'static str] = &[
+        "log",
+        "continue",
+        "return",
+        "jump",
+        "goto",
+        "mark",
+        "connmark",
+        "save_mark",
+        "restore_mark",
+    ];
+
     pub fn name(&self) -> &'static str {
         match self {
             Action::Accept => "accept",
@@ -482,19 +505,7 @@ impl<'de> Visitor<'de> for ActionVisitor {
             "connmark" => Action::ConnMark(map.next_value()?),
             "save_mark" => Action::SaveMark(map.next_value()?),
             "restore_mark" => Action::RestoreMark(map.next_value()?),
-            other => {
-                return Err(de::Error::unknown_variant(
-                    other,
-                    &[
-                        "jump",
-                        "goto",
-                        "mark",
-                        "connmark",
-                        "save_mark",
-                        "restore_mark",
-                    ],
-                ))
-            }
+            other => return Err(de::Error::unknown_variant(other, Action::MAP_KEYS)),
         };
         if map.next_key::<String>()?.is_some() {
             return Err(de::Error::custom(
