@@ -146,6 +146,28 @@ pub struct Counters {
 }
 
 impl Counters {
+    /// A drop by `stage`'s rule `rule`, or by its policy (`rule` None).
+    #[inline]
+    fn stage_drop(
+        &mut self,
+        stage: StageId,
+        rule: Option<u32>,
+        ctstate: Option<CtState>,
+    ) -> Outcome {
+        let (reason, why) = match rule {
+            Some(_) => (Reason::Rule, DropReason::Rule),
+            None => (Reason::Policy, DropReason::Policy),
+        };
+        let o = Outcome {
+            ctstate,
+            stage,
+            rule,
+            reason,
+            ..Outcome::default()
+        };
+        self.drop(o, why)
+    }
+
     /// Count a drop and turn the outcome into one.
     #[inline]
     fn drop(&mut self, o: Outcome, why: DropReason) -> Outcome {
@@ -389,24 +411,7 @@ impl<M: SlabMemory> Pipeline<M> {
             Target::Notrack => true,
             Target::Accept => false,
             _ => {
-                let o = Outcome {
-                    stage: StageId::Raw,
-                    rule: raw_rule,
-                    reason: if raw_rule.is_some() {
-                        Reason::Rule
-                    } else {
-                        Reason::Policy
-                    },
-                    ..Outcome::default()
-                };
-                return counters.drop(
-                    o,
-                    if raw_rule.is_some() {
-                        DropReason::Rule
-                    } else {
-                        DropReason::Policy
-                    },
-                );
+                return counters.stage_drop(StageId::Raw, raw_rule, None);
             }
         };
 
@@ -451,25 +456,7 @@ impl<M: SlabMemory> Pipeline<M> {
                 if let Track::New { .. } = track {
                     shard.discard();
                 }
-                let o = Outcome {
-                    ctstate,
-                    stage: StageId::Mangle,
-                    rule,
-                    reason: if rule.is_some() {
-                        Reason::Rule
-                    } else {
-                        Reason::Policy
-                    },
-                    ..Outcome::default()
-                };
-                return counters.drop(
-                    o,
-                    if rule.is_some() {
-                        DropReason::Rule
-                    } else {
-                        DropReason::Policy
-                    },
-                );
+                return counters.stage_drop(StageId::Mangle, rule, ctstate);
             }
         }
 
