@@ -560,8 +560,56 @@ fn other_untranslatable_lines() {
             "belongs in the raw table",
         ),
         (
-            "iptables -t mangle -A PREROUTING -j MARK --set-mark 1",
-            "table `mangle`",
+            "iptables -t security -A FORWARD -j ACCEPT",
+            "table `security`",
+        ),
+        (
+            "iptables -t mangle -A PREROUTING -j MARK",
+            "`-j MARK` without an operation",
+        ),
+        (
+            "iptables -t mangle -A PREROUTING -j MARK --save-mark",
+            "an option of `-j CONNMARK`, not of `-j MARK`",
+        ),
+        (
+            "iptables -t mangle -A PREROUTING -j CONNMARK --nfmask 0xff",
+            "without `--save-mark` or `--restore-mark`",
+        ),
+        (
+            "iptables -t mangle -A PREROUTING -j CONNMARK --set-mark 1 --restore-mark",
+            "already set in this rule",
+        ),
+        (
+            "iptables -t mangle -A PREROUTING -j CONNMARK --restore-mark --left-shift-mark 8",
+            "unsupported `-j CONNMARK --left-shift-mark`",
+        ),
+        (
+            "iptables -A FORWARD --set-xmark 1 -j ACCEPT",
+            "without `-j MARK` or `-j CONNMARK`",
+        ),
+        (
+            "iptables -A FORWARD --mark 1 -j ACCEPT",
+            "needs `-m mark` or `-m connmark`",
+        ),
+        (
+            "iptables -A FORWARD -m mark --mark 0x1/zz -j ACCEPT",
+            "invalid mark",
+        ),
+        (
+            "iptables -t mangle -A FORWARD -j REJECT",
+            "`-j REJECT` in the mangle table",
+        ),
+        (
+            "iptables -t mangle -A POSTROUTING -j CONNMARK --save-mark",
+            "mangle POSTROUTING that changes the connection's mark",
+        ),
+        (
+            "iptables -t mangle -A POSTROUTING -p tcp -j DROP",
+            "mangle POSTROUTING that drops packets",
+        ),
+        (
+            "iptables -t mangle -P POSTROUTING DROP",
+            "policy DROP on `mangle` POSTROUTING",
         ),
         ("iptables -P FORWARD REJECT", "unsupported policy `REJECT`"),
         (
@@ -1533,4 +1581,131 @@ fn hashlimit_options() {
     assert_eq!(e.len(), 1, "{e:#?}");
     assert!(e[0].message.contains("needs `-m hashlimit`"), "{}", e[0]);
     assert_eq!(e[0].pos.line, 1);
+}
+
+#[test]
+fn marks_from_the_mangle_and_filter_tables() {
+    use config::mark::{MarkCopy, MarkValue};
+    let i = import(&ImportInput {
+        rules: ("marks.save", &data("marks.save")),
+        ..ImportInput::default()
+    })
+    .unwrap_or_else(|e| panic!("{e:#?}"));
+    // mangle INPUT and POSTROUTING are left out, said once per family that has them.
+    let left: Vec<_> = i
+        .warnings
+        .iter()
+        .filter(|w| w.message.contains("mangle INPUT, OUTPUT and POSTROUTING"))
+        .collect();
+    assert_eq!(left.len(), 1, "{:#?}", i.warnings);
+    assert_eq!(left[0].pos.line, 12);
+    let r = i.ruleset;
+    let back = round_trip(&r);
+    assert!(back.contains("mangle:"), "{back}");
+    let mv = |value, mask| MarkValue { value, mask };
+    // PREROUTING returns, so it is a chain the stage jumps to, then FORWARD's rules.
+    let m = &r.mangle;
+    assert_eq!(m.rules[0].action, Action::Jump("PREROUTING".into()));
+    let acts: Vec<&Action> = m.rules[1..].iter().map(|r| &r.action).collect();
+    assert_eq!(
+        acts,
+        [
+            &Action::Mark(mv(0x100, 0x100)),
+            &Action::Mark(mv(0, 0xff00)),
+            &Action::ConnMark(mv(0x40, 0)),
+        ]
+    );
+    let pre = &m.chains["PREROUTING"];
+    assert_eq!(pre[0].action, Action::RestoreMark(MarkCopy::default()));
+    assert_eq!(
+        pre[1].mark,
+        Some(Match {
+            negated: true,
+            values: vec![mv(0, u32::MAX)]
+        })
+    );
+    assert_eq!(pre[1].action, Action::Return);
+    assert_eq!(
+        pre[3].action,
+        Action::RestoreMark(MarkCopy {
+            nfmask: 0xff,
+            ctmask: 0xff00
+        })
+    );
+    assert_eq!(pre[3].family, Some(Family::Ipv6));
+    assert_eq!(pre[4].connmark, Some(Match::new(vec![mv(0, u32::MAX)])));
+    let marking = &m.chains["marking"];
+    assert_eq!(marking[0].action, Action::Mark(mv(1, u32::MAX)));
+    assert_eq!(marking[1].action, Action::Mark(mv(2, 0xf)));
+    assert_eq!(
+        marking[2].action,
+        Action::SaveMark(MarkCopy {
+            nfmask: 0xff,
+            ctmask: 0xff
+        })
+    );
+    // filter FORWARD: matches on both marks, a connection mark set in the filter table.
+    let f = &r.forward.rules;
+    assert_eq!(f[1].connmark, Some(Match::new(vec![mv(1, 0xff)])));
+    assert_eq!(f[2].mark, Some(Match::new(vec![mv(0x102, 0xfff)])));
+    assert!(f[2].connmark.as_ref().is_some_and(|c| c.negated));
+    assert_eq!(f[2].action, Action::Log);
+    assert_eq!(f[3].action, Action::ConnMark(mv(0x20, 0xf0)));
+    assert_eq!(f[5].action, Action::Drop);
+    assert_eq!(f[5].family, Some(Family::Ipv6));
+}
+
+#[test]
+fn mangle_forward_follows_prerouting_only_where_the_kernel_would_run_it() {
+    // An ACCEPT in PREROUTING (or a chain it reaches) ends PREROUTING, and the kernel still
+    // runs mangle FORWARD: one mangle stage cannot say that.
+    let e = errs(
+        "m.sh",
+        "iptables -t mangle -N c\n\
+         iptables -t mangle -A PREROUTING -j c\n\
+         iptables -t mangle -A c -p tcp -j ACCEPT\n\
+         iptables -t mangle -A FORWARD -j MARK --set-mark 1\n",
+    );
+    let d = find(&e, "mangle FORWARD cannot be translated after PREROUTING");
+    assert_eq!(d.pos.line, 3);
+    let e = errs(
+        "m.sh",
+        "iptables -t mangle -P PREROUTING DROP\n\
+         iptables -t mangle -A FORWARD -j MARK --set-mark 1\n",
+    );
+    assert_eq!(find(&e, "policy is DROP").pos.line, 2);
+    // Without FORWARD rules, PREROUTING's ACCEPT ends the stage, as the kernel's walk goes
+    // on to filter FORWARD.
+    let r = ok(
+        "m.sh",
+        "iptables -t mangle -A PREROUTING -p tcp -j ACCEPT\n\
+         iptables -t mangle -A PREROUTING -j MARK --set-mark 1\n",
+    );
+    assert_eq!(r.mangle.rules.len(), 2);
+    assert!(r.mangle.chains.is_empty());
+    // A connmark in raw never matches, CONNMARK there does nothing: said, not refused.
+    let i = import(&ImportInput {
+        rules: (
+            "m.sh",
+            "iptables -t raw -A PREROUTING -m connmark --mark 1 -j CT --notrack\n\
+             iptables -t raw -A PREROUTING -j CONNMARK --set-mark 1\n\
+             iptables -t raw -A PREROUTING -j MARK --set-mark 2\n",
+        ),
+        ..ImportInput::default()
+    })
+    .unwrap_or_else(|e| panic!("{e:#?}"));
+    assert!(i.warnings.iter().any(|w| w
+        .message
+        .contains("`-m connmark` in the raw table never matches")));
+    assert!(i.warnings.iter().any(|w| w
+        .message
+        .contains("`-j CONNMARK` in the raw table does nothing")));
+    let raw: Vec<&Action> = i.ruleset.raw.rules.iter().map(|r| &r.action).collect();
+    assert_eq!(
+        raw,
+        [
+            &Action::Continue,
+            &Action::Mark(config::mark::MarkValue::exact(2))
+        ]
+    );
 }

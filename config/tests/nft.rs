@@ -308,3 +308,100 @@ fn log_and_limit_statements_as_rules() {
         "{e:?}"
     );
 }
+
+#[test]
+fn marks_at_mangle_priority_and_in_the_filter_chain() {
+    use config::mark::{MarkCopy, MarkValue};
+    let i = ok("marks.json", &data("marks.json"));
+    let r = &i.ruleset;
+    let mv = |value, mask| MarkValue { value, mask };
+    // prerouting (priority mangle) returns, so it is a chain the mangle stage jumps to; the
+    // forward chain at priority mangle follows it.
+    let m = &r.mangle;
+    assert_eq!(m.rules[0].action, Action::Jump("pre".into()));
+    assert_eq!(m.rules[1].action, Action::Mark(mv(0x100, 0x100)));
+    assert_eq!(m.rules[2].action, Action::ConnMark(mv(0x40, 0)));
+    let pre = &m.chains["pre"];
+    assert_eq!(pre[0].action, Action::RestoreMark(MarkCopy::default()));
+    assert_eq!(pre[1].action, Action::Return);
+    let marking = &m.chains["marking"];
+    assert_eq!(marking[0].action, Action::Mark(MarkValue::exact(1)));
+    // `meta mark set meta mark & 0xfffffff0 | 0x2` is --set-xmark 0x2/0xf.
+    assert_eq!(marking[1].action, Action::Mark(mv(2, 0xf)));
+    assert_eq!(
+        marking[2].action,
+        Action::SaveMark(MarkCopy {
+            nfmask: 0xff,
+            ctmask: u32::MAX
+        })
+    );
+    // The filter chain: log, then the connection mark, then (another rule) the verdict.
+    let f = &r.forward.rules;
+    assert_eq!(f[1].connmark, Some(Match::new(vec![mv(1, 0xff)])));
+    assert_eq!(f[2].action, Action::Log);
+    assert_eq!(f[3].action, Action::ConnMark(mv(0x20, 0xf0)));
+    assert_eq!(f[3].mark, f[2].mark);
+    assert_eq!(
+        f[4].connmark,
+        Some(Match::new(vec![mv(0x22, 0xff), mv(0x23, 0xff)]))
+    );
+}
+
+#[test]
+fn marks_that_cannot_be_translated() {
+    let rule = |chain: &str, hook: &str, prio: i64, exprs: &str| {
+        doc(&[
+            r#"{"table": {"family": "inet", "name": "t", "handle": 1}}"#,
+            &format!(
+                r#"{{"chain": {{"family": "inet", "table": "t", "name": "{chain}", "handle": 1, "type": "filter", "hook": "{hook}", "prio": {prio}, "policy": "accept"}}}}"#
+            ),
+            &format!(
+                r#"{{"rule": {{"family": "inet", "table": "t", "chain": "{chain}", "handle": 2, "expr": {exprs}}}}}"#
+            ),
+        ])
+    };
+    let mark = r#"{"meta": {"key": "mark"}}"#;
+    let ct = r#"{"ct": {"key": "mark"}}"#;
+    // Setting the mark the rule matches, then deciding: the verdict's rule would test the
+    // changed mark.
+    let e = errs(
+        "m.json",
+        &rule(
+            "f",
+            "forward",
+            0,
+            &format!(
+                r#"[{{"match": {{"op": "==", "left": {mark}, "right": 2}}}}, {{"mangle": {{"key": {mark}, "value": 3}}}}, {{"accept": null}}]"#
+            ),
+        ),
+    );
+    assert!(e[0].contains("sets a mark it matches"), "{e:?}");
+    // A copy with constant bits.
+    let e = errs(
+        "m.json",
+        &rule(
+            "f",
+            "forward",
+            0,
+            &format!(r#"[{{"mangle": {{"key": {mark}, "value": {{"|": [{ct}, 1]}}}}}}]"#),
+        ),
+    );
+    assert!(e[0].contains("cannot be translated"), "{e:?}");
+    // An accept in prerouting ends it; the forward chain at mangle priority would still run.
+    let e = errs(
+        "m.json",
+        &doc(&[
+            r#"{"table": {"family": "inet", "name": "t", "handle": 1}}"#,
+            r#"{"chain": {"family": "inet", "table": "t", "name": "p", "handle": 1, "type": "filter", "hook": "prerouting", "prio": -150, "policy": "accept"}}"#,
+            r#"{"chain": {"family": "inet", "table": "t", "name": "m", "handle": 2, "type": "filter", "hook": "forward", "prio": -150, "policy": "accept"}}"#,
+            r#"{"chain": {"family": "inet", "table": "t", "name": "f", "handle": 3, "type": "filter", "hook": "forward", "prio": 0, "policy": "accept"}}"#,
+            r#"{"rule": {"family": "inet", "table": "t", "chain": "p", "handle": 4, "expr": [{"accept": null}]}}"#,
+            r#"{"rule": {"family": "inet", "table": "t", "chain": "m", "handle": 5, "expr": [{"drop": null}]}}"#,
+        ]),
+    );
+    assert!(
+        e.iter()
+            .any(|m| m.contains("this accept ends the prerouting chain p")),
+        "{e:?}"
+    );
+}

@@ -36,7 +36,7 @@ pub(super) enum Item {
 #[derive(Debug, Clone)]
 pub(super) struct Entry {
     pub(super) fam: Family,
-    /// `filter` or `raw`.
+    /// `filter`, `raw` or `mangle`.
     pub(super) table: &'static str,
     pub(super) chain: String,
     pub(super) item: Item,
@@ -289,13 +289,15 @@ impl<'a> Importer<'a> {
         }
         let translated = matches!(
             (table, chain),
-            ("filter", "INPUT" | "FORWARD" | "OUTPUT") | ("raw", "PREROUTING")
+            ("filter", "INPUT" | "FORWARD" | "OUTPUT")
+                | ("raw", "PREROUTING")
+                | ("mangle", "PREROUTING" | "FORWARD" | "INPUT" | "OUTPUT")
         );
         if !translated && p != Policy::Accept {
             self.err(
                 policy.pos,
                 format!("policy {} on `{table}` {chain} cannot be translated", policy.text),
-                "statewall translates filter INPUT/FORWARD/OUTPUT and raw PREROUTING; other chains must be empty with policy ACCEPT",
+                "statewall translates filter INPUT/FORWARD/OUTPUT, raw PREROUTING and mangle PREROUTING/FORWARD (INPUT/OUTPUT); other chains must have policy ACCEPT",
             );
             return;
         }

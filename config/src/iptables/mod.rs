@@ -119,6 +119,7 @@ mod family;
 mod hashlimit;
 mod import;
 mod ipset;
+mod mark;
 mod options;
 mod packet;
 mod recent;

@@ -269,9 +269,8 @@ impl RuleParser<'_> {
         let name = v.text.as_str();
         let ok = match name {
             "state" | "conntrack" | "multiport" | "tcp" | "udp" | "comment" | "physdev"
-            | "iprange" | "length" | "mac" | "pkttype" | "rt" | "set" | "addrtype" | "tcpmss" => {
-                true
-            }
+            | "iprange" | "length" | "mac" | "pkttype" | "rt" | "set" | "addrtype" | "tcpmss"
+            | "mark" | "connmark" => true,
             "ttl" | "hl" => self.family_module(name, ["ttl", "hl"], v.pos),
             "hashlimit" => {
                 if self.hashlimit_at.is_none() {
@@ -311,7 +310,6 @@ impl RuleParser<'_> {
             "helper" => {
                 "connections the FTP helper expects are matched with `--ctstate RELATED`".to_string()
             }
-            "mark" | "connmark" => "statewall sets and matches no marks".to_string(),
             "sctp" | "dccp" | "udplite" => {
                 format!("match `-p {name}` by protocol only; ports are translated for tcp and udp")
             }

@@ -12,7 +12,7 @@ use super::words::Tok;
 
 impl RuleParser<'_> {
     /// One value of type `T` for `tok`, negated as written; `None` after an error.
-    fn one<T: Scalar>(&mut self, tok: &Tok) -> Option<Match<T>> {
+    pub(super) fn one<T: Scalar>(&mut self, tok: &Tok) -> Option<Match<T>> {
         let neg = self.take_neg();
         let v = self.value(tok)?;
         let neg = neg || self.take_neg();

@@ -4,6 +4,7 @@
 
 use crate::diag::{Diagnostic, Pos};
 use crate::log::LogOptions;
+use crate::mark::{MarkCopy, MarkValue};
 use crate::matches::{CtDir, Scalar};
 use crate::proto::Proto;
 use crate::ruleset::{Action, Family, RejectWith, Rule};
@@ -32,8 +33,23 @@ pub(super) enum Target {
     Continue,
     /// `-g CHAIN`.
     Goto(String),
+    /// `-j MARK` and what its option sets (`None` until one is given).
+    Mark(Option<MarkValue>),
+    /// `-j CONNMARK` and its operation (`None` until one is given).
+    ConnMark(Option<ConnMarkOp>),
     /// Anything else: a user chain or an untranslated target.
     Other(String),
+}
+
+/// What `-j CONNMARK` does to the connection's mark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ConnMarkOp {
+    /// `--set-xmark` and the forms that reduce to it.
+    Set(MarkValue),
+    /// `--save-mark`: the packet's mark into the connection's.
+    Save(MarkCopy),
+    /// `--restore-mark`: the connection's mark into the packet's.
+    Restore(MarkCopy),
 }
 
 /// What a rule specification parsed to.
@@ -93,7 +109,7 @@ const GENERAL_OPTS: &[&str] = &[
 ];
 
 pub(super) const SUPPORTED_MATCHES: &str =
-    "statewall translates -m state, conntrack (--ctstate, --ctdir), multiport, tcp, udp, icmp, icmp6, physdev (--physdev-in, --physdev-out), iprange (--src-range, --dst-range), limit (--limit, --limit-burst), recent, set (--match-set NAME src|dst, with --ipset), hashlimit, addrtype, tcpmss, length, ttl, hl, rt (--rt-type), mac (--mac-source), pkttype and comment";
+    "statewall translates -m state, conntrack (--ctstate, --ctdir), multiport, tcp, udp, icmp, icmp6, physdev (--physdev-in, --physdev-out), iprange (--src-range, --dst-range), limit (--limit, --limit-burst), recent, set (--match-set NAME src|dst, with --ipset), hashlimit, addrtype, tcpmss, length, ttl, hl, rt (--rt-type), mac (--mac-source), pkttype, mark, connmark (--mark) and comment";
 
 const OTHER_CT_OPTS: &[&str] = &[
     "--ctproto",
@@ -336,6 +352,7 @@ impl<'t> RuleParser<'t> {
         }
         self.finish_recent();
         self.finish_hashlimit();
+        self.finish_mark();
         self.out
     }
 
@@ -581,6 +598,11 @@ impl<'t> RuleParser<'t> {
                 self.needs(tok, &["pkttype"], &[], "`-m pkttype`");
                 self.pkttype(tok);
             }
+            "--mark" => self.mark_match(tok),
+            "--mask" if matches!(self.out.target, Some((Target::ConnMark(_), _))) => {
+                self.mark_target_option(tok);
+            }
+            t if super::mark::is_target_option(t) => self.mark_target_option(tok),
             "--set" | "--rcheck" | "--update" | "--remove" | "--seconds" | "--hitcount"
             | "--reap" | "--rsource" | "--rdest" | "--name" | "--mask" | "--rttl" => {
                 self.needs(tok, &["recent"], &[], "`-m recent`");
@@ -605,7 +627,7 @@ impl<'t> RuleParser<'t> {
                     (
                         format!("unknown or unsupported option `{t}`"),
                         format!(
-                            "{SUPPORTED_MATCHES}; targets ACCEPT, DROP, REJECT, CT --notrack/--helper ftp and NOTRACK"
+                            "{SUPPORTED_MATCHES}; targets ACCEPT, DROP, REJECT, RETURN, LOG, MARK, CONNMARK, CT --notrack/--helper ftp and NOTRACK"
                         ),
                     )
                 } else {

@@ -11,14 +11,14 @@ use crate::interfaces;
 use crate::log::LogOptions;
 use crate::matches::{Match, PortRange};
 use crate::proto::Proto;
-use crate::ruleset::{Action, Family, FtpHelper, Policy, Rule, Ruleset};
+use crate::ruleset::{Action, Family, FtpHelper, Policy, Rule, Ruleset, Stage};
 use crate::source_map::SourceMap;
 use crate::suggest::did_you_mean;
 use crate::validate::validate;
 
 use super::family::{fam_index, fam_tool};
 use super::import::{builtin_chains, ChainKey, Entry, Importer, Item, TABLES};
-use super::rule::{Parsed, Target};
+use super::rule::{ConnMarkOp, Parsed, Target};
 use super::words::Tok;
 
 impl Importer<'_> {
@@ -38,8 +38,9 @@ impl Importer<'_> {
         chain: &str,
     ) {
         let key: ChainKey = (fam, table.to_string(), chain.to_string());
-        let may_be_left_out = (table == "filter" && matches!(chain, "INPUT" | "OUTPUT"))
-            || (matches!(table, "filter" | "raw") && self.user_chains.contains(&key));
+        let may_be_left_out = (matches!(table, "filter" | "mangle")
+            && matches!(chain, "INPUT" | "OUTPUT"))
+            || (matches!(table, "filter" | "raw" | "mangle") && self.user_chains.contains(&key));
         if may_be_left_out {
             let mut said = self.errs.split_off(mark.0);
             said.append(&mut self.warns.split_off(mark.1));
@@ -108,15 +109,17 @@ impl Importer<'_> {
         let stage_table: &'static str = match (table, name) {
             ("filter", "INPUT" | "FORWARD" | "OUTPUT") => "filter",
             ("raw", "PREROUTING") => "raw",
+            ("mangle", "PREROUTING" | "FORWARD" | "INPUT" | "OUTPUT" | "POSTROUTING") => "mangle",
             ("filter", _) if user => "filter",
             ("raw", _) if user => "raw",
+            ("mangle", _) if user => "mangle",
             _ => {
                 let (msg, hint) = {
                     match table {                        "nat" => (
                             format!("`{name}` in table `nat`: statewall does no NAT"),
                             "remove the nat table (do NAT on another box); import the filter and raw tables".to_string(),
                         ),
-                        "mangle" | "security" => (
+                        "security" => (
                             format!("`{name}` in table `{table}` cannot be translated"),
                             format!("statewall has no {table} table; remove these rules"),
                         ),
@@ -124,7 +127,7 @@ impl Importer<'_> {
                             "raw OUTPUT rules cannot be translated".to_string(),
                             "raw OUTPUT sees locally generated packets, and a bump-in-the-wire gateway has none; use raw PREROUTING".to_string(),
                         ),
-                        "filter" | "raw" => (
+                        "filter" | "raw" | "mangle" => (
                             format!("no chain `{name}` in table `{table}`"),
                             format!(
                                 "built-in chains of `{table}`: {}",
@@ -152,8 +155,21 @@ impl Importer<'_> {
             self.user_chains
                 .contains(&(fam, table.to_string(), t.to_string()))
         };
+        if stage_table == "raw" && rule.connmark.is_some() {
+            // No connection exists before conntrack: the kernel's connmark match is false,
+            // negated or not.
+            self.warns.push(
+                Diagnostic::warning(
+                    self.file,
+                    pos,
+                    "`-m connmark` in the raw table never matches (no connection exists before conntrack): the rule is left out",
+                )
+                .with_hint("match connection marks in mangle or filter chains"),
+            );
+            return;
+        }
         let item = match (stage_table, target) {
-            ("filter" | "raw", Target::Accept) => {
+            (_, Target::Accept) => {
                 rule.action = Action::Accept;
                 Item::Rule(Box::new(rule))
             }
@@ -165,7 +181,7 @@ impl Importer<'_> {
                 rule.action = Action::Continue;
                 Item::Rule(Box::new(rule))
             }
-            ("filter" | "raw", Target::Log(o)) => {
+            (_, Target::Log(o)) => {
                 rule.action = Action::Log;
                 rule.log = Some(o).filter(|o| *o != LogOptions::default());
                 Item::Rule(Box::new(rule))
@@ -195,7 +211,34 @@ impl Importer<'_> {
                 );
                 return;
             }
-            ("filter", Target::Drop) => {
+            (_, Target::Mark(Some(v))) => {
+                rule.action = Action::Mark(v);
+                Item::Rule(Box::new(rule))
+            }
+            ("raw", Target::ConnMark(Some(_))) => {
+                // CONNMARK does nothing to a packet without a connection.
+                self.warns.push(
+                    Diagnostic::warning(
+                        self.file,
+                        tpos,
+                        "`-j CONNMARK` in the raw table does nothing (no connection exists before conntrack): the rule only counts",
+                    )
+                    .with_hint("set connection marks in mangle or filter chains"),
+                );
+                rule.action = Action::Continue;
+                Item::Rule(Box::new(rule))
+            }
+            (_, Target::ConnMark(Some(op))) => {
+                rule.action = match op {
+                    ConnMarkOp::Set(v) => Action::ConnMark(v),
+                    ConnMarkOp::Save(c) => Action::SaveMark(c),
+                    ConnMarkOp::Restore(c) => Action::RestoreMark(c),
+                };
+                Item::Rule(Box::new(rule))
+            }
+            // Refused by the parser already.
+            (_, Target::Mark(None) | Target::ConnMark(None)) => return,
+            ("filter" | "mangle", Target::Drop) => {
                 rule.action = Action::Drop;
                 Item::Rule(Box::new(rule))
             }
@@ -252,7 +295,15 @@ impl Importer<'_> {
                 );
                 return;
             }
-            ("filter", Target::Ct { .. } | Target::Notrack) => {
+            ("mangle", Target::Reject(_)) => {
+                self.err(
+                    tpos,
+                    "`-j REJECT` in the mangle table cannot be translated",
+                    "iptables allows REJECT in the filter table only; reject in filter FORWARD",
+                );
+                return;
+            }
+            ("filter" | "mangle", Target::Ct { .. } | Target::Notrack) => {
                 self.err(
                     tpos,
                     "`-j CT`/`-j NOTRACK` belongs in the raw table",
@@ -317,11 +368,11 @@ impl Importer<'_> {
                     "statewall logs with `-j LOG` (statewallctl log, journald), and counts verdicts per rule (statewallctl stats); use LOG or remove the rule"
                 }
                 "MASQUERADE" | "SNAT" | "DNAT" | "REDIRECT" | "NETMAP" => "statewall does no NAT",
-                "MARK" | "CONNMARK" | "TOS" | "DSCP" | "TTL" | "HL" | "TCPMSS" => {
+                "TOS" | "DSCP" | "TTL" | "HL" | "TCPMSS" => {
                     "statewall does not modify packets"
                 }
                 "QUEUE" | "NFQUEUE" => "statewall does not queue packets to user space",
-                _ => "targets statewall translates: ACCEPT, DROP, REJECT, RETURN, LOG, a user-defined chain (declared with `:NAME - [0:0]` or `-N NAME` before the rules); in raw also CT --notrack, NOTRACK, and CT --helper ftp in PREROUTING",
+                _ => "targets statewall translates: ACCEPT, DROP, REJECT, RETURN, LOG, MARK, CONNMARK, a user-defined chain (declared with `:NAME - [0:0]` or `-N NAME` before the rules); in raw also CT --notrack, NOTRACK, and CT --helper ftp in PREROUTING",
             };
             let known = [
                 "NFLOG",
@@ -331,8 +382,6 @@ impl Importer<'_> {
                 "DNAT",
                 "REDIRECT",
                 "NETMAP",
-                "MARK",
-                "CONNMARK",
                 "TOS",
                 "DSCP",
                 "TTL",
@@ -427,21 +476,25 @@ impl Importer<'_> {
         self.entries.insert(idx, entry);
     }
 
-    pub(super) fn stage_policy(&self, table: &str, chain: &str) -> (Policy, Vec<Rule>) {
-        let fams: Vec<Family> = [Family::Ipv4, Family::Ipv6]
+    /// A built-in chain's policy in one family (ACCEPT when none was given).
+    fn policy(&self, fam: Family, table: &str, chain: &str) -> Policy {
+        self.policies
+            .get(&(fam, table.to_string(), chain.to_string()))
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// A stage's policy from each family's (`policy`), and the rules that keep a family's
+    /// ACCEPT when the families differ (`chain` names the chain in their comments).
+    pub(super) fn stage_policy(
+        &self,
+        chain: &str,
+        policy: impl Fn(Family) -> Policy,
+    ) -> (Policy, Vec<Rule>) {
+        let per: Vec<(Family, Policy)> = [Family::Ipv4, Family::Ipv6]
             .into_iter()
             .filter(|f| self.families[fam_index(*f)])
-            .collect();
-        let per: Vec<(Family, Policy)> = fams
-            .iter()
-            .map(|f| {
-                let p = self
-                    .policies
-                    .get(&(*f, table.to_string(), chain.to_string()))
-                    .copied()
-                    .unwrap_or_default();
-                (*f, p)
-            })
+            .map(|f| (f, policy(f)))
             .collect();
         let first = per.first().map_or(Policy::Accept, |(_, p)| *p);
         if per.iter().all(|(_, p)| *p == first) {
@@ -535,6 +588,7 @@ impl Importer<'_> {
                 );
             }
         }
+        self.mangle_chains(&mut kept);
         // User-defined chains the kept chains reach.
         let mut todo: Vec<ChainKey> = kept.iter().cloned().collect();
         while let Some(k) = todo.pop() {
@@ -555,7 +609,7 @@ impl Importer<'_> {
         let mut left: Vec<&ChainKey> = self
             .user_chains
             .iter()
-            .filter(|k| matches!(k.1.as_str(), "filter" | "raw") && !kept.contains(*k))
+            .filter(|k| matches!(k.1.as_str(), "filter" | "raw" | "mangle") && !kept.contains(*k))
             .collect();
         left.sort_by_key(|(f, t, c)| (fam_index(*f), t.clone(), c.clone()));
         if !left.is_empty() {
@@ -580,7 +634,7 @@ impl Importer<'_> {
                         names.join(", ")
                     ),
                 )
-                .with_hint("only FORWARD (INPUT/OUTPUT for a host firewall) and raw PREROUTING are translated, with the chains they reach"),
+                .with_hint("only filter FORWARD (INPUT/OUTPUT for a host firewall), raw PREROUTING and mangle PREROUTING/FORWARD are translated, with the chains they reach"),
             );
         }
         kept
@@ -621,6 +675,24 @@ impl Importer<'_> {
         rs.ports = ports;
         let mut ftp: Vec<u16> = Vec::new();
         let mut checked: Vec<(Pos, &'static str, Rule)> = Vec::new();
+        let mut mangle_forward: Vec<Rule> = Vec::new();
+        // A RETURN in mangle PREROUTING goes on to mangle FORWARD: PREROUTING becomes a
+        // chain, and the stage is a jump to it followed by FORWARD's rules.
+        let in_mangle = |e: &Entry, c: &str| e.table == "mangle" && e.chain == c;
+        let wrap_prerouting = self.entries.iter().any(|e| in_mangle(e, "FORWARD"))
+            && self.entries.iter().any(|e| {
+                in_mangle(e, "PREROUTING")
+                    && matches!(&e.item, Item::Rule(r) if r.action == Action::Return)
+            });
+        let prerouting = if wrap_prerouting {
+            chains::unique_name("PREROUTING", |c| {
+                self.user_chains
+                    .iter()
+                    .any(|k| k.1 == "mangle" && chain_names.get(&k.2).is_some_and(|y| y == c))
+            })
+        } else {
+            String::new()
+        };
         for e in &self.entries {
             match &e.item {
                 Item::FtpPort(p) => {
@@ -643,11 +715,19 @@ impl Importer<'_> {
                         a => a,
                     };
                     checked.push((e.pos, e.table, r.clone()));
-                    let stage = if e.table == "raw" {
-                        &mut rs.raw
-                    } else {
-                        &mut rs.forward
-                    };
+                    if in_mangle(e, "FORWARD") {
+                        mangle_forward.push(r);
+                        continue;
+                    }
+                    if wrap_prerouting && in_mangle(e, "PREROUTING") {
+                        rs.mangle
+                            .chains
+                            .entry(prerouting.clone())
+                            .or_default()
+                            .push(r);
+                        continue;
+                    }
+                    let stage = stage_of(&mut rs, e.table);
                     if matches!(
                         e.chain.as_str(),
                         "FORWARD" | "INPUT" | "OUTPUT" | "PREROUTING"
@@ -665,11 +745,7 @@ impl Importer<'_> {
         }
         // A chain jumped to may have no rules: it still exists (the walk comes back).
         for (_, table, chain) in kept.iter().filter(|k| self.user_chains.contains(*k)) {
-            let stage = if table == "raw" {
-                &mut rs.raw
-            } else {
-                &mut rs.forward
-            };
+            let stage = stage_of(&mut rs, table);
             let name = chain_names
                 .get(chain)
                 .cloned()
@@ -679,27 +755,35 @@ impl Importer<'_> {
         if !ftp.is_empty() {
             rs.helpers.ftp = Some(FtpHelper { ports: ftp });
         }
-        let (p, mut tail) = self.stage_policy("filter", "FORWARD");
+        let (p, mut tail) = self.stage_policy("FORWARD", |f| self.policy(f, "filter", "FORWARD"));
         rs.forward.policy = p;
         rs.forward.rules.append(&mut tail);
-        let (p, mut tail) = self.stage_policy("raw", "PREROUTING");
+        let (p, mut tail) =
+            self.stage_policy("PREROUTING", |f| self.policy(f, "raw", "PREROUTING"));
         rs.raw.policy = p;
         rs.raw.rules.append(&mut tail);
+        // Mangle PREROUTING hands every packet it lets through to mangle FORWARD (checked by
+        // `mangle_chains`): a DROP policy of either drops it.
+        if wrap_prerouting {
+            let mut jump = Rule::new(Action::Jump(prerouting));
+            jump.comment = Some("mangle PREROUTING".to_string());
+            rs.mangle.rules.push(jump);
+        }
+        rs.mangle.rules.append(&mut mangle_forward);
+        let (p, mut tail) = self.stage_policy("mangle PREROUTING/FORWARD", |f| {
+            if self.policy(f, "mangle", "PREROUTING") == Policy::Drop {
+                Policy::Drop
+            } else {
+                self.policy(f, "mangle", "FORWARD")
+            }
+        });
+        rs.mangle.policy = p;
+        rs.mangle.rules.append(&mut tail);
         // Each rule through the loader's validation, reported at its line.
         for (pos, table, mut r) in checked {
             r.in_port = None;
             r.out_port = None;
             let mut one = Ruleset::default();
-            let stage = if table == "raw" {
-                &mut one.raw
-            } else {
-                &mut one.forward
-            };
-            // The chain a rule jumps to, as an empty one: chains are checked with the whole
-            // ruleset below.
-            if let Some(c) = r.action.chain() {
-                stage.chains.insert(c.to_string(), Vec::new());
-            }
             // The set it names, without its members: they are checked with the whole.
             if let Some(set) = r
                 .match_set
@@ -714,6 +798,12 @@ impl Importer<'_> {
                         members: Vec::new(),
                     },
                 );
+            }
+            let stage = stage_of(&mut one, table);
+            // The chain a rule jumps to, as an empty one: chains are checked with the whole
+            // ruleset below.
+            if let Some(c) = r.action.chain() {
+                stage.chains.insert(c.to_string(), Vec::new());
             }
             stage.rules.push(r);
             for d in validate(&one, &SourceMap::default(), self.file) {
@@ -741,9 +831,137 @@ impl Importer<'_> {
         (rs, self.errs, self.warns)
     }
 
+    /// Mangle PREROUTING and FORWARD make the `mangle` stage, FORWARD's rules after
+    /// PREROUTING's. That is the kernel's walk when every packet PREROUTING lets through goes
+    /// on to FORWARD, so when FORWARD has rules or a DROP policy, an ACCEPT PREROUTING can
+    /// reach and a DROP policy of PREROUTING are errors (each would end the one stage where
+    /// the kernel goes on to FORWARD); a RETURN in PREROUTING itself is kept exact by
+    /// `finish`, which then makes PREROUTING a chain the stage jumps to. INPUT and OUTPUT (the
+    /// box's own traffic) and POSTROUTING (after filter FORWARD, where a forwarded packet's
+    /// mark changes nothing statewall does) are left out with a warning; POSTROUTING rules
+    /// that drop or change a connection's mark (which later packets see) are errors.
+    fn mangle_chains(&mut self, kept: &mut HashSet<ChainKey>) {
+        let key = |f: Family, c: &str| (f, "mangle".to_string(), c.to_string());
+        for fam in [Family::Ipv4, Family::Ipv6] {
+            kept.insert(key(fam, "PREROUTING"));
+            kept.insert(key(fam, "FORWARD"));
+            let first_in = |me: &Self, c: &str| {
+                me.entries
+                    .iter()
+                    .filter(|e| e.fam == fam && e.table == "mangle" && e.chain == c)
+                    .map(|e| e.pos)
+                    .min()
+            };
+            let forward_at = first_in(self, "FORWARD");
+            let forward_drops = self.policy(fam, "mangle", "FORWARD") == Policy::Drop;
+            if forward_at.is_some() || forward_drops {
+                let at = forward_at.unwrap_or(Pos { line: 1, col: 1 });
+                let tool = fam_tool(fam);
+                let mut ends: Vec<(Pos, &'static str)> = Vec::new();
+                for e in self.reached(&key(fam, "PREROUTING")) {
+                    let Item::Rule(r) = &e.item else { continue };
+                    if r.action == Action::Accept {
+                        ends.push((e.pos, "this ACCEPT ends mangle PREROUTING"));
+                    }
+                }
+                if self.policy(fam, "mangle", "PREROUTING") == Policy::Drop {
+                    ends.push((at, "mangle PREROUTING's policy is DROP"));
+                }
+                for (pos, why) in ends {
+                    self.err(
+                        pos,
+                        format!("{tool} mangle FORWARD cannot be translated after PREROUTING: {why}, and the kernel then still runs mangle FORWARD, where statewall's one mangle stage would stop"),
+                        "let PREROUTING's rules go on (a rule without -j, or RETURN from a user-defined chain), or move the mangle FORWARD rules into PREROUTING",
+                    );
+                }
+            }
+            // POSTROUTING: what would change statewall's answers is an error.
+            let post = self.reached(&key(fam, "POSTROUTING"));
+            let mut errs = Vec::new();
+            for e in &post {
+                let Item::Rule(r) = &e.item else { continue };
+                let what = match r.action {
+                    Action::Drop => "drops packets",
+                    Action::ConnMark(_) | Action::SaveMark(_) => "changes the connection's mark",
+                    _ => continue,
+                };
+                errs.push(Diagnostic::error(
+                    self.file,
+                    e.pos,
+                    format!("a rule of mangle POSTROUTING that {what} cannot be translated: POSTROUTING runs after filter FORWARD, where statewall has no stage"),
+                ).with_hint("move the rule to mangle FORWARD (or PREROUTING), where it runs before the filter decides"));
+            }
+            let post_chains: HashSet<ChainKey> = post
+                .iter()
+                .map(|e| (e.fam, e.table.to_string(), e.chain.clone()))
+                .collect();
+            drop(post);
+            self.errs.append(&mut errs);
+            // What the chains POSTROUTING reaches said is not held back: they are read.
+            let (said, held): (Vec<_>, Vec<_>) = std::mem::take(&mut self.held)
+                .into_iter()
+                .partition(|(k, _)| post_chains.contains(k) && !kept.contains(k));
+            self.held = held;
+            for d in said.into_iter().flat_map(|(_, d)| d) {
+                if d.is_error() {
+                    self.errs.push(d);
+                } else {
+                    self.warns.push(d);
+                }
+            }
+            let left = ["INPUT", "OUTPUT", "POSTROUTING"]
+                .iter()
+                .filter_map(|c| first_in(self, c))
+                .min();
+            if let Some(at) = left {
+                self.warns.push(
+                    Diagnostic::warning(
+                        self.file,
+                        at,
+                        format!("{} mangle INPUT, OUTPUT and POSTROUTING rules were left out: INPUT and OUTPUT see the gateway's own traffic, and POSTROUTING runs after the filter has decided, where a packet's mark changes nothing statewall does", fam_tool(fam)),
+                    )
+                    .with_hint("statewall's mangle stage is mangle PREROUTING and FORWARD"),
+                );
+            }
+        }
+    }
+
+    /// The rules of a chain and of the user-defined chains it reaches.
+    fn reached(&self, from: &ChainKey) -> Vec<&Entry> {
+        let mut seen: HashSet<ChainKey> = HashSet::from([from.clone()]);
+        let mut todo = vec![from.clone()];
+        let mut out = Vec::new();
+        while let Some(k) = todo.pop() {
+            for e in &self.entries {
+                if (e.fam, e.table, e.chain.as_str()) != (k.0, k.1.as_str(), k.2.as_str()) {
+                    continue;
+                }
+                out.push(e);
+                if let Item::Rule(r) = &e.item {
+                    if let Some(t) = r.action.chain() {
+                        let tk = (k.0, k.1.clone(), t.to_string());
+                        if seen.insert(tk.clone()) {
+                            todo.push(tk);
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// The YAML name of each user-defined chain ([`chains::yaml_names`]). The same name in
     /// both families is one chain: each of its rules keeps its family.
     fn chain_names(&self) -> BTreeMap<String, String> {
         chains::yaml_names(self.user_chains.iter().map(|(_, _, c)| c.as_str()))
+    }
+}
+
+/// The stage a table's chains translate to.
+fn stage_of<'r>(rs: &'r mut Ruleset, table: &str) -> &'r mut Stage {
+    match table {
+        "raw" => &mut rs.raw,
+        "mangle" => &mut rs.mangle,
+        _ => &mut rs.forward,
     }
 }

@@ -24,6 +24,8 @@ impl RuleParser<'_> {
             "NOTRACK" => Target::Notrack,
             "RETURN" => Target::Return,
             "LOG" => Target::Log(LogOptions::default()),
+            "MARK" => Target::Mark(None),
+            "CONNMARK" => Target::ConnMark(None),
             other => {
                 self.skipping = true;
                 Target::Other(other.to_string())

@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use crate::limit::{Limit, Rate};
 use crate::log::{LogLevel, LogOptions};
+use crate::mark::{MarkCopy, MarkValue};
 use crate::matches::{
     flags_from_bits, Cidr, CtDir, CtState, Icmp4Type, Icmp6Type, IcmpType, Match, PortName,
     PortRange, Scalar, TcpFlag, TcpFlagsMatch,
@@ -82,6 +83,11 @@ pub(super) struct Builder<'a> {
     helper: Option<String>,
     /// `log`'s options, and whether a `limit` came before it.
     log: Option<(LogOptions, bool)>,
+    /// `meta mark set`/`ct mark set` statements, in order, and how many came before `log`
+    /// and before `limit`.
+    marks: Vec<Action>,
+    marks_before_log: usize,
+    marks_before_limit: Option<usize>,
     /// What the translation changed, for warnings (`iifname "lo"`).
     pub(super) warns: Vec<String>,
     /// A match never true for forwarded traffic: the rule is left out.
@@ -105,6 +111,9 @@ impl<'a> Builder<'a> {
             verdict: None,
             helper: None,
             log: None,
+            marks: Vec::new(),
+            marks_before_log: 0,
+            marks_before_limit: None,
             warns: Vec::new(),
             never: false,
         }
@@ -173,12 +182,14 @@ impl<'a> Builder<'a> {
                         return fail("a second `log` in one rule", "log once per rule");
                     }
                     self.log = Some((Self::log_options(body)?, self.rule.limit.is_some()));
+                    self.marks_before_log = self.marks.len();
                 }
                 "limit" => {
                     if self.rule.limit.is_some() {
                         return fail("a second `limit` in one rule", "limit once per rule");
                     }
                     self.rule.limit = Some(Self::limit(body)?);
+                    self.marks_before_limit = Some(self.marks.len());
                 }
                 "masquerade" | "snat" | "dnat" | "redirect" => {
                     return fail(format!("unsupported statement `{kind}`"), "statewall does no NAT")
@@ -192,7 +203,7 @@ impl<'a> Builder<'a> {
                 other => {
                     return fail(
                         format!("unsupported statement `{other}`"),
-                        "statewall translates matches, counter, accept, drop, reject, jump, goto, return, notrack and `ct helper set`",
+                        "statewall translates matches, counter, log, limit, accept, drop, reject, jump, goto, return, notrack, `meta mark set`, `ct mark set` and `ct helper set`",
                     )
                 }
             }
@@ -201,7 +212,16 @@ impl<'a> Builder<'a> {
             return self.ftp_port(&h);
         }
         let verdict = self.verdict.take();
-        if verdict.is_none() && self.log.is_none() {
+        if self
+            .marks_before_limit
+            .is_some_and(|k| k < self.marks.len())
+        {
+            return fail(
+                "a mark set after `limit` cannot be translated",
+                "statewall's mark rule and the rule after it would each take a token; set the mark before the limit, or split the rule in two",
+            );
+        }
+        if verdict.is_none() && self.log.is_none() && self.marks.is_empty() {
             return fail(
                 "rule without a verdict",
                 "a rule that only counts has no statewall equivalent; add `accept`/`drop` or remove it",
@@ -214,6 +234,39 @@ impl<'a> Builder<'a> {
         }
         let mut rule = std::mem::replace(&mut self.rule, Rule::new(Action::Accept));
         let mut rules = Vec::new();
+        // Marks set before `log` (it prints them), then the log, then the rest.
+        let marked = |a: Action| {
+            let mut m = rule.clone();
+            m.action = a;
+            m.limit = None;
+            m
+        };
+        let before = if self.log.is_some() {
+            self.marks_before_log
+        } else {
+            usize::MAX
+        };
+        // Each statement becomes a rule with the same matches, so a mark the rule tests must
+        // not change before the last of them.
+        let last =
+            self.marks.len() + usize::from(self.log.is_some()) + usize::from(verdict.is_some());
+        let changes_tested = self.marks.iter().enumerate().any(|(i, a)| {
+            let at = if i >= before { i + 1 } else { i };
+            at + 1 < last
+                && match a {
+                    Action::Mark(_) | Action::RestoreMark(_) => rule.mark.is_some(),
+                    Action::ConnMark(_) | Action::SaveMark(_) => rule.connmark.is_some(),
+                    _ => false,
+                }
+        });
+        if changes_tested {
+            return fail(
+                "a rule that sets a mark it matches, and then does more, cannot be translated",
+                "statewall makes each statement a rule with this rule's matches, and the later ones would test the changed mark: make the mark set the rule's last statement, or move what follows it into a chain the rule jumps to",
+            );
+        }
+        let mut marks = std::mem::take(&mut self.marks).into_iter();
+        rules.extend(marks.by_ref().take(before).map(marked));
         if let Some((opts, limited)) = self.log.take() {
             let mut log = rule.clone();
             log.action = Action::Log;
@@ -232,6 +285,7 @@ impl<'a> Builder<'a> {
             }
             rules.push(log);
         }
+        rules.extend(marks.map(marked));
         if let Some(v) = verdict {
             rule.action = v;
             rules.push(rule);
@@ -324,8 +378,14 @@ impl<'a> Builder<'a> {
         Ok(o)
     }
 
-    /// `ct helper set "NAME"`: the helper object must be of type ftp over TCP.
+    /// `meta mark set ...`, `ct mark set ...` ([`mark_set`]), and `ct helper set "NAME"`
+    /// (the helper object must be of type ftp over TCP).
     fn mangle(&mut self, body: &Value) -> Result<(), Fail> {
+        if let (Some(ct), Some(v)) = (body.get("key").and_then(mark_key), body.get("value")) {
+            let a = mark_set(ct, v)?;
+            self.marks.push(a);
+            return Ok(());
+        }
         let is_helper = body
             .get("key")
             .and_then(|k| k.get("ct"))
@@ -341,7 +401,7 @@ impl<'a> Builder<'a> {
                     "unsupported statement `{} set ...`",
                     body.get("key").map_or_else(String::new, show)
                 ),
-                "statewall does not modify packets or marks; it translates `ct helper set` (ftp)",
+                "statewall sets `meta mark`, `ct mark` and `ct helper` (ftp); it does not modify packets",
             );
         };
         self.helper(name)
@@ -414,6 +474,31 @@ impl<'a> Builder<'a> {
             }
         };
         let what = show(left);
+        if let Some((ct, mask)) = mark_left(left)? {
+            let vals = self.values(right)?;
+            let mut marks = Vec::new();
+            for v in &vals {
+                let Val::Num(n) = v else {
+                    return fail(
+                        format!("`{what} {}` is not a mark", v.show()),
+                        "a mark is a 32-bit number",
+                    );
+                };
+                let value = u32::try_from(*n).or_else(|_| {
+                    fail(
+                        format!("mark {n} is not a 32-bit number"),
+                        "a mark is a number from 0 to 0xffffffff",
+                    )
+                })?;
+                marks.push(MarkValue { value, mask });
+            }
+            let slot = if ct {
+                &mut self.rule.connmark
+            } else {
+                &mut self.rule.mark
+            };
+            return set_once(slot, list(marks, negated), &what);
+        }
         if let Some((m, mask)) =
             left.get("&")
                 .and_then(Value::as_array)
@@ -951,6 +1036,114 @@ impl<'a> Builder<'a> {
         }
         Ok(())
     }
+}
+
+/// Which mark an expression is: `meta mark` (the packet's, false) or `ct mark` (the
+/// connection's, true).
+fn mark_key(v: &Value) -> Option<bool> {
+    let is = |k: &str| v.get(k).and_then(|m| text(m, "key")) == Some("mark");
+    if is("meta") {
+        Some(false)
+    } else if is("ct") && v.get("ct").and_then(|c| c.get("dir")).is_none() {
+        Some(true)
+    } else {
+        None
+    }
+}
+
+/// A mark match's left side: `meta mark`/`ct mark`, or either `& MASK`; with its mask.
+fn mark_left(left: &Value) -> Result<Option<(bool, u32)>, Fail> {
+    if let Some(ct) = mark_key(left) {
+        return Ok(Some((ct, u32::MAX)));
+    }
+    let Some([m, mask]) = left.get("&").and_then(Value::as_array).map(Vec::as_slice) else {
+        return Ok(None);
+    };
+    let Some(ct) = mark_key(m) else {
+        return Ok(None);
+    };
+    Ok(Some((ct, mark_number(mask)?)))
+}
+
+fn mark_number(v: &Value) -> Result<u32, Fail> {
+    v.as_u64()
+        .and_then(|n| u32::try_from(n).ok())
+        .ok_or_else(|| {
+            (
+                format!("`{}` is not a 32-bit mark", show(v)),
+                "marks and masks are numbers from 0 to 0xffffffff".to_string(),
+            )
+        })
+}
+
+/// A mark expression as `(source & and) ^ xor`: the source is `meta mark` (false), `ct mark`
+/// (true) or none (a constant, `and` 0), as nft's bitwise expression computes.
+fn mark_expr(v: &Value) -> Result<(Option<bool>, u32, u32), Fail> {
+    if let Some(ct) = mark_key(v) {
+        return Ok((Some(ct), u32::MAX, 0));
+    }
+    if v.is_number() {
+        return Ok((None, 0, mark_number(v)?));
+    }
+    let bad = || {
+        fail(
+            format!("unsupported mark expression `{}`", show(v)),
+            "statewall sets a mark to a value, to the other mark, or to either with `&`, `|` and `^` by constants",
+        )
+    };
+    let Some((op, args)) = single(v) else {
+        return bad();
+    };
+    let Some([inner, n]) = args.as_array().map(Vec::as_slice) else {
+        return bad();
+    };
+    let (src, and, xor) = mark_expr(inner)?;
+    let n = mark_number(n)?;
+    Ok(match op {
+        "&" => (src, and & n, xor & n),
+        "^" => (src, and, xor ^ n),
+        "|" => (src, and & !n, xor | n),
+        _ => return bad(),
+    })
+}
+
+/// `meta mark set EXPR` (`ct` false) or `ct mark set EXPR` (true) as a statewall action: a
+/// constant or the same mark changed by constants is `mark`/`connmark` (`--set-xmark`
+/// arithmetic); `meta mark set ct mark [& M]` is `restore_mark`, `ct mark set meta mark [&
+/// M]` is `save_mark`.
+fn mark_set(ct: bool, v: &Value) -> Result<Action, Fail> {
+    let (src, and, xor) = mark_expr(v)?;
+    let value = |mask: u32| MarkValue { value: xor, mask };
+    Ok(match src {
+        None => {
+            if ct {
+                Action::ConnMark(value(u32::MAX))
+            } else {
+                Action::Mark(value(u32::MAX))
+            }
+        }
+        Some(s) if s == ct => {
+            if ct {
+                Action::ConnMark(value(!and))
+            } else {
+                Action::Mark(value(!and))
+            }
+        }
+        Some(_) if xor != 0 => {
+            return fail(
+                format!("`{} set {}` cannot be translated", if ct { "ct mark" } else { "meta mark" }, show(v)),
+                "statewall copies one mark into the other under a mask (save_mark, restore_mark); set constant bits in a rule of their own",
+            )
+        }
+        Some(_) if ct => Action::SaveMark(MarkCopy {
+            nfmask: and,
+            ctmask: u32::MAX,
+        }),
+        Some(_) => Action::RestoreMark(MarkCopy {
+            nfmask: u32::MAX,
+            ctmask: and,
+        }),
+    })
 }
 
 /// A TCP flags value: a flag name, a number, `[a, b]` or `{"|": [a, b]}` (the bits of each).

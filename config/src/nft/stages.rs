@@ -15,7 +15,7 @@ use crate::validate::validate;
 
 use super::expr::{Builder, Translated};
 use super::json::{single, text};
-use super::{key, Chain, Objects};
+use super::{key, Chain, NftRule, Objects};
 
 /// Conntrack's priority on prerouting: a chain below it runs before connection tracking.
 const CONNTRACK_PRIO: i64 = -200;
@@ -23,7 +23,27 @@ const CONNTRACK_PRIO: i64 = -200;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum StageId {
     Raw,
+    /// Prerouting after conntrack, and forward chains before the last one.
+    Mangle,
     Forward,
+}
+
+impl StageId {
+    fn of(self, rs: &mut Ruleset) -> &mut Stage {
+        match self {
+            StageId::Raw => &mut rs.raw,
+            StageId::Mangle => &mut rs.mangle,
+            StageId::Forward => &mut rs.forward,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            StageId::Raw => "raw",
+            StageId::Mangle => "mangle",
+            StageId::Forward => "forward",
+        }
+    }
 }
 
 /// The families a table's rules see: `ip` IPv4, `ip6` IPv6, `inet` both; others none.
@@ -67,15 +87,41 @@ pub(super) fn assemble(file: &str, mut o: Objects) -> (Ruleset, Vec<Diagnostic>,
     };
     // Base chains: which stage, if any.
     let mut stage_of: BTreeMap<(String, String, String), StageId> = BTreeMap::new();
-    let mut seen: BTreeMap<(StageId, u8), String> = BTreeMap::new();
+    let mut seen: BTreeMap<(StageId, u8, u8), String> = BTreeMap::new();
     let mut left_out: Vec<(Pos, String)> = Vec::new();
+    // The highest priority of a forward filter chain, per family: that chain is the forward
+    // stage, a forward chain before it is part of mangle.
+    let mut last_forward: BTreeMap<u8, i64> = BTreeMap::new();
+    for c in &o.chains {
+        let Some(b) = c
+            .base
+            .as_ref()
+            .filter(|b| b.kind == "filter" && b.hook == "forward")
+        else {
+            continue;
+        };
+        for f in families(&c.family) {
+            let p = last_forward.entry(*f as u8).or_insert(b.prio);
+            *p = (*p).max(b.prio);
+        }
+    }
     for c in &o.chains {
         let Some(b) = &c.base else { continue };
         let fams = families(&c.family);
         let filter = b.kind == "filter" && !fams.is_empty();
+        let is_last = |f: &Family| last_forward.get(&(*f as u8)) == Some(&b.prio);
         let stage = match b.hook.as_str() {
-            "forward" if filter => Some(StageId::Forward),
+            "forward" if filter && fams.iter().all(is_last) => Some(StageId::Forward),
+            "forward" if filter && !fams.iter().any(is_last) => Some(StageId::Mangle),
+            "forward" if filter => {
+                errs.push(
+                    Diagnostic::error(file, c.pos, format!("{}: a forward chain that is the last forward chain for one family and not for the other cannot be translated", where_is(c)))
+                        .with_hint("statewall's forward stage is the last forward chain of each family (the one of highest priority): give the chains of both families the same order"),
+                );
+                continue;
+            }
             "prerouting" if filter && b.prio < CONNTRACK_PRIO => Some(StageId::Raw),
+            "prerouting" if filter => Some(StageId::Mangle),
             _ => None,
         };
         let used = rule_count(&o, c) > 0 || b.policy == Policy::Drop;
@@ -87,15 +133,11 @@ pub(super) fn assemble(file: &str, mut o: Objects) -> (Ruleset, Vec<Diagnostic>,
             } else if used {
                 let hint = match (b.kind.as_str(), b.hook.as_str()) {
                     ("nat", _) => "statewall does no NAT: do NAT on another box, import the filter chains".to_string(),
-                    (_, "prerouting") => format!(
-                        "a prerouting chain at priority {} runs after conntrack; statewall's raw stage runs before it (priority raw, -300): filter in the forward hook",
-                        b.prio
-                    ),
                     _ if fams.is_empty() => format!(
                         "statewall translates ip, ip6 and inet tables; a {} table's chains cannot be translated",
                         c.family
                     ),
-                    _ => "statewall translates the forward hook, and prerouting before conntrack (priority raw)".to_string(),
+                    _ => "statewall translates filter chains on the prerouting and forward hooks".to_string(),
                 };
                 errs.push(
                     Diagnostic::error(
@@ -113,8 +155,9 @@ pub(super) fn assemble(file: &str, mut o: Objects) -> (Ruleset, Vec<Diagnostic>,
             }
             continue;
         };
+        let hook = u8::from(b.hook == "forward");
         for f in fams {
-            if let Some(other) = seen.insert((stage, *f as u8), where_is(c)) {
+            if let Some(other) = seen.insert((stage, hook, *f as u8), where_is(c)) {
                 errs.push(
                     Diagnostic::error(
                         file,
@@ -165,8 +208,18 @@ pub(super) fn assemble(file: &str, mut o: Objects) -> (Ruleset, Vec<Diagnostic>,
                         todo.push((tk, stage));
                     }
                     Some(s) if *s != stage => errs.push(
-                        Diagnostic::error(file, r.pos, format!("chain `{t}` is reached both before conntrack (prerouting) and in the forward hook"))
-                            .with_hint("statewall's stages have their own chains: give each hook its own copy"),
+                        Diagnostic::error(
+                            file,
+                            r.pos,
+                            format!(
+                                "chain `{t}` is reached from two stages, {} and {}",
+                                s.name(),
+                                stage.name()
+                            ),
+                        )
+                        .with_hint(
+                            "statewall's stages have their own chains: give each its own copy",
+                        ),
                     ),
                     Some(_) => {}
                 }
@@ -192,7 +245,7 @@ pub(super) fn assemble(file: &str, mut o: Objects) -> (Ruleset, Vec<Diagnostic>,
                 Pos::default(),
                 format!("chain(s) left out, as no translated chain jumps to them: {}", unreached.join(", ")),
             )
-            .with_hint("only the forward hook and prerouting before conntrack are translated, with the chains they reach"),
+            .with_hint("only filter chains on the prerouting and forward hooks are translated, with the chains they reach"),
         );
     }
     // YAML names of the user chains kept.
@@ -204,6 +257,9 @@ pub(super) fn assemble(file: &str, mut o: Objects) -> (Ruleset, Vec<Diagnostic>,
         let y = chains::unique_name(&base, |c| taken.values().any(|v| v == c));
         o.tables.chain_names.insert(k.clone(), y);
     }
+    let (mangle_forward, wrap) = mangle_order(file, &o, &stage_of, &mut errs);
+    let mut mangle_before: Vec<Rule> = Vec::new();
+    let mut mangle_after: Vec<Rule> = Vec::new();
     // Rules, in order.
     let mut rs = Ruleset::default();
     let mut ifaces: Vec<(String, Pos)> = Vec::new();
@@ -251,10 +307,17 @@ pub(super) fn assemble(file: &str, mut o: Objects) -> (Ruleset, Vec<Diagnostic>,
                 for mut rule in rules {
                     rule.comment.clone_from(&r.comment);
                     checked.push((r.pos, stage, rule.clone()));
-                    let st = match stage {
-                        StageId::Raw => &mut rs.raw,
-                        StageId::Forward => &mut rs.forward,
-                    };
+                    if stage == StageId::Mangle && bases.contains(&k) {
+                        if mangle_forward.contains(&k) {
+                            mangle_after.push(rule);
+                        } else if wrap.is_some() {
+                            mangle_before.push(rule);
+                        } else {
+                            rs.mangle.rules.push(rule);
+                        }
+                        continue;
+                    }
+                    let st = stage.of(&mut rs);
                     if bases.contains(&k) {
                         st.rules.push(rule);
                     } else if let Some(n) = o.tables.chain_names.get(&k) {
@@ -267,18 +330,24 @@ pub(super) fn assemble(file: &str, mut o: Objects) -> (Ruleset, Vec<Diagnostic>,
     // A chain jumped to may have no rules: it still exists (the walk comes back).
     for (k, stage) in &stage_of {
         if let Some(n) = o.tables.chain_names.get(k) {
-            let st = match stage {
-                StageId::Raw => &mut rs.raw,
-                StageId::Forward => &mut rs.forward,
-            };
-            st.chains.entry(n.clone()).or_default();
+            stage.of(&mut rs).chains.entry(n.clone()).or_default();
         }
     }
+    // Mangle: prerouting's rules (as a chain when it returns), then the forward chain's.
+    if let Some(name) = wrap {
+        let name = chains::unique_name(&name, |c| rs.mangle.chains.contains_key(c));
+        rs.mangle.chains.insert(name.clone(), mangle_before);
+        let mut jump = Rule::new(Action::Jump(name));
+        jump.comment = Some("prerouting chain".to_string());
+        rs.mangle.rules.push(jump);
+    }
+    rs.mangle.rules.append(&mut mangle_after);
     if !ftp.is_empty() {
         rs.helpers.ftp = Some(FtpHelper { ports: ftp });
     }
     for (stage, st) in [
         (StageId::Raw, &mut rs.raw),
+        (StageId::Mangle, &mut rs.mangle),
         (StageId::Forward, &mut rs.forward),
     ] {
         policies(&o, &stage_of, &bases, stage, st);
@@ -286,7 +355,7 @@ pub(super) fn assemble(file: &str, mut o: Objects) -> (Ruleset, Vec<Diagnostic>,
     // Interfaces → ports.
     let (ports, port_names) = interfaces::ports_for(&ifaces, file, "iifname/oifname", &mut errs);
     rs.ports = ports;
-    for st in [&mut rs.raw, &mut rs.forward] {
+    for st in [&mut rs.raw, &mut rs.mangle, &mut rs.forward] {
         let mut keep = |r: &mut Rule| match interfaces::rename_ports(r, &port_names) {
             Ok(()) => true,
             Err(why) => {
@@ -310,6 +379,82 @@ pub(super) fn assemble(file: &str, mut o: Objects) -> (Ruleset, Vec<Diagnostic>,
     (rs, errs, warns)
 }
 
+/// The mangle stage is prerouting's base chain (after conntrack) and then the forward chain
+/// before the last: exact when every packet prerouting lets through goes on to the forward
+/// one. When a mangle forward chain has rules or drops, an `accept` prerouting can reach and a
+/// drop policy of prerouting are errors; a `return` in prerouting itself makes it a chain the
+/// stage jumps to (its name returned). Returns the mangle forward chains too.
+fn mangle_order(
+    file: &str,
+    o: &Objects,
+    stage_of: &BTreeMap<(String, String, String), StageId>,
+    errs: &mut Vec<Diagnostic>,
+) -> (BTreeSet<(String, String, String)>, Option<String>) {
+    let mangle_base = |hook: &str| -> Vec<&Chain> {
+        o.chains
+            .iter()
+            .filter(|c| {
+                c.base.as_ref().is_some_and(|b| b.hook == hook)
+                    && stage_of.get(&key(&c.family, &c.table, &c.name)) == Some(&StageId::Mangle)
+            })
+            .collect()
+    };
+    let (pre, fwd) = (mangle_base("prerouting"), mangle_base("forward"));
+    let fwd_keys: BTreeSet<_> = fwd
+        .iter()
+        .map(|c| key(&c.family, &c.table, &c.name))
+        .collect();
+    fn rules_of<'a>(o: &'a Objects, c: &'a Chain) -> impl Iterator<Item = &'a NftRule> {
+        o.rules
+            .iter()
+            .filter(move |r| (&r.family, &r.table, &r.chain) == (&c.family, &c.table, &c.name))
+    }
+    let fwd_used = fwd.iter().any(|c| {
+        rules_of(o, c).next().is_some() || c.base.as_ref().is_some_and(|b| b.policy == Policy::Drop)
+    });
+    if !fwd_used {
+        return (fwd_keys, None);
+    }
+    let has = |r: &NftRule, verdict: &str| {
+        r.exprs
+            .iter()
+            .any(|e| matches!(single(e), Some((v, _)) if v == verdict))
+    };
+    let mut wrap = None;
+    for c in pre {
+        if c.base.as_ref().is_some_and(|b| b.policy == Policy::Drop) {
+            errs.push(Diagnostic::error(file, c.pos, format!("{}: a prerouting chain with policy drop cannot be translated before a forward chain at a lower priority than the last", where_is(c)))
+                .with_hint("statewall's mangle stage runs prerouting's rules and then that forward chain's: give prerouting policy accept and drop with a last rule"));
+        }
+        if rules_of(o, c).any(|r| has(r, "return")) {
+            wrap = Some(c.name.clone());
+        }
+        // The chains prerouting reaches.
+        let mut reach: BTreeSet<(String, String, String)> =
+            BTreeSet::from([key(&c.family, &c.table, &c.name)]);
+        let mut todo: Vec<_> = reach.iter().cloned().collect();
+        while let Some(k) = todo.pop() {
+            for r in o
+                .rules
+                .iter()
+                .filter(|r| (&r.family, &r.table, &r.chain) == (&k.0, &k.1, &k.2))
+            {
+                if has(r, "accept") {
+                    errs.push(Diagnostic::error(file, r.pos, format!("table {} {} chain {} rule handle {}: this accept ends the prerouting chain {}, and nftables then still runs the forward chains, where statewall's one mangle stage would stop", r.family, r.table, r.chain, r.handle, c.name))
+                        .with_hint("let prerouting's rules go on (no verdict, or `return` from a chain it jumps to), or move the forward chain's rules into prerouting"));
+                }
+                for t in targets(&r.exprs) {
+                    let tk = key(&k.0, &k.1, t);
+                    if reach.insert(tk.clone()) {
+                        todo.push(tk);
+                    }
+                }
+            }
+        }
+    }
+    (fwd_keys, wrap)
+}
+
 /// A stage's policy from its base chains' policies per family; a family no base chain sees
 /// is accepted (nftables accepts what no chain drops).
 fn policies(
@@ -328,8 +473,12 @@ fn policies(
         if *s != stage || !bases.contains(&k) {
             continue;
         }
+        // Several base chains (mangle's prerouting and forward): a drop of any drops.
         for f in families(&c.family) {
-            per.insert(*f as u8, (b.policy, where_is(c)));
+            let p = per.entry(*f as u8).or_insert((b.policy, where_is(c)));
+            if b.policy == Policy::Drop {
+                *p = (b.policy, where_is(c));
+            }
         }
     }
     let get = |f: Family| {
@@ -365,10 +514,7 @@ fn check(file: &str, rs: &Ruleset, checked: Vec<(Pos, StageId, Rule)>, errs: &mu
         r.in_port = None;
         r.out_port = None;
         let mut one = Ruleset::default();
-        let st = match stage {
-            StageId::Raw => &mut one.raw,
-            StageId::Forward => &mut one.forward,
-        };
+        let st = stage.of(&mut one);
         // The chain a rule jumps to, as an empty one: chains are checked with the whole
         // ruleset below.
         if let Some(c) = r.action.chain() {
