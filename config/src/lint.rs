@@ -27,11 +27,7 @@ const INVALID_RULE: &str = "- {ctstate: invalid, action: drop}";
 /// Warnings for a valid ruleset, each at the rule it is about, in file order.
 pub fn lint(r: &Ruleset, source: &SourceMap, file: &str) -> Vec<Diagnostic> {
     let mut out = Vec::new();
-    for (name, stage) in [
-        ("raw", &r.raw),
-        ("mangle", &r.mangle),
-        ("forward", &r.forward),
-    ] {
+    for (name, stage) in r.stages() {
         shadowed(name, None, &stage.rules, source, file, &mut out);
         for (chain, rules) in &stage.chains {
             shadowed(name, Some(chain), rules, source, file, &mut out);

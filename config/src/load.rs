@@ -291,10 +291,10 @@ fn type_hint(path: &str, expected: &str) -> String {
         }
     }
     match path {
-        "forward" | "raw" | "mangle" => {
+        "forward" | "raw" | "mangle" | "mangle_forward" => {
             format!("write `{path}: {{policy: drop, rules: [...]}}`, the rules a list of maps")
         }
-        "forward.rules" | "raw.rules" | "mangle.rules" => {
+        "forward.rules" | "raw.rules" | "mangle.rules" | "mangle_forward.rules" => {
             "rules are a list: start each rule with `- `".into()
         }
         "pairs" => "write `pairs: [[lan, wan]]`: a list of two-port lists".into(),

@@ -107,7 +107,7 @@ impl Checker<'_> {
         // both.
         let allowed: &[Action] = match stage {
             "raw" => &[Action::Notrack, Action::Accept],
-            "mangle" => &[Action::Accept, Action::Drop],
+            "mangle" | "mangle_forward" => &[Action::Accept, Action::Drop],
             _ => &[Action::Accept, Action::Drop, Action::Reject],
         };
         if r.action.is_verdict() && !allowed.contains(&r.action) {
@@ -120,8 +120,8 @@ impl Checker<'_> {
                 (Action::Notrack, _) => {
                     "notrack belongs in the `raw` stage, which runs before connection tracking"
                 }
-                (_, "mangle") => {
-                    "the mangle stage marks packets and connections; reject in the `forward` stage (as iptables allows REJECT only in filter)"
+                (_, "mangle" | "mangle_forward") => {
+                    "the mangle stages mark packets and connections; reject in the `forward` stage (as iptables allows REJECT only in filter)"
                 }
                 _ => "the raw stage only decides what to track; filter in the `forward` stage",
             };
@@ -452,9 +452,9 @@ pub fn validate(r: &Ruleset, source: &SourceMap, file: &str) -> Vec<Diagnostic> 
             );
         }
     }
-    c.check_stage("raw", &r.raw);
-    c.check_stage("mangle", &r.mangle);
-    c.check_stage("forward", &r.forward);
+    for (name, stage) in r.stages() {
+        c.check_stage(name, stage);
+    }
     c.errors.sort_by_key(|d| d.pos);
     c.errors
 }

@@ -1603,10 +1603,9 @@ fn marks_from_the_mangle_and_filter_tables() {
     let back = round_trip(&r);
     assert!(back.contains("mangle:"), "{back}");
     let mv = |value, mask| MarkValue { value, mask };
-    // PREROUTING returns, so it is a chain the stage jumps to, then FORWARD's rules.
+    // mangle PREROUTING is the `mangle` stage, mangle FORWARD `mangle_forward`.
     let m = &r.mangle;
-    assert_eq!(m.rules[0].action, Action::Jump("PREROUTING".into()));
-    let acts: Vec<&Action> = m.rules[1..].iter().map(|r| &r.action).collect();
+    let acts: Vec<&Action> = r.mangle_forward.rules.iter().map(|r| &r.action).collect();
     assert_eq!(
         acts,
         [
@@ -1615,7 +1614,8 @@ fn marks_from_the_mangle_and_filter_tables() {
             &Action::ConnMark(mv(0x40, 0)),
         ]
     );
-    let pre = &m.chains["PREROUTING"];
+    assert!(r.mangle_forward.chains.is_empty());
+    let pre = &m.rules;
     assert_eq!(pre[0].action, Action::RestoreMark(MarkCopy::default()));
     assert_eq!(
         pre[1].mark,
@@ -1625,6 +1625,7 @@ fn marks_from_the_mangle_and_filter_tables() {
         })
     );
     assert_eq!(pre[1].action, Action::Return);
+    assert_eq!(pre[2].action, Action::Jump("marking".into()));
     assert_eq!(
         pre[3].action,
         Action::RestoreMark(MarkCopy {
@@ -1656,33 +1657,38 @@ fn marks_from_the_mangle_and_filter_tables() {
 }
 
 #[test]
-fn mangle_forward_follows_prerouting_only_where_the_kernel_would_run_it() {
-    // An ACCEPT in PREROUTING (or a chain it reaches) ends PREROUTING, and the kernel still
-    // runs mangle FORWARD: one mangle stage cannot say that.
-    let e = errs(
+fn mangle_chains_are_two_stages_as_the_kernel_walks_them() {
+    // An ACCEPT in PREROUTING ends PREROUTING only: FORWARD still runs, in its own stage. A
+    // user-defined chain both reach is in both.
+    let r = ok(
         "m.sh",
         "iptables -t mangle -N c\n\
          iptables -t mangle -A PREROUTING -j c\n\
-         iptables -t mangle -A c -p tcp -j ACCEPT\n\
-         iptables -t mangle -A FORWARD -j MARK --set-mark 1\n",
-    );
-    let d = find(&e, "mangle FORWARD cannot be translated after PREROUTING");
-    assert_eq!(d.pos.line, 3);
-    let e = errs(
-        "m.sh",
-        "iptables -t mangle -P PREROUTING DROP\n\
-         iptables -t mangle -A FORWARD -j MARK --set-mark 1\n",
-    );
-    assert_eq!(find(&e, "policy is DROP").pos.line, 2);
-    // Without FORWARD rules, PREROUTING's ACCEPT ends the stage, as the kernel's walk goes
-    // on to filter FORWARD.
-    let r = ok(
-        "m.sh",
-        "iptables -t mangle -A PREROUTING -p tcp -j ACCEPT\n\
-         iptables -t mangle -A PREROUTING -j MARK --set-mark 1\n",
+         iptables -t mangle -A PREROUTING -p tcp -j ACCEPT\n\
+         iptables -t mangle -A FORWARD -j c\n\
+         iptables -t mangle -A c -j MARK --set-mark 1\n\
+         iptables -t mangle -P FORWARD DROP\n",
     );
     assert_eq!(r.mangle.rules.len(), 2);
-    assert!(r.mangle.chains.is_empty());
+    assert_eq!(r.mangle.rules[1].action, Action::Accept);
+    assert_eq!(r.mangle.policy, Policy::Accept);
+    assert_eq!(r.mangle_forward.rules.len(), 1);
+    assert_eq!(r.mangle_forward.policy, Policy::Drop);
+    for st in [&r.mangle, &r.mangle_forward] {
+        assert_eq!(
+            st.chains["c"][0].action,
+            Action::Mark(config::mark::MarkValue::exact(1))
+        );
+    }
+    // A chain only FORWARD reaches is only there.
+    let r = ok(
+        "m.sh",
+        "iptables -t mangle -N c\n\
+         iptables -t mangle -A FORWARD -j c\n\
+         iptables -t mangle -A c -j MARK --set-mark 1\n",
+    );
+    assert!(r.mangle.is_empty());
+    assert!(r.mangle_forward.chains.contains_key("c"));
     // A connmark in raw never matches, CONNMARK there does nothing: said, not refused.
     let i = import(&ImportInput {
         rules: (

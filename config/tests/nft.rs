@@ -315,15 +315,16 @@ fn marks_at_mangle_priority_and_in_the_filter_chain() {
     let i = ok("marks.json", &data("marks.json"));
     let r = &i.ruleset;
     let mv = |value, mask| MarkValue { value, mask };
-    // prerouting (priority mangle) returns, so it is a chain the mangle stage jumps to; the
-    // forward chain at priority mangle follows it.
+    // prerouting after conntrack (priority mangle) is the `mangle` stage; the forward chain
+    // at priority mangle, before the filter's, is `mangle_forward`.
     let m = &r.mangle;
-    assert_eq!(m.rules[0].action, Action::Jump("pre".into()));
-    assert_eq!(m.rules[1].action, Action::Mark(mv(0x100, 0x100)));
-    assert_eq!(m.rules[2].action, Action::ConnMark(mv(0x40, 0)));
-    let pre = &m.chains["pre"];
+    let mf = &r.mangle_forward.rules;
+    assert_eq!(mf[0].action, Action::Mark(mv(0x100, 0x100)));
+    assert_eq!(mf[1].action, Action::ConnMark(mv(0x40, 0)));
+    let pre = &m.rules;
     assert_eq!(pre[0].action, Action::RestoreMark(MarkCopy::default()));
     assert_eq!(pre[1].action, Action::Return);
+    assert_eq!(pre[2].action, Action::Jump("marking".into()));
     let marking = &m.chains["marking"];
     assert_eq!(marking[0].action, Action::Mark(MarkValue::exact(1)));
     // `meta mark set meta mark & 0xfffffff0 | 0x2` is --set-xmark 0x2/0xf.
@@ -387,21 +388,18 @@ fn marks_that_cannot_be_translated() {
         ),
     );
     assert!(e[0].contains("cannot be translated"), "{e:?}");
-    // An accept in prerouting ends it; the forward chain at mangle priority would still run.
+    // Three forward chains for one family: statewall has two stages before filtering.
     let e = errs(
         "m.json",
         &doc(&[
             r#"{"table": {"family": "inet", "name": "t", "handle": 1}}"#,
-            r#"{"chain": {"family": "inet", "table": "t", "name": "p", "handle": 1, "type": "filter", "hook": "prerouting", "prio": -150, "policy": "accept"}}"#,
-            r#"{"chain": {"family": "inet", "table": "t", "name": "m", "handle": 2, "type": "filter", "hook": "forward", "prio": -150, "policy": "accept"}}"#,
+            r#"{"chain": {"family": "inet", "table": "t", "name": "a", "handle": 1, "type": "filter", "hook": "forward", "prio": -150, "policy": "accept"}}"#,
+            r#"{"chain": {"family": "inet", "table": "t", "name": "b", "handle": 2, "type": "filter", "hook": "forward", "prio": -100, "policy": "accept"}}"#,
             r#"{"chain": {"family": "inet", "table": "t", "name": "f", "handle": 3, "type": "filter", "hook": "forward", "prio": 0, "policy": "accept"}}"#,
-            r#"{"rule": {"family": "inet", "table": "t", "chain": "p", "handle": 4, "expr": [{"accept": null}]}}"#,
-            r#"{"rule": {"family": "inet", "table": "t", "chain": "m", "handle": 5, "expr": [{"drop": null}]}}"#,
         ]),
     );
     assert!(
-        e.iter()
-            .any(|m| m.contains("this accept ends the prerouting chain p")),
+        e.iter().any(|m| m.contains("both see IPv4 packets")),
         "{e:?}"
     );
 }

@@ -59,7 +59,7 @@ pub fn payload(p: &Payload, op: Option<ConntrackOp>) -> String {
                 let _ = writeln!(o, "conntrack: {}", set.join(" "));
             }
             for st in &s.stages {
-                if matches!(st.name.as_str(), "raw" | "mangle")
+                if matches!(st.name.as_str(), "raw" | "mangle" | "mangle_forward")
                     && st.rules.is_empty()
                     && st.policy == "accept"
                 {

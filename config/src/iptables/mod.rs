@@ -33,6 +33,10 @@
 //!   firewall, as the seed's examples) they are folded into the `forward` stage in input
 //!   order, with a warning, and a rule without a comment gets `comment: from INPUT` (or `from
 //!   OUTPUT`); their chain policies are not used.
+//! - mangle `PREROUTING` → the `mangle` stage, mangle `FORWARD` → `mangle_forward` (their
+//!   user-defined chains to each stage that reaches them). Mangle `INPUT`/`OUTPUT` (the box's
+//!   own) and `POSTROUTING` (after the filter decided) are left out with a warning; a
+//!   POSTROUTING rule that drops or changes a connection's mark is an error.
 //! - raw `PREROUTING` → the `raw` stage: `-j CT --notrack` and `-j NOTRACK` → `notrack`,
 //!   `-j ACCEPT` → `accept`. `-p tcp --dport N -j CT --helper ftp` (exactly that, a comment
 //!   allowed) adds N to `helpers.ftp.ports`.
@@ -68,6 +72,13 @@
 //!   -srcmask/-dstmask/-htable-max/-htable-expire`), `-m addrtype --src-type/--dst-type` (as addresses: see
 //!   `addrtype.rs`); `!` wherever
 //!   iptables allows it (also the old `--dport ! 22`).
+//! - Marks, in every table: `-m mark --mark` → `mark`, `-m connmark --mark` → `connmark`
+//!   (`--mark` belongs to whichever of the two was loaded last, as in iptables), `-j MARK
+//!   --set-xmark/--set-mark/--and-mark/--or-mark/--xor-mark` → `{mark: V/M}` in
+//!   `--set-xmark` form, `-j CONNMARK` the same → `{connmark: V/M}`, `--save-mark` and
+//!   `--restore-mark` (`--nfmask`, `--ctmask`, `--mask`) → `save_mark`/`restore_mark`
+//!   (`mark.rs`). In raw, `-m connmark` never matches and `-j CONNMARK` does nothing: said in
+//!   a warning.
 //! - Targets: ACCEPT, DROP, REJECT `--reject-with` (icmp-port-unreachable, the default, is
 //!   written as no `reject_with`), RETURN, no target at all (`action: continue`: the rule
 //!   matters only for what its matches do, as `-m recent --set`), a user-defined chain
@@ -84,8 +95,8 @@
 //!   --src-range`/`--dst-range` are address ranges in `src`/`dst`.
 //!
 //! Everything else is an error naming the file, line and column of the offending token, with
-//! a hint: other tables (nat, mangle, security), raw OUTPUT, `-j CT --helper` outside raw
-//! PREROUTING, a `-g` to a chain not declared, other targets (NFLOG, MARK, ...), other match
+//! a hint: other tables (nat, security), raw OUTPUT, `-j CT --helper` outside raw
+//! PREROUTING, a `-g` to a chain not declared, other targets (NFLOG, TCPMSS, ...), other match
 //! modules (`-m hashlimit`, `-m recent`, ...), other options, reject types without a
 //! counterpart, a non-ACCEPT policy
 //! on an untranslated chain. All errors are collected (those of rules that are left out, in

@@ -675,23 +675,35 @@ impl Importer<'_> {
         rs.ports = ports;
         let mut ftp: Vec<u16> = Vec::new();
         let mut checked: Vec<(Pos, &'static str, Rule)> = Vec::new();
-        let mut mangle_forward: Vec<Rule> = Vec::new();
-        // A RETURN in mangle PREROUTING goes on to mangle FORWARD: PREROUTING becomes a
-        // chain, and the stage is a jump to it followed by FORWARD's rules.
-        let in_mangle = |e: &Entry, c: &str| e.table == "mangle" && e.chain == c;
-        let wrap_prerouting = self.entries.iter().any(|e| in_mangle(e, "FORWARD"))
-            && self.entries.iter().any(|e| {
-                in_mangle(e, "PREROUTING")
-                    && matches!(&e.item, Item::Rule(r) if r.action == Action::Return)
-            });
-        let prerouting = if wrap_prerouting {
-            chains::unique_name("PREROUTING", |c| {
-                self.user_chains
-                    .iter()
-                    .any(|k| k.1 == "mangle" && chain_names.get(&k.2).is_some_and(|y| y == c))
-            })
-        } else {
-            String::new()
+        // The stages a chain's rules go to: mangle's user-defined chains to each of mangle
+        // PREROUTING's and FORWARD's stages that reaches them.
+        let reach = |fam: Family, c: &str| -> HashSet<ChainKey> {
+            self.reached(&(fam, "mangle".to_string(), c.to_string()))
+                .iter()
+                .map(|e| (e.fam, e.table.to_string(), e.chain.clone()))
+                .collect()
+        };
+        let mut from_pre: HashSet<ChainKey> = HashSet::new();
+        let mut from_fwd: HashSet<ChainKey> = HashSet::new();
+        for fam in [Family::Ipv4, Family::Ipv6] {
+            from_pre.extend(reach(fam, "PREROUTING"));
+            from_fwd.extend(reach(fam, "FORWARD"));
+        }
+        let stages_of = |fam: Family, table: &str, chain: &str| -> Vec<&'static str> {
+            match (table, chain) {
+                ("raw", _) => vec!["raw"],
+                ("mangle", "PREROUTING") => vec!["mangle"],
+                ("mangle", "FORWARD") => vec!["mangle_forward"],
+                ("mangle", _) => {
+                    let k = (fam, table.to_string(), chain.to_string());
+                    [("mangle", &from_pre), ("mangle_forward", &from_fwd)]
+                        .iter()
+                        .filter(|(_, set)| set.contains(&k))
+                        .map(|(n, _)| *n)
+                        .collect()
+                }
+                _ => vec!["forward"],
+            }
         };
         for e in &self.entries {
             match &e.item {
@@ -714,43 +726,40 @@ impl Importer<'_> {
                         Action::Goto(c) => Action::Goto(chain_names.get(&c).cloned().unwrap_or(c)),
                         a => a,
                     };
-                    checked.push((e.pos, e.table, r.clone()));
-                    if in_mangle(e, "FORWARD") {
-                        mangle_forward.push(r);
-                        continue;
+                    let stages = stages_of(e.fam, e.table, &e.chain);
+                    if let Some(first) = stages.first() {
+                        checked.push((e.pos, first, r.clone()));
                     }
-                    if wrap_prerouting && in_mangle(e, "PREROUTING") {
-                        rs.mangle
-                            .chains
-                            .entry(prerouting.clone())
-                            .or_default()
-                            .push(r);
-                        continue;
-                    }
-                    let stage = stage_of(&mut rs, e.table);
-                    if matches!(
-                        e.chain.as_str(),
-                        "FORWARD" | "INPUT" | "OUTPUT" | "PREROUTING"
-                    ) {
-                        stage.rules.push(r);
-                    } else {
-                        let name = chain_names
-                            .get(&e.chain)
-                            .cloned()
-                            .unwrap_or_else(|| e.chain.clone());
-                        stage.chains.entry(name).or_default().push(r);
+                    for st in stages {
+                        let stage = stage_of(&mut rs, st);
+                        if matches!(
+                            e.chain.as_str(),
+                            "FORWARD" | "INPUT" | "OUTPUT" | "PREROUTING"
+                        ) {
+                            stage.rules.push(r.clone());
+                        } else {
+                            let name = chain_names
+                                .get(&e.chain)
+                                .cloned()
+                                .unwrap_or_else(|| e.chain.clone());
+                            stage.chains.entry(name).or_default().push(r.clone());
+                        }
                     }
                 }
             }
         }
         // A chain jumped to may have no rules: it still exists (the walk comes back).
-        for (_, table, chain) in kept.iter().filter(|k| self.user_chains.contains(*k)) {
-            let stage = stage_of(&mut rs, table);
+        for (fam, table, chain) in kept.iter().filter(|k| self.user_chains.contains(*k)) {
             let name = chain_names
                 .get(chain)
                 .cloned()
                 .unwrap_or_else(|| chain.clone());
-            stage.chains.entry(name).or_default();
+            for st in stages_of(*fam, table, chain) {
+                stage_of(&mut rs, st)
+                    .chains
+                    .entry(name.clone())
+                    .or_default();
+            }
         }
         if !ftp.is_empty() {
             rs.helpers.ftp = Some(FtpHelper { ports: ftp });
@@ -762,23 +771,14 @@ impl Importer<'_> {
             self.stage_policy("PREROUTING", |f| self.policy(f, "raw", "PREROUTING"));
         rs.raw.policy = p;
         rs.raw.rules.append(&mut tail);
-        // Mangle PREROUTING hands every packet it lets through to mangle FORWARD (checked by
-        // `mangle_chains`): a DROP policy of either drops it.
-        if wrap_prerouting {
-            let mut jump = Rule::new(Action::Jump(prerouting));
-            jump.comment = Some("mangle PREROUTING".to_string());
-            rs.mangle.rules.push(jump);
+        for (stage, chain) in [("mangle", "PREROUTING"), ("mangle_forward", "FORWARD")] {
+            let (p, mut tail) = self.stage_policy(&format!("mangle {chain}"), |f| {
+                self.policy(f, "mangle", chain)
+            });
+            let st = stage_of(&mut rs, stage);
+            st.policy = p;
+            st.rules.append(&mut tail);
         }
-        rs.mangle.rules.append(&mut mangle_forward);
-        let (p, mut tail) = self.stage_policy("mangle PREROUTING/FORWARD", |f| {
-            if self.policy(f, "mangle", "PREROUTING") == Policy::Drop {
-                Policy::Drop
-            } else {
-                self.policy(f, "mangle", "FORWARD")
-            }
-        });
-        rs.mangle.policy = p;
-        rs.mangle.rules.append(&mut tail);
         // Each rule through the loader's validation, reported at its line.
         for (pos, table, mut r) in checked {
             r.in_port = None;
@@ -831,15 +831,11 @@ impl Importer<'_> {
         (rs, self.errs, self.warns)
     }
 
-    /// Mangle PREROUTING and FORWARD make the `mangle` stage, FORWARD's rules after
-    /// PREROUTING's. That is the kernel's walk when every packet PREROUTING lets through goes
-    /// on to FORWARD, so when FORWARD has rules or a DROP policy, an ACCEPT PREROUTING can
-    /// reach and a DROP policy of PREROUTING are errors (each would end the one stage where
-    /// the kernel goes on to FORWARD); a RETURN in PREROUTING itself is kept exact by
-    /// `finish`, which then makes PREROUTING a chain the stage jumps to. INPUT and OUTPUT (the
-    /// box's own traffic) and POSTROUTING (after filter FORWARD, where a forwarded packet's
-    /// mark changes nothing statewall does) are left out with a warning; POSTROUTING rules
-    /// that drop or change a connection's mark (which later packets see) are errors.
+    /// Mangle PREROUTING makes the `mangle` stage and FORWARD `mangle_forward`. INPUT and
+    /// OUTPUT (the box's own traffic) and POSTROUTING (after filter FORWARD, where a
+    /// forwarded packet's mark changes nothing statewall does) are left out with a warning;
+    /// POSTROUTING rules that drop or change a connection's mark (which later packets see)
+    /// are errors.
     fn mangle_chains(&mut self, kept: &mut HashSet<ChainKey>) {
         let key = |f: Family, c: &str| (f, "mangle".to_string(), c.to_string());
         for fam in [Family::Ipv4, Family::Ipv6] {
@@ -852,29 +848,6 @@ impl Importer<'_> {
                     .map(|e| e.pos)
                     .min()
             };
-            let forward_at = first_in(self, "FORWARD");
-            let forward_drops = self.policy(fam, "mangle", "FORWARD") == Policy::Drop;
-            if forward_at.is_some() || forward_drops {
-                let at = forward_at.unwrap_or(Pos { line: 1, col: 1 });
-                let tool = fam_tool(fam);
-                let mut ends: Vec<(Pos, &'static str)> = Vec::new();
-                for e in self.reached(&key(fam, "PREROUTING")) {
-                    let Item::Rule(r) = &e.item else { continue };
-                    if r.action == Action::Accept {
-                        ends.push((e.pos, "this ACCEPT ends mangle PREROUTING"));
-                    }
-                }
-                if self.policy(fam, "mangle", "PREROUTING") == Policy::Drop {
-                    ends.push((at, "mangle PREROUTING's policy is DROP"));
-                }
-                for (pos, why) in ends {
-                    self.err(
-                        pos,
-                        format!("{tool} mangle FORWARD cannot be translated after PREROUTING: {why}, and the kernel then still runs mangle FORWARD, where statewall's one mangle stage would stop"),
-                        "let PREROUTING's rules go on (a rule without -j, or RETURN from a user-defined chain), or move the mangle FORWARD rules into PREROUTING",
-                    );
-                }
-            }
             // POSTROUTING: what would change statewall's answers is an error.
             let post = self.reached(&key(fam, "POSTROUTING"));
             let mut errs = Vec::new();
@@ -957,11 +930,12 @@ impl Importer<'_> {
     }
 }
 
-/// The stage a table's chains translate to.
-fn stage_of<'r>(rs: &'r mut Ruleset, table: &str) -> &'r mut Stage {
-    match table {
+/// A stage by its name.
+fn stage_of<'r>(rs: &'r mut Ruleset, stage: &str) -> &'r mut Stage {
+    match stage {
         "raw" => &mut rs.raw,
         "mangle" => &mut rs.mangle,
+        "mangle_forward" => &mut rs.mangle_forward,
         _ => &mut rs.forward,
     }
 }

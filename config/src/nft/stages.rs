@@ -15,7 +15,7 @@ use crate::validate::validate;
 
 use super::expr::{Builder, Translated};
 use super::json::{single, text};
-use super::{key, Chain, NftRule, Objects};
+use super::{key, Chain, Objects};
 
 /// Conntrack's priority on prerouting: a chain below it runs before connection tracking.
 const CONNTRACK_PRIO: i64 = -200;
@@ -23,8 +23,10 @@ const CONNTRACK_PRIO: i64 = -200;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum StageId {
     Raw,
-    /// Prerouting after conntrack, and forward chains before the last one.
+    /// Prerouting after conntrack.
     Mangle,
+    /// Forward chains before the last one.
+    MangleForward,
     Forward,
 }
 
@@ -33,6 +35,7 @@ impl StageId {
         match self {
             StageId::Raw => &mut rs.raw,
             StageId::Mangle => &mut rs.mangle,
+            StageId::MangleForward => &mut rs.mangle_forward,
             StageId::Forward => &mut rs.forward,
         }
     }
@@ -41,6 +44,7 @@ impl StageId {
         match self {
             StageId::Raw => "raw",
             StageId::Mangle => "mangle",
+            StageId::MangleForward => "mangle_forward",
             StageId::Forward => "forward",
         }
     }
@@ -87,7 +91,7 @@ pub(super) fn assemble(file: &str, mut o: Objects) -> (Ruleset, Vec<Diagnostic>,
     };
     // Base chains: which stage, if any.
     let mut stage_of: BTreeMap<(String, String, String), StageId> = BTreeMap::new();
-    let mut seen: BTreeMap<(StageId, u8, u8), String> = BTreeMap::new();
+    let mut seen: BTreeMap<(StageId, u8), String> = BTreeMap::new();
     let mut left_out: Vec<(Pos, String)> = Vec::new();
     // The highest priority of a forward filter chain, per family: that chain is the forward
     // stage, a forward chain before it is part of mangle.
@@ -112,7 +116,7 @@ pub(super) fn assemble(file: &str, mut o: Objects) -> (Ruleset, Vec<Diagnostic>,
         let is_last = |f: &Family| last_forward.get(&(*f as u8)) == Some(&b.prio);
         let stage = match b.hook.as_str() {
             "forward" if filter && fams.iter().all(is_last) => Some(StageId::Forward),
-            "forward" if filter && !fams.iter().any(is_last) => Some(StageId::Mangle),
+            "forward" if filter && !fams.iter().any(is_last) => Some(StageId::MangleForward),
             "forward" if filter => {
                 errs.push(
                     Diagnostic::error(file, c.pos, format!("{}: a forward chain that is the last forward chain for one family and not for the other cannot be translated", where_is(c)))
@@ -155,9 +159,8 @@ pub(super) fn assemble(file: &str, mut o: Objects) -> (Ruleset, Vec<Diagnostic>,
             }
             continue;
         };
-        let hook = u8::from(b.hook == "forward");
         for f in fams {
-            if let Some(other) = seen.insert((stage, hook, *f as u8), where_is(c)) {
+            if let Some(other) = seen.insert((stage, *f as u8), where_is(c)) {
                 errs.push(
                     Diagnostic::error(
                         file,
@@ -257,9 +260,6 @@ pub(super) fn assemble(file: &str, mut o: Objects) -> (Ruleset, Vec<Diagnostic>,
         let y = chains::unique_name(&base, |c| taken.values().any(|v| v == c));
         o.tables.chain_names.insert(k.clone(), y);
     }
-    let (mangle_forward, wrap) = mangle_order(file, &o, &stage_of, &mut errs);
-    let mut mangle_before: Vec<Rule> = Vec::new();
-    let mut mangle_after: Vec<Rule> = Vec::new();
     // Rules, in order.
     let mut rs = Ruleset::default();
     let mut ifaces: Vec<(String, Pos)> = Vec::new();
@@ -307,16 +307,6 @@ pub(super) fn assemble(file: &str, mut o: Objects) -> (Ruleset, Vec<Diagnostic>,
                 for mut rule in rules {
                     rule.comment.clone_from(&r.comment);
                     checked.push((r.pos, stage, rule.clone()));
-                    if stage == StageId::Mangle && bases.contains(&k) {
-                        if mangle_forward.contains(&k) {
-                            mangle_after.push(rule);
-                        } else if wrap.is_some() {
-                            mangle_before.push(rule);
-                        } else {
-                            rs.mangle.rules.push(rule);
-                        }
-                        continue;
-                    }
                     let st = stage.of(&mut rs);
                     if bases.contains(&k) {
                         st.rules.push(rule);
@@ -333,21 +323,13 @@ pub(super) fn assemble(file: &str, mut o: Objects) -> (Ruleset, Vec<Diagnostic>,
             stage.of(&mut rs).chains.entry(n.clone()).or_default();
         }
     }
-    // Mangle: prerouting's rules (as a chain when it returns), then the forward chain's.
-    if let Some(name) = wrap {
-        let name = chains::unique_name(&name, |c| rs.mangle.chains.contains_key(c));
-        rs.mangle.chains.insert(name.clone(), mangle_before);
-        let mut jump = Rule::new(Action::Jump(name));
-        jump.comment = Some("prerouting chain".to_string());
-        rs.mangle.rules.push(jump);
-    }
-    rs.mangle.rules.append(&mut mangle_after);
     if !ftp.is_empty() {
         rs.helpers.ftp = Some(FtpHelper { ports: ftp });
     }
     for (stage, st) in [
         (StageId::Raw, &mut rs.raw),
         (StageId::Mangle, &mut rs.mangle),
+        (StageId::MangleForward, &mut rs.mangle_forward),
         (StageId::Forward, &mut rs.forward),
     ] {
         policies(&o, &stage_of, &bases, stage, st);
@@ -355,7 +337,7 @@ pub(super) fn assemble(file: &str, mut o: Objects) -> (Ruleset, Vec<Diagnostic>,
     // Interfaces → ports.
     let (ports, port_names) = interfaces::ports_for(&ifaces, file, "iifname/oifname", &mut errs);
     rs.ports = ports;
-    for st in [&mut rs.raw, &mut rs.mangle, &mut rs.forward] {
+    for (_, st) in rs.stages_mut() {
         let mut keep = |r: &mut Rule| match interfaces::rename_ports(r, &port_names) {
             Ok(()) => true,
             Err(why) => {
@@ -379,82 +361,6 @@ pub(super) fn assemble(file: &str, mut o: Objects) -> (Ruleset, Vec<Diagnostic>,
     (rs, errs, warns)
 }
 
-/// The mangle stage is prerouting's base chain (after conntrack) and then the forward chain
-/// before the last: exact when every packet prerouting lets through goes on to the forward
-/// one. When a mangle forward chain has rules or drops, an `accept` prerouting can reach and a
-/// drop policy of prerouting are errors; a `return` in prerouting itself makes it a chain the
-/// stage jumps to (its name returned). Returns the mangle forward chains too.
-fn mangle_order(
-    file: &str,
-    o: &Objects,
-    stage_of: &BTreeMap<(String, String, String), StageId>,
-    errs: &mut Vec<Diagnostic>,
-) -> (BTreeSet<(String, String, String)>, Option<String>) {
-    let mangle_base = |hook: &str| -> Vec<&Chain> {
-        o.chains
-            .iter()
-            .filter(|c| {
-                c.base.as_ref().is_some_and(|b| b.hook == hook)
-                    && stage_of.get(&key(&c.family, &c.table, &c.name)) == Some(&StageId::Mangle)
-            })
-            .collect()
-    };
-    let (pre, fwd) = (mangle_base("prerouting"), mangle_base("forward"));
-    let fwd_keys: BTreeSet<_> = fwd
-        .iter()
-        .map(|c| key(&c.family, &c.table, &c.name))
-        .collect();
-    fn rules_of<'a>(o: &'a Objects, c: &'a Chain) -> impl Iterator<Item = &'a NftRule> {
-        o.rules
-            .iter()
-            .filter(move |r| (&r.family, &r.table, &r.chain) == (&c.family, &c.table, &c.name))
-    }
-    let fwd_used = fwd.iter().any(|c| {
-        rules_of(o, c).next().is_some() || c.base.as_ref().is_some_and(|b| b.policy == Policy::Drop)
-    });
-    if !fwd_used {
-        return (fwd_keys, None);
-    }
-    let has = |r: &NftRule, verdict: &str| {
-        r.exprs
-            .iter()
-            .any(|e| matches!(single(e), Some((v, _)) if v == verdict))
-    };
-    let mut wrap = None;
-    for c in pre {
-        if c.base.as_ref().is_some_and(|b| b.policy == Policy::Drop) {
-            errs.push(Diagnostic::error(file, c.pos, format!("{}: a prerouting chain with policy drop cannot be translated before a forward chain at a lower priority than the last", where_is(c)))
-                .with_hint("statewall's mangle stage runs prerouting's rules and then that forward chain's: give prerouting policy accept and drop with a last rule"));
-        }
-        if rules_of(o, c).any(|r| has(r, "return")) {
-            wrap = Some(c.name.clone());
-        }
-        // The chains prerouting reaches.
-        let mut reach: BTreeSet<(String, String, String)> =
-            BTreeSet::from([key(&c.family, &c.table, &c.name)]);
-        let mut todo: Vec<_> = reach.iter().cloned().collect();
-        while let Some(k) = todo.pop() {
-            for r in o
-                .rules
-                .iter()
-                .filter(|r| (&r.family, &r.table, &r.chain) == (&k.0, &k.1, &k.2))
-            {
-                if has(r, "accept") {
-                    errs.push(Diagnostic::error(file, r.pos, format!("table {} {} chain {} rule handle {}: this accept ends the prerouting chain {}, and nftables then still runs the forward chains, where statewall's one mangle stage would stop", r.family, r.table, r.chain, r.handle, c.name))
-                        .with_hint("let prerouting's rules go on (no verdict, or `return` from a chain it jumps to), or move the forward chain's rules into prerouting"));
-                }
-                for t in targets(&r.exprs) {
-                    let tk = key(&k.0, &k.1, t);
-                    if reach.insert(tk.clone()) {
-                        todo.push(tk);
-                    }
-                }
-            }
-        }
-    }
-    (fwd_keys, wrap)
-}
-
 /// A stage's policy from its base chains' policies per family; a family no base chain sees
 /// is accepted (nftables accepts what no chain drops).
 fn policies(
@@ -473,12 +379,8 @@ fn policies(
         if *s != stage || !bases.contains(&k) {
             continue;
         }
-        // Several base chains (mangle's prerouting and forward): a drop of any drops.
         for f in families(&c.family) {
-            let p = per.entry(*f as u8).or_insert((b.policy, where_is(c)));
-            if b.policy == Policy::Drop {
-                *p = (b.policy, where_is(c));
-            }
+            per.insert(*f as u8, (b.policy, where_is(c)));
         }
     }
     let get = |f: Family| {

@@ -58,11 +58,16 @@ pub struct Ruleset {
     pub sets: Sets,
     #[serde(default, skip_serializing_if = "Stage::is_empty")]
     pub raw: Stage,
-    /// After conntrack, before `forward`: where packets and connections are marked
-    /// (iptables' mangle PREROUTING and FORWARD). Its `accept` (and its policy) hands the
-    /// packet to `forward`; `drop` drops it.
+    /// After conntrack: where packets and connections are marked (iptables' mangle
+    /// PREROUTING, nftables' prerouting chains after conntrack). Its `accept` (and its
+    /// policy) hands the packet to `mangle_forward`; `drop` drops it.
     #[serde(default, skip_serializing_if = "Stage::is_empty")]
     pub mangle: Stage,
+    /// After `mangle`, before `forward` (iptables' mangle FORWARD, nftables' forward chains
+    /// before the last): the same actions, with the packet's way out known (a log line's
+    /// `OUT=`). Its `accept` hands the packet to `forward`.
+    #[serde(default, skip_serializing_if = "Stage::is_empty")]
+    pub mangle_forward: Stage,
     #[serde(default)]
     pub forward: Stage,
 }
@@ -228,6 +233,28 @@ pub struct Stage {
     /// User-defined chains by name, reached by `action: {jump: NAME}` or `{goto: NAME}`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub chains: BTreeMap<String, Vec<Rule>>,
+}
+
+impl Ruleset {
+    /// The stages by name, in the order a packet meets them.
+    pub fn stages(&self) -> [(&'static str, &Stage); 4] {
+        [
+            ("raw", &self.raw),
+            ("mangle", &self.mangle),
+            ("mangle_forward", &self.mangle_forward),
+            ("forward", &self.forward),
+        ]
+    }
+
+    /// The stages by name, to change.
+    pub fn stages_mut(&mut self) -> [(&'static str, &mut Stage); 4] {
+        [
+            ("raw", &mut self.raw),
+            ("mangle", &mut self.mangle),
+            ("mangle_forward", &mut self.mangle_forward),
+            ("forward", &mut self.forward),
+        ]
+    }
 }
 
 impl Stage {

@@ -54,6 +54,7 @@ pub enum StageId {
     None,
     Raw,
     Mangle,
+    MangleForward,
     Forward,
 }
 
@@ -64,6 +65,7 @@ impl StageId {
             StageId::None => "none",
             StageId::Raw => "raw",
             StageId::Mangle => "mangle",
+            StageId::MangleForward => "mangle_forward",
             StageId::Forward => "forward",
         }
     }
@@ -384,6 +386,7 @@ impl<M: SlabMemory> Pipeline<M> {
             let stage = match id {
                 StageId::Raw => &rules.raw,
                 StageId::Mangle => &rules.mangle,
+                StageId::MangleForward => &rules.mangle_forward,
                 _ => &rules.forward,
             };
             let key = Key::from_meta(m, p.in_port, out_port.unwrap_or(0), ctstate, ctdir);
@@ -448,15 +451,21 @@ impl<M: SlabMemory> Pipeline<M> {
             });
         }
 
-        // Mangle stage: marks; its drop drops, its accept goes on to forward.
-        if rules.mangle.rule_count() > 0 || rules.mangle.policy != Policy::Accept {
-            let (rule, action) = decide(StageId::Mangle, ctstate, ctdir);
-            keep_ct_mark(shard, track, &marks);
-            if action != Target::Accept {
-                if let Track::New { .. } = track {
-                    shard.discard();
+        // The mangle stages (PREROUTING's, FORWARD's): marks; a drop drops, an accept goes
+        // on to the next stage.
+        for (id, stage) in [
+            (StageId::Mangle, &rules.mangle),
+            (StageId::MangleForward, &rules.mangle_forward),
+        ] {
+            if stage.rule_count() > 0 || stage.policy != Policy::Accept {
+                let (rule, action) = decide(id, ctstate, ctdir);
+                keep_ct_mark(shard, track, &marks);
+                if action != Target::Accept {
+                    if let Track::New { .. } = track {
+                        shard.discard();
+                    }
+                    return counters.stage_drop(id, rule, ctstate);
                 }
-                return counters.stage_drop(StageId::Mangle, rule, ctstate);
             }
         }
 

@@ -355,8 +355,10 @@ pub struct CompiledRuleset {
     /// Out port of each in port (bump-in-the-wire pairs), `None` for unpaired ports.
     pub peer: Vec<Option<u8>>,
     pub raw: CompiledStage,
-    /// After conntrack, before `forward`: marks (empty with policy accept: skipped).
+    /// After conntrack, before `forward`: marks (empty with policy accept: skipped), as
+    /// mangle PREROUTING and then mangle FORWARD.
     pub mangle: CompiledStage,
+    pub mangle_forward: CompiledStage,
     pub forward: CompiledStage,
     /// Some rule reads or writes connection marks (`connmark`, `connmark`/`save_mark`/
     /// `restore_mark` actions): only then does the pipeline carry the entry's mark.
@@ -465,11 +467,7 @@ impl CompiledRuleset {
         if ports.len() > MAX_PORTS {
             return Err(CompileError::TooManyPorts(ports.len()));
         }
-        for (name, s) in [
-            ("raw", &r.raw),
-            ("mangle", &r.mangle),
-            ("forward", &r.forward),
-        ] {
+        for (name, s) in r.stages() {
             if s.rule_count() > MAX_RULES {
                 return Err(CompileError::TooManyRules {
                     stage: name,
@@ -499,25 +497,29 @@ impl CompiledRuleset {
         };
         let raw = stage("raw", &r.raw, &ports, &mut shared)?;
         let mangle = stage("mangle", &r.mangle, &ports, &mut shared)?;
+        let mangle_forward = stage("mangle_forward", &r.mangle_forward, &ports, &mut shared)?;
         let forward = stage("forward", &r.forward, &ports, &mut shared)?;
-        let named_tables: Vec<(String, bool)> = [&r.raw, &r.mangle, &r.forward]
-            .iter()
-            .flat_map(|st| st.numbered())
+        let named_tables: Vec<(String, bool)> = r
+            .stages()
+            .into_iter()
+            .flat_map(|(_, st)| st.numbered())
             .filter_map(|(_, _, rule)| {
                 let h = rule.hashlimit.as_ref()?;
                 Some((h.name.clone(), rule.implied_family() == Some(Family::Ipv6)))
             })
             .collect();
         tables.keep_only(&named_tables);
-        let named: Vec<&str> = [&r.raw, &r.mangle, &r.forward]
-            .iter()
-            .flat_map(|st| st.numbered())
+        let named: Vec<&str> = r
+            .stages()
+            .into_iter()
+            .flat_map(|(_, st)| st.numbered())
             .filter_map(|(_, _, rule)| Some(rule.recent.as_ref()?.command()?.1))
             .collect();
         lists.keep_only(&named);
-        let uses_ct_mark = [&r.raw, &r.mangle, &r.forward]
-            .iter()
-            .flat_map(|st| st.numbered())
+        let uses_ct_mark = r
+            .stages()
+            .into_iter()
+            .flat_map(|(_, st)| st.numbered())
             .any(|(_, _, rule)| {
                 rule.connmark.is_some()
                     || matches!(
@@ -530,6 +532,7 @@ impl CompiledRuleset {
             uses_ct_mark,
             raw,
             mangle,
+            mangle_forward,
             forward,
             recent: lists,
             hashlimit: tables,

@@ -310,7 +310,8 @@ fn check(
 }
 
 /// A line the kernel's LOG wrote for a bridged packet, as statewall writes it for the same
-/// packet between ports: `IN=br0 OUT=br0 PHYSIN=lan PHYSOUT=wan ` is `IN=lan OUT=wan `.
+/// packet between ports: `IN=br0 OUT=br0 PHYSIN=lan PHYSOUT=wan ` is `IN=lan OUT=wan `, and
+/// before the bridge decides, `IN=br0 OUT= PHYSIN=lan ` is `IN=lan OUT= `.
 fn bridged_as_ports(line: &str) -> String {
     let Some(at) = line.find("IN=") else {
         return line.to_string();
@@ -328,6 +329,8 @@ fn bridged_as_ports(line: &str) -> String {
     };
     match (pin.strip_prefix("PHYSIN="), pout.strip_prefix("PHYSOUT=")) {
         (Some(i), Some(o)) => format!("{head}IN={i} OUT={o} {tail}"),
+        // Before the bridge has chosen a port (raw, mangle PREROUTING): `OUT=` and no PHYSOUT.
+        (Some(i), None) => format!("{head}IN={i} OUT= {pout} {tail}"),
         _ => line.to_string(),
     }
 }

@@ -66,3 +66,47 @@ fn a_connection_marked_in_mangle_is_decided_by_its_mark() {
     );
     assert!(lines[1].ends_with("mark=0 use=1"), "{lines:?}");
 }
+
+/// mangle PREROUTING and mangle FORWARD as two stages: an accept in `mangle` ends it only,
+/// `mangle_forward` still runs; its drop is its own.
+#[test]
+fn mangle_forward_runs_after_an_accept_in_mangle() {
+    let yaml = r"
+mangle:
+  rules:
+    - {proto: udp, dport: 7, action: accept}
+    - {action: {mark: 0x1}}
+mangle_forward:
+  policy: drop
+  rules:
+    - {proto: udp, dport: 8, action: {mark: 0x2/0x2}}
+    - {proto: udp, action: accept}
+forward:
+  policy: drop
+  rules:
+    - {mark: 0x0, dport: 7, proto: udp, action: accept}
+    - {mark: 0x3, action: accept}
+";
+    let loaded = config::load_str(yaml, "m.yaml").expect("valid");
+    let rules = Arc::new(CompiledRuleset::compile(&loaded.ruleset, 1).expect("compiles"));
+    let mut p = Pipeline::new(rules, 64);
+    let t = 10 * SEC;
+    // Port 7: accepted by mangle before its mark rule, then mangle_forward accepts it.
+    let o = run(&mut p, t, LAN, &udp("10.10.0.2:4000", "10.10.0.3:7"));
+    assert_eq!((o.verdict, o.stage), (Verdict::Accept, StageId::Forward));
+    // Port 8: marked 0x1 in mangle, 0x3 in mangle_forward.
+    let o = run(&mut p, t, LAN, &udp("10.10.0.2:4001", "10.10.0.3:8"));
+    assert_eq!((o.verdict, o.stage), (Verdict::Accept, StageId::Forward));
+    // TCP: mangle_forward's policy drops it.
+    let syn = engine::wire::build::Tcp::new(
+        "10.10.0.2:4002",
+        "10.10.0.3:80",
+        engine::packet::tcp_flags::SYN,
+    )
+    .frame();
+    let o = run(&mut p, t, LAN, &syn);
+    assert_eq!(
+        (o.verdict, o.stage),
+        (Verdict::Drop, StageId::MangleForward)
+    );
+}

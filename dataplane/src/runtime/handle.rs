@@ -399,6 +399,9 @@ impl RuntimeHandle {
             stages: vec![
                 stage("raw", &st.ruleset.raw, |c| &c.raw),
                 stage("mangle", &st.ruleset.mangle, |c| &c.mangle),
+                stage("mangle_forward", &st.ruleset.mangle_forward, |c| {
+                    &c.mangle_forward
+                }),
                 stage("forward", &st.ruleset.forward, |c| &c.forward),
             ],
             yaml: st.yaml.clone(),

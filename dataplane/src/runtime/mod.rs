@@ -264,6 +264,7 @@ impl Shared {
                 Arc::new(RuleCounters::new([
                     rules.raw.rule_count(),
                     rules.mangle.rule_count(),
+                    rules.mangle_forward.rule_count(),
                     rules.forward.rule_count(),
                 ]))
             })

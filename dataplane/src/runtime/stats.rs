@@ -247,15 +247,17 @@ impl StageCounters {
 pub struct RuleCounters {
     pub raw: StageCounters,
     pub mangle: StageCounters,
+    pub mangle_forward: StageCounters,
     pub forward: StageCounters,
 }
 
 impl RuleCounters {
-    /// Counters for stages of `raw`, `mangle` and `forward` rules.
-    pub fn new([raw, mangle, forward]: [usize; 3]) -> RuleCounters {
+    /// Counters for stages of `raw`, `mangle`, `mangle_forward` and `forward` rules.
+    pub fn new([raw, mangle, mangle_forward, forward]: [usize; 4]) -> RuleCounters {
         RuleCounters {
             raw: StageCounters::new(raw),
             mangle: StageCounters::new(mangle),
+            mangle_forward: StageCounters::new(mangle_forward),
             forward: StageCounters::new(forward),
         }
     }
@@ -266,6 +268,7 @@ impl RuleCounters {
         match stage {
             StageId::Raw => Some(&self.raw),
             StageId::Mangle => Some(&self.mangle),
+            StageId::MangleForward => Some(&self.mangle_forward),
             StageId::Forward => Some(&self.forward),
             StageId::None => None,
         }
@@ -385,7 +388,7 @@ mod tests {
 
     #[test]
     fn rule_counters_count_policy_last() {
-        let r = RuleCounters::new([0, 0, 2]);
+        let r = RuleCounters::new([0, 0, 0, 2]);
         r.forward.count(Some(1), 100);
         r.forward.count(None, 60);
         r.forward.count(None, 40);

@@ -24,6 +24,7 @@ from . import (
     ipv6,
     log,
     malformed,
+    marks,
     nft,
     rules,
     tcp_rst,
@@ -35,7 +36,7 @@ from . import (
 )
 
 TOPICS = (tcp_state, tcp_rst, tcp_window, tcp_timeout, malformed, udp, icmp, ipv6, rules, ftp,
-          fragments, chains, nft, log, tools)
+          fragments, chains, nft, log, marks, tools)
 
 ORDER = """
     tcp-handshake tcp-data-both-ways tcp-fin-close tcp-fin-simultaneous tcp-fin-server-first
@@ -59,7 +60,7 @@ ORDER = """
     tcp-data-after-fin tcp-loose-pickup-window icmp-error-directions icmp-echo-mismatch
     icmpv6-error-related-tcp udp-reply-other-port truncated-icmp ipv4-options ftp-format-edges
     ftp-helper-other-port chains-gateway chains-goto-return input-rules-are-the-hosts nft-gateway
-    nft-matches nft-packet-matches limit hashlimit packet-matches tcpmss-match ipset-match log-continues ufw-routed firewalld-zones
+    nft-matches nft-packet-matches limit hashlimit packet-matches tcpmss-match ipset-match log-continues marks ufw-routed firewalld-zones
     docker-bridge shorewall-zones""".split()
 
 

@@ -165,9 +165,11 @@ impl LogRing {
         r.rule = rule;
         r.mark = mark;
         r.in_port = at.in_port;
-        // Only the forward stage knows where the packet goes: raw and mangle are
+        // Only FORWARD's stages know where the packet goes: raw and mangle are
         // PREROUTING's, where the kernel logs `OUT=` empty.
-        r.out_port = at.out_port.filter(|_| at.stage == StageId::Forward);
+        r.out_port = at
+            .out_port
+            .filter(|_| matches!(at.stage, StageId::MangleForward | StageId::Forward));
         r.level = opts.level.number();
         r.extras = [
             (opts.tcp_sequence, extras::TCP_SEQUENCE),

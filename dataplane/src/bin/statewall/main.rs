@@ -256,11 +256,13 @@ fn check(file: &str) -> ExitCode {
                     if n == 1 { "" } else { "s" }
                 ),
             };
-            let mangle = if r.mangle.is_empty() {
-                String::new()
-            } else {
-                format!("{}, ", count(&r.mangle, "mangle"))
-            };
+            let mut mangle = String::new();
+            for (s, name) in [(&r.mangle, "mangle"), (&r.mangle_forward, "mangle_forward")] {
+                if !s.is_empty() {
+                    mangle += &count(s, name);
+                    mangle += ", ";
+                }
+            }
             println!(
                 "{file}: ok: {}, {mangle}{}, {} warning(s)",
                 count(&r.raw, "raw"),
