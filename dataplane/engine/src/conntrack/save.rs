@@ -13,7 +13,9 @@
 //! bits it has names for, in bit order, or `UNSET`; the original and reply addresses
 //! (`inet_ntop`); `-p` and the protocol's options (ports and TCP state; ICMP type, code and
 //! id of the original direction only; GRE keys), or `-p NUMBER` for a protocol
-//! conntrack-tools has no module for. Never printed: the mark, labels, zone 0, and
+//! conntrack-tools has no module for; then `--mark N` for a connection with a mark (which
+//! conntrack-tools 1.4.7 never prints, so a kernel's dump loses its marks, but `conntrack
+//! -R` sets them from it). Never printed: labels, zone 0, and
 //! `EXPECTED`: a kernel refuses to set that bit (`conntrack -R` stops at the line with
 //! "Device or resource busy"), and it only matters until a reply is seen. SCTP and DCCP
 //! entries have no line: `conntrack -R` needs their protocol state (and SCTP's verification
@@ -22,7 +24,7 @@
 //! The reader takes what the printer and conntrack-tools write (any option order, long option
 //! names, `--opt=value`, blank lines and `#` comments) and refuses, with line and column,
 //! what the engine cannot hold: NAT (a reply tuple that is not the original's inverse),
-//! zones, marks, labels, GRE keys, TCP state NONE, ICMP answers as the original direction.
+//! zones, labels, GRE keys, TCP state NONE, ICMP answers as the original direction.
 //! The engine is sans-IO, so the caller passes `now`, and applies nothing unless every line
 //! parsed ([`parse`] returns every bad line, or every entry).
 //!
@@ -129,6 +131,10 @@ pub fn format_line(e: &Entry, now: u64) -> Result<String, &'static str> {
         n => {
             let _ = write!(out, "{n}");
         }
+    }
+    // conntrack-tools never prints the mark; `conntrack -R` sets it from `--mark`.
+    if e.mark != 0 {
+        let _ = write!(out, " --mark {}", e.mark);
     }
     Ok(out)
 }
@@ -548,36 +554,46 @@ fn number<T: std::str::FromStr>(t: Tok, what: &str, range: &str) -> Result<T, Ba
     })
 }
 
-/// A number that must be zero (zones, marks): decimal or `0x` hex, as conntrack-tools reads them.
-fn must_be_zero(vals: &Values, k: Key, what: &str) -> Result<(), Bad> {
-    let Some(v) = vals.get(k) else { return Ok(()) };
+/// A 32-bit number (zones, marks): decimal or `0x` hex, as conntrack-tools reads them.
+fn u32_value(vals: &Values, k: Key, what: &str) -> Result<Option<u32>, Bad> {
+    let Some(v) = vals.get(k) else {
+        return Ok(None);
+    };
     let n = match v
         .text
         .strip_prefix("0x")
         .or_else(|| v.text.strip_prefix("0X"))
     {
-        Some(h) => u64::from_str_radix(h, 16).ok(),
+        Some(h) => u32::from_str_radix(h, 16).ok(),
         None => v
             .text
-            .parse::<u64>()
+            .parse::<u32>()
             .ok()
             .filter(|_| !v.text.starts_with('+')),
     };
-    match n {
-        Some(0) => Ok(()),
+    n.map(Some).ok_or_else(|| {
+        bad(
+            v.col,
+            format!("{what} `{}` is not a 32-bit number", clip(v.text)),
+            SHAPE,
+        )
+    })
+}
+
+/// A number that must be zero (zones, the secmark).
+fn must_be_zero(vals: &Values, k: Key, what: &str) -> Result<(), Bad> {
+    match u32_value(vals, k, what)? {
+        None | Some(0) => Ok(()),
         Some(_) => {
-            let o = vals.opt(k).map_or(v.text, |o| o.text);
+            let v = vals.get(k).map_or("", |v| v.text);
+            let o = vals.opt(k).map_or(v, |o| o.text);
+            let col = vals.get(k).map_or(1, |v| v.col);
             Err(bad(
-                v.col,
-                format!("{what} {} is not kept by Statewall", v.text),
-                format!("only {what} 0 can be restored; remove `{o} {}`", v.text),
+                col,
+                format!("{what} {v} is not kept by Statewall"),
+                format!("only {what} 0 can be restored; remove `{o} {v}`"),
             ))
         }
-        None => Err(bad(
-            v.col,
-            format!("{what} `{}` is not a number", clip(v.text)),
-            SHAPE,
-        )),
     }
 }
 
@@ -774,7 +790,7 @@ fn build(vals: &Values, cmd_col: usize, now: u64) -> Result<Entry, Bad> {
     must_be_zero(vals, Key::Zone, "zone")?;
     must_be_zero(vals, Key::OrigZone, "zone")?;
     must_be_zero(vals, Key::ReplyZone, "zone")?;
-    must_be_zero(vals, Key::Mark, "mark")?;
+    let mark = u32_value(vals, Key::Mark, "mark")?.unwrap_or(0);
     must_be_zero(vals, Key::Secmark, "secmark")?;
 
     let name = Proto(p).conntrack_name();
@@ -918,6 +934,7 @@ fn build(vals: &Values, cmd_col: usize, now: u64) -> Result<Entry, Bad> {
     let mut e = Entry::new(key);
     e.expires = now.saturating_add(u64::from(t) * NS);
     e.status = bits;
+    e.mark = mark;
     if let Some(s) = tcp_state {
         // No window data and no window scales: each direction's first segment sets up its
         // window, and the checks are liberal, as for a connection picked up mid-stream.
@@ -1128,6 +1145,15 @@ mod tests {
         // An entry about to expire says 0, as the kernel's listing would.
         let e = one("-A -t 1 -s 10.0.0.1 -d 10.0.0.2 -p 2");
         assert!(format_line(&e, NS - 1).unwrap().starts_with("-A -t 0 "));
+        // A mark is read (decimal or hex, `-m` or `--mark`) and written last, in decimal.
+        for m in ["-m 0x1f", "--mark 31", "--mark=31"] {
+            let e = one(&format!("-A -t 5 -s 10.0.0.1 -d 10.0.0.2 {m} -p 2"));
+            assert_eq!(e.mark, 31);
+            assert_eq!(
+                format_line(&e, 0).unwrap(),
+                "-A -t 5 -u UNSET -s 10.0.0.1 -d 10.0.0.2 -r 10.0.0.2 -q 10.0.0.1 -p 2 --mark 31"
+            );
+        }
     }
 
     #[test]
@@ -1149,7 +1175,8 @@ mod tests {
             ("-A -t 1 -s 10.0.0.1 -d 10.0.0.2 -p tcp --sport 1 --dport 80 --reply-port-src 8080 --state ESTABLISHED", 78, "not the inverse"),
             ("-A -t 1 -u SEEN_REPLY,SEQ_ADJUST -s 10.0.0.1 -d 10.0.0.2 -p 2", 23, "status `SEQ_ADJUST`"),
             ("-A -t 1 -w 7 -s 10.0.0.1 -d 10.0.0.2 -p 2", 12, "zone 7 is not kept"),
-            ("-A -t 1 -m 5 -s 10.0.0.1 -d 10.0.0.2 -p 2", 12, "mark 5 is not kept"),
+            ("-A -t 1 -m 5x -s 10.0.0.1 -d 10.0.0.2 -p 2", 12, "mark `5x` is not a 32-bit number"),
+            ("-A -t 1 -m 4294967296 -s 10.0.0.1 -d 10.0.0.2 -p 2", 12, "not a 32-bit number"),
             ("-A -t 1 -s 10.0.0.1 -d 10.0.0.2 -p tcp --sport 1 --dport 2", 1, "no TCP state"),
             ("-A -t 1 -s 10.0.0.1 -d 10.0.0.2 -p tcp --sport 1 --dport 2 --state NONE", 68, "NONE"),
             ("-A -t 1 -s 10.0.0.1 -d 10.0.0.2 -p tcp --sport 1 --dport 2 --state OPEN", 68, "unknown TCP state"),
