@@ -425,6 +425,39 @@ fn chains_are_shown_with_the_rule_that_decided_counted() {
     assert!(human.contains("jump lan-new"), "{human}");
 }
 
+/// Rules that go on with a mark action are counted as `log` rules are: every packet they
+/// marked, though they decide nothing.
+#[test]
+fn mark_rules_are_counted_though_they_decide_nothing() {
+    let d = Daemon::start("marks");
+    let marked = d.file(
+        "marked.yaml",
+        "mangle:
+  rules:
+    - {in_port: lan, ctstate: new, action: {connmark: 0x1}}
+    - {action: restore_mark}
+forward:
+  policy: drop
+  rules:
+    - {mark: 0x1, action: accept}
+",
+    );
+    assert!(d.ok(&["apply", &marked]).contains("generation 2"));
+    d.traffic(10);
+    let Payload::Show(sh) = data(&d.json(&["show"])).clone() else {
+        panic!()
+    };
+    let counts = |name: &str| -> Vec<u64> {
+        let st = sh.stages.iter().find(|s| s.name == name).unwrap();
+        st.rules.iter().map(|r| r.packets).collect()
+    };
+    // 10 TCP connections of 4 packets, a DNS query and a ping: each first packet sets the
+    // connection's mark, every packet restores it, and forward accepts all of them on it.
+    assert_eq!(counts("mangle"), [12, 42]);
+    assert_eq!(counts("forward"), [42]);
+    assert!(d.ok(&["show"]).contains("mangle (policy accept"));
+}
+
 #[test]
 fn apply_watch_follows_the_file() {
     let d = Daemon::start("watch");

@@ -158,6 +158,7 @@ fn shipped_examples_pass() {
         "examples/minimal.yaml",
         "examples/seed-multiport.yaml",
         "examples/gateway-tools.yaml",
+        "examples/marks.yaml",
         "packaging/statewall.yaml",
     ] {
         let path = root.join(name);

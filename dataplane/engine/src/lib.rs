@@ -24,6 +24,7 @@ pub mod log;
 pub mod mark;
 pub mod packet;
 pub mod packet_match;
+pub mod passes;
 pub mod pipeline;
 pub mod reason;
 pub mod recent;

@@ -86,12 +86,12 @@ impl RuleMarks {
         true
     }
 
-    /// Do the rule's action (the rule matched in full).
+    /// Do the rule's action (the rule matched in full); whether it had one.
     #[inline]
-    pub fn apply(&self, m: &Marks) {
+    pub fn apply(&self, m: &Marks) -> bool {
         let ct = m.ct.get();
         match self.op {
-            None => {}
+            None => return false,
             Some(Op::Mark(v)) => m.packet.set(v.apply(m.packet.get())),
             Some(Op::ConnMark(v)) => m.ct.set(ct.map(|c| v.apply(c))),
             Some(Op::Save(c)) => m.ct.set(ct.map(|x| c.save(x, m.packet.get()))),
@@ -101,6 +101,12 @@ impl RuleMarks {
                 }
             }
         }
+        true
+    }
+
+    /// Whether the rule has a mark action.
+    pub fn acts(&self) -> bool {
+        self.op.is_some()
     }
 }
 

@@ -17,6 +17,7 @@ use crate::flow::steer_hash;
 use crate::log::{LogPlace, LogRing};
 use crate::mark::Marks;
 use crate::packet::PacketMeta;
+use crate::passes::Passes;
 use crate::reason::{DropReason, InvalidReason, L3Error};
 use crate::ruleset::{CompiledRuleset, Target};
 use crate::wire::{self, proto};
@@ -208,6 +209,9 @@ pub struct Pipeline<M: SlabMemory = HeapSlab> {
     pub counters: Counters,
     /// What `log` rules recorded since the caller last drained it.
     pub log: LogRing,
+    /// What the rules that went on with a mark action counted since the caller last drained
+    /// it.
+    pub passes: Passes,
 }
 
 impl Pipeline {
@@ -237,6 +241,7 @@ impl<M: SlabMemory> Pipeline<M> {
     ) -> Pipeline<M> {
         let shard = Shard::with_slab(slab, rules.sysctls, &rules.ftp_ports, expect);
         Pipeline {
+            passes: Passes::for_rules(&rules),
             rules,
             shard,
             counters: Counters::default(),
@@ -253,6 +258,8 @@ impl<M: SlabMemory> Pipeline<M> {
     pub fn set_rules(&mut self, rules: Arc<CompiledRuleset>) {
         self.shard.set_sysctls(rules.sysctls);
         self.shard.set_ftp_ports(&rules.ftp_ports);
+        // Counts of the old rules are for the old rules: the caller drains them first.
+        self.passes = Passes::for_rules(&rules);
         self.rules = rules;
     }
 
@@ -348,6 +355,7 @@ impl<M: SlabMemory> Pipeline<M> {
             shard,
             counters,
             log,
+            passes,
         } = self;
         let rules: &CompiledRuleset = rules;
         counters.rx_packets += 1;
@@ -396,7 +404,10 @@ impl<M: SlabMemory> Pipeline<M> {
                 in_port: p.in_port,
                 out_port,
             };
-            let mut logged = |r, o: &_| log.record(at, r, o, m, p.frame, marks.packet.get());
+            let mut logged = |r, o: Option<&_>| match o {
+                Some(o) => log.record(at, r, o, m, p.frame, marks.packet.get()),
+                None => passes.record(id, r, p.frame.len() as u64),
+            };
             let pkt = (m, p.frame);
             stage
                 .decide_truncated(pkt, &key, &rules.ports, &marks, now, &mut logged)

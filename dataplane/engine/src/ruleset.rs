@@ -169,7 +169,7 @@ impl CompiledStage {
         pkt: (&PacketMeta, &[u8]),
         marks: &Marks,
         hot: &std::cell::Cell<Option<u32>>,
-        log: &mut impl FnMut(u32, &LogOptions),
+        log: &mut impl FnMut(u32, Option<&LogOptions>),
     ) -> bool {
         // After a hotdrop the walk only runs out: nothing more happens.
         if hot.get().is_some() {
@@ -215,10 +215,10 @@ impl CompiledStage {
             }
         }
         if let Some(Some(o)) = self.logs.get(r as usize) {
-            log(r, o);
+            log(r, Some(o));
         }
-        if let Some(x) = rule_marks {
-            x.apply(marks);
+        if rule_marks.is_some_and(|x| x.apply(marks)) {
+            log(r, None);
         }
         true
     }
@@ -226,8 +226,8 @@ impl CompiledStage {
     /// The rule that decides the packet `pkt` (its parsed headers and frame; `key` is its
     /// classifier key) and its target, or the policy (`rule` None), at time `now` (ns; a
     /// rate-limited rule with no token left does not match). Each `log` rule on the way
-    /// that matches calls `log(rule, options)`; the mark matches read, and the mark
-    /// actions write, `marks`.
+    /// that matches calls `log(rule, Some(options))`, each mark action `log(rule, None)`; the
+    /// mark matches read, and the mark actions write, `marks`.
     #[inline]
     pub fn decide(
         &self,
@@ -235,7 +235,7 @@ impl CompiledStage {
         pkt: (&PacketMeta, &[u8]),
         marks: &Marks,
         now: u64,
-        mut log: impl FnMut(u32, &LogOptions),
+        mut log: impl FnMut(u32, Option<&LogOptions>),
     ) -> (Option<u32>, Target) {
         let hot = std::cell::Cell::new(None);
         let decided = self
@@ -254,6 +254,12 @@ impl CompiledStage {
     #[inline]
     pub fn target(&self, i: u32) -> Option<Target> {
         self.targets.get(i as usize).copied().flatten()
+    }
+
+    /// Whether some rule of the stage has a mark action (a rule that goes on, counted by
+    /// [`crate::passes::Passes`]).
+    pub fn has_mark_actions(&self) -> bool {
+        self.marks.iter().flatten().any(RuleMarks::acts)
     }
 
     /// Rules in the stage, the chains' included.
@@ -279,7 +285,7 @@ impl CompiledStage {
         ports: &[String],
         marks: &Marks,
         now: u64,
-        mut log: impl FnMut(u32, &LogOptions),
+        mut log: impl FnMut(u32, Option<&LogOptions>),
     ) -> Option<(Option<u32>, Target)> {
         // Only a header shorter than its protocol's minimum can be too short for a match.
         if m.l4_invalid != Some(InvalidReason::Truncated)

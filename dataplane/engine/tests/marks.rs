@@ -110,3 +110,32 @@ forward:
         (Verdict::Drop, StageId::MangleForward)
     );
 }
+
+/// The mark actions' packets are counted per rule until drained (the runtime adds them to the
+/// rules' counters).
+#[test]
+fn mark_actions_are_counted_per_rule() {
+    let loaded = config::load_str(MARKS, "marks.yaml").expect("valid");
+    let rules = Arc::new(CompiledRuleset::compile(&loaded.ruleset, 1).expect("compiles"));
+    let mut p = Pipeline::new(rules, 64);
+    let q = udp("10.10.0.2:4000", "10.10.0.3:53");
+    let a = udp("10.10.0.3:53", "10.10.0.2:4000");
+    run(&mut p, SEC, LAN, &q);
+    run(&mut p, SEC, WAN, &a);
+    assert!(!p.passes.is_empty());
+    let mut got = Vec::new();
+    p.passes
+        .drain(|stage, rule, packets, bytes| got.push((stage, rule, packets, bytes)));
+    got.sort_by_key(|g| (g.0 as u8, g.1));
+    let len = q.len() as u64;
+    assert_eq!(
+        got,
+        [
+            // raw marks the query; mangle marks its connection once and restores both.
+            (StageId::Raw, 0, 1, len),
+            (StageId::Mangle, 0, 1, len),
+            (StageId::Mangle, 1, 2, 2 * len),
+        ]
+    );
+    assert!(p.passes.is_empty());
+}

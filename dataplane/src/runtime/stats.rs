@@ -224,11 +224,18 @@ impl StageCounters {
     /// Count one packet of `bytes` for `rule` (`None`: the policy). Owner only.
     #[inline]
     pub fn count(&self, rule: Option<u32>, bytes: u64) {
+        self.count_many(rule, 1, bytes);
+    }
+
+    /// Count `packets` packets of `bytes` bytes in all for `rule` (`None`: the policy).
+    /// Owner only.
+    #[inline]
+    pub fn count_many(&self, rule: Option<u32>, packets: u64, bytes: u64) {
         let i = rule.map_or(self.rules(), |r| (r as usize).min(self.rules()));
         let p = &self.words[2 * i];
         let b = &self.words[2 * i + 1];
         // Single writer: load + store, no locked read-modify-write.
-        p.store(p.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        p.store(p.load(Ordering::Relaxed) + packets, Ordering::Relaxed);
         b.store(b.load(Ordering::Relaxed) + bytes, Ordering::Relaxed);
     }
 

@@ -197,8 +197,17 @@ impl<Io: PortIo> Worker<Io> {
         self.publish(&local);
     }
 
-    /// Move what `log` rules recorded during the batch onto the shared log queue.
+    /// Move what `log` rules recorded during the batch onto the shared log queue, and count
+    /// the packets of the rules that went on with a mark action.
     fn hand_over_log(&mut self) {
+        if !self.pipeline.passes.is_empty() {
+            let c = &self.rule_counters;
+            self.pipeline.passes.drain(|stage, rule, packets, bytes| {
+                if let Some(s) = c.of(stage) {
+                    s.count_many(Some(rule), packets, bytes);
+                }
+            });
+        }
         let ring = &mut self.pipeline.log;
         if ring.is_empty() && ring.lost == self.log_lost {
             return;
