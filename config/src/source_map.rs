@@ -135,6 +135,13 @@ impl SourceMap {
         SourceMap { nodes: b.nodes }
     }
 
+    /// Say that the node at `path` (a rule's, as [`crate::ruleset::Stage::rule_path`] gives
+    /// it) came from `pos` of a file that is not this YAML: what an importer translated, so
+    /// that validating its output points at the line it came from.
+    pub fn insert(&mut self, path: String, pos: Pos) {
+        self.nodes.insert(path, (pos, pos));
+    }
+
     /// Position of the key (or sequence item) at `path`.
     pub fn key(&self, path: &str) -> Option<Pos> {
         self.nodes.get(path).map(|(k, _)| *k)

@@ -403,3 +403,28 @@ fn marks_that_cannot_be_translated() {
         "{e:?}"
     );
 }
+
+#[test]
+fn a_loop_of_chains_is_reported_at_a_rule_of_it() {
+    let text = doc(&[
+        r#"{"table": {"family": "inet", "name": "t", "handle": 1}}"#,
+        r#"{"chain": {"family": "inet", "table": "t", "name": "f", "handle": 1, "type": "filter", "hook": "forward", "prio": 0, "policy": "accept"}}"#,
+        r#"{"chain": {"family": "inet", "table": "t", "name": "a", "handle": 2}}"#,
+        r#"{"chain": {"family": "inet", "table": "t", "name": "b", "handle": 3}}"#,
+        r#"{"rule": {"family": "inet", "table": "t", "chain": "f", "handle": 4, "expr": [{"jump": {"target": "a"}}]}}"#,
+        r#"{"rule": {"family": "inet", "table": "t", "chain": "a", "handle": 5, "expr": [{"jump": {"target": "b"}}]}}"#,
+        r#"{"rule": {"family": "inet", "table": "t", "chain": "b", "handle": 6, "expr": [{"jump": {"target": "a"}}]}}"#,
+    ]);
+    let e = errs("loop.json", &text);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(e[0].contains("chains jump in a loop: a -> b -> a"), "{e:?}");
+    // At chain `a`'s first rule (handle 5), where its object starts.
+    let col = text
+        .find(r#"{"rule": {"family": "inet", "table": "t", "chain": "a""#)
+        .unwrap()
+        + 1;
+    assert!(
+        e[0].starts_with(&format!("loop.json:1:{col}: error")),
+        "{e:?}"
+    );
+}

@@ -675,6 +675,7 @@ impl Importer<'_> {
         rs.ports = ports;
         let mut ftp: Vec<u16> = Vec::new();
         let mut checked: Vec<(Pos, &'static str, Rule)> = Vec::new();
+        let mut origin = SourceMap::default();
         // The stages a chain's rules go to: mangle's user-defined chains to each of mangle
         // PREROUTING's and FORWARD's stages that reaches them.
         let reach = |fam: Family, c: &str| -> HashSet<ChainKey> {
@@ -732,17 +733,25 @@ impl Importer<'_> {
                     }
                     for st in stages {
                         let stage = stage_of(&mut rs, st);
+                        // Where each rule (and chain) came from, for the whole ruleset's
+                        // validation below.
                         if matches!(
                             e.chain.as_str(),
                             "FORWARD" | "INPUT" | "OUTPUT" | "PREROUTING"
                         ) {
+                            origin.insert(Stage::rule_path(st, None, stage.rules.len()), e.pos);
                             stage.rules.push(r.clone());
                         } else {
                             let name = chain_names
                                 .get(&e.chain)
                                 .cloned()
                                 .unwrap_or_else(|| e.chain.clone());
-                            stage.chains.entry(name).or_default().push(r.clone());
+                            let rules = stage.chains.entry(name.clone()).or_default();
+                            if rules.is_empty() {
+                                origin.insert(format!("{st}.chains.{name}"), e.pos);
+                            }
+                            origin.insert(Stage::rule_path(st, Some(&name), rules.len()), e.pos);
+                            rules.push(r.clone());
                         }
                     }
                 }
@@ -818,10 +827,10 @@ impl Importer<'_> {
         }
         rs.sets = self.sets.cloned().unwrap_or_default();
         if self.errs.is_empty() {
-            for d in validate(&rs, &SourceMap::default(), self.file) {
+            for d in validate(&rs, &origin, self.file) {
                 let mut e = Diagnostic::error(
                     self.file,
-                    Pos::default(),
+                    d.pos,
                     format!("the translated ruleset would be invalid: {}", d.message),
                 );
                 e.hint = d.hint;
@@ -893,7 +902,7 @@ impl Importer<'_> {
                         at,
                         format!("{} mangle INPUT, OUTPUT and POSTROUTING rules were left out: INPUT and OUTPUT see the gateway's own traffic, and POSTROUTING runs after the filter has decided, where a packet's mark changes nothing statewall does", fam_tool(fam)),
                     )
-                    .with_hint("statewall's mangle stage is mangle PREROUTING and FORWARD"),
+                    .with_hint("statewall's mangle stages are mangle PREROUTING (`mangle`) and FORWARD (`mangle_forward`)"),
                 );
             }
         }

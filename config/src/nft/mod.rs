@@ -7,8 +7,11 @@
 //!   forward chain together are one stage whose rules each keep their family; a family with
 //!   no forward chain is accepted, as nftables accepts what no chain on a hook drops (a last
 //!   rule `{family: ..., action: accept}` says so when the other family's policy is drop).
-//!   Two base chains that see the same family (an `inet` and an `ip` one, or two `inet`
-//!   ones) are an error: nftables runs each, and a packet must pass all of them.
+//!   When two forward chains see a family, the one of lower priority (`priority mangle`
+//!   before `priority filter`) becomes the `mangle_forward` stage, which runs before
+//!   `forward` as nftables runs it first; a third, or two at one place, is an error.
+//! - **After conntrack, on prerouting**: a `hook prerouting` filter chain at conntrack's
+//!   priority or later (`priority mangle`, -150) becomes the `mangle` stage.
 //! - **Before conntrack**: a `hook prerouting` base chain with a priority below conntrack's
 //!   (-200; `priority raw` is -300) becomes the `raw` stage (`notrack`, `accept`, and
 //!   `tcp dport N ct helper set "NAME"` with a `ct helper NAME { type "ftp" ... }` object,
@@ -26,12 +29,14 @@
 //!   `dccp`/`udplite` `sport`/`dport` (also `<`, `<=`, `>`, `>=`), `th sport`/`dport` after
 //!   a `meta l4proto` match, `icmp type`, `icmpv6 type`, `tcp flags & MASK == FLAGS`; `!=`
 //!   negates; anonymous sets `{ ... }` and named sets `@name` (constant ones: a set with
-//!   timeouts or the dynamic flag is filled at run time).
+//!   timeouts or the dynamic flag is filled at run time); `meta mark` and `ct mark` (with
+//!   `& MASK`).
 //! - **Statements**: `counter` (statewall counts per rule itself), `accept`, `drop`,
 //!   `reject` (`with tcp reset`, `with icmp|icmpv6|icmpx type ...`), `jump`, `goto`,
-//!   `return`, `notrack`, `ct helper set`; a rule's `comment`.
+//!   `return`, `notrack`, `ct helper set`, `log`, `limit`, `meta mark set` and `ct mark
+//!   set` (`expr.rs` says which values); a rule's `comment`.
 //!
-//! Everything else (`log`, `limit`, `meta mark set`, NAT statements, maps and verdict maps,
+//! Everything else (other keys set, NAT statements, maps and verdict maps,
 //! concatenations, address ranges, `continue`) is an error naming the
 //! rule (table, chain, handle) and its place in the text; all errors are collected.
 //!

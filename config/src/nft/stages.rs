@@ -94,7 +94,7 @@ pub(super) fn assemble(file: &str, mut o: Objects) -> (Ruleset, Vec<Diagnostic>,
     let mut seen: BTreeMap<(StageId, u8), String> = BTreeMap::new();
     let mut left_out: Vec<(Pos, String)> = Vec::new();
     // The highest priority of a forward filter chain, per family: that chain is the forward
-    // stage, a forward chain before it is part of mangle.
+    // stage, a forward chain before it is mangle_forward.
     let mut last_forward: BTreeMap<u8, i64> = BTreeMap::new();
     for c in &o.chains {
         let Some(b) = c
@@ -260,8 +260,9 @@ pub(super) fn assemble(file: &str, mut o: Objects) -> (Ruleset, Vec<Diagnostic>,
         let y = chains::unique_name(&base, |c| taken.values().any(|v| v == c));
         o.tables.chain_names.insert(k.clone(), y);
     }
-    // Rules, in order.
+    // Rules, in order, and where each came from (by stage and chain, in the same order).
     let mut rs = Ruleset::default();
+    let mut origin: BTreeMap<(&'static str, Option<String>), Vec<Pos>> = BTreeMap::new();
     let mut ifaces: Vec<(String, Pos)> = Vec::new();
     let mut ftp: Vec<u16> = Vec::new();
     let mut checked: Vec<(Pos, StageId, Rule)> = Vec::new();
@@ -310,8 +311,10 @@ pub(super) fn assemble(file: &str, mut o: Objects) -> (Ruleset, Vec<Diagnostic>,
                     let st = stage.of(&mut rs);
                     if bases.contains(&k) {
                         st.rules.push(rule);
+                        origin.entry((stage.name(), None)).or_default().push(r.pos);
                     } else if let Some(n) = o.tables.chain_names.get(&k) {
                         st.chains.entry(n.clone()).or_default().push(rule);
+                        origin.entry((stage.name(), Some(n.clone()))).or_default().push(r.pos);
                     }
                 }
             }
@@ -337,27 +340,40 @@ pub(super) fn assemble(file: &str, mut o: Objects) -> (Ruleset, Vec<Diagnostic>,
     // Interfaces → ports.
     let (ports, port_names) = interfaces::ports_for(&ifaces, file, "iifname/oifname", &mut errs);
     rs.ports = ports;
-    for (_, st) in rs.stages_mut() {
-        let mut keep = |r: &mut Rule| match interfaces::rename_ports(r, &port_names) {
-            Ok(()) => true,
-            Err(why) => {
-                warns.push(
-                    Diagnostic::warning(
-                        file,
-                        Pos::default(),
-                        format!("{why}: a rule that never matches is left out"),
-                    )
-                    .with_hint("a wildcard matches the interfaces the rules name"),
-                );
-                false
-            }
-        };
-        st.rules.retain_mut(&mut keep);
-        for rules in st.chains.values_mut() {
-            rules.retain_mut(&mut keep);
+    let mut source = SourceMap::default();
+    for (name, st) in rs.stages_mut() {
+        let lists = std::iter::once((None, &mut st.rules))
+            .chain(st.chains.iter_mut().map(|(c, r)| (Some(c.clone()), r)));
+        for (chain, rules) in lists {
+            let from = origin.remove(&(name, chain.clone())).unwrap_or_default();
+            let mut i = 0;
+            let mut kept = 0;
+            rules.retain_mut(|r| {
+                let pos = from.get(i).copied().unwrap_or_default();
+                i += 1;
+                if let Err(why) = interfaces::rename_ports(r, &port_names) {
+                    warns.push(
+                        Diagnostic::warning(
+                            file,
+                            pos,
+                            format!("{why}: a rule that never matches is left out"),
+                        )
+                        .with_hint("a wildcard matches the interfaces the rules name"),
+                    );
+                    return false;
+                }
+                if let Some(c) = &chain {
+                    if kept == 0 {
+                        source.insert(format!("{name}.chains.{c}"), pos);
+                    }
+                }
+                source.insert(Stage::rule_path(name, chain.as_deref(), kept), pos);
+                kept += 1;
+                true
+            });
         }
     }
-    check(file, &rs, checked, &mut errs);
+    check(file, &rs, &source, checked, &mut errs);
     (rs, errs, warns)
 }
 
@@ -411,7 +427,13 @@ fn policies(
 
 /// Each translated rule through the loader's validation, reported at its rule; then the
 /// whole ruleset (chains: unknown targets, loops).
-fn check(file: &str, rs: &Ruleset, checked: Vec<(Pos, StageId, Rule)>, errs: &mut Vec<Diagnostic>) {
+fn check(
+    file: &str,
+    rs: &Ruleset,
+    source: &SourceMap,
+    checked: Vec<(Pos, StageId, Rule)>,
+    errs: &mut Vec<Diagnostic>,
+) {
     for (pos, stage, mut r) in checked {
         r.in_port = None;
         r.out_port = None;
@@ -434,10 +456,10 @@ fn check(file: &str, rs: &Ruleset, checked: Vec<(Pos, StageId, Rule)>, errs: &mu
         }
     }
     if errs.is_empty() {
-        for d in validate(rs, &SourceMap::default(), file) {
+        for d in validate(rs, source, file) {
             let mut e = Diagnostic::error(
                 file,
-                Pos::default(),
+                d.pos,
                 format!("the translated ruleset would be invalid: {}", d.message),
             );
             e.hint = d.hint;
