@@ -33,7 +33,6 @@ PROG=fuzz
 load_cargo_env
 
 SECS=60 JOBS=1 CORPUS='' SAN=() TARGETS=()
-need() { [[ $# -ge 2 && -n $2 ]] || die "$1 needs a value (try --help)"; }
 while (($#)); do
 	case $1 in
 	--minutes) need "$@" && SECS=$(($2 * 60)) && shift ;;

@@ -62,7 +62,6 @@ case_=''
 rate=100k duration=5 count='' flows='' pkt_size='' v6=0 vlan='' src='' dst='' sport='' dport=''
 conn_rate='' flowlen='' quiet=0 json=0 lab=0 dry=0
 extra=()
-need() { [[ $# -ge 2 && -n $2 ]] || die "$1 needs a value (try --help)"; }
 while (($#)); do
 	case $1 in
 	-r | --rate) need "$@" && rate=$2 && shift ;;

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The live kernel check of the differential scenarios: each tests/scenarios/*/packets.pcapng
-# and tests/scenarios-fragments/*/packets.pcapng replayed, byte for byte, into the Linux
+# The live kernel check of the differential scenarios: each tests/scenarios/*/packets.pcapng,
+# tests/scenarios-fragments/*/ and tests/scenarios-random/*/ replayed, byte for byte, into the Linux
 # kernel (`scripts/swlab kernel`: network namespaces, a bridge, br_netfilter, iptables-legacy;
 # tests/scenarios/README.md), whose fresh answers must equal the committed kernel.jsonl (and
 # the LOG lines the committed kernel-log.txt, where a scenario logs). A kernel that changed behaviour fails here; nothing
@@ -35,8 +35,9 @@ for a in "$@"; do
 done
 if ((${#dirs[@]} == 0)); then
 	# tests/scenarios-fragments/: the IP fragment scenarios, kept apart until the engine
-	# reassembles (their README), checked against the live kernel all the same.
-	for d in tests/scenarios/*/ tests/scenarios-fragments/*/; do
+	# reassembles (their README), and tests/scenarios-random/, the seeded random ones,
+	# checked against the live kernel all the same.
+	for d in tests/scenarios/*/ tests/scenarios-fragments/*/ tests/scenarios-random/*/; do
 		[[ -d $d ]] && dirs+=("${d%/}")
 	done
 fi

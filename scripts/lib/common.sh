@@ -46,6 +46,9 @@ die() {
 	exit 2
 }
 
+# need OPTION "$@"-rest: an option's value is there (`--opt VALUE`).
+need() { [[ $# -ge 2 && -n $2 ]] || die "$1 needs a value (try --help)"; }
+
 usage() {
 	awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
 }

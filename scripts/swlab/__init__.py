@@ -25,3 +25,5 @@ SCEN_DIR = os.path.join(REPO, "tests", "scenarios")
 # IP fragment scenarios: recorded like tests/scenarios but kept apart until the engine
 # reassembles (tests/scenarios-fragments/README.md).
 FRAG_DIR = os.path.join(REPO, "tests", "scenarios-fragments")
+# Seeded random scenarios (`swlab random`; tests/scenarios-random/README.md).
+RAND_DIR = os.path.join(REPO, "tests", "scenarios-random")

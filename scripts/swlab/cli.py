@@ -16,6 +16,10 @@ COMMANDS = {
                  "packets.pcapng, rules.iptables (or rules.nft and, as root, rules.json), "
                  "sysctl.conf, helpers (not kernel.jsonl)"),
     "list": ("scenarios", "cmd_list", "  the scenarios, one `NAME: description` line each"),
+    "random": ("random_scenarios", "main",
+               "[--first N] [--count N] [--out DIR]  write the seeded random scenarios "
+               "rand-N... (default 200 from seed 1) to tests/scenarios-random/ (or DIR): "
+               "packets.pcapng, rules.iptables, sysctl.conf (not kernel.jsonl)"),
     "kernel": ("kernel_lab", "main",
                "[DIR ...] [--out OUTDIR] [--jobs N] [--trace TDIR]  root: the kernel's answers "
                "for scenario captures (DIR/kernel.jsonl, or OUTDIR/NAME.kernel.jsonl; all of "

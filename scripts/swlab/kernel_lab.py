@@ -60,7 +60,7 @@ import tempfile
 import threading
 import time
 
-from . import FRAG_DIR, SCEN_DIR, nftjson, pcapng
+from . import FRAG_DIR, RAND_DIR, SCEN_DIR, nftjson, pcapng
 from .kernel_oracle import Frame, judge, nflog_entry_ts
 
 CLONE_NEWNET = 0x40000000
@@ -421,7 +421,7 @@ def main(args: list[str]) -> int:
         print("swlab kernel: needs root (network namespaces, iptables)", file=sys.stderr)
         return 2
     if not dirs:
-        dirs = sorted(os.path.join(root, d) for root in (SCEN_DIR, FRAG_DIR)
+        dirs = sorted(os.path.join(root, d) for root in (SCEN_DIR, FRAG_DIR, RAND_DIR)
                       if os.path.isdir(root) for d in os.listdir(root)
                       if os.path.isdir(os.path.join(root, d)))
     if out:

@@ -418,6 +418,15 @@ fn every_fragment_scenario_agrees_with_the_kernel() {
     every_scenario_of("tests/scenarios-fragments");
 }
 
+/// Seeded random scenarios (`swlab random`): rulesets, sysctls and traffic nobody wrote by
+/// hand (tests/scenarios-random/README.md). `STATEWALL_RANDOM_SCENARIOS=DIR` replays those
+/// of DIR instead (scripts/random-differential.sh's long runs).
+#[test]
+fn every_random_scenario_agrees_with_the_kernel() {
+    let dir = std::env::var("STATEWALL_RANDOM_SCENARIOS");
+    every_scenario_of(dir.as_deref().unwrap_or("tests/scenarios-random"));
+}
+
 fn every_scenario_of(root: &str) {
     let dirs = scenario_dirs(root);
     assert!(!dirs.is_empty(), "no scenario directories in {root}");
