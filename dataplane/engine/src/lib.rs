@@ -32,4 +32,5 @@ pub mod reject;
 pub mod ruleset;
 pub mod sharded;
 pub mod state;
+pub mod sync;
 pub mod wire;

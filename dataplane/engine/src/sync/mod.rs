@@ -1,0 +1,10 @@
+//! Connection-state sync with a peer gateway, over conntrackd's protocol (issue 14): a
+//! Statewall box is the peer of another Statewall box or of a Linux box running conntrackd
+//! 1.4.7, as keepalived's primary/backup recipe pairs them.
+//!
+//! So far: the messages themselves ([`wire`]), read and written byte for byte as conntrackd
+//! does, checked against datagrams a real conntrackd sent. Still to come: entries to and
+//! from messages, the sync thread and its NOTRACK and FTFW modes, the external cache and its
+//! commit, `statewallctl sync`.
+
+pub mod wire;
