@@ -169,8 +169,8 @@ pub struct CtAttrs {
     pub wscale: (Option<u8>, Option<u8>),
     pub helper: Option<String>,
     pub zone: Option<u16>,
-    /// The expectation's master (a RELATED connection's): addresses, protocol, ports.
-    pub master: Option<(Option<Addrs>, Option<u8>, Option<(u16, u16)>)>,
+    /// The expectation's master (a RELATED connection's).
+    pub master: Option<Master>,
     /// Any NAT attribute: a NAT'd connection, which Statewall cannot hold.
     pub nat: bool,
     /// SCTP or DCCP state: tracked by Statewall without these.
@@ -178,6 +178,20 @@ pub struct CtAttrs {
     /// Connection labels, as sent (words in network order).
     pub labels: Option<Vec<u8>>,
 }
+
+/// A RELATED connection's master: its addresses, protocol, ports, each as sent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Master {
+    pub addrs: Option<Addrs>,
+    pub l4proto: Option<u8>,
+    pub ports: Option<(u16, u16)>,
+}
+
+/// A refusal inside a message: offset into it, why.
+type Bad = (usize, String);
+
+/// An attribute: its offset in the message, type, payload.
+type Attr<'a> = (usize, u16, &'a [u8]);
 
 /// The ICMP query of an ICMP entry.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -249,7 +263,7 @@ pub fn decode(datagram: &[u8]) -> Vec<Result<Message, Malformed>> {
 }
 
 /// One message (exactly its `len` bytes); errors at an offset into it.
-fn message(m: &[u8]) -> Result<Message, (usize, String)> {
+fn message(m: &[u8]) -> Result<Message, Bad> {
     let version = m[0] >> 4;
     if version != VERSION {
         return Err((0, format!("protocol version {version}, not {VERSION}")));
@@ -286,7 +300,7 @@ fn message(m: &[u8]) -> Result<Message, (usize, String)> {
 fn attributes(
     body: &[u8],
     check: impl Fn(u16, usize) -> Result<(), String>,
-) -> Result<Vec<(usize, u16, &[u8])>, (usize, String)> {
+) -> Result<Vec<Attr<'_>>, Bad> {
     let mut out = Vec::new();
     let mut at = 0;
     // conntrackd stops when fewer bytes than an attribute header are left.
@@ -331,7 +345,7 @@ fn ct_size(t: u16, len: usize) -> Result<(), String> {
     Ok(())
 }
 
-fn ct_attrs(body: &[u8]) -> Result<CtAttrs, (usize, String)> {
+fn ct_attrs(body: &[u8]) -> Result<CtAttrs, Bad> {
     let mut a = CtAttrs::default();
     for (_, t, p) in attributes(body, ct_size)? {
         let v4 = |p: &[u8]| Addrs::V4([p[0], p[1], p[2], p[3]], [p[4], p[5], p[6], p[7]]);
@@ -342,7 +356,7 @@ fn ct_attrs(body: &[u8]) -> Result<CtAttrs, (usize, String)> {
             d.copy_from_slice(&p[16..32]);
             Addrs::V6(s, d)
         };
-        let master = || a.master.unwrap_or((None, None, None));
+        let mut master = a.master.unwrap_or_default();
         match t {
             attr::IPV4 => a.addrs = Some(v4(p)),
             attr::IPV6 => a.addrs = Some(v6(p)),
@@ -352,11 +366,14 @@ fn ct_attrs(body: &[u8]) -> Result<CtAttrs, (usize, String)> {
             attr::STATUS => a.status = Some(be32(p)),
             attr::TIMEOUT => a.timeout = Some(be32(p)),
             attr::MARK => a.mark = Some(be32(p)),
-            attr::MASTER_IPV4 => a.master = Some((Some(v4(p)), master().1, master().2)),
-            attr::MASTER_IPV6 => a.master = Some((Some(v6(p)), master().1, master().2)),
-            attr::MASTER_L4PROTO => a.master = Some((master().0, Some(p[0]), master().2)),
-            attr::MASTER_PORT => {
-                a.master = Some((master().0, master().1, Some((be16(p), be16(&p[2..])))));
+            attr::MASTER_IPV4..=attr::MASTER_PORT => {
+                match t {
+                    attr::MASTER_IPV4 => master.addrs = Some(v4(p)),
+                    attr::MASTER_IPV6 => master.addrs = Some(v6(p)),
+                    attr::MASTER_L4PROTO => master.l4proto = Some(p[0]),
+                    _ => master.ports = Some((be16(p), be16(&p[2..]))),
+                }
+                a.master = Some(master);
             }
             attr::SNAT_IPV4..=attr::NAT_SEQ_ADJ | attr::SNAT_IPV6 | attr::DNAT_IPV6 => {
                 a.nat = true;
@@ -381,7 +398,7 @@ fn ct_attrs(body: &[u8]) -> Result<CtAttrs, (usize, String)> {
     Ok(a)
 }
 
-fn exp_attrs(body: &[u8]) -> Result<Vec<(u16, Vec<u8>)>, (usize, String)> {
+fn exp_attrs(body: &[u8]) -> Result<Vec<(u16, Vec<u8>)>, Bad> {
     // `enum nta_exp_attr`: 0..=20 (EXP_FN the last).
     const EXP_MAX: u16 = 21;
     let known = |t: u16, _| {
