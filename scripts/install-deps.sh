@@ -17,13 +17,14 @@ PROG=install-deps
 # Tests and lab: namespaces (iproute2), the kernel oracle (iptables, nftables, ipset, tcpdump, tshark), peers
 # (python3 http.server, scapy, vsftpd + lftp/ftp, iperf3, curl, ping), ethtool for offloads,
 # tmux (statewallctl top is tested on a real terminal); systemd-analyze (systemd), strace and
-# setpriv/unshare/prlimit/nsenter (util-linux) for the unit's test (test-systemd.sh).
+# setpriv/unshare/prlimit/nsenter (util-linux) for the unit's test (test-systemd.sh);
+# conntrackd and keepalived, the peers of the sync tests (test-sync-conntrackd.sh).
 # Lints: shellcheck, and python3-venv for ruff's venv.
 PACKAGES=(
 	build-essential pkg-config m4 clang llvm libelf-dev zlib1g-dev libpcap-dev
 	iproute2 iptables tcpdump tshark python3 python3-scapy python3-venv curl ethtool procps
 	iputils-ping jq vsftpd iperf3 lftp ftp shellcheck ca-certificates tmux conntrack man-db
-	systemd strace util-linux nftables ipset
+	systemd strace util-linux nftables ipset conntrackd keepalived
 )
 
 # `--bench` adds what scripts/bench-e2e.sh compares against: DPDK's testpmd with its AF_XDP
@@ -52,14 +53,24 @@ if ((${#missing[@]} > 0)); then
 	# tshark's package asks whether non-root users may capture; answer "no" up front.
 	echo 'wireshark-common wireshark-common/install-setuid boolean false' | debconf-set-selections
 	apt-get update -q
+	# vsftpd's, conntrackd's and keepalived's packages would start system-wide daemons; the
+	# labs run their own copies inside network namespaces. A policy-rc.d that refuses every
+	# start keeps them from starting during the install (unless one is there already), and
+	# under systemd they are disabled after it.
+	made_policy=0
+	if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+		printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+		chmod 755 /usr/sbin/policy-rc.d
+		made_policy=1
+	fi
+	rc=0
 	apt-get install -y -q --no-install-recommends \
 		-o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
-		"${missing[@]}"
-	# vsftpd's package starts a system-wide daemon on port 21; the lab runs its own copies
-	# inside network namespaces, so keep the global one out of the way when systemd is absent
-	# or present alike.
+		"${missing[@]}" || rc=$?
+	((made_policy)) && rm -f /usr/sbin/policy-rc.d
+	((rc == 0)) || exit "$rc"
 	if command -v systemctl >/dev/null 2>&1 && [[ -d /run/systemd/system ]]; then
-		systemctl disable --now vsftpd >/dev/null 2>&1 || true
+		systemctl disable --now vsftpd conntrackd keepalived >/dev/null 2>&1 || true
 	fi
 else
 	echo "install-deps: all ${#PACKAGES[@]} system packages present"

@@ -1,0 +1,151 @@
+//! The sync messages of scripts/test-sync-conntrackd.sh, both ways.
+//!
+//! `sync_datagrams encode`: prints, one datagram per line in hex, the messages Statewall
+//! writes for a fixed set of connections (`Writer::ct`): CT_NEW for an established TCP
+//! connection with a mark, a UDP flow, an ICMP echo and an IPv6 TCP connection opening; a
+//! CT_UPD of the UDP flow's timeout; a CT_DEL of the echo.
+//!
+//! `sync_datagrams decode`: reads hex datagrams (one per line) on stdin and prints each
+//! message read (`decode`) as one line, `kind seq key=value ...`, or `malformed: ...`.
+
+use std::io::BufRead;
+
+use engine::sync::wire::{decode, kind, Addrs, CtAttrs, IcmpAttrs, Message, Writer};
+
+fn v4(a: [u8; 4], b: [u8; 4]) -> Option<Addrs> {
+    Some(Addrs::V4(a, b))
+}
+
+fn encode() {
+    let (c, s) = ([10, 10, 0, 2], [10, 10, 0, 3]);
+    let mut c6 = [0u8; 16];
+    c6[0] = 0xfd;
+    let mut s6 = c6;
+    c6[15] = 2;
+    s6[15] = 3;
+    let tcp = CtAttrs {
+        addrs: v4(c, s),
+        l4proto: Some(6),
+        ports: Some((41000, 80)),
+        tcp_state: Some(3),
+        status: Some(0xe),
+        timeout: Some(431_000),
+        mark: Some(7),
+        ..CtAttrs::default()
+    };
+    let udp = CtAttrs {
+        addrs: v4(c, s),
+        l4proto: Some(17),
+        ports: Some((5353, 53)),
+        status: Some(0x8),
+        timeout: Some(30),
+        mark: Some(0),
+        ..CtAttrs::default()
+    };
+    let icmp = CtAttrs {
+        addrs: v4(c, s),
+        l4proto: Some(1),
+        status: Some(0x8),
+        icmp: IcmpAttrs {
+            kind: Some(8),
+            code: Some(0),
+            id: Some(4660),
+        },
+        timeout: Some(30),
+        mark: Some(0),
+        ..CtAttrs::default()
+    };
+    let tcp6 = CtAttrs {
+        addrs: Some(Addrs::V6(c6, s6)),
+        l4proto: Some(6),
+        ports: Some((41001, 443)),
+        tcp_state: Some(1),
+        status: Some(0x8),
+        timeout: Some(120),
+        mark: Some(0),
+        ..CtAttrs::default()
+    };
+    let udp_later = CtAttrs {
+        timeout: Some(170),
+        status: Some(0xa),
+        ..udp.clone()
+    };
+    let msgs = [
+        (kind::CT_NEW, &tcp),
+        (kind::CT_NEW, &udp),
+        (kind::CT_NEW, &icmp),
+        (kind::CT_NEW, &tcp6),
+        (kind::CT_UPD, &udp_later),
+        (kind::CT_DEL, &icmp),
+    ];
+    for (seq, (k, a)) in msgs.iter().enumerate() {
+        let mut w = Writer::default();
+        w.ct(*k, 1000 + seq as u32, a);
+        println!("{}", hex(&w.buf));
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    let s = s.trim();
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+fn decode_stdin() {
+    for line in std::io::stdin().lock().lines().map_while(Result::ok) {
+        let Some(d) = unhex(&line) else {
+            println!("malformed: not hex");
+            continue;
+        };
+        for m in decode(&d) {
+            match m {
+                Err(e) => println!("malformed: {e}"),
+                Ok(Message::Ctl(h, r)) => {
+                    println!("ctl {} flags={:#x} range={r:?}", h.seq, h.flags)
+                }
+                Ok(Message::Exp(h, a)) => println!("exp{} {} attrs={}", h.kind, h.seq, a.len()),
+                Ok(Message::Ct(h, a)) => {
+                    let name = match h.kind {
+                        kind::CT_NEW => "new",
+                        kind::CT_UPD => "upd",
+                        _ => "del",
+                    };
+                    println!(
+                        "{name} {} addrs={:?} proto={:?} ports={:?} state={:?} status={:?} timeout={:?} mark={:?} icmp={:?}/{:?}/{:?}",
+                        h.seq,
+                        a.addrs,
+                        a.l4proto,
+                        a.ports,
+                        a.tcp_state,
+                        a.status,
+                        a.timeout,
+                        a.mark,
+                        a.icmp.kind,
+                        a.icmp.code,
+                        a.icmp.id
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn main() {
+    match std::env::args().nth(1).as_deref() {
+        Some("encode") => encode(),
+        Some("decode") => decode_stdin(),
+        _ => {
+            eprintln!("usage: sync_datagrams encode | decode < HEX-LINES");
+            std::process::exit(2);
+        }
+    }
+}
