@@ -12,8 +12,8 @@ use std::io::BufRead;
 
 use engine::sync::wire::{decode, kind, Addrs, CtAttrs, IcmpAttrs, Message, Writer};
 
-fn v4(a: [u8; 4], b: [u8; 4]) -> Option<Addrs> {
-    Some(Addrs::V4(a, b))
+fn v4(a: [u8; 4], b: [u8; 4]) -> Addrs {
+    Addrs::V4(a, b)
 }
 
 fn encode() {
@@ -24,7 +24,7 @@ fn encode() {
     c6[15] = 2;
     s6[15] = 3;
     let tcp = CtAttrs {
-        addrs: v4(c, s),
+        addrs: Some(v4(c, s)),
         l4proto: Some(6),
         ports: Some((41000, 80)),
         tcp_state: Some(3),
@@ -34,7 +34,7 @@ fn encode() {
         ..CtAttrs::default()
     };
     let udp = CtAttrs {
-        addrs: v4(c, s),
+        addrs: Some(v4(c, s)),
         l4proto: Some(17),
         ports: Some((5353, 53)),
         status: Some(0x8),
@@ -43,7 +43,7 @@ fn encode() {
         ..CtAttrs::default()
     };
     let icmp = CtAttrs {
-        addrs: v4(c, s),
+        addrs: Some(v4(c, s)),
         l4proto: Some(1),
         status: Some(0x8),
         icmp: IcmpAttrs {
@@ -86,12 +86,16 @@ fn encode() {
 }
 
 fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    use std::fmt::Write;
+    b.iter().fold(String::new(), |mut s, x| {
+        let _ = write!(s, "{x:02x}");
+        s
+    })
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
     let s = s.trim();
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())
@@ -110,7 +114,7 @@ fn decode_stdin() {
             match m {
                 Err(e) => println!("malformed: {e}"),
                 Ok(Message::Ctl(h, r)) => {
-                    println!("ctl {} flags={:#x} range={r:?}", h.seq, h.flags)
+                    println!("ctl {} flags={:#x} range={r:?}", h.seq, h.flags);
                 }
                 Ok(Message::Exp(h, a)) => println!("exp{} {} attrs={}", h.kind, h.seq, a.len()),
                 Ok(Message::Ct(h, a)) => {

@@ -191,3 +191,34 @@ fn arbitrary_bytes_never_panic() {
         }
     }
 }
+
+/// What conntrackd sent becomes the entries `conntrack -I` made on its side.
+#[test]
+fn conntrackd_messages_become_entries() {
+    use engine::conntrack::entry::status;
+    use engine::conntrack::listing::format_entry;
+    use engine::sync::entry::entry_of;
+    let d = datagrams("conntrackd-1.4.7-notrack.hex");
+    let now = 1_000_000_000;
+    let lines: Vec<String> = d[1..5]
+        .iter()
+        .map(|b| {
+            let Message::Ct(_, a) = one(b) else { panic!() };
+            let e = entry_of(&a, now).unwrap_or_else(|e| panic!("{e}"));
+            if e.key.proto == 6 && e.mark == 7 {
+                assert!(e.has(status::ASSURED) && e.has(status::SEEN_REPLY));
+            }
+            format_entry(&e, now)
+        })
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "ipv4     2 tcp      6 432000 ESTABLISHED src=10.10.0.2 dst=10.10.0.3 sport=40000 dport=80 src=10.10.0.3 dst=10.10.0.2 sport=80 dport=40000 [ASSURED] mark=7 use=1",
+            "ipv4     2 udp      17 30 src=10.10.0.2 dst=10.10.0.3 sport=5353 dport=53 [UNREPLIED] src=10.10.0.3 dst=10.10.0.2 sport=53 dport=5353 mark=0 use=1",
+            "ipv4     2 icmp     1 30 src=10.10.0.2 dst=10.10.0.3 type=8 code=0 id=4660 [UNREPLIED] src=10.10.0.3 dst=10.10.0.2 type=0 code=0 id=4660 mark=0 use=1",
+            // /proc/net/nf_conntrack writes IPv6 addresses in full.
+            "ipv6     10 tcp      6 120 SYN_SENT src=fd00:0000:0000:0000:0000:0000:0000:0002 dst=fd00:0000:0000:0000:0000:0000:0000:0003 sport=40001 dport=443 [UNREPLIED] src=fd00:0000:0000:0000:0000:0000:0000:0003 dst=fd00:0000:0000:0000:0000:0000:0000:0002 sport=443 dport=40001 mark=0 use=1",
+        ]
+    );
+}

@@ -139,6 +139,25 @@ impl Entry {
         }
     }
 
+    /// An entry handed over from outside (a save file, a sync peer): `key`, expiring at
+    /// `expires`, with `status` bits and, for TCP, the connection state `tcp_state`. Nothing
+    /// says where the windows are, so each direction's first segment sets its window up and
+    /// the checks are liberal, as for a connection picked up mid-stream (conntrackd's peers
+    /// track synced entries the same way).
+    pub fn handed_over(key: FlowKey, expires: u64, status: u16, tcp_state: Option<u8>) -> Entry {
+        use super::tcp::flag;
+        let mut e = Entry::new(key);
+        e.expires = expires;
+        e.status = status;
+        if let Some(s) = tcp_state {
+            e.tcp.state = s;
+            for d in &mut e.tcp.seen {
+                d.flags = flag::SACK_PERM | flag::BE_LIBERAL;
+            }
+        }
+        e
+    }
+
     #[inline]
     pub fn has(&self, bit: u16) -> bool {
         self.status & bit != 0

@@ -50,7 +50,7 @@ use crate::wire::proto;
 
 use super::entry::{status, Entry};
 use super::table::SlabMemory;
-use super::tcp::{flag as tcp_flag, state};
+use super::tcp::state;
 use super::{AdoptError, Shard};
 
 const NS: u64 = 1_000_000_000;
@@ -931,18 +931,9 @@ fn build(vals: &Values, cmd_col: usize, now: u64) -> Result<Entry, Bad> {
     }
 
     let key = FlowKey::new(family, addr_bytes(src), addr_bytes(dst), p, sport, dport);
-    let mut e = Entry::new(key);
-    e.expires = now.saturating_add(u64::from(t) * NS);
-    e.status = bits;
+    // No window data and no window scales in the format: liberal, as picked up mid-stream.
+    let mut e = Entry::handed_over(key, now.saturating_add(u64::from(t) * NS), bits, tcp_state);
     e.mark = mark;
-    if let Some(s) = tcp_state {
-        // No window data and no window scales: each direction's first segment sets up its
-        // window, and the checks are liberal, as for a connection picked up mid-stream.
-        e.tcp.state = s;
-        for d in &mut e.tcp.seen {
-            d.flags = tcp_flag::SACK_PERM | tcp_flag::BE_LIBERAL;
-        }
-    }
     e.check().map_err(|m| {
         bad(
             cmd_col,

@@ -10,4 +10,5 @@
 //! from messages, the sync thread and its NOTRACK and FTFW modes, the external cache and its
 //! commit, `statewallctl sync`.
 
+pub mod entry;
 pub mod wire;
