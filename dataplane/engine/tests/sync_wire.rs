@@ -162,6 +162,25 @@ fn what_conntrackd_refuses_is_refused_whole() {
         ),
         2
     );
+    // Expectations: known types at their lengths, as conntrackd checks them.
+    let exp = |t: u16, payload: &[u8]| {
+        let len = 4 + payload.len();
+        let mut m = vec![0x13, 0, 0, 0, 0, 0, 0, 9];
+        m.extend_from_slice(&(len as u16).to_be_bytes());
+        m.extend_from_slice(&t.to_be_bytes());
+        m.extend_from_slice(payload);
+        m.resize(m.len().div_ceil(4) * 4, 0);
+        let n = m.len() as u16;
+        m[2..4].copy_from_slice(&n.to_be_bytes());
+        m
+    };
+    assert!(matches!(
+        decode(&exp(12, &300u32.to_be_bytes()))[0],
+        Ok(Message::Exp(_, ref a)) if a == &[(12, 300u32.to_be_bytes().to_vec())]
+    ));
+    refused(&exp(12, &[0; 8]), "expectation attribute 12 of length 12");
+    refused(&exp(21, &[0; 4]), "unknown expectation attribute type 21");
+    refused(&exp(19, &[b'x'; 13]), "at most 16");
     // A refused message does not hide the next one.
     let mut b = tcp.clone();
     b[0] = 0x17;

@@ -206,7 +206,8 @@ pub struct IcmpAttrs {
 pub enum Message {
     /// CT_NEW, CT_UPD, CT_DEL.
     Ct(Header, CtAttrs),
-    /// EXP_NEW, EXP_UPD, EXP_DEL: the attributes are kept as read (type, payload).
+    /// EXP_NEW, EXP_UPD, EXP_DEL: the attributes (checked for type and length as conntrackd
+    /// checks them) kept as read: type, payload.
     Exp(Header, Vec<(u16, Vec<u8>)>),
     /// A control message; `range` is `from`/`to` of ACK, NACK and RESYNC.
     Ctl(Header, Option<(u32, u32)>),
@@ -398,15 +399,51 @@ fn ct_attrs(body: &[u8]) -> Result<CtAttrs, Bad> {
     Ok(a)
 }
 
+/// `(exact length, or 0 with a maximum)` of each expectation attribute (`enum
+/// nta_exp_attr`), header included: the master's, the expected and the mask tuples' address
+/// pairs, protocols and ports, the timeout, flags, class, the NAT tuple's addresses, port,
+/// protocol and direction, the helper's name, the expectation function's name.
+const EXP_SIZES: [(u16, u16); 21] = [
+    (12, 0),
+    (36, 0),
+    (5, 0),
+    (8, 0),
+    (12, 0),
+    (36, 0),
+    (5, 0),
+    (8, 0),
+    (12, 0),
+    (36, 0),
+    (5, 0),
+    (8, 0),
+    (8, 0),
+    (8, 0),
+    (8, 0),
+    (12, 0),
+    (8, 0),
+    (5, 0),
+    (8, 0),
+    (0, 16),
+    (0, 32),
+];
+
 fn exp_attrs(body: &[u8]) -> Result<Vec<(u16, Vec<u8>)>, Bad> {
-    // `enum nta_exp_attr`: 0..=20 (EXP_FN the last).
-    const EXP_MAX: u16 = 21;
-    let known = |t: u16, _| {
-        if t < EXP_MAX {
-            Ok(())
-        } else {
-            Err(format!("unknown expectation attribute type {t}"))
+    let known = |t: u16, len: usize| match EXP_SIZES.get(usize::from(t)) {
+        None => Err(format!("unknown expectation attribute type {t}")),
+        Some(&(exact, max))
+            if (exact != 0 && len != usize::from(exact))
+                || (max != 0 && len > usize::from(max)) =>
+        {
+            Err(format!(
+                "expectation attribute {t} of length {len}, where conntrackd takes {}",
+                if exact != 0 {
+                    exact.to_string()
+                } else {
+                    format!("at most {max}")
+                }
+            ))
         }
+        Some(_) => Ok(()),
     };
     Ok(attributes(body, known)?
         .into_iter()
