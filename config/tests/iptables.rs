@@ -1727,3 +1727,27 @@ fn a_loop_of_chains_is_reported_at_a_rule_of_it() {
     // chain a's first rule
     assert_eq!((d.pos.line, d.pos.col), (6, 1));
 }
+
+#[test]
+fn negated_icmp_type_any_never_matches_and_is_left_out() {
+    // iptables-restore takes it (found by the random differential scenarios); the kernel's
+    // match is never true.
+    let i = import(&ImportInput {
+        rules: (
+            "any.sh",
+            "iptables -A FORWARD -p icmp -m icmp ! --icmp-type any -j ACCEPT\n\
+             iptables -A FORWARD -p icmp -m icmp --icmp-type any -j DROP\n",
+        ),
+        ..ImportInput::default()
+    })
+    .unwrap_or_else(|e| panic!("{e:#?}"));
+    let w = i
+        .warnings
+        .iter()
+        .find(|w| w.message.contains("never matches: the rule is left out"))
+        .unwrap_or_else(|| panic!("{:#?}", i.warnings));
+    assert_eq!((w.pos.line, w.pos.col), (1, 51));
+    assert_eq!(i.ruleset.forward.rules.len(), 1);
+    assert_eq!(i.ruleset.forward.rules[0].action, Action::Drop);
+    assert!(i.ruleset.forward.rules[0].icmp_type.is_none());
+}

@@ -9,6 +9,14 @@ each flow's conntrack tuple is known in advance.
                                           killed (LOG growing = the connection is alive)
     swlab netpeer udp-keep HOST PORT SPORT LOG
                                           the same over UDP
+    swlab netpeer tcp-many HOST PORT FIRST N SECONDS [READY]
+                                          N TCP connections from source ports FIRST..; each
+                                          sends a line every 0.5 s for SECONDS and checks its
+                                          echoes; touches READY once all are open; prints JSON:
+                                          opened, resets (closed or reset by the network),
+                                          echoes, max_wait_ms (the longest a line waited for its
+                                          echo), stalled (connections with a line unanswered
+                                          for 2 s or more)
     swlab netpeer udp-burst HOST PORT SPORT N [REPLIES]
                                           send N datagrams from SPORT (1 ms apart); with
                                           REPLIES=1 wait up to 2 s for the echoes and print
@@ -83,6 +91,71 @@ def keep(kind: str, host: str, port: int, sport: int, log: str) -> None:
                     out.write(f"{time.time():.3f} {line.decode(errors='replace')}\n")
 
 
+def tcp_many(host: str, port: int, first: int, n: int, seconds: float, ready: str) -> None:
+    import json
+    import selectors
+
+    sel = selectors.DefaultSelector()
+    conns = []
+    for i in range(n):
+        s = socket.socket(family_of(host), socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("", first + i))
+        s.settimeout(5)
+        s.connect((host, port))
+        s.setblocking(False)
+        c = {"sock": s, "buf": b"", "sent_at": None, "alive": True, "stalled": False}
+        conns.append(c)
+        sel.register(s, selectors.EVENT_READ, c)
+    if ready:
+        open(ready, "w").close()
+    resets = echoes = 0
+    max_wait = 0.0
+    end = time.monotonic() + seconds
+    next_round = time.monotonic()
+    k = 0
+    while (now := time.monotonic()) < end:
+        if now >= next_round:
+            # One round: each live connection with nothing outstanding sends a line.
+            for c in conns:
+                if c["alive"] and c["sent_at"] is None:
+                    try:
+                        c["sock"].send(b"line %d\n" % k)
+                        c["sent_at"] = now
+                    except OSError:
+                        c["alive"] = False
+                        resets += 1
+                elif c["alive"] and now - c["sent_at"] >= 2:
+                    c["stalled"] = True
+            k += 1
+            next_round = now + 0.5
+        for key, _ in sel.select(timeout=max(0.0, min(next_round, end) - time.monotonic())):
+            c = key.data
+            try:
+                data = c["sock"].recv(65535)
+            except OSError:
+                data = b""
+            if not data:
+                sel.unregister(c["sock"])
+                c["alive"] = False
+                resets += 1
+                continue
+            c["buf"] += data
+            while b"\n" in c["buf"]:
+                _, c["buf"] = c["buf"].split(b"\n", 1)
+                if c["sent_at"] is not None:
+                    max_wait = max(max_wait, time.monotonic() - c["sent_at"])
+                    c["sent_at"] = None
+                    echoes += 1
+    for c in conns:
+        if c["alive"] and c["sent_at"] is not None and time.monotonic() - c["sent_at"] >= 2:
+            c["stalled"] = True
+        c["sock"].close()
+    print(json.dumps({"opened": n, "resets": resets, "echoes": echoes,
+                      "max_wait_ms": round(max_wait * 1000, 1),
+                      "stalled": sum(c["stalled"] for c in conns)}))
+
+
 def udp_burst(host: str, port: int, sport: int, n: int, replies: bool) -> None:
     s = socket.socket(family_of(host), socket.SOCK_DGRAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -122,6 +195,8 @@ def run(cmd: str, a: list[str]) -> int:
         serve_udp(int(a[0]))
     elif cmd in ("tcp-keep", "udp-keep"):
         keep(cmd[:3], a[0], int(a[1]), int(a[2]), a[3])
+    elif cmd == "tcp-many":
+        tcp_many(a[0], int(a[1]), int(a[2]), int(a[3]), float(a[4]), a[5] if len(a) > 5 else "")
     elif cmd == "udp-burst":
         udp_burst(a[0], int(a[1]), int(a[2]), int(a[3]), len(a) > 4 and a[4] == "1")
     else:

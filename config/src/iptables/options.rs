@@ -450,11 +450,13 @@ impl RuleParser<'_> {
         let Some(v) = self.value(tok) else { return };
         let neg = neg || self.take_neg();
         if v.text.eq_ignore_ascii_case("any") {
+            // iptables takes it; the kernel's match is then never true: said, not refused.
             if neg {
-                self.err(
+                self.out.never = true;
+                self.warn(
                     v.pos,
-                    format!("`! {} any` never matches", tok.text),
-                    "remove the rule",
+                    format!("`! {} any` never matches: the rule is left out", tok.text),
+                    "no ICMP type is outside `any`; remove the rule",
                 );
             }
             return;
