@@ -72,8 +72,9 @@ cleanup() {
 lab_traps
 
 # Two rulesets that accept the same running traffic: the connections to 7001 and iperf3's
-# to 5201 from the lan, established both ways. B adds rules for other ports, reorders, and
-# logs nothing more.
+# to 5201 from the lan, established both ways, ICMP and ICMPv6 (the hosts' neighbour
+# discovery and MLD). B adds rules for other ports and reorders. Both log what they drop, so
+# that a drop says what it was.
 cat >"$TMP/a.yaml" <<'EOF'
 conntrack:
   max: 65536
@@ -83,7 +84,8 @@ forward:
     - {ctstate: invalid, action: drop}
     - {ctstate: [established, related], action: accept}
     - {in_port: lan, proto: tcp, dport: [7001, 5201], ctstate: new, action: accept}
-    - {proto: icmp, action: accept}
+    - {proto: [icmp, icmpv6], action: accept}
+    - {action: log, log: {prefix: "reload-drop: "}}
 EOF
 cat >"$TMP/b.yaml" <<'EOF'
 conntrack:
@@ -97,7 +99,8 @@ forward:
     - {in_port: lan, proto: tcp, dport: 5201, ctstate: new, action: accept}
     - {in_port: lan, proto: tcp, dport: 7001, ctstate: new, action: accept}
     - {in_port: wan, proto: udp, dport: 53, action: drop, comment: not used either}
-    - {proto: icmp, action: accept}
+    - {proto: [icmp, icmpv6], action: accept}
+    - {action: log, log: {prefix: "reload-drop: "}}
 EOF
 
 echo "$PROG: lab $LAB; $APPLIES applies at $RATE/s, $FLOWS connections and an iperf3 stream"
@@ -134,17 +137,21 @@ IPERF=$!
 sleep 1
 
 case_reloads() {
-	local i f out bad=0 t0=$SECONDS
+	local i f out bad=0 t0 t1
+	t0=$(date +%s.%N)
 	for ((i = 1; i <= APPLIES; i++)); do
 		f=$TMP/a.yaml
 		((i % 2)) && f=$TMP/b.yaml
 		out=$(ctl apply "$f" 2>&1) || { bad=$((bad + 1)) && echo "$out" >>"$TMP/apply.err"; }
 		grep -q "^applied: generation $((G0 + i)) " <<<"$out" || bad=$((bad + 1))
-		sleep "$(awk -v r="$RATE" 'BEGIN { printf "%.3f", 1 / r }')"
+		# The next apply at t0 + i/RATE: a fixed rate, however long an apply took.
+		sleep "$(awk -v t0="$t0" -v i="$i" -v r="$RATE" -v now="$(date +%s.%N)" \
+			'BEGIN { w = t0 + i / r - now; printf "%.3f", (w > 0 ? w : 0) }')"
 	done
+	t1=$(date +%s.%N)
 	((bad == 0)) || fail "$bad applies not answered with their generation ($(head -c 200 "$TMP/apply.err" 2>/dev/null))"
 	(($(generation) == G0 + APPLIES)) || fail "generation $(generation), expected $((G0 + APPLIES))"
-	DET="generations $G0..$((G0 + APPLIES)) in $((SECONDS - t0)) s"
+	DET="generations $G0..$((G0 + APPLIES)), $(awk -v n="$APPLIES" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", n / (b - a) }') applies/s"
 }
 
 case_flows() {
@@ -171,7 +178,7 @@ case_iperf3() {
 case_drops() {
 	local d1
 	d1=$(drops)
-	((d1 == D0)) || fail "$((d1 - D0)) packets dropped (rule, policy, malformed, table full) during the reloads"
+	((d1 == D0)) || fail "$((d1 - D0)) packets dropped (rule, policy, malformed, table full) during the reloads: $(ctl log 2>/dev/null | tail -3 | cut -c1-220 | tr '\n' '|')"
 	DET="dropped $D0 before, $d1 after"
 }
 
