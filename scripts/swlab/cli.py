@@ -25,6 +25,9 @@ COMMANDS = {
                "for scenario captures (DIR/kernel.jsonl, or OUTDIR/NAME.kernel.jsonl; all of "
                "tests/scenarios/ and tests/scenarios-fragments/ without DIR); --trace writes "
                "what entered, was logged and left, frame by frame, to TDIR/NAME.trace"),
+    "classes-table": ("classes_table", "main",
+                      "DIR REPLAY.jsonl  the table of docs/malformed-classes.md: each class of "
+                      "tests/scenarios/malformed-classes with the kernel's answer and statewall's"),
     "pcapng": ("pcapng", "main",
                "merge OUT.pcapng NAME=IN.pcap ... | list FILE [--json]  merge or list captures"),
     "kernel-oracle": ("kernel_oracle", "main",

@@ -88,6 +88,7 @@ class Scenario:
         self.sysctl: dict[str, int] = {}
         self.helpers: list[str] = []
         self.ipset: list[str] = []  # `ipset save` lines (ipset.save), restored before the rules
+        self.extra: dict[str, str] = {}  # other files of the scenario's directory, by name
 
     # rules ------------------------------------------------------------------------------
     def stateful(self, *allow4: str, allow6: tuple[str, ...] = (), drop_invalid=True):
@@ -130,6 +131,10 @@ class Scenario:
             tail = ipaddress.IPv6Address(pkt[sc.IPv6].dst).packed[13:]
             dst = "33:33:ff:" + ":".join(f"{b:02x}" for b in tail)
         self._queue(side, bytes(sc.Ether(src=src, dst=dst) / pkt), gap, mangle)
+
+    def send_frame(self, side: str, frame: bytes, gap: float = GAP):
+        """Queue a whole Ethernet frame as it is (a runt, a VLAN tag, ARP)."""
+        self._queue(side, bytes(frame), gap, None)
 
     def _queue(self, side: str, frame: bytes, gap: float, mangle):
         if mangle:
@@ -194,6 +199,9 @@ class Scenario:
                 f.write(text)
             with open(os.path.join(d, "rules.json"), "w") as f:
                 f.write(nftjson.dump(text))
+        for fname, text in self.extra.items():
+            with open(os.path.join(d, fname), "w") as f:
+                f.write(text)
         for fname, lines in (("ipset.save", self.ipset), ("sysctl.conf",
                               [f"{k if k.startswith('net.') else 'net.netfilter.nf_conntrack_' + k}"
                                f" = {v}" for k, v in self.sysctl.items()]),

@@ -172,7 +172,10 @@ class Lab:
         for ns in (self.c, self.s):
             sh("ip", "-n", ns, "link", "set", "eth0", "up")
         sh("ip", "netns", "exec", g, "sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=1",
-           "net.bridge.bridge-nf-call-ip6tables=1", "net.bridge.bridge-nf-call-arptables=0")
+           "net.bridge.bridge-nf-call-ip6tables=1", "net.bridge.bridge-nf-call-arptables=0",
+           # Tagged frames through iptables too, as statewall filters a tagged packet by its
+           # inner IP header.
+           "net.bridge.bridge-nf-filter-vlan-tagged=1")
         return self
 
     def down(self):

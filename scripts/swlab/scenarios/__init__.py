@@ -18,6 +18,7 @@ from .. import SCEN_DIR
 from ..dsl import REGISTERED, doc_of, make, name_of
 from . import (
     chains,
+    classes,
     fragments,
     ftp,
     icmp,
@@ -35,7 +36,7 @@ from . import (
     udp,
 )
 
-TOPICS = (tcp_state, tcp_rst, tcp_window, tcp_timeout, malformed, udp, icmp, ipv6, rules, ftp,
+TOPICS = (tcp_state, tcp_rst, tcp_window, tcp_timeout, malformed, classes, udp, icmp, ipv6, rules, ftp,
           fragments, chains, nft, log, marks, tools)
 
 ORDER = """
@@ -50,7 +51,7 @@ ORDER = """
     udp-timeout udp-unreplied udp-replied udp-stream icmp-echo icmp-unsolicited-reply
     icmp-timeout generic-protocol icmp-error-related-udp icmp-error-related-tcp
     icmp-error-unrelated ipv6-tcp ipv6-udp icmpv6-echo ipv6-ndp ipv6-untracked-ndp-accepted
-    ipv6-ext-headers ipv6-bad-checksum notrack-raw notrack-then-state-rules multiport
+    ipv6-ext-headers ipv6-bad-checksum malformed-classes notrack-raw notrack-then-state-rules multiport
     negated-state ctdir policy-accept-invalid-passes ftp-pasv-helper ftp-pasv-no-helper
     ftp-epsv-helper ftp-port-helper ftp-port-no-helper ftp-eprt-helper ftp-eprt-no-helper
     ftp-ipv6-eprt-helper ftp-ipv6-epsv-helper ftp-ipv6-epsv-no-helper ftp-split-command
