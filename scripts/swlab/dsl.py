@@ -304,7 +304,8 @@ def icmp_error(src, dst, quoted_pkt, typ=3, code=3, v6=False):
 # ---------------------------------------------------------------------------------------
 # Fragments
 
-def _csum16(b: bytes) -> int:
+def csum16(b: bytes) -> int:
+    """The Internet checksum of b (RFC 1071)."""
     if len(b) % 2:
         b += b"\0"
     s = sum(int.from_bytes(b[i: i + 2], "big") for i in range(0, len(b), 2))
@@ -377,7 +378,7 @@ class Datagram:
             if ttl is not None:
                 h[8] = ttl
             h[10:12] = b"\0\0"
-            h[10:12] = _csum16(bytes(h)).to_bytes(2, "big")
+            h[10:12] = csum16(bytes(h)).to_bytes(2, "big")
             return bytes(h) + bytes(data)
         fh = bytes([self.upper, 0]) + (offset | int(mf)).to_bytes(2, "big") + \
             (ident & 0xFFFFFFFF).to_bytes(4, "big")

@@ -10,7 +10,7 @@ covers class by class."""
 
 from __future__ import annotations
 
-from ..dsl import C4, C6, CMAC, S4, S6, SMAC, Tcp, scapy, scenario
+from ..dsl import C4, C6, CMAC, S4, S6, SMAC, Tcp, csum16, scapy, scenario
 
 # Every class comes from the client, a fresh tuple each (source ports from 42000), to the
 # server; the ruleset accepts NEW from the client, so a class the kernel's conntrack takes is
@@ -20,15 +20,6 @@ RULES = [
     "-A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
     "-A FORWARD -m physdev --physdev-in lan -m conntrack --ctstate NEW -j ACCEPT",
 ]
-
-
-def csum16(b: bytes) -> int:
-    if len(b) % 2:
-        b += b"\0"
-    s = sum(int.from_bytes(b[i:i + 2], "big") for i in range(0, len(b), 2))
-    while s > 0xFFFF:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
 
 
 def fix4(d: bytes) -> bytes:
@@ -79,7 +70,7 @@ def classes():
         ("runt: an Ethernet header alone", "frame", eth),
         ("runt: 10 bytes of an IPv4 header", "frame", eth + syn_b[:10]),
         ("ARP request (not IP)", "frame",
-         bytes(s.Ether(src=CMAC, dst="ff:ff:ff:ff:ff:ff") / s.ARP(psrc=C4, pdst=S4))),
+         bytes(s.Ether(src=CMAC, dst="ff:ff:ff:ff:ff:ff") / s.ARP(hwsrc=CMAC, psrc=C4, pdst=S4))),
         ("unknown ethertype 0x88b5", "frame",
          bytes(s.Ether(src=CMAC, dst=SMAC, type=0x88B5)) + b"\0" * 46),
         ("802.1Q VLAN tag around an IPv4 SYN", "frame",
@@ -160,7 +151,8 @@ def classes():
         ("ICMP type 42 (unassigned)", "ip", s.IP(src=C4, dst=S4) / s.ICMP(type=42) / s.Raw(b"x")),
         ("ICMP redirect", "ip", s.IP(src=C4, dst=S4) / s.ICMP(type=5, code=1, gw="10.10.0.9") / s.Raw(bytes(
             s.IP(src=S4, dst=C4) / s.UDP(sport=53, dport=42996))[:28])),
-        ("ICMP timestamp request", "ip", s.IP(src=C4, dst=S4) / s.ICMP(type=13, id=4)),
+        ("ICMP timestamp request", "ip",
+         s.IP(src=C4, dst=S4) / s.ICMP(type=13, id=4, ts_ori=1, ts_rx=0, ts_tx=0)),
         # IPv6.
         ("IPv6 payload length beyond the frame", "ip", put(bytes(v6() / v6syn()), 4, (400).to_bytes(2, "big"))),
         ("IPv6 hop-by-hop options header", "ip",
