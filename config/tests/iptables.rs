@@ -584,6 +584,10 @@ fn other_untranslatable_lines() {
             "unsupported `-j CONNMARK --left-shift-mark`",
         ),
         (
+            "iptables -t mangle -A PREROUTING -j MARK --set-mark 1 --right-shift-mark 0",
+            "`--right-shift-mark` is an option of `-j CONNMARK`, not of `-j MARK`",
+        ),
+        (
             "iptables -A FORWARD --set-xmark 1 -j ACCEPT",
             "without `-j MARK` or `-j CONNMARK`",
         ),

@@ -81,6 +81,14 @@ impl RuleParser<'_> {
         };
         if matches!(opt, "--left-shift-mark" | "--right-shift-mark") {
             let Some(v) = self.value(tok) else { return };
+            if !connmark {
+                self.err(
+                    tok.pos,
+                    format!("`{opt}` is an option of `-j CONNMARK`, not of `-j MARK`"),
+                    "MARK takes --set-xmark, --set-mark, --and-mark, --or-mark and --xor-mark",
+                );
+                return;
+            }
             if parse_u32(&v.text) != Some(0) {
                 self.err(
                     v.pos,
