@@ -345,7 +345,9 @@ pub enum Action {
 }
 
 impl Action {
-    /// The names a YAML `action:` takes: the plain ones, then the keys of the map forms.
+    /// The names a YAML `action:` takes, in an order the two lists below are cut from: the
+    /// verdicts of some stages, those every stage allows without a map form, then the keys
+    /// of the map forms.
     pub const NAMES: &'static [&'static str] = &[
         "accept",
         "drop",
@@ -363,27 +365,10 @@ impl Action {
     ];
 
     /// The keys of the map forms (`{jump: CHAIN}`, `{mark: 0x1}`, ...).
-    pub const MAP_KEYS: &'static [&'static str] = &[
-        "jump",
-        "goto",
-        "mark",
-        "connmark",
-        "save_mark",
-        "restore_mark",
-    ];
+    pub const MAP_KEYS: &'static [&'static str] = Self::NAMES.split_at(7).1;
 
     /// The actions every stage allows, which decide nothing or move between chains.
-    pub const EVERY_STAGE: &'static [&'static str] = &[
-        "log",
-        "continue",
-        "return",
-        "jump",
-        "goto",
-        "mark",
-        "connmark",
-        "save_mark",
-        "restore_mark",
-    ];
+    pub const EVERY_STAGE: &'static [&'static str] = Self::NAMES.split_at(4).1;
 
     pub fn name(&self) -> &'static str {
         match self {
