@@ -191,7 +191,7 @@ fn keep_ct_mark<M: SlabMemory>(shard: &mut Shard<M>, track: Track, marks: &Marks
         return;
     };
     match track {
-        Track::Tracked { id, .. } => shard.entry_mut(id).mark = mark,
+        Track::Tracked { id, .. } => shard.set_mark(id, mark),
         Track::New { .. } => {
             if let Some(e) = shard.pending_mut() {
                 e.mark = mark;

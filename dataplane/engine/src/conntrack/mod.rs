@@ -21,6 +21,7 @@ use config::matches::{CtDir, CtState};
 use crate::flow::FlowKey;
 use crate::packet::{IpFamily, PacketMeta};
 use crate::reason::InvalidReason;
+use crate::sync::events::{EventKind, EventLog, Watched};
 use crate::wire::{icmp, proto};
 
 use entry::{status, Dir, Entry};
@@ -139,6 +140,8 @@ pub struct Shard<M: SlabMemory = HeapSlab> {
     ftp_conns: Vec<FtpConn>,
     /// The unconfirmed entry of the last `Track::New`, and its hash.
     pending: Option<(Entry, u64)>,
+    /// What the sync peer is told (`None`: sync is off).
+    events: Option<EventLog>,
     pub stats: ShardStats,
 }
 
@@ -171,6 +174,7 @@ impl<M: SlabMemory> Shard<M> {
             expect,
             ftp_conns: Vec::with_capacity(FTP_CONNS_MAX),
             pending: None,
+            events: None,
             stats: ShardStats::default(),
         }
     }
@@ -197,6 +201,38 @@ impl<M: SlabMemory> Shard<M> {
             });
         }
         Ok(id)
+    }
+
+    /// Record entries created, updated and destroyed from now on for the sync peer, in a log
+    /// of `capacity` events, a refreshed timeout re-sent every `refresh_ns` (0: never).
+    pub fn enable_events(&mut self, capacity: usize, refresh_ns: u64) {
+        self.events = Some(EventLog::new(capacity, refresh_ns));
+    }
+
+    /// The events recorded since they were last taken (`None`: sync is off).
+    pub fn events_mut(&mut self) -> Option<&mut EventLog> {
+        self.events.as_mut()
+    }
+
+    /// Set entry `id`'s connection mark (a mark action); a change is an update.
+    #[inline]
+    pub fn set_mark(&mut self, id: u32, mark: u32) {
+        let e = self.table.get_mut(id);
+        if e.mark != mark {
+            e.mark = mark;
+            if let Some(log) = &mut self.events {
+                log.push(EventKind::Update, e);
+            }
+        }
+    }
+
+    /// Remove entry `id`, telling the sync peer.
+    #[inline]
+    fn remove(&mut self, id: u32) {
+        if let Some(log) = &mut self.events {
+            log.push(EventKind::Destroy, self.table.get(id));
+        }
+        self.table.remove(id);
     }
 
     /// Whether `port` is one the FTP helper watches (as a new connection's destination).
@@ -252,14 +288,24 @@ impl<M: SlabMemory> Shard<M> {
     /// The clock-paced timeout sweep ([`table::Table::sweep`]): the slots due since the last
     /// call, at most `max`.
     pub fn sweep(&mut self, now: u64, max: usize) -> usize {
-        let n = self.table.sweep(now, max);
+        let n = match &mut self.events {
+            None => self.table.sweep(now, max, |_| {}),
+            Some(log) => self
+                .table
+                .sweep(now, max, |e| log.push(EventKind::Destroy, e)),
+        };
         self.stats.expired += n as u64;
         n
     }
 
     /// Expire at most `budget` entries' worth of the table (one step of the batched sweep).
     pub fn expire(&mut self, now: u64, budget: usize) -> usize {
-        let n = self.table.expire(now, budget);
+        let n = match &mut self.events {
+            None => self.table.expire(now, budget, |_| {}),
+            Some(log) => self
+                .table
+                .expire(now, budget, |e| log.push(EventKind::Destroy, e)),
+        };
         self.stats.expired += n as u64;
         n
     }
@@ -268,7 +314,7 @@ impl<M: SlabMemory> Shard<M> {
     pub fn flush(&mut self) {
         let ids: Vec<u32> = self.table.ids().collect();
         for id in ids {
-            self.table.remove(id);
+            self.remove(id);
         }
         self.expect.clear();
         self.ftp_conns.clear();
@@ -285,7 +331,7 @@ impl<M: SlabMemory> Shard<M> {
     fn lookup(&mut self, key: &FlowKey, hash: u64, now: u64) -> Option<(u32, Dir)> {
         let (id, dir) = self.table.find(key, hash)?;
         if self.table.get(id).expires <= now {
-            self.table.remove(id);
+            self.remove(id);
             self.stats.expired += 1;
             return None;
         }
@@ -356,6 +402,8 @@ impl<M: SlabMemory> Shard<M> {
                 return self.track_new(now, m, frame, key, hash);
             };
             let e = self.table.get_mut(id);
+            let watched = Watched::of(e);
+            let expires = e.expires;
             let state = if dir == Dir::Reply || e.has(status::SEEN_REPLY) {
                 CtState::Established
             } else if e.has(status::EXPECTED) {
@@ -379,16 +427,21 @@ impl<M: SlabMemory> Shard<M> {
                     if dir == Dir::Reply {
                         e.set(status::SEEN_REPLY);
                     }
+                    if let Some(log) = &mut self.events {
+                        if Watched::of(e) != watched || log.refreshed(expires, e.expires) {
+                            log.push(EventKind::Update, e);
+                        }
+                    }
                     return Track::Tracked { id, dir, state };
                 }
                 TcpVerdict::AcceptKill => {
-                    self.table.remove(id);
+                    self.remove(id);
                     return Track::Tracked { id, dir, state };
                 }
                 TcpVerdict::Invalid(r) => return Track::Invalid(r),
                 TcpVerdict::Repeat => {
                     // Delete the closed connection and look up again: the SYN starts anew.
-                    self.table.remove(id);
+                    self.remove(id);
                 }
             }
         }
@@ -553,7 +606,7 @@ impl<M: SlabMemory> Shard<M> {
         });
         match cand {
             Some(id) => {
-                self.table.remove(id);
+                self.remove(id);
                 self.stats.early_drops += 1;
                 true
             }
@@ -567,6 +620,9 @@ impl<M: SlabMemory> Shard<M> {
         let (e, hash) = self.pending.take()?;
         let id = self.table.insert(e, hash)?;
         self.stats.inserted += 1;
+        if let Some(log) = &mut self.events {
+            log.push(EventKind::New, self.table.get(id));
+        }
         Some(id)
     }
 

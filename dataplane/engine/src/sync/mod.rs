@@ -11,4 +11,5 @@
 //! commit, `statewallctl sync`.
 
 pub mod entry;
+pub mod events;
 pub mod wire;
