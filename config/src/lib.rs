@@ -55,6 +55,7 @@ pub mod settings;
 mod skip;
 pub mod source_map;
 pub mod suggest;
+pub mod sync;
 pub mod validate;
 
 pub use diag::{Diagnostic, Pos, Severity};

@@ -452,6 +452,11 @@ pub fn validate(r: &Ruleset, source: &SourceMap, file: &str) -> Vec<Diagnostic> 
             );
         }
     }
+    if let Some(sync) = &r.sync {
+        for (key, msg, hint) in sync.problems() {
+            c.err(&format!("sync.{key}"), format!("sync: {msg}"), Some(hint));
+        }
+    }
     for (name, stage) in r.stages() {
         c.check_stage(name, stage);
     }

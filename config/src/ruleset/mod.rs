@@ -70,6 +70,9 @@ pub struct Ruleset {
     pub mangle_forward: Stage,
     #[serde(default)]
     pub forward: Stage,
+    /// Connection-state sync with a peer gateway (conntrackd's protocol); absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync: Option<crate::sync::SyncConfig>,
 }
 
 /// One gateway port: `lan: veth-lan` or `lan: {interface: veth-lan, xdp_mode: skb}`.
