@@ -12,4 +12,5 @@
 
 pub mod entry;
 pub mod events;
+pub mod peer;
 pub mod wire;
