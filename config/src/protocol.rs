@@ -117,6 +117,114 @@ pub enum Command {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         lines: Option<usize>,
     },
+    /// Connection-state sync with the peer gateway (`conntrackd -s/-c/-f/-R/-B/-n/-t`).
+    Sync {
+        op: SyncOp,
+    },
+}
+
+/// What `sync` does; each is the conntrackd option named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncOp {
+    /// Counters and the external cache's size (`-s`).
+    Status,
+    /// Turn the external cache into live entries with their timeouts (`-c`).
+    Commit,
+    /// Empty the external cache (`-f`).
+    Flush,
+    /// Resync the internal cache with the table (`-R`): the table is the internal cache.
+    Resync,
+    /// Send every entry to the peer (`-B`).
+    Bulk,
+    /// Ask the peer for every entry (`-n`).
+    Request,
+    /// Cut every entry's timeout to `purge_timeout` (`-t`): what traffic does not refresh
+    /// soon goes.
+    Purge,
+}
+
+impl SyncOp {
+    pub const ALL: [SyncOp; 7] = [
+        SyncOp::Status,
+        SyncOp::Commit,
+        SyncOp::Flush,
+        SyncOp::Resync,
+        SyncOp::Bulk,
+        SyncOp::Request,
+        SyncOp::Purge,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SyncOp::Status => "status",
+            SyncOp::Commit => "commit",
+            SyncOp::Flush => "flush",
+            SyncOp::Resync => "resync",
+            SyncOp::Bulk => "bulk",
+            SyncOp::Request => "request",
+            SyncOp::Purge => "purge",
+        }
+    }
+}
+
+/// What a `sync` request did, and the sync's state after it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncReply {
+    /// What was done, for a person (empty for `status`).
+    pub message: String,
+    /// Entries the operation touched (committed, flushed, sent, purged).
+    pub entries: u64,
+    pub status: SyncStatus,
+}
+
+/// The sync's state and counters (conntrackd's `-s` names where it has them).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncStatus {
+    /// `notrack` or `ftfw`.
+    pub mode: String,
+    /// `LOCAL -> PEER` (or the multicast group).
+    pub link: String,
+    /// Entries received and not committed (`disable_external_cache`: always 0).
+    pub external_cache: u64,
+    pub disable_external_cache: bool,
+    /// Messages and bytes both ways.
+    pub msg_sent: u64,
+    pub msg_recv: u64,
+    pub bytes_sent: u64,
+    pub bytes_recv: u64,
+    pub datagrams_sent: u64,
+    pub datagrams_recv: u64,
+    /// Messages refused as malformed, and datagrams from anyone but the peer.
+    pub malformed: u64,
+    pub unauthenticated: u64,
+    /// Messages the receive sequence says were lost, and late ones.
+    pub lost: u64,
+    pub before: u64,
+    pub acks_sent: u64,
+    pub acks_recv: u64,
+    pub nacks_sent: u64,
+    pub nacks_recv: u64,
+    /// Messages sent again after a NACK, waiting for an ACK now, dropped from a full queue.
+    pub resent: u64,
+    pub resend_queue: u64,
+    pub resend_dropped: u64,
+    pub resyncs_sent: u64,
+    pub resyncs_recv: u64,
+    /// Entry events the workers handed over, and ones lost to a full ring.
+    pub events: u64,
+    pub events_lost: u64,
+    /// Received entries by message type, and entries the engine cannot hold (NAT, other
+    /// helpers, zones...) with the last reason.
+    pub recv_new: u64,
+    pub recv_update: u64,
+    pub recv_destroy: u64,
+    pub recv_expect: u64,
+    pub refused: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused_reason: Option<String>,
+    /// Datagrams the socket would not send.
+    pub send_errors: u64,
 }
 
 fn first_line() -> usize {
@@ -465,6 +573,7 @@ pub enum Payload {
     Setting(Setting),
     Restored(Restored),
     Log(LogReply),
+    Sync(SyncReply),
 }
 
 /// The lines `log` rules wrote (`statewallctl log`), oldest first, and what was not written.
@@ -569,6 +678,9 @@ pub struct Stats {
     /// Empty unless asked for.
     #[serde(default)]
     pub per_core: Vec<CoreStats>,
+    /// The sync with the peer gateway, when configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync: Option<Box<SyncStatus>>,
 }
 
 /// One worker's counters (or their sum, `worker` = `None`).
@@ -879,6 +991,20 @@ mod tests {
                         worker: Some(0),
                         ..CoreStats::default()
                     }],
+                    sync: Some(Box::new(SyncStatus {
+                        mode: "ftfw".into(),
+                        msg_sent: 3,
+                        refused_reason: Some("zone 3".into()),
+                        ..SyncStatus::default()
+                    })),
+                }),
+            ),
+            Reply::ok(
+                40,
+                Payload::Sync(SyncReply {
+                    message: "sent 3 entries".into(),
+                    entries: 3,
+                    status: SyncStatus::default(),
                 }),
             ),
             Reply::ok(

@@ -19,7 +19,7 @@ use std::time::{Duration, SystemTime};
 
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use config::protocol::{
-    Command, ConntrackFilter, ConntrackOp, Family, Outcome, Payload, Reply, DEFAULT_SOCKET,
+    Command, ConntrackFilter, ConntrackOp, Family, Outcome, Payload, Reply, SyncOp, DEFAULT_SOCKET,
 };
 
 use client::Client;
@@ -99,12 +99,44 @@ enum Cmd {
         #[arg(long, default_value_t = 500, hide = true)]
         interval_ms: u64,
     },
+    /// Connection-state sync with the peer gateway, as conntrackd's options: status (-s),
+    /// commit the external cache (-c), flush it (-f), resync (-R), send every entry to the
+    /// peer (-B), request the peer's (-n), purge: shorten every timeout (-t).
+    Sync {
+        #[arg(value_enum)]
+        op: SyncOpArg,
+    },
     /// A live view, each second: per-worker pps, drops, occupancy, p99 latency (q quits).
     Top {
         /// Stop after this many refreshes (0: until q or Ctrl-C).
         #[arg(long, default_value_t = 0)]
         iterations: u64,
     },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SyncOpArg {
+    Status,
+    Commit,
+    Flush,
+    Resync,
+    Bulk,
+    Request,
+    Purge,
+}
+
+impl SyncOpArg {
+    fn op(self) -> SyncOp {
+        match self {
+            SyncOpArg::Status => SyncOp::Status,
+            SyncOpArg::Commit => SyncOp::Commit,
+            SyncOpArg::Flush => SyncOp::Flush,
+            SyncOpArg::Resync => SyncOp::Resync,
+            SyncOpArg::Bulk => SyncOp::Bulk,
+            SyncOpArg::Request => SyncOp::Request,
+            SyncOpArg::Purge => SyncOp::Purge,
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -278,6 +310,7 @@ fn run(cli: &Cli) -> anyhow::Result<Done> {
             key: key.clone(),
             value: value.clone(),
         },
+        Cmd::Sync { op } => Command::Sync { op: op.op() },
     };
     let op = match &cmd {
         Command::Conntrack { op, .. } => Some(*op),

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use config::protocol::{ConntrackOp, CoreStats, HistSet, HistSummary, Payload, Stats};
+use config::protocol::{ConntrackOp, CoreStats, HistSet, HistSummary, Payload, Stats, SyncStatus};
 
 /// What to print for a successful reply (ends with a newline, or is empty).
 /// `op` is the conntrack operation asked for, which decides how a conntrack reply reads: `list`
@@ -154,8 +154,60 @@ pub fn payload(p: &Payload, op: Option<ConntrackOp>) -> String {
                 None => writeln!(o, "{} = {}", s.key, s.value),
             };
         }
+        Payload::Sync(r) => {
+            if !r.message.is_empty() {
+                let _ = writeln!(o, "{}", r.message);
+            }
+            sync_status(&mut o, &r.status);
+        }
     }
     o
+}
+
+/// The sync's counters, grouped as conntrackd's `-s` groups them.
+fn sync_status(o: &mut String, s: &SyncStatus) {
+    let _ = writeln!(
+        o,
+        "sync: {} over {}; external cache {} entries{}",
+        s.mode,
+        s.link,
+        s.external_cache,
+        if s.disable_external_cache {
+            " (off: entries go into the table at once)"
+        } else {
+            ""
+        }
+    );
+    let _ = writeln!(
+        o,
+        "  messages: sent {} ({} bytes, {} datagrams), received {} ({} bytes, {} datagrams)",
+        s.msg_sent, s.bytes_sent, s.datagrams_sent, s.msg_recv, s.bytes_recv, s.datagrams_recv
+    );
+    let _ = writeln!(
+        o,
+        "  errors: malformed {}, unauthenticated {}, lost {}, before {}, send errors {}",
+        s.malformed, s.unauthenticated, s.lost, s.before, s.send_errors
+    );
+    let _ = writeln!(
+        o,
+        "  ftfw: acks sent {} received {}, nacks sent {} received {}, resent {}, resend queue {} (dropped {}), resyncs sent {} received {}",
+        s.acks_sent, s.acks_recv, s.nacks_sent, s.nacks_recv, s.resent, s.resend_queue, s.resend_dropped, s.resyncs_sent, s.resyncs_recv
+    );
+    let _ = writeln!(
+        o,
+        "  entries: events {} (lost {}); received new {}, update {}, destroy {}, expectation {}; refused {}{}",
+        s.events,
+        s.events_lost,
+        s.recv_new,
+        s.recv_update,
+        s.recv_destroy,
+        s.recv_expect,
+        s.refused,
+        s.refused_reason
+            .as_deref()
+            .map(|r| format!(" (last: {r})"))
+            .unwrap_or_default()
+    );
 }
 
 #[expect(
@@ -259,4 +311,7 @@ fn stats(o: &mut String, s: &Stats) {
         "conntrack: {} entries of {}, {} inserted, {} expired, {} early drops, {} table_full, {} expectations; cache hits {}",
         t.entries, t.capacity, t.inserted, t.expired, t.early_drops, t.table_full, t.expectations, t.cache_hits
     );
+    if let Some(sy) = &s.sync {
+        sync_status(o, sy);
+    }
 }

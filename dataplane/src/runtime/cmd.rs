@@ -27,6 +27,8 @@ pub enum ScanAction {
     Copy,
     /// Make them expire now (the next lookup or sweep removes them) and count them.
     Expire,
+    /// Make them expire by engine time `until` at the latest (`sync purge`), and count them.
+    Shorten { until: u64 },
 }
 
 #[derive(Debug)]
@@ -57,11 +59,39 @@ pub enum WorkerCmd {
         entries: Vec<Entry>,
         reply: Sender<AdoptReply>,
     },
+    /// Apply what the sync peer sent (sync with the external cache off), in order; the
+    /// emptied buffer goes back with the counts.
+    Inject {
+        ops: Vec<Inject>,
+        reply: Sender<InjectReply>,
+    },
     /// Take `spare` (empty) as the recording set and send back the one recorded so far.
     SwapHist {
         spare: Box<Hists>,
         reply: Sender<Box<Hists>>,
     },
+}
+
+/// One change the sync peer sent.
+#[derive(Debug, Clone, Copy)]
+pub enum Inject {
+    /// A new or updated connection (expiry in engine time).
+    Put(Entry),
+    /// A destroyed one.
+    Remove(engine::flow::FlowKey),
+}
+
+/// What became of an `Inject` request's changes.
+#[derive(Debug, Default)]
+pub struct InjectReply {
+    pub added: u64,
+    pub updated: u64,
+    pub removed: u64,
+    /// Not there to remove, or already expired when put.
+    pub absent: u64,
+    pub full: u64,
+    pub invalid: u64,
+    pub ops: Vec<Inject>,
 }
 
 /// What became of an `Adopt` request's entries.

@@ -18,7 +18,7 @@ use config::matches::Proto;
 use config::protocol::{
     Applied, Checked, Command, ConntrackFilter, ConntrackOp, ConntrackReply, CoreStats,
     DiagnosticMsg, ErrorKind, ErrorReply, HistReply, HistSet, HistSummary, Payload, Restored,
-    RuleShow, Setting, Show, StageShow, Stats,
+    RuleShow, Setting, Show, StageShow, Stats, SyncOp, SyncReply,
 };
 use config::{load_str, ConntrackSettings, Diagnostic, Pos, Ruleset};
 
@@ -31,7 +31,9 @@ use engine::flow::owner;
 use engine::reason::{DropReason, InvalidReason};
 use engine::ruleset::CompiledRuleset;
 
-use super::cmd::{ScanAction, ScanReply, WorkerCmd, ADOPT_ENTRIES, SCAN_SLOTS};
+use super::cmd::{
+    Inject, InjectReply, ScanAction, ScanReply, WorkerCmd, ADOPT_ENTRIES, SCAN_SLOTS,
+};
 use super::stats::{Hists, StageCounters, WorkerCounters};
 use super::Shared;
 
@@ -159,6 +161,7 @@ impl RuntimeHandle {
             Command::Log { since, lines } => {
                 Payload::Log(self.shared.packet_log.reply(*since, *lines))
             }
+            Command::Sync { op } => Payload::Sync(self.sync(*op)?),
         })
     }
 
@@ -239,6 +242,12 @@ impl RuntimeHandle {
                     "conntrack {key} {old} → {new} takes effect at restart (the table is allocated at start)"
                 ));
             }
+        }
+        if loaded.ruleset.sync != st.ruleset.sync {
+            notes.push(
+                "the sync section's change takes effect at restart (the sync link is opened at start)"
+                    .into(),
+            );
         }
         let generation = rules.generation;
         self.publish(&mut st, rules);
@@ -479,6 +488,7 @@ impl RuntimeHandle {
             } else {
                 Vec::new()
             },
+            sync: self.shared.sync.as_ref().map(|s| Box::new(s.status())),
         }
     }
 
@@ -534,6 +544,32 @@ impl RuntimeHandle {
                 format!("worker {w} did not answer within {WORKER_REPLY_TIMEOUT:?}"),
             )
         })
+    }
+
+    /// `sync status|commit|flush|resync|bulk|request|purge`.
+    pub fn sync(&self, op: SyncOp) -> Result<SyncReply, ErrorReply> {
+        match &self.shared.sync {
+            Some(s) => s.request(op),
+            None => Err(err(
+                ErrorKind::BadRequest,
+                "sync is off: add a `sync:` section (mode, udp or multicast link) to the ruleset and restart the daemon",
+            )),
+        }
+    }
+
+    /// [`Self::scan`] for the sync thread.
+    pub(crate) fn scan_all(
+        &self,
+        filter: EntryFilter,
+        action: ScanAction,
+        f: impl FnMut(usize, ScanReply),
+    ) -> Result<(), ErrorReply> {
+        self.scan(filter, action, f)
+    }
+
+    /// Changes from the sync peer for worker `w`.
+    pub(crate) fn inject(&self, w: usize, ops: Vec<Inject>) -> Result<InjectReply, ErrorReply> {
+        self.ask(w, |reply| WorkerCmd::Inject { ops, reply })
     }
 
     /// Walk every worker's table, `f` called with each chunk's reply.
@@ -676,7 +712,7 @@ impl RuntimeHandle {
                     .collect(),
             }
         })?;
-        let mut done = Restored {
+        let done = Restored {
             parsed: parsed.len() as u64,
             checked: check,
             ..Restored::default()
@@ -684,10 +720,27 @@ impl RuntimeHandle {
         if check {
             return Ok(done);
         }
+        let added = self
+            .adopt_all(parsed.into_iter().map(|p| p.entry).collect())
+            .map_err(|mut e| {
+                e.message = format!("{} (restoring {file})", e.message);
+                e
+            })?;
+        Ok(Restored {
+            parsed: done.parsed,
+            checked: false,
+            ..added
+        })
+    }
+
+    /// Put entries into the table, each by the worker that owns its flow, in slices of
+    /// [`ADOPT_ENTRIES`]; entries already there stay as they are.
+    pub(crate) fn adopt_all(&self, all: Vec<Entry>) -> Result<Restored, ErrorReply> {
+        let mut done = Restored::default();
         let workers = self.shared.workers;
         let mut per_worker: Vec<Vec<Entry>> = vec![Vec::new(); workers];
-        for p in parsed {
-            per_worker[owner(p.entry.key.symmetric_hash(), workers)].push(p.entry);
+        for e in all {
+            per_worker[owner(e.key.symmetric_hash(), workers)].push(e);
         }
         let mut invalid = (0, None);
         for (w, entries) in per_worker.iter().enumerate() {
@@ -699,7 +752,7 @@ impl RuntimeHandle {
                     })
                     .map_err(|mut e| {
                         e.message = format!(
-                            "{}; {} entries were added before that, the rest of {file} was not",
+                            "{}; {} entries were added before that, the rest were not",
                             e.message, done.added
                         );
                         e
@@ -716,7 +769,7 @@ impl RuntimeHandle {
             return Err(err(
                 ErrorKind::Internal,
                 format!(
-                    "the table refused {n} restored entries ({why}); {} were added",
+                    "the table refused {n} entries ({why}); {} were added",
                     done.added
                 ),
             ));

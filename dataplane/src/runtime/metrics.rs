@@ -255,6 +255,9 @@ pub fn render(handle: &RuntimeHandle) -> String {
         "# HELP statewall_expectations Pending expectations (FTP data).\n# TYPE statewall_expectations gauge\nstatewall_expectations {}",
         stats.total.expectations
     );
+    if let Some(sy) = &stats.sync {
+        sync_metrics(&mut out, sy);
+    }
     if let Ok(h) = handle.hist(false, false) {
         let _ = writeln!(
             out,
@@ -265,6 +268,92 @@ pub fn render(handle: &RuntimeHandle) -> String {
         summary(&mut out, "batch", &h.total.batch);
     }
     out
+}
+
+/// The sync with the peer gateway: counters (`statewall_sync_*_total`) and gauges.
+fn sync_metrics(out: &mut String, s: &config::protocol::SyncStatus) {
+    let counters: [(&str, &str, u64); 20] = [
+        ("msg_sent", "Sync messages sent.", s.msg_sent),
+        ("msg_recv", "Sync messages received and taken.", s.msg_recv),
+        ("bytes_sent", "Sync bytes sent.", s.bytes_sent),
+        ("bytes_recv", "Sync bytes received.", s.bytes_recv),
+        (
+            "malformed",
+            "Sync messages refused as malformed.",
+            s.malformed,
+        ),
+        (
+            "unauthenticated",
+            "Sync datagrams from anyone but the peer, dropped.",
+            s.unauthenticated,
+        ),
+        (
+            "lost",
+            "Sync messages the receive sequence says were lost.",
+            s.lost,
+        ),
+        (
+            "before",
+            "Sync messages older than expected, dropped (FTFW).",
+            s.before,
+        ),
+        ("acks_sent", "FTFW ACKs sent.", s.acks_sent),
+        ("acks_recv", "FTFW ACKs received.", s.acks_recv),
+        ("nacks_sent", "FTFW NACKs sent (a gap).", s.nacks_sent),
+        ("nacks_recv", "FTFW NACKs received.", s.nacks_recv),
+        ("resent", "Sync messages sent again after a NACK.", s.resent),
+        (
+            "resend_dropped",
+            "Messages dropped from a full resend queue.",
+            s.resend_dropped,
+        ),
+        (
+            "resyncs_recv",
+            "RESYNC requests from the peer.",
+            s.resyncs_recv,
+        ),
+        (
+            "events",
+            "Entry events the workers handed to the sync.",
+            s.events,
+        ),
+        (
+            "events_lost",
+            "Entry events lost to a full ring.",
+            s.events_lost,
+        ),
+        (
+            "refused",
+            "Entries from the peer the engine cannot hold.",
+            s.refused,
+        ),
+        (
+            "recv_entries",
+            "Entry messages received (new, update, destroy).",
+            s.recv_new + s.recv_update + s.recv_destroy,
+        ),
+        (
+            "send_errors",
+            "Sync datagrams the socket would not send.",
+            s.send_errors,
+        ),
+    ];
+    for (name, help, v) in counters {
+        let _ = writeln!(
+            out,
+            "# HELP statewall_sync_{name}_total {help}\n# TYPE statewall_sync_{name}_total counter\nstatewall_sync_{name}_total {v}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP statewall_sync_external_cache Entries received from the peer and not committed.\n# TYPE statewall_sync_external_cache gauge\nstatewall_sync_external_cache {}",
+        s.external_cache
+    );
+    let _ = writeln!(
+        out,
+        "# HELP statewall_sync_resend_queue FTFW messages waiting for an acknowledgement.\n# TYPE statewall_sync_resend_queue gauge\nstatewall_sync_resend_queue {}",
+        s.resend_queue
+    );
 }
 
 /// The metrics endpoint, serving until [`MetricsServer::shutdown`].

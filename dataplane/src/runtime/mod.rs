@@ -25,6 +25,7 @@ mod poll;
 pub mod server;
 pub mod state;
 pub mod stats;
+pub(crate) mod sync;
 mod worker;
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -177,6 +178,8 @@ pub enum StartError {
     Doorbell(std::io::Error),
     #[error("{0}")]
     State(#[from] state::StateError),
+    #[error("sync: {0}")]
+    Sync(std::io::Error),
 }
 
 /// A packet on its way to its owner: the bytes (a pooled buffer of the sender), the port it
@@ -248,6 +251,8 @@ pub(crate) struct Shared {
     io_mode: Vec<String>,
     /// What `log` rules logged, on its way to the log.
     packet_log: packet_log::PacketLog,
+    /// The sync with the peer gateway (`sync:` in the ruleset), when configured.
+    sync: Option<sync::SyncShared>,
 }
 
 impl Shared {
@@ -287,6 +292,8 @@ pub struct Runtime {
     threads: Vec<JoinHandle<()>>,
     /// The writer of `log` rules' lines.
     logger: Option<JoinHandle<()>>,
+    /// The sync thread, when sync is on.
+    sync: Option<JoinHandle<()>>,
     state: Option<state::StateFile>,
     restored: state::RestoreReport,
 }
@@ -357,6 +364,7 @@ impl Runtime {
             started: Instant::now(),
             io_mode: cfg.io_mode.clone(),
             packet_log: packet_log::PacketLog::default(),
+            sync: ruleset.sync.as_ref().map(|c| sync::SyncShared::new(c, n)),
         });
         shared.publish(Arc::clone(&rules));
         let handle = RuntimeHandle::new(Arc::clone(&shared), ruleset.clone(), yaml, file);
@@ -392,6 +400,14 @@ impl Runtime {
             let o = engine::flow::owner(e.key.symmetric_hash(), n);
             pipelines[o].shard_mut().adopt(e)
         })?;
+        if let Some(c) = &ruleset.sync {
+            for p in &mut pipelines {
+                p.shard_mut()
+                    .enable_events(sync::EVENT_LOG, u64::from(c.refresh) * 1_000_000_000);
+            }
+        }
+        // The sync link opens before any worker runs: a link that cannot open stops the start.
+        let sync_thread = sync::start(&shared, handle.clone()).map_err(StartError::Sync)?;
         let mut threads = Vec::with_capacity(n);
         let published = shared.published();
         let counters = published.counters.clone();
@@ -418,6 +434,7 @@ impl Runtime {
                 core: cores[i],
                 defrag: engine::defrag::Defrag::new(rules.frag_limits.0, rules.frag_limits.1, n),
                 log_lost: 0,
+                sync_lost: 0,
             };
             let t = thread::Builder::new()
                 .name(format!("sw-worker-{i}"))
@@ -427,6 +444,9 @@ impl Runtime {
                 Err(e) => {
                     shared.stop.store(true, Ordering::SeqCst);
                     for t in threads {
+                        let _ = t.join();
+                    }
+                    if let Some(t) = sync_thread {
                         let _ = t.join();
                     }
                     return Err(StartError::Spawn(e));
@@ -443,6 +463,9 @@ impl Runtime {
                 for t in threads {
                     let _ = t.join();
                 }
+                if let Some(t) = sync_thread {
+                    let _ = t.join();
+                }
                 return Err(StartError::Spawn(e));
             }
         };
@@ -451,6 +474,7 @@ impl Runtime {
             handle,
             threads,
             logger,
+            sync: sync_thread,
             state: Some(state_file),
             restored,
         })
@@ -488,6 +512,12 @@ impl Runtime {
         for t in self.threads.drain(..) {
             if t.join().is_err() {
                 crate::log_error!("a worker panicked");
+            }
+        }
+        // The workers' last events are on the rings: the sync thread sends them and ends.
+        if let Some(t) = self.sync.take() {
+            if t.join().is_err() {
+                crate::log_error!("the sync thread panicked");
             }
         }
         // The workers handed over their last records: write them, then stop the writer.

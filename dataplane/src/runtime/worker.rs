@@ -27,6 +27,7 @@ use crossbeam::channel::Receiver;
 
 use engine::conntrack::entry::Entry;
 use engine::conntrack::save;
+use engine::conntrack::AdoptError;
 use engine::defrag::{self, Defrag, Gather};
 use engine::flow::{owner, steer_hash};
 use engine::packet::PacketMeta;
@@ -34,7 +35,7 @@ use engine::pipeline::{Outcome, Packet, Pipeline, Verdict};
 use engine::reason::{DropReason, L3Error};
 use engine::wire;
 
-use super::cmd::{AdoptReply, ScanAction, ScanReply, WorkerCmd, SCAN_SLOTS};
+use super::cmd::{AdoptReply, Inject, InjectReply, ScanAction, ScanReply, WorkerCmd, SCAN_SLOTS};
 use super::io::PortIo;
 use super::poll::IdlePolicy;
 use super::stats::{Hists, RuleCounters, WorkerCounters};
@@ -85,6 +86,8 @@ pub(crate) struct Worker<Io: PortIo> {
     pub defrag: Defrag,
     /// The pipeline's lost log records already counted in the shared log.
     pub log_lost: u64,
+    /// The shard's lost sync events already counted.
+    pub sync_lost: u64,
 }
 
 /// Per-batch scratch, allocated once.
@@ -152,6 +155,7 @@ impl<Io: PortIo> Worker<Io> {
             let (t0, received, fwd, drop) = self.poll_once(&mut s, &mut local);
             dirty |= self.service_commands(t0);
             self.hand_over_log();
+            self.hand_over_sync();
             // Frames received (own or handed over ones) are work even when all of them went
             // to other workers: their counters must be published.
             let work = received + s.handed.len();
@@ -195,6 +199,30 @@ impl<Io: PortIo> Worker<Io> {
             self.io.release(q);
         }
         self.publish(&local);
+    }
+
+    /// Move the entry events of the last round onto this worker's ring to the sync thread
+    /// (full: dropped and counted; FTFW's resync repairs what is lost).
+    fn hand_over_sync(&mut self) {
+        let Some(sync) = &self.shared.sync else {
+            return;
+        };
+        let Some(log) = self.pipeline.shard_mut().events_mut() else {
+            return;
+        };
+        let lost_in_log = log.lost - self.sync_lost;
+        if log.is_empty() && lost_in_log == 0 {
+            return;
+        }
+        self.sync_lost = log.lost;
+        let ring = &sync.rings[self.id];
+        let mut lost = lost_in_log;
+        for ev in log.drain() {
+            if ring.push(ev).is_err() {
+                lost += 1;
+            }
+        }
+        sync.lost_more(lost);
     }
 
     /// Move what `log` rules recorded during the batch onto the shared log queue, and count
@@ -553,6 +581,10 @@ impl<Io: PortIo> Worker<Io> {
                             ScanAction::Expire => {
                                 self.pipeline.shard_mut().entry_mut(id as u32).expires = 0;
                             }
+                            ScanAction::Shorten { until } => {
+                                let e = self.pipeline.shard_mut().entry_mut(id as u32);
+                                e.expires = e.expires.min(until);
+                            }
                         }
                     }
                     let _ = reply.try_send(ScanReply {
@@ -576,6 +608,30 @@ impl<Io: PortIo> Worker<Io> {
                         r.count(save::adopt(self.pipeline.shard_mut(), e, now));
                     }
                     r.entries = entries;
+                    let _ = reply.try_send(r);
+                }
+                WorkerCmd::Inject { mut ops, reply } => {
+                    let mut r = InjectReply::default();
+                    let shard = self.pipeline.shard_mut();
+                    for op in ops.drain(..) {
+                        match op {
+                            Inject::Put(e) if e.expires <= now => r.absent += 1,
+                            Inject::Put(e) => match shard.sync_put(e) {
+                                Ok(true) => r.updated += 1,
+                                Ok(false) => r.added += 1,
+                                Err(AdoptError::Full) => r.full += 1,
+                                Err(_) => r.invalid += 1,
+                            },
+                            Inject::Remove(k) => {
+                                if shard.sync_remove(&k) {
+                                    r.removed += 1;
+                                } else {
+                                    r.absent += 1;
+                                }
+                            }
+                        }
+                    }
+                    r.ops = ops;
                     let _ = reply.try_send(r);
                 }
                 WorkerCmd::SwapHist { mut spare, reply } => {

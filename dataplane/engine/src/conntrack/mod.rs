@@ -235,6 +235,40 @@ impl<M: SlabMemory> Shard<M> {
         self.table.remove(id);
     }
 
+    /// A peer's update of a connection (sync with the external cache off): the entry there
+    /// takes `e`'s status, TCP state, mark and expiry, as ctnetlink changes a kernel entry
+    /// (its window data stays); a connection not there is adopted. No event is recorded:
+    /// the peer told us. `Ok(true)` when it was there.
+    pub fn sync_put(&mut self, e: Entry) -> Result<bool, AdoptError> {
+        e.check().map_err(AdoptError::Invalid)?;
+        let hash = e.key.symmetric_hash();
+        let Some((id, dir)) = self.table.find(&e.key, hash) else {
+            self.adopt(e)?;
+            return Ok(false);
+        };
+        let x = self.table.get_mut(id);
+        if dir == Dir::Reply {
+            // Ours has the other direction as original: leave it (its tuple is the truth here).
+            return Ok(true);
+        }
+        x.status = e.status | status::IN_USE;
+        x.tcp.state = e.tcp.state;
+        x.mark = e.mark;
+        x.expires = e.expires;
+        Ok(true)
+    }
+
+    /// A peer's destroy of a connection: removed without an event. Whether it was there.
+    pub fn sync_remove(&mut self, key: &FlowKey) -> bool {
+        match self.table.find(key, key.symmetric_hash()) {
+            Some((id, _)) => {
+                self.table.remove(id);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Whether `port` is one the FTP helper watches (as a new connection's destination).
     pub fn is_ftp_port(&self, port: u16) -> bool {
         self.ftp_ports.contains(&port)
