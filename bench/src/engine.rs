@@ -438,7 +438,7 @@ fn shard_loop(
         for (m, f) in &metas[*pos..*pos + b] {
             match s.track(*now, m, frames.get(*f as usize), true) {
                 Track::Tracked { .. } => ok += 1,
-                Track::New { .. } if s.confirm().is_some() => ok += 1,
+                Track::New { .. } if s.confirm(*now).is_some() => ok += 1,
                 _ => {}
             }
         }
@@ -691,7 +691,7 @@ pub fn shard(a: &Args) -> anyhow::Result<()> {
                     for f in [syn(c, sv), syn_ack(c, sv), client_ack(c, sv)] {
                         let m = wire::parse(&f).map_err(|e| anyhow::anyhow!("{e:?}"))?;
                         if let Track::New { .. } = s.track(1, &m, &f, true) {
-                            s.confirm().context("table full during setup")?;
+                            s.confirm(1).context("table full during setup")?;
                         }
                     }
                 }

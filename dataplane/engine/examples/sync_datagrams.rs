@@ -124,8 +124,9 @@ fn decode_stdin() {
                         _ => "del",
                     };
                     println!(
-                        "{name} {} addrs={:?} proto={:?} ports={:?} state={:?} status={:?} timeout={:?} mark={:?} icmp={:?}/{:?}/{:?}",
+                        "{name} {} flags={:#x} addrs={:?} proto={:?} ports={:?} state={:?} status={:?} timeout={:?} mark={:?} icmp={:?}/{:?}/{:?}",
                         h.seq,
+                        h.flags,
                         a.addrs,
                         a.l4proto,
                         a.ports,

@@ -6,7 +6,7 @@
 mod common;
 
 use engine::conntrack::tcp::state;
-use engine::packet::tcp_flags::{ACK, FIN, SYN};
+use engine::packet::tcp_flags::{ACK, FIN, PSH, SYN};
 use engine::pipeline::{Pipeline, Verdict};
 use engine::sync::events::{Event, EventKind};
 use engine::wire::build::{Tcp, Udp};
@@ -144,4 +144,49 @@ fn a_full_log_drops_and_counts_and_sync_off_records_nothing() {
     }
     let log = p.shard_mut().events_mut().unwrap();
     assert_eq!((log.len(), log.lost), (2, 3));
+}
+
+#[test]
+fn data_on_an_established_connection_is_no_update() {
+    let mut p = Pipeline::new(common::compile_yaml(RULES, "t.yaml", 1), 64);
+    p.shard_mut().enable_events(4096, 60 * SEC);
+    let mut t = SEC;
+    run(&mut p, t, LAN, &seg(true, SYN, 100, 0));
+    run(&mut p, t, WAN, &seg(false, SYN | ACK, 500, 101));
+    run(&mut p, t, LAN, &seg(true, ACK, 101, 501));
+    taken(&mut p);
+    let (mut c, mut s) = (101u32, 501u32);
+    for _ in 0..50 {
+        t += SEC / 2;
+        let line = b"hello\n".to_vec();
+        let f = Tcp {
+            seq: c,
+            ack: s,
+            ..Tcp::new(
+                format!("{C}:40000").as_str(),
+                format!("{S}:80").as_str(),
+                ACK | PSH,
+            )
+        }
+        .payload(line.clone())
+        .frame();
+        assert_eq!(run(&mut p, t, LAN, &f).verdict, Verdict::Accept);
+        c += 6;
+        let f = Tcp {
+            seq: s,
+            ack: c,
+            ..Tcp::new(
+                format!("{S}:80").as_str(),
+                format!("{C}:40000").as_str(),
+                ACK | PSH,
+            )
+        }
+        .payload(line)
+        .frame();
+        assert_eq!(run(&mut p, t, WAN, &f).verdict, Verdict::Accept);
+        s += 6;
+        run(&mut p, t, LAN, &seg(true, ACK, c, s));
+    }
+    let ev = taken(&mut p);
+    assert!(ev.len() <= 1, "{} events: {:?}", ev.len(), kinds(&ev));
 }

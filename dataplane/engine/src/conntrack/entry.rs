@@ -124,8 +124,10 @@ pub struct Entry {
     pub mark: u32,
     pub cache: [CachedVerdict; 2],
     pub status: u16,
-    /// Padding made explicit (zero), so that an entry is plain bytes in the state file.
-    _pad: [u8; 2],
+    /// The sync's refresh period (`sync.refresh`) in which the peer was last told about this
+    /// entry, modulo 2^16 (`engine::sync::events`); 0 where sync is off. In what was padding,
+    /// so the state file's layout is the same.
+    pub sync_epoch: u16,
 }
 
 const _: () = assert!(std::mem::size_of::<Entry>() <= 128);

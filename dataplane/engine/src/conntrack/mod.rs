@@ -214,14 +214,14 @@ impl<M: SlabMemory> Shard<M> {
         self.events.as_mut()
     }
 
-    /// Set entry `id`'s connection mark (a mark action); a change is an update.
+    /// Set entry `id`'s connection mark (a mark action) at `now`; a change is an update.
     #[inline]
-    pub fn set_mark(&mut self, id: u32, mark: u32) {
+    pub fn set_mark(&mut self, id: u32, mark: u32, now: u64) {
         let e = self.table.get_mut(id);
         if e.mark != mark {
             e.mark = mark;
             if let Some(log) = &mut self.events {
-                log.push(EventKind::Update, e);
+                log.push(EventKind::Update, e, now);
             }
         }
     }
@@ -230,7 +230,7 @@ impl<M: SlabMemory> Shard<M> {
     #[inline]
     fn remove(&mut self, id: u32) {
         if let Some(log) = &mut self.events {
-            log.push(EventKind::Destroy, self.table.get(id));
+            log.record(EventKind::Destroy, self.table.get(id));
         }
         self.table.remove(id);
     }
@@ -326,7 +326,7 @@ impl<M: SlabMemory> Shard<M> {
             None => self.table.sweep(now, max, |_| {}),
             Some(log) => self
                 .table
-                .sweep(now, max, |e| log.push(EventKind::Destroy, e)),
+                .sweep(now, max, |e| log.record(EventKind::Destroy, e)),
         };
         self.stats.expired += n as u64;
         n
@@ -338,7 +338,7 @@ impl<M: SlabMemory> Shard<M> {
             None => self.table.expire(now, budget, |_| {}),
             Some(log) => self
                 .table
-                .expire(now, budget, |e| log.push(EventKind::Destroy, e)),
+                .expire(now, budget, |e| log.record(EventKind::Destroy, e)),
         };
         self.stats.expired += n as u64;
         n
@@ -437,7 +437,6 @@ impl<M: SlabMemory> Shard<M> {
             };
             let e = self.table.get_mut(id);
             let watched = Watched::of(e);
-            let expires = e.expires;
             let state = if dir == Dir::Reply || e.has(status::SEEN_REPLY) {
                 CtState::Established
             } else if e.has(status::EXPECTED) {
@@ -462,8 +461,8 @@ impl<M: SlabMemory> Shard<M> {
                         e.set(status::SEEN_REPLY);
                     }
                     if let Some(log) = &mut self.events {
-                        if Watched::of(e) != watched || log.refreshed(expires, e.expires) {
-                            log.push(EventKind::Update, e);
+                        if Watched::of(e) != watched || log.refresh_due(e, now) {
+                            log.push(EventKind::Update, e, now);
                         }
                     }
                     return Track::Tracked { id, dir, state };
@@ -650,12 +649,12 @@ impl<M: SlabMemory> Shard<M> {
 
     /// Insert the pending entry of the last `Track::New` (its packet was accepted).
     /// Returns the entry id.
-    pub fn confirm(&mut self) -> Option<u32> {
+    pub fn confirm(&mut self, now: u64) -> Option<u32> {
         let (e, hash) = self.pending.take()?;
         let id = self.table.insert(e, hash)?;
         self.stats.inserted += 1;
         if let Some(log) = &mut self.events {
-            log.push(EventKind::New, self.table.get(id));
+            log.push(EventKind::New, self.table.get_mut(id), now);
         }
         Some(id)
     }

@@ -9,9 +9,11 @@
 //! Updates are what the kernel reports: a change of status bits (SEEN_REPLY, ASSURED), of the
 //! TCP state or of the connection mark. The kernel does not report a timeout refresh, so a
 //! peer that only listened to updates would commit an active connection with the timeout of
-//! its last state change; here an entry whose timeout traffic pushed past a multiple of
-//! `refresh` is sent again ([`EventLog::refreshed`]): at most one update per entry per
-//! `refresh` of activity, with no per-entry bookkeeping.
+//! its last state change; here an entry that carries traffic in a `refresh` period after the
+//! one it was last sent in is sent again ([`EventLog::refresh_due`]): at most one update per
+//! active entry per `refresh`. The period is stamped in the entry (`Entry::sync_epoch`): the
+//! timeout alone cannot say it, as TCP's moves back and forth between the established and the
+//! unacknowledged-data timeouts from one segment to the next.
 
 use crate::conntrack::entry::Entry;
 
@@ -39,7 +41,7 @@ pub struct EventLog {
     buf: Vec<Event>,
     /// Events dropped because the buffer was full, in all.
     pub lost: u64,
-    /// Resend an entry whose timeout moved past a multiple of this (ns); 0: never.
+    /// Resend an active entry once per this (ns); 0: never.
     refresh_ns: u64,
 }
 
@@ -54,9 +56,17 @@ impl EventLog {
         }
     }
 
-    /// Record an event (a full log drops it and counts it).
+    /// Record an event about `entry` at `now` (a full log drops it and counts it), stamping
+    /// the entry with the refresh period it was sent in.
     #[inline]
-    pub fn push(&mut self, kind: EventKind, entry: &Entry) {
+    pub fn push(&mut self, kind: EventKind, entry: &mut Entry, now: u64) {
+        entry.sync_epoch = self.epoch(now);
+        self.record(kind, entry);
+    }
+
+    /// Record an event about an entry on its way out (not stamped: it is gone).
+    #[inline]
+    pub fn record(&mut self, kind: EventKind, entry: &Entry) {
         if self.buf.len() < self.buf.capacity() {
             self.buf.push(Event {
                 kind,
@@ -67,11 +77,17 @@ impl EventLog {
         }
     }
 
-    /// Whether a timeout moved from `before` to `after` crosses a `refresh` step: an active
-    /// connection is re-sent once per `refresh`, however many packets it carries.
+    /// The refresh period `now` is in (modulo 2^16).
     #[inline]
-    pub fn refreshed(&self, before: u64, after: u64) -> bool {
-        self.refresh_ns != 0 && before / self.refresh_ns != after / self.refresh_ns
+    fn epoch(&self, now: u64) -> u16 {
+        now.checked_div(self.refresh_ns).map_or(0, |e| e as u16)
+    }
+
+    /// Whether `e`, carrying traffic at `now`, is due to be sent again: it was last sent in an
+    /// earlier refresh period.
+    #[inline]
+    pub fn refresh_due(&self, e: &Entry, now: u64) -> bool {
+        self.refresh_ns != 0 && e.sync_epoch != self.epoch(now)
     }
 
     pub fn len(&self) -> usize {
@@ -114,23 +130,27 @@ mod tests {
     #[test]
     fn a_full_log_counts_what_it_drops() {
         let mut log = EventLog::new(2, 0);
-        let e = Entry::default();
+        let mut e = Entry::default();
         for _ in 0..5 {
-            log.push(EventKind::New, &e);
+            log.push(EventKind::New, &mut e, 0);
         }
         assert_eq!((log.len(), log.lost), (2, 3));
         assert_eq!(log.drain().count(), 2);
         assert!(log.is_empty());
-        log.push(EventKind::Destroy, &e);
+        log.record(EventKind::Destroy, &e);
         assert_eq!((log.len(), log.lost), (1, 3));
     }
 
     #[test]
-    fn a_refresh_is_sent_once_per_step() {
+    fn a_refresh_is_due_once_per_period() {
         let s = 1_000_000_000;
-        let log = EventLog::new(1, 60 * s);
-        assert!(!log.refreshed(100 * s, 110 * s));
-        assert!(log.refreshed(110 * s, 125 * s));
-        assert!(!EventLog::new(1, 0).refreshed(0, 1000 * s));
+        let mut log = EventLog::new(4, 60 * s);
+        let mut e = Entry::default();
+        log.push(EventKind::New, &mut e, 100 * s);
+        assert!(!log.refresh_due(&e, 119 * s));
+        assert!(log.refresh_due(&e, 120 * s));
+        log.push(EventKind::Update, &mut e, 120 * s);
+        assert!(!log.refresh_due(&e, 179 * s));
+        assert!(!EventLog::new(1, 0).refresh_due(&e, 1000 * s));
     }
 }

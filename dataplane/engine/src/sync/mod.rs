@@ -2,13 +2,12 @@
 //! Statewall box is the peer of another Statewall box or of a Linux box running conntrackd
 //! 1.4.7, as keepalived's primary/backup recipe pairs them.
 //!
-//! So far: the messages themselves ([`wire`]), read and written byte for byte as conntrackd
-//! does, checked against datagrams a real conntrackd sent (tests/sync_wire.rs) and, live,
-//! against a running conntrackd 1.4.7 both ways (scripts/test-sync-conntrackd.sh: what
-//! Statewall writes lands in conntrackd's external cache and, committed, in its kernel's
-//! table). Still to come: entries to and
-//! from messages, the sync thread and its NOTRACK and FTFW modes, the external cache and its
-//! commit, `statewallctl sync`.
+//! Here, without I/O: the messages ([`wire`], byte for byte as conntrackd reads and writes
+//! them, checked against a real conntrackd 1.4.7 both ways by scripts/test-sync-conntrackd.sh),
+//! entries to and from messages ([`entry`]), what a shard tells its peer ([`events`]), and one
+//! side of the link in NOTRACK or FTFW mode ([`peer`]). The daemon's sync thread, the
+//! external cache and `statewallctl sync` are the runtime's (dataplane/src/runtime/sync);
+//! docs/ha.md says how to run a pair.
 
 pub mod entry;
 pub mod events;

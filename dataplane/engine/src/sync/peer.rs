@@ -300,6 +300,12 @@ impl Peer {
                 Err(_) => self.stats.malformed += 1,
             }
         }
+        if self.say_hello_back {
+            // Answer a HELLO at once rather than with the next message: until the peer hears
+            // HELLO_BACK its every message resets our receive sequence, and a gap in what it
+            // sends then is never asked for again (conntrackd waits for its next message).
+            self.send_ctl(flag::ALIVE, None, now);
+        }
     }
 
     fn message(&mut self, m: Message, now: u64, out: &mut Vec<Received>) {
@@ -645,6 +651,19 @@ mod tests {
         let got = deliver(&mut a, &mut b, 0, |_| false);
         assert_eq!(ports(&got), [2]);
         assert_eq!((b.stats.before, b.stats.hellos_recv), (0, 2));
+    }
+
+    #[test]
+    fn a_hello_is_answered_at_once() {
+        let mut a = Peer::new(cfg(Mode::Ftfw), 100, 0);
+        let mut b = Peer::new(cfg(Mode::Ftfw), 5, 0);
+        a.send_ct(kind::CT_NEW, key(1), &attrs(1), 0);
+        deliver(&mut a, &mut b, 0, |_| false);
+        // b had nothing to send, yet its HELLO_BACK (and its own HELLO) goes out now.
+        assert!(deliver(&mut b, &mut a, 0, |_| false).is_empty());
+        assert_eq!(a.hello, Hello::Done);
+        deliver(&mut a, &mut b, 0, |_| false);
+        assert_eq!(b.hello, Hello::Done);
     }
 
     #[test]
