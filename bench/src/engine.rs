@@ -72,6 +72,18 @@ pub struct Args {
     /// Which traffic: established, new, or both.
     #[arg(long, value_enum, default_value_t = Traffic::Both)]
     pub traffic: Traffic,
+    /// Sync on (pipeline only): the shard records its events and the loop hands them to a
+    /// ring after every batch, which a thread on another core empties (`bench/src/sync.rs`).
+    #[arg(long)]
+    pub sync: bool,
+    /// With --sync: events the ring holds (the daemon's default `event_ring`).
+    #[arg(long, default_value_t = 65_536)]
+    pub sync_ring: usize,
+    /// With --sync: no thread empties the ring (give it room for the whole run with
+    /// --sync-ring). For callgrind: its collection, toggled by the loop, would count the
+    /// consumer's instructions too while valgrind runs one thread at a time.
+    #[arg(long)]
+    pub sync_no_consumer: bool,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, PartialEq, Eq)]
@@ -389,6 +401,7 @@ pub(crate) fn pipeline_loop(
     step: u64,
     sweep: usize,
     out: &mut [Outcome],
+    mut sync: Option<&mut crate::sync::Handover>,
 ) -> u64 {
     let mut left = count;
     let mut accepted = 0u64;
@@ -398,6 +411,9 @@ pub(crate) fn pipeline_loop(
         p.process(*now, &pkts[*pos..*pos + b], o);
         accepted += o.iter().filter(|o| o.verdict == Verdict::Accept).count() as u64;
         p.expire(*now, sweep);
+        if let Some(h) = sync.as_deref_mut() {
+            h.hand_over(p);
+        }
         *now += step;
         *pos += b;
         if *pos == pkts.len() {
@@ -438,7 +454,7 @@ fn shard_loop(
         for (m, f) in &metas[*pos..*pos + b] {
             match s.track(*now, m, frames.get(*f as usize), true) {
                 Track::Tracked { .. } => ok += 1,
-                Track::New { .. } if s.confirm(*now).is_some() => ok += 1,
+                Track::New { .. } if s.confirm().is_some() => ok += 1,
                 _ => {}
             }
         }
@@ -551,6 +567,9 @@ pub fn pipeline(a: &Args) -> anyhow::Result<()> {
             let mut out = vec![Outcome::default(); a.batch];
             if a.traffic.established() {
                 let mut p = established_pipeline(&rules, n, &tail)?;
+                let mut h = a.sync.then(|| {
+                    crate::sync::Handover::start(&mut p, a.sync_ring, !a.sync_no_consumer)
+                });
                 let (frames, order) = established_frames(n, &tail);
                 let pkts = packets(&frames, &order);
                 let (mut pos, mut now) = (0, 2);
@@ -566,12 +585,22 @@ pub fn pipeline(a: &Args) -> anyhow::Result<()> {
                     1,
                     a.sweep,
                     &mut out,
+                    h.as_mut(),
                 );
                 let mut v = Vec::new();
                 for _ in 0..a.rounds {
                     let t = Instant::now();
                     let acc = pipeline_loop(
-                        &mut p, &pkts, &mut pos, a.packets, a.batch, &mut now, 1, a.sweep, &mut out,
+                        &mut p,
+                        &pkts,
+                        &mut pos,
+                        a.packets,
+                        a.batch,
+                        &mut now,
+                        1,
+                        a.sweep,
+                        &mut out,
+                        h.as_mut(),
                     );
                     v.push(ns_per(t.elapsed(), a.packets));
                     ensure!(
@@ -588,12 +617,19 @@ pub fn pipeline(a: &Args) -> anyhow::Result<()> {
                         && c.cache_hits - before.cache_hits == est,
                     "established trace: not all ESTABLISHED cache hits: {c:?}"
                 );
+                if let Some(h) = h {
+                    let (taken, lost) = h.finish(&mut p);
+                    println!("sync: {taken} events handed over, {lost} lost");
+                }
                 let m = median(v);
                 est_ns.push((n, r, m.0));
                 print_row("pipe", "established", n, &r.to_string(), m, p.shard().len());
             }
             if a.traffic.new_conns() {
                 let mut p = Pipeline::new(Arc::clone(&rules), n);
+                let mut h = a.sync.then(|| {
+                    crate::sync::Handover::start(&mut p, a.sync_ring, !a.sync_no_consumer)
+                });
                 let (frames, order) = syn_frames(n, &tail);
                 let pkts = packets(&frames, &order);
                 let step = new_conn_step(n, a.batch, rules.sysctls.tcp[state::SYN_SENT as usize]);
@@ -610,14 +646,23 @@ pub fn pipeline(a: &Args) -> anyhow::Result<()> {
                     step,
                     a.sweep,
                     &mut out,
+                    h.as_mut(),
                 );
                 let inserted = p.shard().stats.inserted;
                 let mut v = Vec::new();
                 for _ in 0..a.rounds {
                     let t = Instant::now();
                     let acc = pipeline_loop(
-                        &mut p, &pkts, &mut pos, a.packets, a.batch, &mut now, step, a.sweep,
+                        &mut p,
+                        &pkts,
+                        &mut pos,
+                        a.packets,
+                        a.batch,
+                        &mut now,
+                        step,
+                        a.sweep,
                         &mut out,
+                        h.as_mut(),
                     );
                     v.push(ns_per(t.elapsed(), a.packets));
                     ensure!(
@@ -632,6 +677,10 @@ pub fn pipeline(a: &Args) -> anyhow::Result<()> {
                     "new: {ins} inserted for {} SYNs",
                     a.packets * a.rounds
                 );
+                if let Some(h) = h {
+                    let (taken, lost) = h.finish(&mut p);
+                    println!("sync: {taken} events handed over, {lost} lost");
+                }
                 let m = median(v);
                 new_ns.push((n, r, m.0));
                 print_row("pipe", "new", n, &r.to_string(), m, p.shard().len());
@@ -691,7 +740,7 @@ pub fn shard(a: &Args) -> anyhow::Result<()> {
                     for f in [syn(c, sv), syn_ack(c, sv), client_ack(c, sv)] {
                         let m = wire::parse(&f).map_err(|e| anyhow::anyhow!("{e:?}"))?;
                         if let Track::New { .. } = s.track(1, &m, &f, true) {
-                            s.confirm(1).context("table full during setup")?;
+                            s.confirm().context("table full during setup")?;
                         }
                     }
                 }

@@ -7,6 +7,7 @@ mod classifier;
 mod engine;
 mod scale;
 mod set;
+mod sync;
 
 use clap::{Parser, Subcommand};
 
@@ -31,6 +32,9 @@ enum Cmd {
     Shard(engine::Args),
     /// The pipeline on several cores at once, one worker per core, flows split between them.
     Scale(scale::ScaleArgs),
+    /// The sync thread's work: entries to conntrackd messages and back, per entry and bytes
+    /// on the wire.
+    Sync(sync::Args),
     /// Write a synthetic TCP capture (handshakes, then established ACKs) to time with
     /// `engine --pcap`, here or in another conntrack implementation.
     GenPcap(engine::GenArgs),
@@ -61,6 +65,7 @@ fn main() -> anyhow::Result<()> {
             engine::print_header();
             scale::run(&args)
         }
+        Cmd::Sync(args) => sync::run(&args),
         Cmd::GenPcap(args) => engine::gen_pcap(&args),
     }
 }

@@ -94,13 +94,14 @@ fn worker(j: &Job) -> anyhow::Result<Vec<Duration>> {
         step,
         j.sweep,
         &mut out,
+        None,
     );
     let mut times = Vec::with_capacity(j.rounds);
     for _ in 0..j.rounds {
         j.start.wait();
         let t = Instant::now();
         let accepted = pipeline_loop(
-            &mut p, &pkts, &mut pos, j.packets, j.batch, &mut now, step, j.sweep, &mut out,
+            &mut p, &pkts, &mut pos, j.packets, j.batch, &mut now, step, j.sweep, &mut out, None,
         );
         times.push(t.elapsed());
         ensure!(

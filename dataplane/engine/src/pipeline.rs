@@ -186,12 +186,12 @@ impl Counters {
 /// Store the connection mark the rules left in `marks` in the packet's entry (the
 /// kernel's `ct->mark` is written in place; an unconfirmed entry keeps it if accepted).
 #[inline]
-fn keep_ct_mark<M: SlabMemory>(shard: &mut Shard<M>, track: Track, marks: &Marks, now: u64) {
+fn keep_ct_mark<M: SlabMemory>(shard: &mut Shard<M>, track: Track, marks: &Marks) {
     let Some(mark) = marks.ct.get() else {
         return;
     };
     match track {
-        Track::Tracked { id, .. } => shard.set_mark(id, mark, now),
+        Track::Tracked { id, .. } => shard.set_mark(id, mark),
         Track::New { .. } => {
             if let Some(e) = shard.pending_mut() {
                 e.mark = mark;
@@ -470,7 +470,7 @@ impl<M: SlabMemory> Pipeline<M> {
         ] {
             if stage.rule_count() > 0 || stage.policy != Policy::Accept {
                 let (rule, action) = decide(id, ctstate, ctdir);
-                keep_ct_mark(shard, track, &marks, now);
+                keep_ct_mark(shard, track, &marks);
                 if action != Target::Accept {
                     if let Track::New { .. } = track {
                         shard.discard();
@@ -504,7 +504,7 @@ impl<M: SlabMemory> Pipeline<M> {
         if cached {
             counters.cache_hits += 1;
         }
-        keep_ct_mark(shard, track, &marks, now);
+        keep_ct_mark(shard, track, &marks);
         if let Track::New { .. } = track {
             if accept {
                 if let Some(e) = shard.pending_mut() {
@@ -512,7 +512,7 @@ impl<M: SlabMemory> Pipeline<M> {
                         e.cache[0] = CachedVerdict::new(gen, rule, state as u8, p.in_port, true);
                     }
                 }
-                shard.confirm(now);
+                shard.confirm();
             } else {
                 shard.discard();
             }

@@ -47,7 +47,7 @@ impl Tracker {
         );
         match self.shard.track(now, &m, frame, true) {
             Track::New { state } => {
-                self.id = self.shard.confirm(now);
+                self.id = self.shard.confirm();
                 (state, Dir::Original)
             }
             Track::Tracked { id, dir, state } => {

@@ -214,14 +214,14 @@ impl<M: SlabMemory> Shard<M> {
         self.events.as_mut()
     }
 
-    /// Set entry `id`'s connection mark (a mark action) at `now`; a change is an update.
+    /// Set entry `id`'s connection mark (a mark action); a change is an update.
     #[inline]
-    pub fn set_mark(&mut self, id: u32, mark: u32, now: u64) {
+    pub fn set_mark(&mut self, id: u32, mark: u32) {
         let e = self.table.get_mut(id);
         if e.mark != mark {
             e.mark = mark;
             if let Some(log) = &mut self.events {
-                log.push(EventKind::Update, e, now);
+                log.push(EventKind::Update, e);
             }
         }
     }
@@ -323,10 +323,10 @@ impl<M: SlabMemory> Shard<M> {
     /// call, at most `max`.
     pub fn sweep(&mut self, now: u64, max: usize) -> usize {
         let n = match &mut self.events {
-            None => self.table.sweep(now, max, |_| {}),
+            None => self.table.sweep(now, max, |_, _| {}),
             Some(log) => self
                 .table
-                .sweep(now, max, |e| log.record(EventKind::Destroy, e)),
+                .sweep(now, max, |e, gone| sweep_event(log, e, gone)),
         };
         self.stats.expired += n as u64;
         n
@@ -335,10 +335,10 @@ impl<M: SlabMemory> Shard<M> {
     /// Expire at most `budget` entries' worth of the table (one step of the batched sweep).
     pub fn expire(&mut self, now: u64, budget: usize) -> usize {
         let n = match &mut self.events {
-            None => self.table.expire(now, budget, |_| {}),
+            None => self.table.expire(now, budget, |_, _| {}),
             Some(log) => self
                 .table
-                .expire(now, budget, |e| log.record(EventKind::Destroy, e)),
+                .expire(now, budget, |e, gone| sweep_event(log, e, gone)),
         };
         self.stats.expired += n as u64;
         n
@@ -461,8 +461,8 @@ impl<M: SlabMemory> Shard<M> {
                         e.set(status::SEEN_REPLY);
                     }
                     if let Some(log) = &mut self.events {
-                        if Watched::of(e) != watched || log.refresh_due(e, now) {
-                            log.push(EventKind::Update, e, now);
+                        if Watched::of(e) != watched {
+                            log.push(EventKind::Update, e);
                         }
                     }
                     return Track::Tracked { id, dir, state };
@@ -649,12 +649,12 @@ impl<M: SlabMemory> Shard<M> {
 
     /// Insert the pending entry of the last `Track::New` (its packet was accepted).
     /// Returns the entry id.
-    pub fn confirm(&mut self, now: u64) -> Option<u32> {
+    pub fn confirm(&mut self) -> Option<u32> {
         let (e, hash) = self.pending.take()?;
         let id = self.table.insert(e, hash)?;
         self.stats.inserted += 1;
         if let Some(log) = &mut self.events {
-            log.push(EventKind::New, self.table.get_mut(id), now);
+            log.push(EventKind::New, self.table.get_mut(id));
         }
         Some(id)
     }
@@ -738,6 +738,17 @@ impl<M: SlabMemory> Shard<M> {
     /// A copy of the entries, for listings.
     pub fn snapshot(&self) -> Vec<Entry> {
         self.entries().copied().collect()
+    }
+}
+
+/// What the sweep tells the sync peer of an entry it walks: the destroy of an expired one,
+/// the refresh of a live one whose expiry moved a refresh period later since it was sent.
+#[inline]
+fn sweep_event(log: &mut EventLog, e: &mut Entry, gone: bool) {
+    if gone {
+        log.record(EventKind::Destroy, e);
+    } else if log.refresh_due(e) {
+        log.push(EventKind::Update, e);
     }
 }
 

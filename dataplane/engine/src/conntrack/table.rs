@@ -273,8 +273,9 @@ impl<M: SlabMemory> Table<M> {
     /// called (a worker calls it after every batch, idle or not), at most `max` slots a call.
     /// Returns how many entries were removed. An entry outlives its timeout by at most about
     /// one period; a lookup reaps an expired entry it meets sooner.
-    /// `gone` sees each entry before it is removed.
-    pub fn sweep(&mut self, now: u64, max: usize, gone: impl FnMut(&Entry)) -> usize {
+    /// `visit` sees each entry walked: `(entry, true)` before an expired one is removed,
+    /// `(entry, false)` for a live one.
+    pub fn sweep(&mut self, now: u64, max: usize, visit: impl FnMut(&mut Entry, bool)) -> usize {
         if self.swept_at == 0 || now < self.swept_at {
             self.swept_at = now.max(1);
             return 0;
@@ -295,13 +296,19 @@ impl<M: SlabMemory> Table<M> {
         } else {
             self.swept_at + (slots * u128::from(SWEEP_PERIOD_NS) / n) as u64
         };
-        self.expire(now, slots as usize, gone)
+        self.expire(now, slots as usize, visit)
     }
 
     /// Expire at most `budget` slots' worth of entries whose time has come; returns how many
     /// were removed. Successive calls walk the whole slab round-robin.
-    /// `gone` sees each entry before it is removed.
-    pub fn expire(&mut self, now: u64, budget: usize, mut gone: impl FnMut(&Entry)) -> usize {
+    /// `visit` sees each entry walked: `(entry, true)` before an expired one is removed,
+    /// `(entry, false)` for a live one.
+    pub fn expire(
+        &mut self,
+        now: u64,
+        budget: usize,
+        mut visit: impl FnMut(&mut Entry, bool),
+    ) -> usize {
         // In groups: find the expired entries of the next slots and start fetching their
         // index slots, then remove them in the same order (the slab scan is sequential; the
         // index slots are random, and one at a time each would wait out a cache miss).
@@ -320,18 +327,23 @@ impl<M: SlabMemory> Table<M> {
                 } else {
                     self.cursor + 1
                 };
-                let e = &self.entries[id].0;
-                if e.status & status::IN_USE != 0 && e.expires <= now {
+                let e = &mut self.entries[id].0;
+                if e.status & status::IN_USE == 0 {
+                    continue;
+                }
+                if e.expires <= now {
                     let hash = e.key.symmetric_hash();
                     prefetch_line(
                         std::ptr::from_ref(&self.index[hash as usize & self.mask]).cast(),
                     );
                     found[k] = (id as u32, hash);
                     k += 1;
+                } else {
+                    visit(e, false);
                 }
             }
             for &(id, hash) in &found[..k] {
-                gone(&self.entries[id as usize].0);
+                visit(&mut self.entries[id as usize].0, true);
                 self.remove_hashed(id, hash);
             }
             removed += k;
@@ -438,15 +450,15 @@ mod tests {
             );
         }
         // Ten slots per call: five of them expired.
-        assert_eq!(t.expire(1, 10, |_| {}), 5);
+        assert_eq!(t.expire(1, 10, |_, _| {}), 5);
         let mut calls = 1;
         while t.len() > 50 {
-            assert!(t.expire(1, 10, |_| {}) <= 10);
+            assert!(t.expire(1, 10, |_, _| {}) <= 10);
             calls += 1;
         }
         assert_eq!(calls, 10, "the sweep visits each slot once per round");
-        assert_eq!(t.expire(1, 1000, |_| {}), 0);
-        assert_eq!(t.expire(100, 1000, |_| {}), 50);
+        assert_eq!(t.expire(1, 1000, |_, _| {}), 0);
+        assert_eq!(t.expire(100, 1000, |_, _| {}), 50);
     }
 
     #[test]
@@ -458,12 +470,12 @@ mod tests {
         let k = key(1);
         t.insert(entry(k, u64::MAX), k.symmetric_hash());
         // The first call starts the clock.
-        assert_eq!(t.sweep(5, usize::MAX, |_| {}), 0);
+        assert_eq!(t.sweep(5, usize::MAX, |_, _| {}), 0);
         // A tenth of the period later: a tenth of the slots, whatever the call rate.
         let cursor = t.cursor;
-        t.sweep(5 + ns / 10, usize::MAX, |_| {});
+        t.sweep(5 + ns / 10, usize::MAX, |_, _| {});
         assert_eq!(t.cursor, (cursor + slots / 10) % slots);
-        t.sweep(5 + ns / 10, usize::MAX, |_| {});
+        t.sweep(5 + ns / 10, usize::MAX, |_, _| {});
         assert_eq!(t.cursor, (cursor + slots / 10) % slots, "no time, no work");
         // Capped per call; the rest is paid by the calls that follow, until caught up.
         let now = 5 + ns / 10 + ns / 2;
@@ -471,7 +483,7 @@ mod tests {
         let mut calls = 0;
         loop {
             let before = t.cursor;
-            t.sweep(now, 7, |_| {});
+            t.sweep(now, 7, |_, _| {});
             let step = (t.cursor + slots - before) % slots;
             assert!(step <= 7);
             if step == 0 {
@@ -491,8 +503,8 @@ mod tests {
     #[test]
     fn an_empty_table_is_not_walked() {
         let mut t = Table::new(1000);
-        assert_eq!(t.sweep(5, usize::MAX, |_| {}), 0);
-        t.sweep(5 + SWEEP_PERIOD_NS / 2, usize::MAX, |_| {});
+        assert_eq!(t.sweep(5, usize::MAX, |_, _| {}), 0);
+        t.sweep(5 + SWEEP_PERIOD_NS / 2, usize::MAX, |_, _| {});
         assert_eq!(t.cursor, 0, "an idle worker does not walk its empty slab");
         // Once an entry is there, the sweep resumes from now, not from the idle spell.
         let k = key(1);
@@ -500,7 +512,7 @@ mod tests {
         t.sweep(
             5 + SWEEP_PERIOD_NS / 2 + SWEEP_PERIOD_NS / 10,
             usize::MAX,
-            |_| {},
+            |_, _| {},
         );
         assert_eq!(t.cursor, t.entries.len() / 10);
     }

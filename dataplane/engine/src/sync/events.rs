@@ -7,13 +7,16 @@
 //! path never allocates or waits.
 //!
 //! Updates are what the kernel reports: a change of status bits (SEEN_REPLY, ASSURED), of the
-//! TCP state or of the connection mark. The kernel does not report a timeout refresh, so a
-//! peer that only listened to updates would commit an active connection with the timeout of
-//! its last state change; here an entry that carries traffic in a `refresh` period after the
-//! one it was last sent in is sent again ([`EventLog::refresh_due`]): at most one update per
-//! active entry per `refresh`. The period is stamped in the entry (`Entry::sync_epoch`): the
-//! timeout alone cannot say it, as TCP's moves back and forth between the established and the
-//! unacknowledged-data timeouts from one segment to the next.
+//! TCP state (both seen by the tracker, per packet) or of the connection mark (seen where a
+//! rule sets it). The kernel does not report a timeout refresh, so a peer that only listened
+//! to updates would commit an active connection with the timeout of its last state change;
+//! here the expiry sweep, which walks every entry once a second anyway, sends again an entry
+//! whose expiry traffic moved later by a `refresh` period or more since it was last sent
+//! ([`EventLog::refresh_due`]): at most one update per active entry per `refresh`, and no
+//! cost per packet. What was sent is stamped in the entry (`Entry::sync_epoch`: the refresh
+//! period its expiry was in, modulo 2^16); only a move *later* counts, as TCP's expiry goes
+//! back and forth between the established and the unacknowledged-data timeouts from one
+//! segment to the next.
 
 use crate::conntrack::entry::Entry;
 
@@ -43,6 +46,9 @@ pub struct EventLog {
     pub lost: u64,
     /// Resend an active entry once per this (ns); 0: never.
     refresh_ns: u64,
+    /// ⌊2^64 / refresh_ns⌋: the sweep divides by a multiplication (a refresh period's
+    /// edges may move by a nanosecond; every entry sees the same edges).
+    per_period: u64,
 }
 
 impl EventLog {
@@ -53,14 +59,15 @@ impl EventLog {
             buf: Vec::with_capacity(capacity.max(1)),
             lost: 0,
             refresh_ns,
+            per_period: u64::MAX.checked_div(refresh_ns).unwrap_or(0),
         }
     }
 
-    /// Record an event about `entry` at `now` (a full log drops it and counts it), stamping
-    /// the entry with the refresh period it was sent in.
+    /// Record an event about `entry` (a full log drops it and counts it), stamping the entry
+    /// with the refresh period of its expiry.
     #[inline]
-    pub fn push(&mut self, kind: EventKind, entry: &mut Entry, now: u64) {
-        entry.sync_epoch = self.epoch(now);
+    pub fn push(&mut self, kind: EventKind, entry: &mut Entry) {
+        entry.sync_epoch = self.epoch(entry.expires);
         self.record(kind, entry);
     }
 
@@ -77,17 +84,17 @@ impl EventLog {
         }
     }
 
-    /// The refresh period `now` is in (modulo 2^16).
+    /// The refresh period engine time `t` is in (modulo 2^16).
     #[inline]
-    fn epoch(&self, now: u64) -> u16 {
-        now.checked_div(self.refresh_ns).map_or(0, |e| e as u16)
+    fn epoch(&self, t: u64) -> u16 {
+        ((u128::from(t) * u128::from(self.per_period)) >> 64) as u16
     }
 
-    /// Whether `e`, carrying traffic at `now`, is due to be sent again: it was last sent in an
-    /// earlier refresh period.
+    /// Whether live entry `e` is due to be sent again: its expiry is in a later refresh period
+    /// than when it was last sent.
     #[inline]
-    pub fn refresh_due(&self, e: &Entry, now: u64) -> bool {
-        self.refresh_ns != 0 && e.sync_epoch != self.epoch(now)
+    pub fn refresh_due(&self, e: &Entry) -> bool {
+        self.refresh_ns != 0 && (self.epoch(e.expires).wrapping_sub(e.sync_epoch) as i16) > 0
     }
 
     pub fn len(&self) -> usize {
@@ -104,12 +111,12 @@ impl EventLog {
     }
 }
 
-/// What of an entry an update is about: a change in any of these is sent.
+/// What of an entry the tracker may change and an update is about (the mark changes where a
+/// rule sets it: `Shard::set_mark`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Watched {
     status: u16,
     tcp_state: u8,
-    mark: u32,
 }
 
 impl Watched {
@@ -118,7 +125,6 @@ impl Watched {
         Watched {
             status: e.status,
             tcp_state: e.tcp.state,
-            mark: e.mark,
         }
     }
 }
@@ -132,7 +138,7 @@ mod tests {
         let mut log = EventLog::new(2, 0);
         let mut e = Entry::default();
         for _ in 0..5 {
-            log.push(EventKind::New, &mut e, 0);
+            log.push(EventKind::New, &mut e);
         }
         assert_eq!((log.len(), log.lost), (2, 3));
         assert_eq!(log.drain().count(), 2);
@@ -142,15 +148,23 @@ mod tests {
     }
 
     #[test]
-    fn a_refresh_is_due_once_per_period() {
+    fn a_refresh_is_due_once_the_expiry_moved_a_period_later() {
         let s = 1_000_000_000;
         let mut log = EventLog::new(4, 60 * s);
-        let mut e = Entry::default();
-        log.push(EventKind::New, &mut e, 100 * s);
-        assert!(!log.refresh_due(&e, 119 * s));
-        assert!(log.refresh_due(&e, 120 * s));
-        log.push(EventKind::Update, &mut e, 120 * s);
-        assert!(!log.refresh_due(&e, 179 * s));
-        assert!(!EventLog::new(1, 0).refresh_due(&e, 1000 * s));
+        let mut e = Entry {
+            expires: 200 * s,
+            ..Entry::default()
+        };
+        log.push(EventKind::New, &mut e);
+        e.expires = 239 * s;
+        assert!(!log.refresh_due(&e));
+        e.expires = 241 * s;
+        assert!(log.refresh_due(&e));
+        log.push(EventKind::Update, &mut e);
+        assert!(!log.refresh_due(&e));
+        // Earlier (TCP's unacknowledged-data timeout): not a refresh.
+        e.expires = 100 * s;
+        assert!(!log.refresh_due(&e));
+        assert!(!EventLog::new(1, 0).refresh_due(&e));
     }
 }
