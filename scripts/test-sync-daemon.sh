@@ -2,14 +2,16 @@
 # The daemon's sync (issue 14) against a real conntrackd 1.4.7, in a scripts/lab.sh lab: the
 # real daemon (`statewall run`, AF_XDP, 2 workers) forwards between client and server, and
 # its sync link (sync0, 10.99.0.1) reaches a Linux peer namespace (10.99.0.2) running
-# conntrackd and the kernel's conntrack. For each mode, NOTRACK then FTFW:
+# conntrackd and the kernel's conntrack. NOTRACK and FTFW over UDP unicast, then FTFW over
+# conntrackd's multicast group (225.0.0.50):
 #
-#   MODE-to-linux     TCP connections through Statewall (`swlab netpeer tcp-many`) appear in
+#   RUN-to-linux      TCP connections through Statewall (`swlab netpeer tcp-many`) appear in
 #                     conntrackd's external cache (`conntrackd -e`) as ESTABLISHED and
 #                     ASSURED; after `conntrackd -c` the peer kernel's `conntrack -L` has each
 #                     with its tuple, state, status and a timeout near tcp_timeout_established;
-#                     `conntrackd -s` counts no malformed message
-#   MODE-from-linux   entries made in the peer's kernel (`conntrack -I`: TCP ESTABLISHED with
+#                     `conntrackd -s` counts no malformed message; `statewallctl sync status`
+#                     and `stats` show the sync
+#   RUN-from-linux    entries made in the peer's kernel (`conntrack -I`: TCP ESTABLISHED with
 #                     a mark, UDP, ICMP echo) reach Statewall's external cache; after
 #                     `statewallctl sync commit` `statewallctl conntrack list` has them; the
 #                     daemon counts no malformed or unauthenticated datagram
@@ -59,7 +61,7 @@ LAB=sw-sd-$$
 CLIENT=$LAB-client GW=$LAB-gw SERVER=$LAB-server PEER=$LAB-peer
 DPID=''
 MANY=''
-RESULT_WIDTH=16
+RESULT_WIDTH=20
 
 in_peer() { ip netns exec "$PEER" "$@"; }
 cd_() { in_peer conntrackd -C "$TMP/peer.conf" "$@"; }
@@ -87,12 +89,15 @@ ip -n "$PEER" link set sync0 up
 in_server "$PY" "$SWLAB" netpeer serve-tcp 7001 >"$TMP/serve.log" 2>&1 &
 wait_for 10 ns_listening "$SERVER" tcp 7001 || die "nothing listens on the server's tcp 7001"
 
-# ruleset MODE: NEW only on a SYN from the lan, as a gateway pair runs it.
+# ruleset MODE [multicast]: NEW only on a SYN from the lan, as a gateway pair runs it; the
+# sync link unicast or (with multicast) conntrackd's default group.
 ruleset() {
+	local link="udp: {local: '10.99.0.1:3780', peer: '10.99.0.2:3780'}"
+	[[ ${2:-} == multicast ]] && link="multicast: {group: 225.0.0.50, port: 3780, interface: 10.99.0.1}"
 	cat >"$TMP/gw.yaml" <<EOF
 sync:
   mode: $1
-  udp: {local: '10.99.0.1:3780', peer: '10.99.0.2:3780'}
+  $link
 forward:
   policy: drop
   rules:
@@ -102,9 +107,9 @@ forward:
 EOF
 }
 
-# peer_conf MODE: conntrackd on the peer's end of the link.
+# peer_conf MODE [multicast]: conntrackd on the peer's end of the link.
 peer_conf() {
-	local mode
+	local mode link
 	if [[ $1 == ftfw ]]; then
 		mode="Mode FTFW {
 		ResendQueueSize 131072
@@ -116,16 +121,24 @@ peer_conf() {
 		DisableExternalCache off
 	}"
 	fi
-	cat >"$TMP/peer.conf" <<CONF
-Sync {
-	$mode
-	UDP {
+	link="UDP {
 		IPv4_address 10.99.0.2
 		IPv4_Destination_Address 10.99.0.1
 		Port 3780
 		Interface sync0
 		Checksum on
-	}
+	}"
+	[[ ${2:-} == multicast ]] && link="Multicast {
+		IPv4_address 225.0.0.50
+		Group 3780
+		IPv4_interface 10.99.0.2
+		Interface sync0
+		Checksum on
+	}"
+	cat >"$TMP/peer.conf" <<CONF
+Sync {
+	$mode
+	$link
 }
 General {
 	HashSize 8192
@@ -204,6 +217,10 @@ to_linux() {
 	((ok == 5)) || fail "the peer kernel's table after the commit: $ok of 5 right: $(tr '\n' '|' <"$TMP/peer.kernel")"
 	cd_ -s >"$TMP/peer.stats" 2>&1
 	grep -q "0 Malformed msgs" "$TMP/peer.stats" || fail "conntrackd counted malformed messages"
+	ctl sync status >"$TMP/status.txt" 2>&1 && ctl stats >>"$TMP/status.txt" 2>&1
+	(($(grep -c "^sync: ftfw over\|^sync: notrack over" "$TMP/status.txt") == 2)) &&
+		grep -q "malformed 0, unauthenticated 0" "$TMP/status.txt" ||
+		fail "statewallctl sync status / stats: $(head -3 "$TMP/status.txt" | tr '\n' '|')"
 	stop_pid "$MANY"
 	MANY=''
 	DET="5 connections: external cache, then the peer kernel (ESTABLISHED, ASSURED, timeout > 400000)"
@@ -233,6 +250,8 @@ case_notrack_to_linux() { FIRST=20000 to_linux 20000; }
 case_notrack_from_linux() { from_linux; }
 case_ftfw_to_linux() { FIRST=20010 to_linux 20010; }
 case_ftfw_from_linux() { from_linux; }
+case_multicast_to_linux() { FIRST=20020 to_linux 20020; }
+case_multicast_from_linux() { from_linux; }
 
 case_ftfw_loss() {
 	local i n
@@ -280,17 +299,20 @@ case_ftfw_restart() {
 	DET="HELLO, RESYNC: the 100 connections back in conntrackd's cache"
 }
 
-for mode in notrack ftfw; do
-	ruleset "$mode"
-	peer_conf "$mode"
+for run in notrack ftfw multicast; do
+	# multicast: FTFW over conntrackd's multicast group.
+	mode=$run link=udp
+	[[ $run == multicast ]] && mode=ftfw link=multicast
+	ruleset "$mode" "$link"
+	peer_conf "$mode" "$link"
 	start_peer || die "conntrackd did not start in $PEER: $(tail -3 "$TMP/peer.log")"
 	start_daemon || {
 		tail -5 "$LOG" >&2
 		die "statewall run did not come up"
 	}
-	check "$mode-to-linux"
-	check "$mode-from-linux"
-	if [[ $mode == ftfw ]]; then
+	check "$run-to-linux"
+	check "$run-from-linux"
+	if [[ $run == ftfw ]]; then
 		check ftfw-loss
 		check ftfw-restart
 	fi

@@ -199,6 +199,12 @@ fn failover(mode: &str) {
     assert_eq!(sa.events_lost + sb.events_lost, 0);
     assert_eq!(sb.recv_destroy, 10);
     assert!(sb.refused == 0, "{:?}", sb.refused_reason);
+    // The same counters in `stats` and on the metrics endpoint.
+    let st = b.h.stats(false).sync.expect("stats carry the sync");
+    assert_eq!(st.recv_destroy, 10);
+    let m = dataplane::runtime::metrics::render(&b.h);
+    assert!(m.contains("statewall_sync_recv_entries_total "), "{m}");
+    assert!(m.contains("statewall_sync_external_cache 0"), "{m}");
 }
 
 #[test]
