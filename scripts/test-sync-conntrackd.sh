@@ -9,6 +9,13 @@
 #                     left with their states and mark, its counters say 4 created, 1 updated,
 #                     1 destroyed, 0 malformed; after `conntrackd -c` its kernel's table lists
 #                     them with their tuples, states, status and timeouts
+#   expect-to-conntrackd
+#                     an FTP control connection (CT_NEW, helper ftp) and its expectation
+#                     (EXP_NEW, `sync_datagrams encode-ftp`) sent to a conntrackd with
+#                     `ExpectationSync On`: its external expectation cache has it, 0
+#                     malformed; after `conntrackd -c` and `-c expect` its kernel's
+#                     `conntrack -L expect` has it, tuple, mask and master as the kernel's
+#                     FTP helper makes them
 #   from-conntrackd   a conntrackd (NOTRACK) sends what `conntrack -I/-U/-D` do in its
 #                     namespace; the datagrams captured on the link, read by Statewall
 #                     (`sync_datagrams decode`): every message read, none malformed, each with
@@ -68,7 +75,8 @@ ip -n "$B" addr add 10.99.0.2/24 dev sync0
 ip -n "$A" link set sync0 up
 ip -n "$B" link set sync0 up
 
-# conf NAME LOCAL PEER: a NOTRACK conntrackd on the link, files under $TMP.
+# conf NAME LOCAL PEER [OPTIONS]: a NOTRACK conntrackd on the link, files under $TMP;
+# OPTIONS, the Sync section's Options block's lines.
 conf() {
 	cat >"$TMP/$1.conf" <<CONF
 Sync {
@@ -81,6 +89,9 @@ Sync {
 		Port 3780
 		Interface sync0
 		Checksum on
+	}
+	Options {
+		${4:-}
 	}
 }
 General {
@@ -105,12 +116,28 @@ CONF
 }
 conf a 10.99.0.1 10.99.0.2
 conf b 10.99.0.2 10.99.0.1
+conf bx 10.99.0.2 10.99.0.1 "ExpectationSync On"
 
 EX=(cargo run -q -p statewall-engine --example sync_datagrams)
 "${EX[@]}" encode >"$TMP/ours.hex" 2>"$TMP/build.log" ||
 	die "the example sync_datagrams did not build or run: $(tail -3 "$TMP/build.log")"
+"${EX[@]}" encode-ftp >"$TMP/ftp.hex" 2>>"$TMP/build.log" ||
+	die "sync_datagrams encode-ftp failed: $(tail -3 "$TMP/build.log")"
 
 up() { [[ -S $TMP/$1.ctl ]]; }
+expected() { in_b conntrackd -C "$TMP/bx.conf" -e expect 2>/dev/null | grep -q "dport=50000"; }
+kernel_expects() { in_b conntrack -L expect 2>/dev/null | grep -q "dport=50000"; }
+# send_hex FILE: each line of FILE (a datagram in hex) from A's end of the link to B's.
+send_hex() {
+	ip netns exec "$A" "$PY" -c '
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("10.99.0.1", 3780))
+for line in open(sys.argv[1]):
+    s.sendto(bytes.fromhex(line.strip()), ("10.99.0.2", 3780))
+    time.sleep(0.05)
+' "$1"
+}
 in_b() { ip netns exec "$B" "$@"; }
 # The external cache counted the last message (the only destroy).
 counted() { in_b conntrackd -C "$TMP/b.conf" -s 2>/dev/null | grep -q "connections destroyed:[[:space:]]*1"; }
@@ -124,13 +151,7 @@ case_to_conntrackd() {
 	LOG=$TMP/b.log
 	in_b conntrackd -C "$TMP/b.conf" -d >/dev/null 2>&1 && wait_for 10 up b ||
 		{ fail "conntrackd did not start in $B"; return; }
-	ip netns exec "$A" "$PY" -c '
-import socket, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind(("10.99.0.1", 3780))
-for line in open(sys.argv[1]):
-    s.sendto(bytes.fromhex(line.strip()), ("10.99.0.2", 3780))
-' "$TMP/ours.hex" || { fail "could not send"; return; }
+	send_hex "$TMP/ours.hex" || { fail "could not send"; return; }
 	wait_for 5 counted || fail "conntrackd did not count the messages"
 	in_b conntrackd -C "$TMP/b.conf" -s >"$TMP/b.stats" 2>&1
 	in_b conntrackd -C "$TMP/b.conf" -e >"$TMP/b.external" 2>&1
@@ -200,8 +221,31 @@ PYEOF
 	DET="$(grep -c -v "^ctl" "$TMP/theirs.txt") conntrack messages read, none malformed"
 }
 
+case_expect_to_conntrackd() {
+	LOG=$TMP/bx.log
+	in_b conntrackd -C "$TMP/b.conf" -k >/dev/null 2>&1
+	wait_for 10 test ! -S "$TMP/b.ctl"
+	in_b conntrack -F >/dev/null 2>&1
+	in_b conntrackd -C "$TMP/bx.conf" -d >/dev/null 2>&1 && wait_for 10 up bx ||
+		{ fail "conntrackd (ExpectationSync) did not start in $B"; return; }
+	send_hex "$TMP/ftp.hex" || { fail "could not send"; return; }
+	wait_for 5 expected || fail "conntrackd's external expectation cache: $(in_b conntrackd -C "$TMP/bx.conf" -e expect 2>&1 | tr '\n' '|')"
+	in_b conntrackd -C "$TMP/bx.conf" -s >"$TMP/bx.stats" 2>&1
+	grep -q "0 Malformed msgs" "$TMP/bx.stats" || fail "conntrackd counted malformed messages"
+	# conntrackd 1.4.7's `-c` commits the entries; `-c expect` the expectations (their
+	# masters must be in the kernel first).
+	in_b conntrackd -C "$TMP/bx.conf" -c >/dev/null 2>&1 || fail "conntrackd -c failed"
+	in_b conntrackd -C "$TMP/bx.conf" -c expect >/dev/null 2>&1 || fail "conntrackd -c expect failed"
+	wait_for 5 kernel_expects
+	in_b conntrack -L expect >"$TMP/bx.kernel" 2>/dev/null
+	grep -q "proto=6 src=10.10.0.3 dst=10.10.0.2 sport=0 dport=50000 mask-src=255.255.255.255 mask-dst=255.255.255.255 sport=0 dport=65535 master-src=10.10.0.2 master-dst=10.10.0.3 sport=40021 dport=21" "$TMP/bx.kernel" ||
+		fail "the peer kernel's expectations after the commit: $(tr '\n' '|' <"$TMP/bx.kernel")"
+	in_b conntrackd -C "$TMP/bx.conf" -k >/dev/null 2>&1
+	DET="the FTP control connection and its expectation: external cache, committed to the kernel"
+}
+
 echo "$PROG: namespaces $A, $B; conntrackd $(conntrackd -v 2>&1 | grep -o 'v[0-9.]*' | head -1)"
-for c in to-conntrackd from-conntrackd; do
+for c in to-conntrackd expect-to-conntrackd from-conntrackd; do
 	check "$c"
 done
 

@@ -187,6 +187,11 @@ pub struct SyncStatus {
     pub link: String,
     /// Entries received and not committed (`disable_external_cache`: always 0).
     pub external_cache: u64,
+    /// FTP expectations received and not committed (`expectation_sync`).
+    #[serde(default)]
+    pub external_expectations: u64,
+    #[serde(default)]
+    pub expectation_sync: bool,
     pub disable_external_cache: bool,
     /// Messages and bytes both ways.
     pub msg_sent: u64,

@@ -76,6 +76,10 @@ pub struct SyncConfig {
     /// Seconds `statewallctl sync purge` leaves each entry at most (`PurgeTimeout`).
     #[serde(default = "SyncConfig::default_purge_timeout")]
     pub purge_timeout: u32,
+    /// Sync the FTP helper's expectations too (conntrackd's `ExpectationSync`; both sides
+    /// must say so: a conntrackd without it does not take them).
+    #[serde(default, skip_serializing_if = "crate::skip::is_false")]
+    pub expectation_sync: bool,
     /// Events each worker can hand to the sync thread between two of its rounds; more are
     /// dropped and counted.
     #[serde(default = "SyncConfig::default_event_ring")]

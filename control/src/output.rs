@@ -168,10 +168,11 @@ pub fn payload(p: &Payload, op: Option<ConntrackOp>) -> String {
 fn sync_status(o: &mut String, s: &SyncStatus) {
     let _ = writeln!(
         o,
-        "sync: {} over {}; external cache {} entries{}",
+        "sync: {} over {}; external cache {} entries, {} expectations{}",
         s.mode,
         s.link,
         s.external_cache,
+        s.external_expectations,
         if s.disable_external_cache {
             " (off: entries go into the table at once)"
         } else {

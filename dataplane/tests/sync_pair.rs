@@ -3,8 +3,9 @@
 //! their states, a commit makes them live there (a mid-stream segment the backup dropped
 //! before the commit passes after it), a close empties the cache again; with the external
 //! cache off entries go straight into the table; a backup started late asks for everything
-//! (RESYNC) and gets it; a stranger's datagram and garbage are counted and change nothing.
-//! Both modes, two workers on each side.
+//! (RESYNC) and gets it; a stranger's datagram and garbage are counted and change nothing;
+//! an FTP expectation follows its control connection (`expectation_sync`). Both modes, two
+//! workers on each side.
 
 use std::net::{IpAddr, Ipv4Addr, UdpSocket};
 use std::sync::Arc;
@@ -289,4 +290,63 @@ fn strangers_and_garbage_are_counted_and_change_nothing() {
     // The sync goes on.
     open(&a, 43000);
     wait("the entry to arrive", || b.status().external_cache == 1);
+}
+
+/// A segment of 10.10.0.2:40021 ↔ 10.10.0.3:21 with these numbers and data.
+fn ftp_seg(from_client: bool, flags: u8, seq: u32, ack: u32, data: &[u8]) -> Vec<u8> {
+    let (c, s) = ((ip("10.10.0.2"), 40021), (ip("10.10.0.3"), 21));
+    let (a, b) = if from_client { (c, s) } else { (s, c) };
+    Tcp {
+        seq,
+        ack,
+        ..Tcp::new(a, b, flags)
+    }
+    .payload(data.to_vec())
+    .frame()
+}
+
+#[test]
+fn an_ftp_expectation_follows_its_control_connection() {
+    let extra = "  expectation_sync: true\nhelpers:\n  ftp: {ports: [21]}";
+    let (pa, pb) = (free_port("127.0.0.1"), free_port("127.0.0.2"));
+    let rules = |local, peer| ruleset("ftfw", local, peer, extra);
+    let a = Box_::start(&rules(("127.0.0.1", pa), ("127.0.0.2", pb)));
+    let b = Box_::start(&rules(("127.0.0.2", pb), ("127.0.0.1", pa)));
+    // The control connection through a: the banner, USER (the helper parses from the second
+    // line of each direction on, as the kernel's), then PORT 10,10,0,2,195,80 (50000).
+    assert!(a.pass(LAN, &ftp_seg(true, SYN, 100, 0, b"")));
+    assert!(a.pass(WAN, &ftp_seg(false, SYN | ACK, 900, 101, b"")));
+    assert!(a.pass(LAN, &ftp_seg(true, ACK, 101, 901, b"")));
+    let banner = b"220 ready\r\n";
+    assert!(a.pass(WAN, &ftp_seg(false, ACK | PSH, 901, 101, banner)));
+    let user = b"USER anonymous\r\n";
+    assert!(a.pass(LAN, &ftp_seg(true, ACK | PSH, 101, 912, user)));
+    let port = b"PORT 10,10,0,2,195,80\r\n";
+    assert!(a.pass(LAN, &ftp_seg(true, ACK | PSH, 117, 912, port)));
+    wait("the expectation in b's cache", || {
+        b.status().external_expectations == 1
+    });
+    // Committed on b: the server's data connection to 50000 is RELATED there, and accepted.
+    let r = b.sync(SyncOp::Commit);
+    assert!(r.message.contains("1 expectations"), "{}", r.message);
+    let data_syn = Tcp {
+        seq: 7000,
+        ..Tcp::new((ip("10.10.0.3"), 20), (ip("10.10.0.2"), 50000), SYN)
+    }
+    .frame();
+    assert!(
+        b.pass(WAN, &data_syn),
+        "the data connection is RELATED on b"
+    );
+    // The data connection took the expectation on b; on a it is still pending, and a flush
+    // there (which takes the expectations with the entries) is an EXP_DEL: b's cache lets
+    // it go.
+    a.h.conntrack(ConntrackOp::Flush, &ConntrackFilter::default())
+        .unwrap();
+    wait("the expectation to leave b's cache", || {
+        b.status().external_expectations == 0
+    });
+    let sa = a.status();
+    assert_eq!(sa.malformed + b.status().malformed, 0);
+    assert_eq!(b.status().refused, 0, "{:?}", b.status().refused_reason);
 }

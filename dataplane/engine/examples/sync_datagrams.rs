@@ -5,11 +5,20 @@
 //! connection with a mark, a UDP flow, an ICMP echo and an IPv6 TCP connection opening; a
 //! CT_UPD of the UDP flow's timeout; a CT_DEL of the echo.
 //!
+//! `sync_datagrams encode-ftp`: an FTP control connection (CT_NEW: ESTABLISHED, helper
+//! ftp) and the expectation of its PORT command (EXP_NEW, `sync::expect::attrs_of`), one
+//! datagram each.
+//!
 //! `sync_datagrams decode`: reads hex datagrams (one per line) on stdin and prints each
-//! message read (`decode`) as one line, `kind seq key=value ...`, or `malformed: ...`.
+//! message read (`decode`) as one line, `kind seq key=value ...`, or `malformed: ...`; an
+//! expectation as the one Statewall makes of it (`sync::expect::expectation_of`) or why not.
 
 use std::io::BufRead;
 
+use engine::conntrack::expect::Expectation;
+use engine::flow::FlowKey;
+use engine::packet::{v4_mapped, IpFamily};
+use engine::sync::expect::{attrs_of, expectation_of};
 use engine::sync::wire::{decode, kind, Addrs, CtAttrs, IcmpAttrs, Message, Writer};
 
 fn v4(a: [u8; 4], b: [u8; 4]) -> Addrs {
@@ -85,6 +94,37 @@ fn encode() {
     }
 }
 
+fn encode_ftp() {
+    let (c, s) = ([10, 10, 0, 2], [10, 10, 0, 3]);
+    let ctl = CtAttrs {
+        addrs: Some(v4(c, s)),
+        l4proto: Some(6),
+        ports: Some((40021, 21)),
+        tcp_state: Some(3),
+        status: Some(0xe),
+        timeout: Some(431_000),
+        mark: Some(0),
+        helper: Some("ftp".into()),
+        ..CtAttrs::default()
+    };
+    let mut w = Writer::default();
+    w.ct(kind::CT_NEW, 2000, &ctl);
+    println!("{}", hex(&w.buf));
+    let x = Expectation {
+        family: IpFamily::V4,
+        src: v4_mapped(s),
+        dst: v4_mapped(c),
+        proto: 6,
+        dport: 50000,
+        expires: 280 * 1_000_000_000,
+        master: FlowKey::new(IpFamily::V4, v4_mapped(c), v4_mapped(s), 6, 40021, 21),
+        mark: 0,
+    };
+    let mut w = Writer::default();
+    w.exp(kind::EXP_NEW, 2001, &attrs_of(&x, 0));
+    println!("{}", hex(&w.buf));
+}
+
 fn hex(b: &[u8]) -> String {
     use std::fmt::Write;
     b.iter().fold(String::new(), |mut s, x| {
@@ -116,7 +156,22 @@ fn decode_stdin() {
                 Ok(Message::Ctl(h, r)) => {
                     println!("ctl {} flags={:#x} range={r:?}", h.seq, h.flags);
                 }
-                Ok(Message::Exp(h, a)) => println!("exp{} {} attrs={}", h.kind, h.seq, a.len()),
+                Ok(Message::Exp(h, a)) => match expectation_of(&a, 0) {
+                    Ok(x) => println!(
+                        "exp{} {} src={:?} dst={:?} dport={} timeout={} master={:?}:{}->{:?}:{}",
+                        h.kind,
+                        h.seq,
+                        engine::packet::to_ip(x.family, &x.src),
+                        engine::packet::to_ip(x.family, &x.dst),
+                        x.dport,
+                        x.expires / 1_000_000_000,
+                        engine::packet::to_ip(x.master.family, &x.master.src),
+                        x.master.sport,
+                        engine::packet::to_ip(x.master.family, &x.master.dst),
+                        x.master.dport
+                    ),
+                    Err(why) => println!("exp{} {} refused: {why}", h.kind, h.seq),
+                },
                 Ok(Message::Ct(h, a)) => {
                     let name = match h.kind {
                         kind::CT_NEW => "new",
@@ -147,9 +202,10 @@ fn decode_stdin() {
 fn main() {
     match std::env::args().nth(1).as_deref() {
         Some("encode") => encode(),
+        Some("encode-ftp") => encode_ftp(),
         Some("decode") => decode_stdin(),
         _ => {
-            eprintln!("usage: sync_datagrams encode | decode < HEX-LINES");
+            eprintln!("usage: sync_datagrams encode | encode-ftp | decode < HEX-LINES");
             std::process::exit(2);
         }
     }

@@ -241,6 +241,15 @@ impl Peer {
         self.keep(seq, Some(key), bytes);
     }
 
+    /// Send an expectation message (`kind::EXP_*`) about the expected connection `key`.
+    pub fn send_exp(&mut self, kind: u8, key: FlowKey, attrs: &[(u16, Vec<u8>)], now: u64) {
+        let mut w = Writer::default();
+        w.exp(kind, 0, attrs);
+        let mut bytes = w.buf;
+        let seq = self.emit(&mut bytes, now);
+        self.keep(seq, Some(key), bytes);
+    }
+
     /// Send a control message; ACK, NACK and RESYNC carry `range` and are kept for resending.
     fn send_ctl(&mut self, flags: u8, range: Option<(u32, u32)>, now: u64) {
         let mut w = Writer::default();

@@ -221,12 +221,25 @@ impl Message {
     }
 }
 
-fn be16(b: &[u8]) -> u16 {
+pub(crate) fn be16(b: &[u8]) -> u16 {
     u16::from_be_bytes([b[0], b[1]])
 }
 
-fn be32(b: &[u8]) -> u32 {
+pub(crate) fn be32(b: &[u8]) -> u32 {
     u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+}
+
+/// An address pair as an IPV4 (8 bytes) or IPV6 (32 bytes) attribute carries it.
+pub(crate) fn addrs(p: &[u8]) -> Addrs {
+    if p.len() >= 32 {
+        let mut s = [0; 16];
+        let mut d = [0; 16];
+        s.copy_from_slice(&p[..16]);
+        d.copy_from_slice(&p[16..32]);
+        Addrs::V6(s, d)
+    } else {
+        Addrs::V4([p[0], p[1], p[2], p[3]], [p[4], p[5], p[6], p[7]])
+    }
 }
 
 fn align4(n: usize) -> usize {
@@ -514,6 +527,19 @@ impl Writer {
             self.attr(attr::ZONE, &z.to_be_bytes());
         }
         self.attr(attr::SYNPROXY, &[0; 12]);
+        self.finish(start);
+    }
+
+    /// An expectation message (`kind::EXP_*`) of these attributes, in their order
+    /// (`sync::expect::attrs_of` gives conntrackd's).
+    pub fn exp(&mut self, kind: u8, seq: u32, attrs: &[(u16, Vec<u8>)]) {
+        let start = self.buf.len();
+        self.buf
+            .extend_from_slice(&[VERSION << 4 | kind & 0x0f, 0, 0, 0]);
+        self.buf.extend_from_slice(&seq.to_be_bytes());
+        for (t, p) in attrs {
+            self.attr(*t, p);
+        }
         self.finish(start);
     }
 

@@ -19,6 +19,7 @@
 mod cache;
 mod link;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
@@ -29,14 +30,17 @@ use crossbeam::queue::ArrayQueue;
 
 use config::protocol::{ErrorKind, ErrorReply, SyncOp, SyncReply, SyncStatus};
 use config::sync::{SyncConfig, SyncMode};
+use engine::conntrack::expect::Expectation;
 use engine::conntrack::filter::EntryFilter;
 use engine::flow::owner;
+use engine::flow::FlowKey;
 use engine::sync::entry::{attrs_of, entry_of};
 use engine::sync::events::{Event, EventKind};
+use engine::sync::expect as exp;
 use engine::sync::peer::{Mode, Peer, PeerConfig, Received};
 use engine::sync::wire::kind;
 
-use self::cache::ExternalCache;
+use self::cache::{expected_key, ExternalCache};
 use self::link::{Link, Refused, RECV_MAX};
 use super::cmd::{Inject, ScanAction};
 use super::{RuntimeHandle, Shared};
@@ -166,6 +170,7 @@ pub(crate) fn start(
         cache: ExternalCache::default(),
         counts: Counts::default(),
         received: Vec::new(),
+        sent_expectations: HashMap::new(),
     };
     t.publish();
     thread::Builder::new()
@@ -196,6 +201,8 @@ struct SyncThread {
     cache: ExternalCache,
     counts: Counts,
     received: Vec<Received>,
+    /// The expectations the peer was told of (`expectation_sync`), by expected tuple.
+    sent_expectations: HashMap<FlowKey, Expectation>,
 }
 
 impl SyncThread {
@@ -224,6 +231,7 @@ impl SyncThread {
                 }
             }
             self.send_events();
+            self.send_expectations();
             if let Ok(req) = self.sync().requests_rx.try_recv() {
                 let r = self.serve(req.op);
                 let _ = req.reply.try_send(r);
@@ -254,6 +262,43 @@ impl SyncThread {
                 if let Some(a) = attrs_of(&ev.entry, now) {
                     self.peer.send_ct(k, ev.entry.key, &a, now);
                 }
+            }
+        }
+    }
+
+    /// The FTP helper's expectations (`expectation_sync`): the ones that appeared since the
+    /// last round as EXP_NEW, the ones gone (a data connection took it, or it expired) as
+    /// EXP_DEL. The shared table is only looked at while it or what was sent is not empty.
+    fn send_expectations(&mut self) {
+        if !self.sync().config.expectation_sync
+            || (self.shared.expect.is_empty() && self.sent_expectations.is_empty())
+        {
+            return;
+        }
+        let now = self.shared.clock.now();
+        let live: HashMap<FlowKey, Expectation> = self
+            .shared
+            .expect
+            .snapshot()
+            .into_iter()
+            .filter(|x| x.expires > now)
+            .map(|x| (expected_key(&x), x))
+            .collect();
+        let gone: Vec<(FlowKey, Expectation)> = self
+            .sent_expectations
+            .iter()
+            .filter(|(k, _)| !live.contains_key(k))
+            .map(|(k, x)| (*k, *x))
+            .collect();
+        for (k, x) in gone {
+            self.sent_expectations.remove(&k);
+            self.peer
+                .send_exp(kind::EXP_DEL, k, &exp::attrs_of(&x, now), now);
+        }
+        for (k, x) in live {
+            if self.sent_expectations.insert(k, x).is_none() {
+                self.peer
+                    .send_exp(kind::EXP_NEW, k, &exp::attrs_of(&x, now), now);
             }
         }
     }
@@ -305,7 +350,43 @@ impl SyncThread {
                         self.cache.put(e, e.expires);
                     }
                 }
-                Received::Exp(..) => self.counts.recv_expect += 1,
+                Received::Exp(k, attrs) => {
+                    self.counts.recv_expect += 1;
+                    if !self.sync().config.expectation_sync {
+                        continue;
+                    }
+                    // Timeouts as durations until committed, as for entries.
+                    let x = match exp::expectation_of(&attrs, 0) {
+                        Ok(x) => x,
+                        Err(why) => {
+                            self.counts.refused += 1;
+                            self.counts.refused_reason = Some(why);
+                            continue;
+                        }
+                    };
+                    let now = self.shared.clock.now();
+                    match (direct, k == kind::EXP_DEL) {
+                        (true, true) => {
+                            let k = expected_key(&x);
+                            self.shared.expect.take(&k, now);
+                        }
+                        (true, false) => {
+                            let live = Expectation {
+                                expires: now.saturating_add(x.expires),
+                                ..x
+                            };
+                            if self.shared.expect.add(live, now).is_err() {
+                                self.counts.refused += 1;
+                                self.counts.refused_reason =
+                                    Some("the expectation table is full (expect_max)".into());
+                            }
+                        }
+                        (false, true) => {
+                            self.cache.remove_expectation(&x);
+                        }
+                        (false, false) => self.cache.put_expectation(x),
+                    }
+                }
                 Received::Resync => resync = true,
             }
         }
@@ -341,6 +422,18 @@ impl SyncThread {
                 }
             }
         }
+        // Then the expectations (their masters are sent above), as conntrackd sends its
+        // expectation cache after its conntrack cache.
+        if self.sync().config.expectation_sync {
+            for x in self.shared.expect.snapshot() {
+                if x.expires > now {
+                    let k = expected_key(&x);
+                    self.peer
+                        .send_exp(kind::EXP_NEW, k, &exp::attrs_of(&x, now), now);
+                    self.sent_expectations.insert(k, x);
+                }
+            }
+        }
         self.transmit();
         Ok(sent)
     }
@@ -351,21 +444,39 @@ impl SyncThread {
             SyncOp::Status => (0, String::new()),
             SyncOp::Commit => {
                 let r = self.handle.adopt_all(self.cache.committed(now))?;
+                // The expectations after their masters, as conntrackd commits them.
+                let (mut xs, mut full) = (0, 0);
+                for x in self.cache.committed_expectations(now) {
+                    if self.shared.expect.add(x, now).is_ok() {
+                        xs += 1;
+                    } else {
+                        full += 1;
+                    }
+                }
                 (
                     r.added,
                     format!(
-                        "committed {} entries from the external cache: {} added, {} already there, {} expired, {} not added (table full)",
+                        "committed {} entries from the external cache: {} added, {} already there, {} expired, {} not added (table full); {} expectations{}",
                         self.cache.len(),
                         r.added,
                         r.present,
                         r.expired,
-                        r.full
+                        r.full,
+                        xs,
+                        if full > 0 {
+                            format!(" ({full} not added: expect_max)")
+                        } else {
+                            String::new()
+                        }
                     ),
                 )
             }
             SyncOp::Flush => {
-                let n = self.cache.clear() as u64;
-                (n, format!("flushed {n} entries from the external cache"))
+                let (n, x) = self.cache.clear();
+                (
+                    n as u64,
+                    format!("flushed {n} entries and {x} expectations from the external cache"),
+                )
             }
             SyncOp::Resync => (
                 0,
@@ -417,6 +528,8 @@ impl SyncThread {
             },
             link: self.link.name.clone(),
             external_cache: self.cache.len() as u64,
+            external_expectations: self.cache.expectations() as u64,
+            expectation_sync: sync.config.expectation_sync,
             disable_external_cache: sync.config.disable_external_cache,
             msg_sent: s.msg_sent,
             msg_recv: s.msg_recv,
