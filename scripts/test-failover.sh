@@ -41,6 +41,8 @@ cd "$(dirname "$0")/.." || exit 2
 PROG=test-failover
 # shellcheck source=scripts/lib/labtest.sh
 . scripts/lib/labtest.sh
+# shellcheck source=scripts/lib/conntrackd.sh
+. scripts/lib/conntrackd.sh
 
 BIN=${STATEWALL:-$RELEASE/statewall}
 CTL=${STATEWALLCTL:-$(dirname "$BIN")/statewallctl}
@@ -226,40 +228,7 @@ iptables -I FORWARD 1 -m comment --comment ha-standby -j DROP
 ip6tables -P FORWARD DROP
 ip6tables -I FORWARD 1 -m comment --comment ha-standby -j DROP
 ' || return 1
-	cat >"$d/conntrackd.conf" <<CONF
-Sync {
-	Mode FTFW {
-		ResendQueueSize 131072
-		ACKWindowSize 300
-		DisableExternalCache off
-	}
-	UDP {
-		IPv4_address ${ADDR[$i]}
-		IPv4_Destination_Address $peer
-		Port 3780
-		Interface sync0
-		Checksum on
-	}
-}
-General {
-	HashSize 8192
-	HashLimit 65536
-	LogFile $d/conntrackd.log
-	LockFile $d/conntrackd.lock
-	UNIX {
-		Path $d/conntrackd.ctl
-	}
-	NetlinkBufferSize 2097152
-	NetlinkBufferSizeMaxGrowth 8388608
-	Filter From Userspace {
-		Address Ignore {
-			IPv4_address 127.0.0.1
-			IPv4_address 10.99.0.1
-			IPv4_address 10.99.0.2
-		}
-	}
-}
-CONF
+	conntrackd_conf "$d/conntrackd.conf" ftfw udp "${ADDR[$i]}" "$peer"
 	ip netns exec "$g" conntrackd -C "$d/conntrackd.conf" -d >/dev/null 2>&1 || return 1
 	wait_for 10 test -S "$d/conntrackd.ctl" || return 1
 	# conntrack-tools' primary-backup.sh with this lab's conntrackd configuration and lock.

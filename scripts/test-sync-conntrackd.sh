@@ -38,6 +38,8 @@ cd "$(dirname "$0")/.." || exit 2
 PROG=test-sync-conntrackd
 # shellcheck source=scripts/lib/labtest.sh
 . scripts/lib/labtest.sh
+# shellcheck source=scripts/lib/conntrackd.sh
+. scripts/lib/conntrackd.sh
 
 START=$SECONDS
 NS=sw-sync-$$
@@ -75,45 +77,8 @@ ip -n "$B" addr add 10.99.0.2/24 dev sync0
 ip -n "$A" link set sync0 up
 ip -n "$B" link set sync0 up
 
-# conf NAME LOCAL PEER [OPTIONS]: a NOTRACK conntrackd on the link, files under $TMP;
-# OPTIONS, the Sync section's Options block's lines.
-conf() {
-	cat >"$TMP/$1.conf" <<CONF
-Sync {
-	Mode NOTRACK {
-		DisableExternalCache off
-	}
-	UDP {
-		IPv4_address $2
-		IPv4_Destination_Address $3
-		Port 3780
-		Interface sync0
-		Checksum on
-	}
-	Options {
-		${4:-}
-	}
-}
-General {
-	HashSize 8192
-	HashLimit 65536
-	LogFile $TMP/$1.log
-	LockFile $TMP/$1.lock
-	UNIX {
-		Path $TMP/$1.ctl
-	}
-	NetlinkBufferSize 2097152
-	NetlinkBufferSizeMaxGrowth 8388608
-	Filter From Userspace {
-		Address Ignore {
-			IPv4_address 127.0.0.1
-			IPv4_address 10.99.0.1
-			IPv4_address 10.99.0.2
-		}
-	}
-}
-CONF
-}
+# conf NAME LOCAL PEER [OPTIONS]: a NOTRACK conntrackd on the link, files $TMP/NAME.*.
+conf() { conntrackd_conf "$TMP/$1.conf" notrack udp "$2" "$3" "${4:-}"; }
 conf a 10.99.0.1 10.99.0.2
 conf b 10.99.0.2 10.99.0.1
 conf bx 10.99.0.2 10.99.0.1 "ExpectationSync On"
@@ -142,8 +107,28 @@ in_b() { ip netns exec "$B" "$@"; }
 # The external cache counted the last message (the only destroy).
 counted() { in_b conntrackd -C "$TMP/b.conf" -s 2>/dev/null | grep -q "connections destroyed:[[:space:]]*1"; }
 listening() { grep -q "listening on" "$TMP/tcpdump.log"; }
-# Six conntrack messages on the link (ALIVE messages are 8 bytes long).
-six() { (($(tcpdump -r "$TMP/link.pcap" 2>/dev/null | grep -c "length [1-9][0-9]") >= 6)); }
+# conntrackd in A took in the six changes (4 created, 1 updated, 1 destroyed in its
+# internal cache): it has sent them. (The datagrams on the link do not say it: conntrackd
+# packs several messages into one when they come together.)
+# What the capture holds so far, read by Statewall: $TMP/theirs.txt, a message a line.
+read_capture() {
+	"$PY" - "$TMP/link.pcap" >"$TMP/theirs.hex" 2>/dev/null <<'PYEOF' || return 1
+import sys
+sys.path.insert(0, "scripts/swlab")
+from pcapng import read_packets
+for p in read_packets(sys.argv[1]):
+    d = p.data
+    ihl = (d[14] & 0x0F) * 4
+    print(d[14 + ihl + 8:].hex())
+PYEOF
+	"${EX[@]}" decode <"$TMP/theirs.hex" >"$TMP/theirs.txt" 2>&1
+}
+captured_six() { read_capture && (($(grep -c -v "^ctl" "$TMP/theirs.txt") >= 6)); }
+sent_six() {
+	ip netns exec "$A" conntrackd -C "$TMP/a.conf" -s 2>/dev/null |
+		sed -n '/cache internal/,/^$/p' | tr -s ' \t\n' ' ' |
+		grep -q "created: 4 failed: 0 connections updated: 1 failed: 0 connections destroyed: 1"
+}
 
 # ---------------------------------------------------------------- cases
 
@@ -193,19 +178,10 @@ conntrack -I -p tcp -s fd00::2 -d fd00::3 --sport 40001 --dport 443 --state SYN_
 conntrack -U -p udp -s 10.10.0.2 -d 10.10.0.3 --sport 5353 --dport 53 -t 60
 conntrack -D -p icmp -s 10.10.0.2 -d 10.10.0.3
 ' >/dev/null 2>&1 || { fail "conntrack -I/-U/-D failed"; return; }
-	wait_for 10 six || fail "fewer than 6 conntrack messages on the link"
+	wait_for 10 sent_six || fail "conntrackd did not take in the 6 changes"
+	wait_for 10 captured_six || fail "fewer than 6 conntrack messages captured on the link"
 	stop_pid "$TDPID"
 	TDPID=''
-	"$PY" - "$TMP/link.pcap" >"$TMP/theirs.hex" <<'PYEOF' || { fail "cannot read the capture"; return; }
-import sys
-sys.path.insert(0, "scripts/swlab")
-from pcapng import read_packets
-for p in read_packets(sys.argv[1]):
-    d = p.data
-    ihl = (d[14] & 0x0F) * 4
-    print(d[14 + ihl + 8:].hex())
-PYEOF
-	"${EX[@]}" decode <"$TMP/theirs.hex" >"$TMP/theirs.txt" 2>&1
 	grep -q malformed "$TMP/theirs.txt" && fail "malformed: $(grep -m1 malformed "$TMP/theirs.txt")"
 	local want=(
 		"new .*V4(\[10, 10, 0, 2\], \[10, 10, 0, 3\]).* proto=Some(6) ports=Some((40000, 80)) state=Some(3) status=Some(14) timeout=Some(432000) mark=Some(7)"

@@ -40,6 +40,8 @@ cd "$(dirname "$0")/.." || exit 2
 PROG=test-sync-daemon
 # shellcheck source=scripts/lib/labtest.sh
 . scripts/lib/labtest.sh
+# shellcheck source=scripts/lib/conntrackd.sh
+. scripts/lib/conntrackd.sh
 
 BIN=${STATEWALL:-$RELEASE/statewall}
 CTL=${STATEWALLCTL:-$(dirname "$BIN")/statewallctl}
@@ -108,58 +110,7 @@ EOF
 }
 
 # peer_conf MODE [multicast]: conntrackd on the peer's end of the link.
-peer_conf() {
-	local mode link
-	if [[ $1 == ftfw ]]; then
-		mode="Mode FTFW {
-		ResendQueueSize 131072
-		ACKWindowSize 300
-		DisableExternalCache off
-	}"
-	else
-		mode="Mode NOTRACK {
-		DisableExternalCache off
-	}"
-	fi
-	link="UDP {
-		IPv4_address 10.99.0.2
-		IPv4_Destination_Address 10.99.0.1
-		Port 3780
-		Interface sync0
-		Checksum on
-	}"
-	[[ ${2:-} == multicast ]] && link="Multicast {
-		IPv4_address 225.0.0.50
-		Group 3780
-		IPv4_interface 10.99.0.2
-		Interface sync0
-		Checksum on
-	}"
-	cat >"$TMP/peer.conf" <<CONF
-Sync {
-	$mode
-	$link
-}
-General {
-	HashSize 8192
-	HashLimit 65536
-	LogFile $TMP/peer.log
-	LockFile $TMP/peer.lock
-	UNIX {
-		Path $TMP/peer.ctl
-	}
-	NetlinkBufferSize 2097152
-	NetlinkBufferSizeMaxGrowth 8388608
-	Filter From Userspace {
-		Address Ignore {
-			IPv4_address 127.0.0.1
-			IPv4_address 10.99.0.1
-			IPv4_address 10.99.0.2
-		}
-	}
-}
-CONF
-}
+peer_conf() { conntrackd_conf "$TMP/peer.conf" "$1" "${2:-udp}" 10.99.0.2 10.99.0.1; }
 
 peer_up() { [[ -S $TMP/peer.ctl ]] && cd_ -s >/dev/null 2>&1; }
 start_peer() {

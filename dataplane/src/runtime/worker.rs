@@ -193,6 +193,8 @@ impl<Io: PortIo> Worker<Io> {
         self.shared.slots[self.id]
             .running
             .store(false, Ordering::Release);
+        // The last round's sweep events: the sync thread, joined after the workers, sends them.
+        self.hand_over_sync();
         // Give every frame back before the IO is dropped.
         for (p, q) in s.tx.iter_mut().enumerate() {
             self.io.send(p, q);
