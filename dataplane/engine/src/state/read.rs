@@ -11,6 +11,11 @@ use crate::wire::proto;
 
 use super::{data_crc, expect, Header, HeaderError, SLOT_SIZE};
 
+/// The longest any entry or expectation can have left: timeouts are whole seconds in a u32
+/// (ctnetlink's CTA_TIMEOUT, `conntrack -t`, a sync message's TIMEOUT; the settings stop at a
+/// year). A state file that says more is corrupt.
+pub const MAX_TIMEOUT_NS: u64 = (u32::MAX as u64 + 1) * 1_000_000_000;
+
 /// How the writer's engine times map onto the reader's: both are tied to the wall clock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rebase {
@@ -86,6 +91,11 @@ impl<'a> Reader<'a> {
         if e.expires <= to.now {
             return Some(SlotRead::Expired);
         }
+        if e.expires - to.now > MAX_TIMEOUT_NS {
+            return Some(SlotRead::Corrupt(
+                "an expiry further off than any timeout (2^32 s, the kernel's and conntrack's limit)",
+            ));
+        }
         if matches!(e.key.proto, proto::UDP | proto::UDPLITE) {
             let ts = self.rebase(e.udp_stream_ts(), to);
             e.set_udp_stream_ts(ts);
@@ -104,7 +114,14 @@ impl<'a> Reader<'a> {
                 x
             })
             .filter(|x| x.expires > to.now)
+            .collect::<Vec<_>>();
+        // An expectation further off than any timeout is corrupt too.
+        let n = live.len();
+        let live: Vec<Expectation> = live
+            .into_iter()
+            .filter(|x| x.expires - to.now <= MAX_TIMEOUT_NS)
             .collect();
+        let bad = bad + (n - live.len());
         (live, bad)
     }
 }
@@ -151,6 +168,26 @@ mod tests {
             f[at..at + SLOT_SIZE].copy_from_slice(Slot(e).as_bytes());
         }
         f
+    }
+
+    #[test]
+    fn an_expiry_past_any_timeout_is_corrupt() {
+        let mut longest = Entry::new(key(1, 17));
+        longest.expires = MAX_TIMEOUT_NS;
+        let mut beyond = Entry::new(key(2, 17));
+        beyond.expires = MAX_TIMEOUT_NS + 2 * S;
+        let f = file_with(&[longest, beyond], 1000 * S);
+        let r = Reader::new(&f).unwrap();
+        let to = Rebase {
+            now: S,
+            epoch_unix_ns: 1000 * S,
+        };
+        let got: Vec<SlotRead> = r.slots(to).collect();
+        assert!(matches!(got[0], SlotRead::Live(_)), "{got:?}");
+        assert!(
+            matches!(got[1], SlotRead::Corrupt(w) if w.contains("2^32 s")),
+            "{got:?}"
+        );
     }
 
     #[test]
