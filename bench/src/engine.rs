@@ -618,8 +618,7 @@ pub fn pipeline(a: &Args) -> anyhow::Result<()> {
                     "established trace: not all ESTABLISHED cache hits: {c:?}"
                 );
                 if let Some(h) = h {
-                    let (taken, lost) = h.finish(&mut p);
-                    println!("sync: {taken} events handed over, {lost} lost");
+                    h.report(&mut p);
                 }
                 let m = median(v);
                 est_ns.push((n, r, m.0));
@@ -678,8 +677,7 @@ pub fn pipeline(a: &Args) -> anyhow::Result<()> {
                     a.packets * a.rounds
                 );
                 if let Some(h) = h {
-                    let (taken, lost) = h.finish(&mut p);
-                    println!("sync: {taken} events handed over, {lost} lost");
+                    h.report(&mut p);
                 }
                 let m = median(v);
                 new_ns.push((n, r, m.0));

@@ -90,8 +90,14 @@ impl Handover {
         }
     }
 
+    /// Stop the consumer and say how many events were handed over and lost.
+    pub fn report(self, p: &mut Pipeline) {
+        let (taken, lost) = self.finish(p);
+        println!("sync: {taken} events handed over, {lost} lost");
+    }
+
     /// Stop the consumer: events taken off the ring, and lost (a full ring or log).
-    pub fn finish(mut self, p: &mut Pipeline) -> (u64, u64) {
+    fn finish(mut self, p: &mut Pipeline) -> (u64, u64) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.consumer.take() {
             let _ = t.join();

@@ -103,8 +103,8 @@ enum Cmd {
     /// commit the external cache (-c), flush it (-f), resync (-R), send every entry to the
     /// peer (-B), request the peer's (-n), purge: shorten every timeout (-t).
     Sync {
-        #[arg(value_enum)]
-        op: SyncOpArg,
+        #[arg(value_parser = sync_op_parser())]
+        op: SyncOp,
     },
     /// A live view, each second: per-worker pps, drops, occupancy, p99 latency (q quits).
     Top {
@@ -112,31 +112,6 @@ enum Cmd {
         #[arg(long, default_value_t = 0)]
         iterations: u64,
     },
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum SyncOpArg {
-    Status,
-    Commit,
-    Flush,
-    Resync,
-    Bulk,
-    Request,
-    Purge,
-}
-
-impl SyncOpArg {
-    fn op(self) -> SyncOp {
-        match self {
-            SyncOpArg::Status => SyncOp::Status,
-            SyncOpArg::Commit => SyncOp::Commit,
-            SyncOpArg::Flush => SyncOp::Flush,
-            SyncOpArg::Resync => SyncOp::Resync,
-            SyncOpArg::Bulk => SyncOp::Bulk,
-            SyncOpArg::Request => SyncOp::Request,
-            SyncOpArg::Purge => SyncOp::Purge,
-        }
-    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -178,6 +153,17 @@ struct FilterArgs {
 enum FamilyArg {
     Ipv4,
     Ipv6,
+}
+
+/// `sync`'s operations, by the protocol's names (`SyncOp::as_str`).
+fn sync_op_parser() -> impl clap::builder::TypedValueParser<Value = SyncOp> {
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(SyncOp::ALL.map(SyncOp::as_str)).map(|s| {
+        SyncOp::ALL
+            .into_iter()
+            .find(|o| o.as_str() == s)
+            .expect("one of the possible values")
+    })
 }
 
 fn parse_proto(s: &str) -> Result<u8, String> {
@@ -310,7 +296,7 @@ fn run(cli: &Cli) -> anyhow::Result<Done> {
             key: key.clone(),
             value: value.clone(),
         },
-        Cmd::Sync { op } => Command::Sync { op: op.op() },
+        Cmd::Sync { op } => Command::Sync { op: *op },
     };
     let op = match &cmd {
         Command::Conntrack { op, .. } => Some(*op),
